@@ -1,0 +1,33 @@
+# actbench: every command sets itself up (creates .venv, installs the project) and then runs.
+#   make bench      quick benchmark of every available kernel: tables, JSON, Markdown, plots
+#   make test       the test suite (numba-cuda simulator and NVRTC compile tests included)
+# EXTRAS picks the optional dependencies: `make bench EXTRAS=dev,torch` adds the torch peer.
+
+comma  := ,
+PYTHON ?= python3
+VENV   ?= .venv
+EXTRAS ?= dev
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+.PHONY: venv bench bench-full test gpu-check resources clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+bench: venv
+	$(PY) -m bench run --profile quick
+
+bench-full: venv
+	$(PY) -m bench run --profile full
+
+test: venv
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,161 @@
+"""The correctness gate and its tolerance table: no kernel is timed before it passes here.
+
+`compare` checks outputs against the float64 reference (kernels/reference.py) computed from the
+same input values. `check_call` runs a kernel the way the benchmark will time it: on its own
+backend, into poisoned preallocated outputs, and once more allocating its own; then checks the
+values, the dtypes and shapes, and that the inputs were left untouched. A kernel that returns
+zeros, writes half its output, reuses an earlier result or mutates its input fails here.
+
+Tolerance, for each output element (ref computed in float64):
+    |out - ref| <= rtol * |ref| + atol                   forward ops
+    |out - ref| <= rtol * (|ref| + |dy|) + atol          gradient ops (dy finite)
+with rtol by dtype (RTOL) and atol the dtype's smallest normal number; NaN exactly where the
+reference is NaN; +-inf exactly where the reference, rounded to the dtype, is +-inf.
+Packed masks must match bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import registry
+from kernels.reference import OPS, reference
+
+RTOL = {"float16": 2e-3, "float32": 1e-5, "float64": 1e-12}
+
+
+def atol(dtype) -> float:
+    """The smallest normal number of dtype: errors in the subnormal range are not counted."""
+    return float(np.finfo(dtype).tiny)
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    message: str = ""
+    worst: float = 0.0     # the largest error as a multiple of the allowed error (<= 1 passes)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+OK = CheckResult(True)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """The raw bytes of a, so that NaN == NaN and -0 != +0 when comparing inputs before and after."""
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+def _compare_values(name: str, out: np.ndarray, ref: np.ndarray, dtype: np.dtype,
+                    dy: np.ndarray | None) -> CheckResult:
+    o = out.astype(np.float64)
+    with np.errstate(over="ignore"):
+        rounded = ref.astype(dtype).astype(np.float64)   # the correctly rounded answer; inf if it overflows
+    ref_nan, out_nan = np.isnan(ref), np.isnan(o)
+    bad = ref_nan != out_nan
+    expect_inf = np.isinf(rounded) & ~ref_nan
+    bad |= expect_inf & (o != rounded)
+    finite = ~ref_nan & ~expect_inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(o - ref)
+        scale = np.abs(ref)
+        if dy is not None:
+            dyf = np.abs(dy.astype(np.float64))
+            scale = scale + np.where(np.isfinite(dyf), dyf, 0.0)
+        allowed = RTOL[dtype.name] * scale + atol(dtype)
+        ratio = np.where(finite, err / allowed, 0.0)
+    bad |= finite & ~(err <= allowed)
+    worst = float(np.nanmax(ratio, initial=0.0)) if ratio.size else 0.0
+    if not bad.any():
+        return CheckResult(True, worst=worst)
+    flat = np.flatnonzero(bad.ravel())
+    i = int(flat[0])
+    return CheckResult(False, f"{name}: {flat.size} of {bad.size} elements wrong; first at flat index {i}: "
+                              f"got {o.ravel()[i]!r}, expected {ref.ravel()[i]!r}", worst=max(worst, np.inf))
+
+
+def compare(op: str, inputs: tuple[np.ndarray, ...], outputs, params: dict | None = None) -> CheckResult:
+    """Check NumPy `outputs` of op on NumPy `inputs` against the float64 reference."""
+    spec = OPS[op]
+    params = {**spec.params, **(params or {})}
+    outs = outputs if isinstance(outputs, tuple) else (outputs,)
+    if len(outs) != len(spec.outputs):
+        return CheckResult(False, f"expected {len(spec.outputs)} output(s) ({', '.join(spec.outputs)}), got {len(outs)}")
+    with np.errstate(all="ignore"):
+        refs = reference(op)(*inputs, **params)
+    refs = refs if isinstance(refs, tuple) else (refs,)
+    x = inputs[0]
+    worst = 0.0
+    for name, out, ref in zip(spec.outputs, outs, refs):
+        if not isinstance(out, np.ndarray):
+            return CheckResult(False, f"{name}: expected an array, got {type(out).__name__}")
+        want_dtype = np.dtype(np.uint8) if name == "mask" else x.dtype
+        want_shape = ref.shape
+        if out.dtype != want_dtype or out.shape != want_shape:
+            return CheckResult(False, f"{name}: expected {want_dtype} of shape {want_shape}, "
+                                      f"got {out.dtype} of shape {out.shape}")
+        if name == "mask":
+            if not np.array_equal(out, ref):
+                i = int(np.flatnonzero(out != ref)[0])
+                return CheckResult(False, f"mask: byte {i} is {out[i]:#04x}, expected {ref[i]:#04x}")
+            continue
+        r = _compare_values(name, out, ref, x.dtype, inputs[0] if spec.grad else None)
+        if not r.ok:
+            return r
+        worst = max(worst, r.worst)
+    return CheckResult(True, worst=worst)
+
+
+def _poison(be: registry.Backend, spec, first) -> tuple:
+    """Preallocated outputs full of values no right answer has in those places: NaN, and 0xA5 bytes
+    for masks."""
+    outs = []
+    for shape, dt in registry.output_layout(spec, first):
+        fill = np.full(shape, 0xA5 if dt == "uint8" else np.nan, dtype=dt)
+        outs.append(be.to_native(fill))
+    return tuple(outs)
+
+
+def check_call(op: str, backend: str, inputs: tuple[np.ndarray, ...], params: dict | None = None,
+               use_out: bool = True, view=None) -> CheckResult:
+    """Run op on backend on (NumPy) `inputs` the way it is timed, and check everything.
+
+    `view(name, array)`, when given, is applied to each input after it is moved to the backend (and
+    to the NumPy input the reference sees), to hand the kernel non-contiguous views.
+    """
+    spec = registry.spec_of(op)
+    be = registry.backend(backend)
+    k = registry.kernel(op, backend)
+    params = params or {}
+    before = [_bits(a).copy() for a in inputs]
+    bases = tuple(be.to_native(a) for a in inputs)
+    native = bases
+    if view is not None:
+        native = tuple(view(n, a) for n, a in zip(spec.inputs, bases))
+        inputs = tuple(view(n, a) for n, a in zip(spec.inputs, inputs))
+    calls = [None]
+    if use_out and k.supports_out:
+        calls.insert(0, _poison(be, spec, native[0]))
+    for poisoned in calls:
+        out_arg = None if poisoned is None else (poisoned if len(poisoned) > 1 else poisoned[0])
+        try:
+            res = k.fn(*native, out=out_arg, **params)
+        except Exception as exc:  # a crash is a failed check, with its reason
+            return CheckResult(False, f"raised {type(exc).__name__}: {exc}")
+        be.synchronize()
+        res = res if isinstance(res, tuple) else (res,)
+        if poisoned is not None:
+            if len(res) != len(poisoned) or any(r is not p for r, p in zip(res, poisoned)):
+                return CheckResult(False, "with out=, the kernel must return the out array(s) it was given")
+        outs = tuple(be.to_numpy(r) for r in res)
+        r = compare(op, inputs, outs if len(outs) > 1 else outs[0], params)
+        if not r.ok:
+            how = "into preallocated out" if poisoned is not None else "allocating its output"
+            return CheckResult(False, f"{op} on {backend} ({how}): {r.message}", r.worst)
+        for name, a, b in zip(spec.inputs, bases, before):
+            if not np.array_equal(_bits(be.to_numpy(a)), b):
+                return CheckResult(False, f"{op} on {backend} modified its input {name}")
+    return r

@@ -1,0 +1,73 @@
+"""Input generators: random inputs of any shape, the special values, and the inputs of each op.
+
+Every generator returns NumPy arrays of the requested dtype, one per array argument of the op, in
+call order (see kernels.reference.OPS). Gradient ops get a random dy; those that take the forward
+output (sigmoid_grad, tanh_grad) get y = forward(x) rounded to the dtype, the values they see in a
+real backward pass; relu_grad_mask gets the packed mask of a random x.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.reference import OPS, pack_mask, reference
+
+# +-0, +-inf, NaN, huge (+-1e38), subnormal in float32 (+-1e-40), and the edge of exp's range in
+# float32 (exp(88) is finite, exp(89) overflows).
+SPECIAL_VALUES = (0.0, -0.0, np.inf, -np.inf, np.nan, 1e38, -1e38, 1e-40, -1e-40, 88.0, -88.0, 89.0, -89.0)
+
+SCALES = (1.0, 10.0, 100.0)
+
+
+def special_array(dtype, repeat: int = 1) -> np.ndarray:
+    """The special values cast to `dtype` (1e38 is inf in float16), repeated so vector paths see them."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.tile(np.array(SPECIAL_VALUES, dtype=np.float64), repeat).astype(dtype)
+
+
+def random_array(shape, dtype, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def op_inputs(op: str, x: np.ndarray, rng: np.random.Generator, dy: np.ndarray | None = None,
+              y: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """The arrays `op` takes, built around x (the forward input). dy, and y for ops that take the
+    forward output, are random / derived unless given."""
+    spec = OPS[op]
+    if not spec.grad:
+        return (x,)
+    if dy is None:
+        dy = random_array(x.shape, x.dtype, rng)
+    if spec.mask_input:
+        return dy, pack_mask(x)
+    if spec.grad_of_output:
+        if y is None:
+            with np.errstate(all="ignore"):
+                y = reference(spec.forward)(x).astype(x.dtype)
+        return dy, y
+    return dy, x
+
+
+def random_inputs(op: str, shape, dtype, rng: np.random.Generator, scale: float = 1.0) -> tuple[np.ndarray, ...]:
+    """Random normal inputs (x scaled by `scale`) for op."""
+    return op_inputs(op, random_array(shape, dtype, rng, scale), rng)
+
+
+def special_inputs(op: str, dtype, rng: np.random.Generator) -> list[tuple[str, tuple[np.ndarray, ...]]]:
+    """Labelled input sets that put the special values in each array argument in turn.
+
+    Each special value meets an ordinary value in the other arguments (or itself, in the 'all'
+    set); specials are not crossed with each other, where float32 intermediates such as y * y in
+    tanh_grad overflow while the float64 reference does not, and no kernel could agree.
+    """
+    spec = OPS[op]
+    s = special_array(dtype, repeat=5)            # long enough for a vector body and a scalar tail
+    sets = [("x special", op_inputs(op, s, rng))]
+    if spec.grad:
+        sets.append(("dy special", op_inputs(op, random_array(s.shape, dtype, rng), rng, dy=s)))
+        if spec.grad_of_output:
+            sets.append(("y special", op_inputs(op, random_array(s.shape, dtype, rng), rng, y=s)))
+        if not spec.mask_input:
+            sets.append(("all special", (s, s)))
+    return sets

@@ -1,0 +1,1 @@
+"""numba.cuda backend (placeholder: kernels land with the numba_cuda work)."""

@@ -1,0 +1,80 @@
+"""Every available (op, backend) against the float64 reference, through bench.check.check_call.
+
+Random normal inputs scaled by 1, 10 and 100 at awkward sizes, 2-D and 3-D shapes, non-contiguous
+views, and the special values; every call also checks that inputs are left untouched and that a
+preallocated out= is fully written. Simulated GPU backends get the small sizes only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.check import check_call
+from bench.inputs import SCALES, op_inputs, random_array, random_inputs, special_inputs
+from kernels.reference import OPS, pack_mask
+
+from .conftest import dtypes_of, kernel_params, max_size
+
+SIZES = (0, 1, 7, 31, 1000, 2**16 + 3)
+SHAPES = ((37, 129), (3, 5, 67))
+
+pytestmark = pytest.mark.parametrize("op,backend", kernel_params())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_random_sizes_and_scales(op, backend, dtype, rng):
+    if dtype not in dtypes_of(backend):
+        pytest.skip(f"{backend} does not support {dtype} (a TypeError, tested in test_kernels_api)")
+    limit = max_size(backend)
+    for n in SIZES:
+        if limit is not None and n > limit:
+            continue
+        for scale in SCALES:
+            inputs = random_inputs(op, (n,), dtype, rng, scale)
+            r = check_call(op, backend, inputs)
+            assert r.ok, f"n={n} scale={scale}: {r.message}"
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_multidimensional(op, backend, shape, rng):
+    for dtype in dtypes_of(backend):
+        r = check_call(op, backend, random_inputs(op, shape, dtype, rng, 10.0))
+        assert r.ok, f"{dtype}: {r.message}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_special_values(op, backend, dtype, rng):
+    for label, inputs in special_inputs(op, dtype, rng):
+        r = check_call(op, backend, inputs)
+        assert r.ok, f"{label}: {r.message}"
+
+
+def test_special_values_float16(op, backend, rng):
+    if "float16" not in dtypes_of(backend):
+        pytest.skip(f"{backend} does not support float16")
+    for label, inputs in special_inputs(op, "float16", rng):
+        r = check_call(op, backend, inputs)
+        assert r.ok, f"{label}: {r.message}"
+
+
+@pytest.mark.parametrize("layout", ["strided", "transposed"])
+def test_non_contiguous(op, backend, layout, rng):
+    """A strided 1-D view (every other element) and a transposed 2-D array give the right answer."""
+    spec = OPS[op]
+    for dtype in ("float32", "float64"):
+        if layout == "strided":
+            n = 2 * (min(max_size(backend) or 4099, 4099) // 2) + 1
+            base_x = random_array((n,), dtype, rng, 10.0)
+            def view(name, a):
+                return a if name == "mask" else a[::2]
+        else:
+            base_x = random_array((33, 65), dtype, rng, 10.0)
+            def view(name, a):
+                return a if name == "mask" else a.T
+        inputs = op_inputs(op, base_x, rng)
+        if spec.mask_input:
+            # the mask describes the view the kernel sees, and is itself contiguous
+            inputs = (inputs[0], pack_mask(view("x", base_x)))
+        r = check_call(op, backend, inputs, view=view)
+        assert r.ok, f"{dtype}: {r.message}"
