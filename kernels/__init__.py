@@ -46,7 +46,8 @@ def backends() -> list[Backend]:
 
 
 def asarray(backend: str, a) -> object:
-    """A copy of array `a` (NumPy or any backend's) as an array of `backend`."""
+    """Array `a` (NumPy or any backend's) as an array of `backend`: a copy on a device, the same
+    NumPy array for the CPU backends."""
     be = registry.backend(backend)
     if not be.available:
         raise RuntimeError(f"backend {backend!r} is not available here: {be.reason}")

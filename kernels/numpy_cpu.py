@@ -17,8 +17,8 @@ declare_backend(Backend(
     name="numpy",
     device="cpu",
     probe=lambda: None,
-    to_native=lambda a: np.array(a, copy=True),
-    to_numpy=lambda a: np.array(a, copy=True),
+    to_native=np.asarray,                 # host arrays are already NumPy arrays: no copy
+    to_numpy=np.asarray,
     is_native=lambda a: isinstance(a, np.ndarray),
     empty=lambda shape, dtype: np.empty(shape, dtype),
     dtypes=("float16", "float32", "float64"),

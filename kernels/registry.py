@@ -29,7 +29,7 @@ class Backend:
     name: str
     device: str                                   # "cpu" or "gpu"
     probe: Callable[[], str | None]               # None when usable here, else the reason why not
-    to_native: Callable[[np.ndarray], Any]        # NumPy array -> this backend's array (a copy)
+    to_native: Callable[[np.ndarray], Any]        # NumPy array -> this backend's array (host: no copy)
     to_numpy: Callable[[Any], np.ndarray]         # this backend's array -> NumPy array (a copy)
     is_native: Callable[[Any], bool]              # is this an array of this backend's kind?
     empty: Callable[[tuple, str], Any]            # uninitialised array of this backend's kind

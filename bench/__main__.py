@@ -1,0 +1,163 @@
+"""Command line: `python -m bench list | run | report`.
+
+    python -m bench list [--json]                  which op runs on which backend here, or why not
+    python -m bench run [--profile quick|full] [--ops ...] [--backends ...] [--dtypes ...]
+                        [--sizes 2**20,16M] [--device cpu|gpu|all] [--out PATH] [--seed N]
+    python -m bench report FILE [FILE ...]         render saved results again, side by side
+
+A user's mistake (unknown name, malformed size, unreadable file) is one line on stderr and exit
+code 2, never a traceback. `run` exits 1 when any case failed its correctness check, and 130 after
+Ctrl-C, once what was measured is saved and shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .cases import PROFILES, UsageError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):           # argparse's own errors: one line, exit 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m bench", description="actbench: honest measurements of ReLU, sigmoid and "
+                "their gradients on every backend, each checked against a float64 reference before it is timed.")
+    sub = p.add_subparsers(dest="command", metavar="{list,run,report}", parser_class=_Parser)
+    sub.required = True
+
+    ls = sub.add_parser("list", help="the op x backend matrix: available here, or why not",
+                        description="Show which op runs on which backend on this machine, and why a backend cannot.")
+    ls.add_argument("--json", action="store_true", help="print the matrix and backend records as JSON")
+
+    r = sub.add_parser("run", help="check and time the case matrix; print tables, write JSON, Markdown, plots",
+                       description="Check every case against the float64 reference, time the ones that pass, "
+                       "and show time, GB/s, %% of the copy peak measured in the same run, and speed-up over NumPy.")
+    r.add_argument("--profile", default="quick", help="quick (default; about a minute on 2 cores) or full. "
+                   + "; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()))
+    r.add_argument("--ops", help="comma-separated op ids (default: all), e.g. relu,sigmoid")
+    r.add_argument("--backends", help="comma-separated backend ids (default: every available one)")
+    r.add_argument("--dtypes", help="comma-separated dtypes: float16, float32, float64 (default: the profile's)")
+    r.add_argument("--sizes", help="comma-separated sizes in elements: 2**20, 2^20, 16M (=16*2**20), 16k, 1048576 "
+                   "(default: the profile's)")
+    r.add_argument("--device", default="all", help="cpu, gpu or all (default)")
+    r.add_argument("--out", type=Path, help="results JSON path (default reports/results/<date>-<host>.json); "
+                   "the Markdown report and the plots folder are written beside it")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    rep = sub.add_parser("report", help="render saved results again; several files side by side",
+                         description="Print the tables of saved results; with several files, the same cases "
+                         "side by side with the ratio of each to the first.")
+    rep.add_argument("files", nargs="+", type=Path, help="results JSON files")
+    rep.add_argument("--markdown", type=Path, help="also write the first file's Markdown report here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console()
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "list":
+            return _list(args, console)
+        if args.command == "run":
+            return _run(args, console, argv)
+        return _report(args, console)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+        return EXIT_USAGE
+
+
+def _list(args, console) -> int:
+    from . import listing
+    if args.json:
+        print(json.dumps(listing.as_dict(), indent=1))
+    else:
+        listing.show(console)
+    return 0
+
+
+def _run(args, console, argv) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from . import cases, render, results, runner
+
+    prof, todo, notes = cases.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device)
+    if not todo:
+        raise UsageError("nothing to run: no available backend matches --backends/--device"
+                         + (f" ({'; '.join(notes)})" if notes else ""))
+    out = args.out or results.default_path()
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file path ending in .json")
+    for note in notes:
+        console.print(f"[dim]{note}[/]", highlight=False)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    console.print(f"{len(todo)} cases, profile {prof.name}; results -> {out}", highlight=False)
+
+    def save_partial(run):
+        results.save(run, out)
+
+    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
+                               on_case=save_partial)
+    paths = _write_outputs(run, out, plots=not args.no_plots)
+    render.print_run(run, console)
+    for p in paths:
+        console.print(f"wrote {p}", highlight=False)
+    if run["interrupted"]:
+        console.print("[yellow]interrupted: the cases measured so far are saved and shown[/]")
+        return EXIT_INTERRUPTED
+    failed = [e for e in run["results"] if e["status"] == "failed"]
+    if failed:
+        console.print(f"[bold red]{len(failed)} case(s) FAILED the correctness check[/]")
+        return EXIT_FAILED
+    return 0
+
+
+def _write_outputs(run: dict, out: Path, plots: bool = True) -> list[Path]:
+    from . import render, results
+    paths = [results.save(run, out)]
+    images = []
+    if plots:
+        from . import plots as plotting
+        images = plotting.write_plots(run, out.with_suffix("").with_name(out.stem + "-plots"))
+    md = out.with_suffix(".md")
+    md.write_text(render.markdown(run, images=[p.relative_to(md.parent) for p in images]))
+    return paths + [md] + images
+
+
+def _report(args, console) -> int:
+    from . import render, results
+    try:
+        runs = [results.load(f) for f in args.files]
+    except results.ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    if len(runs) == 1:
+        render.print_run(runs[0], console)
+    else:
+        for t in render.side_by_side(runs, [f.name for f in args.files]):
+            console.print(t)
+    if args.markdown:
+        args.markdown.write_text(render.markdown(runs[0]))
+        console.print(f"wrote {args.markdown}", highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:          # Ctrl-C outside a run (a run handles its own)
+        sys.exit(EXIT_INTERRUPTED)

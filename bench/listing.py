@@ -1,0 +1,58 @@
+"""`python -m bench list`: the op x backend matrix of this machine, as a rich table or JSON.
+
+A cell says whether the op runs on the backend here: "ok", "sim" (numba-cuda's simulator: checked
+in tests, never timed), "n/a" (the backend cannot run here; the reason is in the backend table),
+or "-" (no kernel for that op on that backend).
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+import kernels
+from kernels import registry
+
+
+def _state(op: str, be: registry.Backend, have: set) -> str:
+    if (op, be.name) not in have:
+        return "-"
+    if not be.available:
+        return "n/a"
+    return "sim" if be.simulated else "ok"
+
+
+def as_dict() -> dict:
+    have = {(k.op, k.backend) for k in registry.kernels()}
+    bes = kernels.backends()
+    return {
+        "backends": [{"name": b.name, "device": b.device, "available": b.available, "reason": b.reason,
+                      "simulated": b.simulated, "dtypes": list(b.dtypes), "description": b.description}
+                     for b in bes],
+        "matrix": {op: {b.name: _state(op, b, have) for b in bes} for op in kernels.ops()},
+    }
+
+
+_STYLE = {"ok": "green", "sim": "yellow", "n/a": "dim red", "-": "dim"}
+
+
+def show(console: Console) -> None:
+    d = as_dict()
+    t = Table(title="op x backend on this machine", title_justify="left")
+    t.add_column("op")
+    for b in d["backends"]:
+        t.add_column(f"{b['name']}\n({b['device']})", justify="center")
+    for op, row in d["matrix"].items():
+        t.add_row(op, *[f"[{_STYLE[s]}]{s}[/]" for s in row.values()])
+    console.print(t)
+    bt = Table(title="backends", title_justify="left")
+    for col in ("backend", "device", "dtypes", "status"):
+        bt.add_column(col)
+    for b in d["backends"]:
+        status = (f"[yellow]simulated[/] ({b['description']})" if b["simulated"] and b["available"]
+                  else f"[green]available[/] ({b['description']})" if b["available"]
+                  else f"[red]not available:[/] {b['reason']}")
+        bt.add_row(b["name"], b["device"], ", ".join(b["dtypes"]), status)
+    console.print(bt)
+    console.print("ok: runs here  sim: numba-cuda simulator (checked in tests, never timed)  "
+                  "n/a: backend not available here  -: no kernel", style="dim", highlight=False)

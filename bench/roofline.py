@@ -1,0 +1,137 @@
+"""Bytes and flops per op, and the peak-bandwidth probes each run measures for itself.
+
+Traffic is counted from the op's definition (kernels/reference.py): every input read once, every
+output written once, a packed mask 1 bit per element. It is the one place of truth for the
+"reads 4 B + writes 4 B per element" comments above the kernels. Write-allocate traffic and
+temporaries are not counted: a kernel that needs them shows a lower % of peak, as it should.
+
+The peak of a device is a copy, which moves exactly the bytes relu does, measured in the same run:
+CPU: a multi-threaded copy of at least 8x the last-level cache (numba prange, and NumPy copies on
+one thread per core; the faster counts); GPU: a device-to-device copy of at least 1 GiB, timed
+with CUDA events.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from kernels.reference import OPS, mask_nbytes
+
+from . import timing
+from .results import llc_bytes
+
+# Arithmetic per element from each definition, a transcendental (exp, tanh) counted as one.
+FLOPS_PER_ELEMENT = {
+    "relu": 1,              # max(x, 0)
+    "relu_grad": 1,         # x > 0 ? dy : 0
+    "sigmoid": 3,           # exp(-x), 1 + e, 1 / d
+    "sigmoid_grad": 3,      # dy * y, 1 - y, product
+    "tanh": 1,              # tanh(x)
+    "tanh_grad": 3,         # y * y, 1 - y2, dy * t
+    "leaky_relu": 2,        # slope * x, select
+    "leaky_relu_grad": 2,   # slope * dy, select
+    "relu_mask": 2,         # max(x, 0), x > 0
+    "relu_grad_mask": 1,    # bit ? dy : 0
+}
+
+
+def traffic(op: str, n: int, dtype) -> int:
+    """Bytes an ideal kernel moves for op on n elements: each input read once, each output
+    written once (a packed mask is (n + 7) // 8 bytes)."""
+    spec = OPS[op]
+    item = np.dtype(dtype).itemsize
+    arrays = list(spec.inputs) + list(spec.outputs)
+    return sum(mask_nbytes(n) if a == "mask" else n * item for a in arrays)
+
+
+def bytes_per_element(op: str, dtype) -> float:
+    """The figure the kernel comments quote, e.g. relu float32: 8.0, relu_grad_mask: 8.125."""
+    return traffic(op, 8 * 2**20, dtype) / (8 * 2**20)
+
+
+def flops(op: str, n: int) -> int:
+    return FLOPS_PER_ELEMENT[op] * n
+
+
+# ---------------------------------------------------------------------------------------- peaks
+
+_copy_kernel = None
+
+
+def _numba_copy():
+    """A parallel copy compiled once: the fastest plain loop numba makes, as the kernels are."""
+    global _copy_kernel
+    if _copy_kernel is None:
+        import numba
+
+        @numba.njit(parallel=True, cache=True)
+        def _copy_kernel_impl(src, dst):      # reads 4 B + writes 4 B per element (float32)
+            for i in numba.prange(src.size):
+                dst[i] = src[i]
+
+        _copy_kernel = _copy_kernel_impl
+    return _copy_kernel
+
+
+def _threaded_copy(threads: int):
+    pool = ThreadPoolExecutor(threads)
+
+    def copy(src, dst):
+        bounds = np.linspace(0, src.size, threads + 1).astype(np.int64)
+        parts = [(src[a:b], dst[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        for f in [pool.submit(np.copyto, d, s) for s, d in parts]:   # NumPy releases the GIL
+            f.result()
+    return copy
+
+
+def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads: int | None = None) -> dict:
+    """Copy bandwidth of this machine's memory, in GB/s (1e9 bytes), counting read + write.
+
+    Two copies of an array >= 8x the last-level cache are timed (numba prange; NumPy copyto on
+    one thread per core) and the faster one is the peak. Returns the schema's `peaks.cpu` entry."""
+    threads = threads or os.cpu_count() or 1
+    nbytes = nbytes or max(8 * llc_bytes(), 256 * 2**20)
+    n = nbytes // 4
+    src = np.ones(n, dtype=np.float32)
+    dst = np.zeros_like(src)
+    methods = {f"numba prange copy, {threads} threads": _numba_copy(),
+               f"NumPy copyto on {threads} threads": _threaded_copy(threads)}
+    measured = []
+    for name, fn in methods.items():
+        t = timing.time_cpu(fn, (src, dst), {}, sampling)
+        med = float(np.median(t.samples_s))
+        measured.append({"method": name, "median_s": med, "gbps": 2 * nbytes / med / 1e9,
+                         "samples_s": t.samples_s})
+    best = max(measured, key=lambda m: m["gbps"])
+    return {"gbps": best["gbps"], "method": best["method"], "bytes": 2 * nbytes,
+            "median_s": best["median_s"], "samples_s": best["samples_s"], "measured": measured}
+
+
+def gpu_copy_peak(library: str, sampling: timing.Sampling, nbytes: int = 2**30) -> dict:
+    """Device-to-device copy bandwidth in GB/s (read + write), >= 1 GiB, timed with CUDA events.
+    `library` is the array library to allocate with: "cupy", "numba" or "torch"."""
+    src, dst, copy = _gpu_copy_setup(library, nbytes)
+    t = timing.time_gpu(copy, (src, dst), {}, sampling, library=library, flush=False)
+    med = float(np.median(t.samples_s))
+    return {"gbps": 2 * nbytes / med / 1e9, "method": f"{library} device-to-device copy of {nbytes / 2**30:.0f} GiB",
+            "bytes": 2 * nbytes, "median_s": med, "samples_s": t.samples_s,
+            "measured": [{"method": library, "median_s": med, "gbps": 2 * nbytes / med / 1e9}]}
+
+
+def _gpu_copy_setup(library: str, nbytes: int):
+    if library == "cupy":
+        import cupy
+        src, dst = cupy.ones(nbytes, dtype=cupy.uint8), cupy.empty(nbytes, dtype=cupy.uint8)
+        return src, dst, lambda s, d: d.data.copy_from_device_async(s.data, s.nbytes)
+    if library == "numba":
+        from numba import cuda
+        src, dst = cuda.device_array(nbytes, dtype=np.uint8), cuda.device_array(nbytes, dtype=np.uint8)
+        return src, dst, lambda s, d: d.copy_to_device(s)
+    if library == "torch":
+        import torch
+        src = torch.ones(nbytes, dtype=torch.uint8, device="cuda")
+        return src, torch.empty_like(src), lambda s, d: d.copy_(s)
+    raise ValueError(f"unknown GPU array library {library!r}")

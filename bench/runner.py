@@ -1,0 +1,241 @@
+"""The flow of one run, left to right: cases -> inputs -> kernels -> check -> timing -> roofline -> results.
+
+`run_cases` measures the peaks of each device involved, then every case: its inputs (shared by
+every op and backend at one dtype and size), the correctness gate (a failing case is never timed),
+the timing with preallocated outputs, and after the last case the peaks once more; bandwidth,
+% of peak and speed-up over NumPy are derived at the end from the raw medians. Ctrl-C stops
+cleanly: what was measured is kept and the run is marked interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+import kernels
+from kernels import registry
+from kernels.reference import OPS
+
+from . import check, inputs, roofline, timing
+from .cases import Case, Profile
+from .results import environment, new_run, result_entry
+
+MEMORY_HEADROOM = 0.8      # a case may use at most this fraction of the free memory
+
+
+def _free_bytes(device: str, library: str | None) -> int | None:
+    """Free memory of the device in bytes (None when unknown)."""
+    try:
+        if device == "cpu":
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if library == "cupy":
+            import cupy
+            return int(cupy.cuda.runtime.memGetInfo()[0])
+        if library == "numba":
+            from numba import cuda
+            return int(cuda.current_context().get_memory_info()[0])
+        if library == "torch":
+            import torch
+            return int(torch.cuda.mem_get_info()[0])
+    except (ValueError, OSError, AttributeError, ImportError, RuntimeError):
+        return None
+    return None
+
+
+def _gpu_library(backend: registry.Backend) -> str:
+    probe = backend.empty((1,), "float32")
+    return timing.library_of(probe)
+
+
+class _Inputs:
+    """Host inputs for one (dtype, size), shared by every op and backend; derived arrays cached."""
+
+    def __init__(self, dtype: str, size: int, seed: int):
+        rng = np.random.default_rng([seed, size, np.dtype(dtype).num])
+        self.x = inputs.random_array((size,), dtype, rng)
+        self.dy = inputs.random_array((size,), dtype, rng)
+        self._rng = rng
+        self._by_op: dict[str, tuple] = {}
+
+    def of(self, op: str) -> tuple[np.ndarray, ...]:
+        spec = OPS[op]
+        key = spec.forward if spec.grad_of_output or spec.mask_input else ("grad" if spec.grad else "fwd")
+        if key not in self._by_op:
+            self._by_op[key] = inputs.op_inputs(op, self.x, self._rng, dy=self.dy)
+        return self._by_op[key]
+
+
+def _small_checks(op: str, backend: str, dtype: str, seed: int) -> check.CheckResult:
+    """Fresh random trials at an awkward size and the special values, before the first timing."""
+    rng = np.random.default_rng([seed, 7])
+    trials = [("random 1031", inputs.random_inputs(op, (1031,), dtype, rng, s)) for s in inputs.SCALES]
+    trials += inputs.special_inputs(op, dtype, rng)
+    for label, args in trials:
+        r = check.check_call(op, backend, args)
+        if not r.ok:
+            return check.CheckResult(False, f"{label}: {r.message}")
+    return check.OK
+
+
+def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: str | None = None,
+              progress=None, on_case: Callable[[dict], None] | None = None) -> dict:
+    """Measure `cases`; returns the run dict (bench/results.py). `progress` is a rich Progress (or
+    None); `on_case` is called with each finished entry (for saving as it goes)."""
+    run = new_run(environment(command, profile=profile.name, seed=seed))
+    run["env"]["gpu"] = _gpu_info(cases)
+    sampling = profile.sampling
+    devices = sorted({c.device for c in cases})
+    task = progress.add_task("peaks", total=len(cases) + 2 * len(devices)) if progress else None
+
+    def advance(label: str):
+        if progress:
+            progress.update(task, advance=1, description=label)
+
+    first_peaks = {}
+    try:
+        for dev in devices:
+            advance(f"peak bandwidth ({dev})")
+            first_peaks[dev] = _measure_peak(dev, cases, sampling)
+        host_inputs: dict[tuple[str, int], _Inputs] = {}
+        checked: dict[tuple[str, str, str], check.CheckResult] = {}
+        for case in cases:
+            if progress:
+                progress.update(task, description=case.name)
+            key = (case.dtype, case.size)
+            if key not in host_inputs:
+                host_inputs.clear()           # one size at a time: large inputs are large
+                host_inputs[key] = _Inputs(case.dtype, case.size, seed)
+            entry = _run_case(case, host_inputs[key], sampling, checked, seed)
+            run["results"].append(entry)
+            if on_case:
+                on_case(run)
+            advance(case.name)
+        for dev in devices:
+            advance(f"peak bandwidth again ({dev})")
+            again = _measure_peak(dev, cases, sampling)
+            first_peaks[dev] = _combine_peaks(first_peaks[dev], again)
+    except KeyboardInterrupt:
+        run["interrupted"] = True
+    run["peaks"] = first_peaks
+    derive(run)
+    return run
+
+
+def _measure_peak(device: str, cases: list[Case], sampling: timing.Sampling) -> dict:
+    peak_sampling = timing.Sampling(min_samples=10, budget_s=max(0.5, sampling.budget_s), rel_tol=0.01)
+    if device == "cpu":
+        return roofline.cpu_copy_peak(peak_sampling)
+    gpu = next(registry.backend(c.backend) for c in cases if c.device == "gpu")
+    return roofline.gpu_copy_peak(_gpu_library(gpu), peak_sampling)
+
+
+def _combine_peaks(first: dict, again: dict) -> dict:
+    """The peak is the faster of the two measurements (start and end of the run); both are kept."""
+    best = max((first, again), key=lambda p: p["gbps"])
+    out = dict(best)
+    out["measured"] = [dict(m, when="start") for m in first["measured"]] + \
+                      [dict(m, when="end") for m in again["measured"]]
+    return out
+
+
+def _skip_reason(case: Case, be: registry.Backend, host: _Inputs) -> str | None:
+    if not be.available:
+        return be.reason
+    if be.simulated:
+        return "runs on the CUDA simulator here: checked in tests, never timed"
+    if case.dtype not in be.dtypes:
+        return f"{be.name} does not support {case.dtype}"
+    need = 3 * roofline.traffic(case.op, case.size, case.dtype)   # inputs, checked and timed outputs
+    lib = None if be.device == "cpu" else _gpu_library(be)
+    free = _free_bytes(be.device, lib)
+    if free is not None and need > MEMORY_HEADROOM * free:
+        return f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on the {be.device}"
+    return None
+
+
+def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
+              checked: dict, seed: int) -> dict:
+    be = registry.backend(case.backend)
+    base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
+                bytes=roofline.traffic(case.op, case.size, case.dtype), flops=roofline.flops(case.op, case.size))
+    why = _skip_reason(case, be, host)
+    if why:
+        return result_entry(**base, status="skipped", reason=why)
+    args = host.of(case.op)
+    key = (case.op, case.backend, case.dtype)
+    if key not in checked:
+        checked[key] = _small_checks(case.op, case.backend, case.dtype, seed)
+    r = checked[key]
+    if r.ok:
+        r = check.check_call(case.op, case.backend, args)
+    if not r.ok:
+        return result_entry(**base, status="failed", reason=r.message)
+    k = registry.kernel(case.op, case.backend)
+    spec = OPS[case.op]
+    native = tuple(be.to_native(a) for a in args)
+    outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(spec, native[0]))
+    kwargs = {**spec.params}
+    if k.supports_out:
+        kwargs["out"] = outs if len(outs) > 1 else outs[0]
+    else:
+        kwargs["out"] = None
+    if be.device == "gpu":
+        t = timing.time_gpu(k.raw, native, kwargs, sampling, library=timing.library_of(native[0]))
+    else:
+        t = timing.time_cpu(k.raw, native, kwargs, sampling)
+    s = t.summary
+    reason = "" if k.supports_out else "allocates its output (no out= on this backend): allocation is timed"
+    return result_entry(**base, status="ok", reason=reason, median_s=s.median, iqr_s=s.iqr, min_s=s.min,
+                        n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer, check_worst=r.worst)
+
+
+def derive(run: dict) -> None:
+    """Fill gbps, pct_peak and speedup_vs_numpy of every ok entry from the medians and peaks."""
+    numpy_median = {(e["op"], e["dtype"], e["size"]): e["median_s"]
+                    for e in run["results"] if e["backend"] == "numpy" and e["status"] == "ok"}
+    for e in run["results"]:
+        if e["status"] != "ok" or not e["median_s"]:
+            continue
+        e["gbps"] = e["bytes"] / e["median_s"] / 1e9
+        peak = run["peaks"].get(e["device"])
+        e["pct_peak"] = 100 * e["gbps"] / peak["gbps"] if peak else None
+        ref = numpy_median.get((e["op"], e["dtype"], e["size"]))
+        e["speedup_vs_numpy"] = ref / e["median_s"] if ref else None
+
+
+def _gpu_info(cases: list[Case]) -> dict | None:
+    """GPU name, memory, driver and CUDA versions, from whichever GPU library a case uses."""
+    gpu_backends = {c.backend for c in cases if c.device == "gpu"}
+    for name in gpu_backends:
+        be = registry.backend(name)
+        if not be.available or be.simulated:
+            continue
+        try:
+            lib = _gpu_library(be)
+            if lib == "cupy":
+                import cupy
+                props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+                return {"name": props["name"].decode(), "memory_bytes": int(props["totalGlobalMem"]),
+                        "driver": cupy.cuda.runtime.driverGetVersion(),
+                        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+                        "compute_capability": f"{props['major']}.{props['minor']}",
+                        "l2_bytes": int(props["l2CacheSize"]), "sm_count": int(props["multiProcessorCount"])}
+            if lib == "numba":
+                from numba import cuda
+                dev = cuda.get_current_device()
+                return {"name": dev.name.decode() if isinstance(dev.name, bytes) else dev.name,
+                        "memory_bytes": int(cuda.current_context().get_memory_info()[1]),
+                        "driver": cuda.cudadrv.driver.driver.get_version(),
+                        "cuda_runtime": None, "compute_capability": "%d.%d" % dev.compute_capability,
+                        "l2_bytes": int(dev.L2_CACHE_SIZE), "sm_count": int(dev.MULTIPROCESSOR_COUNT)}
+            if lib == "torch":
+                import torch
+                p = torch.cuda.get_device_properties(0)
+                return {"name": p.name, "memory_bytes": int(p.total_memory), "driver": None,
+                        "cuda_runtime": torch.version.cuda, "compute_capability": f"{p.major}.{p.minor}",
+                        "l2_bytes": int(p.L2_cache_size), "sm_count": int(p.multi_processor_count)}
+        except Exception as exc:  # environment capture must never end a run
+            return {"name": None, "error": f"{type(exc).__name__}: {exc}"}
+    return None
