@@ -135,7 +135,7 @@ def _write_outputs(run: dict, out: Path, plots: bool = True) -> list[Path]:
         from . import plots as plotting
         images = plotting.write_plots(run, out.with_suffix("").with_name(out.stem + "-plots"))
     md = out.with_suffix(".md")
-    md.write_text(render.markdown(run, images=[p.relative_to(md.parent) for p in images]))
+    md.write_text(render.markdown(run, plots=[p.relative_to(md.parent) for p in images]))
     return paths + [md] + images
 
 

@@ -69,7 +69,7 @@ def reps_for(call_s: float, sampling: Sampling) -> int:
     """Calls per sample so that one sample lasts at least min_sample_s."""
     if call_s <= 0:
         return 1000
-    return max(1, min(1000, math.ceil(sampling.min_sample_s / call_s)))
+    return max(1, min(1000, math.ceil(sampling.min_sample_s / call_s * (1 - 1e-6))))
 
 
 def warm_up(call: Callable[[], None], sampling: Sampling, clock: Callable[[], float] = time.perf_counter) -> float:

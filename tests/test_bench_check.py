@@ -1,0 +1,186 @@
+"""The correctness gate rejects known-wrong kernels and accepts right ones (bench/check.py).
+
+Adversarial kernels live beside a right one, on a throw-away backend registered for each test:
+returns zeros, writes half its output, mutates its input, reuses an earlier result, computes in
+too low a precision, returns the wrong dtype, gets NaN or -inf wrong. Each must be rejected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import check, inputs, runner
+from kernels import registry
+from kernels.reference import pack_mask
+
+
+@pytest.fixture
+def wrong_backend(monkeypatch):
+    """Register kernels on a temporary CPU backend 'wrong'; the registry is restored afterwards."""
+    monkeypatch.setattr(registry, "_BACKENDS", dict(registry._BACKENDS))
+    monkeypatch.setattr(registry, "_KERNELS", dict(registry._KERNELS))
+    registry.declare_backend(registry.Backend(
+        name="wrong", device="cpu", probe=lambda: None, to_native=np.asarray, to_numpy=np.asarray,
+        is_native=lambda a: isinstance(a, np.ndarray), empty=lambda s, d: np.empty(s, d),
+        dtypes=("float16", "float32", "float64")))
+
+    def add(op, fn, supports_out=True):
+        registry.register(op, "wrong", supports_out=supports_out)(fn)
+    return add
+
+
+def _out(out, like):
+    return np.empty_like(like) if out is None else out
+
+
+def _right_relu(x, out=None):
+    return np.maximum(x, 0, out=_out(out, x))
+
+
+def test_right_kernel_passes(wrong_backend, rng):
+    wrong_backend("relu", _right_relu)
+    for n in (0, 1, 1000, 2**16 + 3):
+        assert check.check_call("relu", "wrong", inputs.random_inputs("relu", (n,), "float32", rng)).ok
+
+
+def test_returns_zeros_is_rejected(wrong_backend, rng):
+    def zeros(x, out=None):
+        out = _out(out, x)
+        out[...] = 0
+        return out
+    wrong_backend("relu", zeros)
+    r = check.check_call("relu", "wrong", inputs.random_inputs("relu", (1000,), "float32", rng))
+    assert not r.ok and "wrong" in r.message
+
+
+def test_writes_half_is_rejected(wrong_backend, rng):
+    def half(x, out=None):
+        out = _out(out, x)
+        np.maximum(x[: x.size // 2], 0, out=out[: x.size // 2])
+        return out
+    wrong_backend("relu", half)
+    assert not check.check_call("relu", "wrong", inputs.random_inputs("relu", (1000,), "float32", rng)).ok
+
+
+def test_writes_half_is_rejected_at_benchmark_sizes(wrong_backend, rng):
+    """Above SAMPLE_ABOVE the reference is sampled, but the poison check still sees every element."""
+    def skips_ten(x, out=None):             # leaves 10 elements in the middle unwritten
+        out = _out(out, x)
+        a = x.size // 2
+        np.maximum(x[:a], 0, out=out[:a])
+        np.maximum(x[a + 10:], 0, out=out[a + 10:])
+        return out
+    wrong_backend("relu", skips_ten)
+    args = inputs.random_inputs("relu", (2**18 + 5,), "float32", rng)
+    r = check.check_call("relu", "wrong", args, sample_above=1024)
+    assert not r.ok and "never written" in r.message
+
+
+def test_mutating_the_input_is_rejected(wrong_backend, rng):
+    def in_place(x, out=None):
+        np.maximum(x, 0, out=x)
+        out = _out(out, x)
+        out[...] = x
+        return out
+    wrong_backend("relu", in_place)
+    r = check.check_call("relu", "wrong", inputs.random_inputs("relu", (1000,), "float32", rng))
+    assert not r.ok and "modified its input" in r.message
+
+
+def test_reusing_a_previous_result_is_rejected(wrong_backend, rng):
+    cache = {}
+
+    def stale(x, out=None):
+        if "y" not in cache:
+            cache["y"] = np.maximum(x, 0)
+        out = _out(out, x)
+        out[...] = cache["y"]
+        return out
+    wrong_backend("relu", stale)
+    r = runner._small_checks("relu", "wrong", "float32", seed=1)      # several fresh trials
+    assert not r.ok
+
+
+def test_low_precision_is_rejected(wrong_backend, rng):
+    def sigmoid_in_half(x, out=None):
+        out = _out(out, x)
+        out[...] = (1 / (1 + np.exp(-x.astype(np.float16)))).astype(x.dtype)
+        return out
+    wrong_backend("sigmoid", sigmoid_in_half)
+    assert not check.check_call("sigmoid", "wrong", inputs.random_inputs("sigmoid", (1000,), "float32", rng)).ok
+
+
+def test_wrong_dtype_is_rejected(wrong_backend, rng):
+    wrong_backend("relu", lambda x, out=None: np.maximum(x, 0).astype(np.float64), supports_out=False)
+    r = check.check_call("relu", "wrong", inputs.random_inputs("relu", (10,), "float32", rng))
+    assert not r.ok and "float32" in r.message
+
+
+def test_nan_dropping_relu_is_rejected(wrong_backend, rng):
+    """fmax-style relu turns NaN into 0: only the special values catch it."""
+    wrong_backend("relu", lambda x, out=None: np.fmax(x, 0, out=_out(out, x)))
+    assert check.check_call("relu", "wrong", inputs.random_inputs("relu", (100,), "float32", rng)).ok
+    label, args = inputs.special_inputs("relu", "float32", rng)[0]
+    assert not check.check_call("relu", "wrong", args).ok
+
+
+def test_overflowing_sigmoid_at_minus_inf_is_accepted_only_when_right(wrong_backend, rng):
+    """exp(x) / (1 + exp(x)) gives NaN at +inf (inf / inf): rejected."""
+    def naive(x, out=None):
+        with np.errstate(all="ignore"):
+            e = np.exp(x)
+            return np.divide(e, 1 + e, out=_out(out, x))
+    wrong_backend("sigmoid", naive)
+    args = inputs.special_inputs("sigmoid", "float32", rng)[0][1]
+    r = check.check_call("sigmoid", "wrong", args)
+    assert not r.ok and "expected" in r.message
+
+
+def test_gradient_tolerance_counts_dy():
+    """sigmoid_grad near y = 1 loses digits in float32; the error is measured against |dy| too."""
+    dy = np.array([1.0, 1.0], dtype=np.float32)
+    y = np.array([1 - 2**-24, 0.5], dtype=np.float32)
+    exact = dy.astype(np.float64) * y * (1 - y.astype(np.float64))
+    off = (exact + np.array([5e-6, 0.0])).astype(np.float32)          # 5e-6 absolute: within 1e-5 * |dy|
+    assert check.compare("sigmoid_grad", (dy, y), off).ok
+    way_off = (exact + np.array([5e-5, 0.0])).astype(np.float32)
+    assert not check.compare("sigmoid_grad", (dy, y), way_off).ok
+
+
+def test_mask_must_match_bit_for_bit():
+    x = np.array([1, -1, 2, 0, np.nan, 3, -0.0, 5, 7], dtype=np.float32)
+    y = np.maximum(x, 0)
+    good = pack_mask(x)
+    assert check.compare("relu_mask", (x,), (y, good)).ok
+    bad = good.copy()
+    bad[1] ^= 1                      # element 8's bit
+    r = check.compare("relu_mask", (x,), (y, bad))
+    assert not r.ok and "mask" in r.message
+
+
+def test_inf_must_be_exact_and_nan_only_where_expected():
+    x = np.array([np.inf, -np.inf, np.nan, 1.0], dtype=np.float32)
+    assert check.compare("relu", (x,), np.array([np.inf, 0, np.nan, 1], dtype=np.float32)).ok
+    assert not check.compare("relu", (x,), np.array([3e38, 0, np.nan, 1], dtype=np.float32)).ok
+    assert not check.compare("relu", (x,), np.array([np.inf, 0, 0, 1], dtype=np.float32)).ok
+    assert not check.compare("relu", (x,), np.array([np.inf, 0, np.nan, np.nan], dtype=np.float32)).ok
+
+
+def test_tolerance_table():
+    assert check.RTOL == {"float16": 2e-3, "float32": 1e-5, "float64": 1e-12}
+    assert check.atol("float32") == np.finfo(np.float32).tiny
+    x = np.array([1.0], dtype=np.float32)
+    y = np.float32(1 / (1 + np.exp(-1.0)))
+    assert check.compare("sigmoid", (x,), np.array([y * (1 + 0.9e-5)], dtype=np.float32)).ok
+    assert not check.compare("sigmoid", (x,), np.array([y * (1 + 3e-5)], dtype=np.float32)).ok
+
+
+def test_sampled_compare_finds_a_wrong_element_in_a_sampled_block():
+    n = 2**20
+    x = np.linspace(-5, 5, n, dtype=np.float32)
+    y = np.maximum(x, 0)
+    idx = check.sample_indices(n)
+    assert idx.min() == 0 and idx.max() == n - 1 and np.all(np.diff(idx) >= 0)
+    y[idx[len(idx) // 2]] += 1
+    assert not check.compare("relu", (x,), y, sample=idx).ok

@@ -1,0 +1,42 @@
+"""Bytes and flops per op, from each op's definition (bench/roofline.py), and the CPU peak probe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import roofline, timing
+from kernels.reference import OPS
+
+# (op, bytes per element in float32): inputs read once + outputs written once
+EXPECTED_F32 = {
+    "relu": 8, "sigmoid": 8, "tanh": 8, "leaky_relu": 8,
+    "relu_grad": 12, "sigmoid_grad": 12, "tanh_grad": 12, "leaky_relu_grad": 12,
+    "relu_mask": 8.125, "relu_grad_mask": 8.125,
+}
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_bytes_per_element(op):
+    assert roofline.bytes_per_element(op, "float32") == EXPECTED_F32[op]
+    assert roofline.bytes_per_element(op, "float64") == EXPECTED_F32[op] * 2 - (0.125 if "mask" in op else 0)
+
+
+def test_mask_bytes_round_up():
+    assert roofline.traffic("relu_mask", 1, "float32") == 4 + 4 + 1
+    assert roofline.traffic("relu_mask", 9, "float32") == 36 + 36 + 2
+    assert roofline.traffic("relu_grad_mask", 0, "float32") == 0
+    assert roofline.traffic("relu_grad", 3, "float16") == 18
+
+
+def test_flops_cover_every_op():
+    assert set(roofline.FLOPS_PER_ELEMENT) == set(OPS)
+    assert roofline.flops("sigmoid", 10) == 30
+
+
+def test_cpu_peak_probe_reports_read_plus_write():
+    p = roofline.cpu_copy_peak(timing.Sampling(min_samples=3, budget_s=0.05), nbytes=2**22, threads=2)
+    assert p["bytes"] == 2 * 2**22
+    assert p["gbps"] == pytest.approx(p["bytes"] / p["median_s"] / 1e9)
+    assert len(p["measured"]) == 2 and p["gbps"] == max(m["gbps"] for m in p["measured"])
+    assert p["gbps"] > 0.1                      # any machine copies faster than 100 MB/s
