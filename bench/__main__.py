@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     console = Console()
+    if not console.is_terminal:         # piped or captured: do not squeeze tables into 80 columns
+        console = Console(width=max(console.width, 160))
     err = Console(stderr=True, soft_wrap=True)
     try:
         args = _parser().parse_args(argv)

@@ -8,6 +8,7 @@ or "-" (no kernel for that op on that backend).
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import kernels
@@ -39,7 +40,7 @@ _STYLE = {"ok": "green", "sim": "yellow", "n/a": "dim red", "-": "dim"}
 def show(console: Console) -> None:
     d = as_dict()
     t = Table(title="op x backend on this machine", title_justify="left")
-    t.add_column("op")
+    t.add_column("op", no_wrap=True)
     for b in d["backends"]:
         t.add_column(f"{b['name']}\n({b['device']})", justify="center")
     for op, row in d["matrix"].items():
@@ -49,9 +50,9 @@ def show(console: Console) -> None:
     for col in ("backend", "device", "dtypes", "status"):
         bt.add_column(col)
     for b in d["backends"]:
-        status = (f"[yellow]simulated[/] ({b['description']})" if b["simulated"] and b["available"]
-                  else f"[green]available[/] ({b['description']})" if b["available"]
-                  else f"[red]not available:[/] {b['reason']}")
+        status = (f"[yellow]simulated[/] ({escape(b['description'])})" if b["simulated"] and b["available"]
+                  else f"[green]available[/] ({escape(b['description'])})" if b["available"]
+                  else f"[red]not available:[/] {escape(b['reason'])}")
         bt.add_row(b["name"], b["device"], ", ".join(b["dtypes"]), status)
     console.print(bt)
     console.print("ok: runs here  sim: numba-cuda simulator (checked in tests, never timed)  "

@@ -203,7 +203,7 @@ def legend(notes: Notes, entries, how: str = CELL_HELP, best: bool = True) -> Te
         text.append(f"\n{BEST} fastest in its row (bold green)", style="dim")
     if any(e.get("stable") is False for e in entries):
         text.append(f"\n{UNSTABLE} the timing did not stabilise within the case's budget "
-                    "(IQR above the target): read it with care", style="dim")
+                    "(its median's 95 % confidence interval stayed wider than the target): read it with care", style="dim")
     for line in notes.lines():
         text.append("\n" + line, style="red" if "] failed:" in line else "dim")
     return text

@@ -1,0 +1,143 @@
+"""The public API of kernels/: get, ops, backends, asarray, asnumpy, and the errors a user sees.
+
+Bad input is a clear exception: TypeError for a dtype (int, bool, complex, or one the backend lacks),
+ValueError for a shape or mask size, LookupError naming the valid ops and backends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernels
+from bench.check import check_call
+from bench.inputs import random_inputs
+from kernels import registry
+from kernels.reference import OPS
+
+from .conftest import kernel_params
+
+CPU_BACKENDS = [b.name for b in kernels.backends() if b.device == "cpu" and b.available]
+PUBLIC_OPS = ["relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "leaky_relu",
+              "leaky_relu_grad", "relu_mask", "relu_grad_mask"]
+PUBLIC_BACKENDS = ["numpy", "numba_cpu", "cupy", "cupy_elementwise", "cupy_raw", "numba_cuda", "torch"]
+
+
+def test_ops_and_backends_are_the_public_ids():
+    assert kernels.ops() == PUBLIC_OPS
+    assert {b.name for b in kernels.backends()} == set(PUBLIC_BACKENDS)
+    for b in kernels.backends():
+        assert b.device in ("cpu", "gpu")
+        assert b.available or b.reason          # never unavailable without saying why
+
+
+def test_every_backend_has_every_op():
+    have = {(k.op, k.backend) for k in registry.kernels()}
+    missing = [(op, b) for op in PUBLIC_OPS for b in PUBLIC_BACKENDS if (op, b) not in have]
+    assert not missing
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(LookupError, match="valid ops: relu, relu_grad"):
+        kernels.get("gelu", "numpy")
+    with pytest.raises(LookupError, match="valid backends: numpy"):
+        kernels.get("relu", "jax")
+    with pytest.raises(LookupError):
+        kernels.asarray("jax", np.zeros(3))
+
+
+def test_unavailable_backend_says_why():
+    gone = [b for b in kernels.backends() if not b.available]
+    for b in gone:
+        with pytest.raises(RuntimeError, match="not available here"):
+            kernels.get("relu", b.name)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("bad", ["int32", "int64", "bool", "complex64"])
+def test_non_float_dtypes_are_type_errors(backend, bad):
+    x = kernels.asarray(backend, np.ones(8, dtype=bad))
+    for op, spec in OPS.items():
+        fn = kernels.get(op, backend)
+        args = [x] * spec.n_inputs
+        if spec.mask_input:
+            args[1] = kernels.asarray(backend, np.zeros(1, dtype=np.uint8))
+        with pytest.raises(TypeError, match="floating-point"):
+            fn(*args)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_shape_mismatch_is_a_value_error(backend):
+    a = kernels.asarray(backend, np.ones(8, dtype=np.float32))
+    b = kernels.asarray(backend, np.ones(9, dtype=np.float32))
+    for op in ("relu_grad", "sigmoid_grad", "tanh_grad", "leaky_relu_grad"):
+        with pytest.raises(ValueError, match="same shape"):
+            kernels.get(op, backend)(a, b)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_mixed_dtypes_and_bad_masks(backend):
+    f32 = kernels.asarray(backend, np.ones(9, dtype=np.float32))
+    f64 = kernels.asarray(backend, np.ones(9, dtype=np.float64))
+    with pytest.raises(TypeError, match="same dtype"):
+        kernels.get("relu_grad", backend)(f32, f64)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        kernels.get("relu_grad_mask", backend)(f32, kernels.asarray(backend, np.zeros(1, dtype=np.uint8)))
+    with pytest.raises(TypeError, match="uint8"):
+        kernels.get("relu_grad_mask", backend)(f32, kernels.asarray(backend, np.zeros(2, dtype=np.int8)))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_out_is_checked(backend):
+    relu = kernels.get("relu", backend)
+    on = lambda a: kernels.asarray(backend, a)     # noqa: E731
+    x = on(np.ones(8, dtype=np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        relu(x, out=on(np.empty(9, dtype=np.float32)))
+    with pytest.raises(ValueError, match="float32"):
+        relu(x, out=on(np.empty(8, dtype=np.float64)))
+    with pytest.raises(ValueError, match="overlap"):
+        relu(x, out=x)
+    with pytest.raises(ValueError, match="contiguous"):
+        relu(x, out=on(np.empty(16, dtype=np.float32))[::2])
+
+
+def test_unsupported_float16_is_a_type_error():
+    for b in kernels.backends():
+        if b.available and "float16" not in b.dtypes:
+            x = kernels.asarray(b.name, np.ones(4, dtype=np.float16))
+            with pytest.raises(TypeError, match="does not support float16"):
+                kernels.get("relu", b.name)(x)
+
+
+def test_wrong_array_kind_is_a_type_error():
+    for b in kernels.backends():
+        if b.available and b.device == "gpu":
+            with pytest.raises(TypeError, match="kernels.asarray"):
+                kernels.get("relu", b.name)(np.ones(4, dtype=np.float32))
+
+
+def test_unknown_keyword_and_bad_slope():
+    x = np.ones(4, dtype=np.float32)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        kernels.get("relu", "numpy")(x, slope=0.1)
+    with pytest.raises(TypeError, match="finite real number"):
+        kernels.get("leaky_relu", "numpy")(x, slope=float("nan"))
+
+
+def test_asarray_asnumpy_round_trip():
+    x = np.arange(5, dtype=np.float32)
+    for b in kernels.backends():
+        if b.available:
+            back = kernels.asnumpy(kernels.asarray(b.name, x))
+            assert isinstance(back, np.ndarray) and np.array_equal(back, x)
+
+
+@pytest.mark.parametrize("op,backend", [p for p in kernel_params() if OPS[p.values[0]].params])
+def test_slope_is_honoured(op, backend, rng):
+    """A non-default slope changes the answer, and the kernel follows it."""
+    args = random_inputs(op, (257,), "float32", rng, 10.0)
+    assert check_call(op, backend, args, params={"slope": 0.3}).ok
+    default = kernels.asnumpy(kernels.get(op, backend)(*[kernels.asarray(backend, a) for a in args]))
+    steep = kernels.asnumpy(kernels.get(op, backend)(*[kernels.asarray(backend, a) for a in args], slope=0.3))
+    assert not np.array_equal(default, steep)
