@@ -16,7 +16,6 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
@@ -29,5 +28,13 @@ bench-full: venv
 test: venv
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
 
+resources: venv
+	$(PY) -m kernels.nvrtc --report reports/kernels-resources.md
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# For a machine with an NVIDIA GPU: system python3 only (numpy, cupy, numba, numba-cuda, rich,
+# scipy, pytest), nothing installed; under 5 minutes; output under $OUT or reports/gpu-check.
+gpu-check:
+	python3 -m bench.gpu_check

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="results JSON path (default reports/results/<date>-<host>.json); "
                    "the Markdown report and the plots folder are written beside it")
     r.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    r.add_argument("--budget", type=float, help="sampling time budget per case in seconds (default: the "
+                   "profile's; at least 10 samples are always taken)")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
     rep = sub.add_parser("report", help="render saved results again; several files side by side",
@@ -95,7 +97,8 @@ def _run(args, console, argv) -> int:
 
     from . import cases, render, results, runner
 
-    prof, todo, notes = cases.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device)
+    prof, todo, notes = cases.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device,
+                                    args.budget)
     if not todo:
         raise UsageError("nothing to run: no available backend matches --backends/--device"
                          + (f" ({'; '.join(notes)})" if notes else ""))

@@ -8,7 +8,7 @@ here, with an error that lists the valid values, before anything runs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import kernels
 from kernels import registry
@@ -90,7 +90,8 @@ def _pick(kind: str, given: str | None, valid: list[str]) -> list[str]:
 
 
 def build(profile: str = "quick", ops: str | None = None, backends: str | None = None,
-          dtypes: str | None = None, sizes: str | None = None, device: str = "all") -> tuple[Profile, list[Case], list[str]]:
+          dtypes: str | None = None, sizes: str | None = None, device: str = "all",
+          budget: float | None = None) -> tuple[Profile, list[Case], list[str]]:
     """The cases a run measures, and notes on what was left out and why (shown to the user).
 
     Raises UsageError for any unknown name or malformed size. Cases on a backend that cannot run
@@ -98,6 +99,10 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
     if profile not in PROFILES:
         raise UsageError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     prof = PROFILES[profile]
+    if budget is not None:
+        if not budget > 0:
+            raise UsageError(f"--budget must be a positive number of seconds, got {budget}")
+        prof = replace(prof, sampling=replace(prof.sampling, budget_s=budget))
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
     op_list = _pick("op", ops, kernels.ops())

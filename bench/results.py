@@ -172,15 +172,13 @@ def _packages() -> dict:
 
 def environment(command: str | None = None, **extra) -> dict:
     """Where and how this run happens: CPU, BLAS and its threads, GPU when present, versions, git."""
-    from threadpoolctl import threadpool_info
-
     env = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "command": command if command is not None else " ".join(sys.argv),
         "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "llc_bytes": llc_bytes()},
-        "numpy": {"version": np.__version__, "blas": threadpool_info()},
+        "numpy": {"version": np.__version__, "blas": _blas()},
         "numba": _numba_info(),
         "gpu": None,
         "packages": _packages(),
@@ -188,6 +186,15 @@ def environment(command: str | None = None, **extra) -> dict:
     }
     env.update(extra)
     return env
+
+
+def _blas() -> list[dict]:
+    """NumPy's BLAS and its threads, as threadpoolctl reports them (not installed: said so)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"error": "threadpoolctl is not installed"}]
+    return threadpool_info()
 
 
 def _numba_info() -> dict:
