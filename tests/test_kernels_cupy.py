@@ -1,0 +1,350 @@
+"""The CuPy backends: what can be checked here, without a GPU, and what only a GPU can check.
+
+Here (no GPU, no CuPy):
+- the cupy* backends say why they cannot run, and importing kernels never imports cupy;
+- the RawKernels of kernels/cuda/*.cu and the ElementwiseKernel bodies run on the CPU, compiled
+  as C++ with kernels/cuda/host_shim.h (each warp is 32 threads; ballots and shuffles meet at a
+  barrier): every op and dtype, sizes around the vector width and the grid, arrays 16-byte
+  aligned, all shifted by one element (the scalar head, then vectors) and shifted differently
+  (scalar all the way), guard bytes around every output, checked against kernels/reference.py.
+
+On a GPU (marked `gpu`, skipped with the reason where there is none): cupy_raw on misaligned
+views, sizes around multiples of the vector width and of the launch grid, on a non-default
+stream, and beyond 2**31 elements where memory allows. The generic correctness suite
+(test_kernels_correctness.py) runs every available backend, the CuPy ones included.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kernels
+from bench.check import compare
+from bench.inputs import random_inputs, special_inputs
+from kernels import cupy_gpu, nvrtc, registry
+from kernels.reference import OPS, mask_nbytes
+
+ROOT = Path(__file__).resolve().parents[1]
+CUDA_DIR = nvrtc.CUDA_DIR
+GPU_BACKENDS = ("cupy", "cupy_elementwise", "cupy_raw")
+ELEMENTWISE_OPS = list(cupy_gpu.ELEMENTWISE)
+DTYPES = list(cupy_gpu.DTYPES)
+
+
+# ================================================================================================
+# Without a GPU: reasons, lazy import
+# ================================================================================================
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_backend_record(name):
+    be = registry.backend(name)
+    assert be.device == "gpu"
+    assert be.dtypes == ("float16", "float32", "float64")
+    for op in cupy_gpu.RAW_SOURCES:
+        assert registry.kernel(op, name).supports_out
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_unavailable_backend_says_why(name):
+    be = registry.backend(name)
+    if be.available:
+        pytest.skip(f"{name} is available here")
+    assert ("cupy is not installed (pip install -e '.[cuda12]' or '.[cuda13]')" in be.reason
+            or "GPU" in be.reason or "cupy failed to import" in be.reason), be.reason
+    with pytest.raises(RuntimeError, match=re.escape(be.reason)):
+        kernels.get("relu", name)
+
+
+def test_importing_kernels_does_not_import_cupy():
+    code = "import sys, kernels; kernels.backends(); sys.exit('cupy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+# ================================================================================================
+# Without a GPU: the kernels on the CPU (kernels/cuda/host_shim.h)
+# ================================================================================================
+
+CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+_SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(([^)]*)\)')
+_CTYPES = {"long long": ctypes.c_longlong, "float": ctypes.c_float, "double": ctypes.c_double}
+LAUNCHES = ((2, 64), (1, 32))        # (blocks, threads): small grids, so grid-stride loops go round
+SIZES = (0, 1, 7, 33, 255, 257, 1029, 4099)
+
+
+class HostKernels:
+    """A shared library of host-compiled kernels, each callable by name with NumPy arrays."""
+
+    def __init__(self, lib: ctypes.CDLL, signatures: dict[str, list[tuple[str, str]]]):
+        self.lib, self.signatures = lib, signatures
+
+    def __call__(self, name: str, grid: int, block: int, **args):
+        params = self.signatures[name]
+        values = []
+        for ctype, pname in params:
+            v = args[pname.removeprefix("_raw_")]
+            values.append(ctypes.c_void_p(v.ctypes.data) if ctype == "ptr" else _CTYPES[ctype](v))
+        fn = getattr(self.lib, f"host_{name}")
+        fn.argtypes = [ctypes.c_uint, ctypes.c_uint] + [ctypes.c_void_p if c == "ptr" else _CTYPES[c] for c, _ in params]
+        fn.restype = None
+        fn(grid, block, *values)
+
+
+def _wrappers(source: str) -> tuple[str, dict]:
+    """extern "C" host_<kernel>(grid, block, params...) launchers for each kernel in source (to be
+    placed after it, in the same namespace)."""
+    code, sigs = [], {}
+    for name, plist in _SIGNATURE.findall(source):
+        params = []
+        for p in plist.split(","):
+            p = " ".join(p.split())
+            pname = p.split()[-1]
+            if "*" in p:
+                ctype = "ptr"
+            else:
+                ctype = " ".join(w for w in p.split()[:-1] if w != "const")
+                if ctype == "S":        # the ElementwiseKernels' scalar placeholder: the compute type
+                    ctype = "double" if name.endswith("_f64") else "float"
+            params.append((ctype, pname))
+        sigs[name] = params
+        call = f"{name}({', '.join(n for _, n in params)})"
+        code.append(f'extern "C" void host_{name}(unsigned grid, unsigned block, {plist}) '
+                    f"{{ act_host::launch(grid, block, [&] {{ {call}; }}); }}")
+    return "\n".join(code), sigs
+
+
+def _build(tmp: Path, name: str, body: str, sigs: dict) -> HostKernels:
+    src, lib = tmp / f"{name}.cpp", tmp / f"{name}.so"
+    src.write_text(body)
+    cmd = [CXX, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-DACTBENCH_HOST_EMULATION",
+           "-include", str(CUDA_DIR / "host_shim.h"), f"-I{CUDA_DIR}", str(src), "-o", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    return HostKernels(ctypes.CDLL(str(lib)), sigs)
+
+
+def _need_cxx():
+    if CXX is None:
+        pytest.skip("no C++ compiler (g++) to run the kernels on the CPU")
+
+
+@pytest.fixture(scope="module")
+def raw_host(tmp_path_factory) -> HostKernels:
+    """kernels/cuda/*.cu compiled for the CPU."""
+    _need_cxx()
+    body, sigs = [], {}
+    for path in nvrtc.raw_sources():
+        body.append(f'#include "{path.name}"')
+        code, s = _wrappers(path.read_text())
+        body.append(code)
+        sigs.update(s)
+    return _build(tmp_path_factory.mktemp("raw"), "raw", "\n".join(body) + "\n", sigs)
+
+
+@pytest.fixture(scope="module")
+def elementwise_host(tmp_path_factory) -> HostKernels:
+    """Each ElementwiseKernel x dtype, in the CuPy-like wrapper of kernels/nvrtc.py, for the CPU."""
+    _need_cxx()
+    body, sigs = [], {}
+    for op, ew in cupy_gpu.ELEMENTWISE.items():
+        for dtype in DTYPES:
+            src = nvrtc.elementwise_source(ew, dtype, cupy_gpu.ELEMENTWISE_PREAMBLE)
+            ns = f"ew_{op}_{cupy_gpu.SUFFIX[dtype]}"
+            code, s = _wrappers(src)
+            body.append(f"namespace {ns} {{\n{src}\n{code}\n}}")
+            sigs.update(s)
+    return _build(tmp_path_factory.mktemp("ew"), "ew", "\n".join(body) + "\n", sigs)
+
+
+def _placed(a: np.ndarray, shift: int, guard: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of a, `shift` elements past a 64-byte boundary inside a buffer of 0x5A guard bytes;
+    returns (view, whole buffer)."""
+    item = a.dtype.itemsize
+    buf = np.full(a.nbytes + 2 * guard + 64, 0x5A, np.uint8)
+    start = (-buf.ctypes.data) % 64 + guard + shift * item
+    view = buf[start:start + a.nbytes].view(a.dtype)
+    view[...] = a.ravel()
+    return view, buf
+
+
+def _run_host(hk: HostKernels, name: str, op: str, inputs, grid: int, block: int, in_shift: int, out_shift: int,
+              params: dict | None = None):
+    """Run one host kernel on inputs placed at in_shift elements and outputs (poisoned) at
+    out_shift; check guard bytes, inputs untouched, and the outputs against the reference."""
+    spec = OPS[op]
+    params = {**spec.params, **(params or {})}
+    n = inputs[0].size
+    args = {}
+    for pname, a in zip(spec.inputs, inputs):
+        args[pname] = _placed(a, in_shift if pname != "mask" else 0)[0]
+    outs = []
+    for pname in spec.outputs:
+        poison = (np.full(mask_nbytes(n), 0xA5, np.uint8) if pname == "mask"
+                  else np.full(n, np.nan, inputs[0].dtype))
+        view, buf = _placed(poison, out_shift)
+        args[pname] = view
+        outs.append((view, buf))
+    args["n"] = n
+    args["slope"] = params.get("slope", 0.0)
+    # the loop size of an ElementwiseKernel wrapper: the size of its first non-raw array
+    loop_over = [p.removeprefix("_raw_") for c, p in hk.signatures[name] if p.startswith("_raw_")]
+    args["_n"] = args[loop_over[0]].size if loop_over else n
+    hk(name, grid, block, **args)
+    where = f"{name} n={n} grid={grid}x{block} shift in/out={in_shift}/{out_shift}"
+    for (view, buf), pname in zip(outs, spec.outputs):
+        start = view.ctypes.data - buf.ctypes.data
+        assert (buf[:start] == 0x5A).all() and (buf[start + view.nbytes:] == 0x5A).all(), \
+            f"{where}: {pname} written outside its {view.nbytes} bytes"
+    for pname, a in zip(spec.inputs, inputs):
+        assert np.array_equal(args[pname].view(np.uint8), np.ascontiguousarray(a).ravel().view(np.uint8)), \
+            f"{where}: input {pname} modified"
+    got = tuple(v.reshape(inputs[0].shape) if p != "mask" else v for (v, _), p in zip(outs, spec.outputs))
+    r = compare(op, tuple(inputs), got if len(got) > 1 else got[0], params)
+    assert r.ok, f"{where}: {r.message}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", list(cupy_gpu.RAW_SOURCES))
+def test_raw_kernels_on_the_cpu(raw_host, op, dtype, rng):
+    """RawKernels: awkward sizes; aligned, shifted together (head + vectors + tail) and shifted
+    apart (scalar only); small grids; then the special values."""
+    name = cupy_gpu.raw_kernel_name(op, dtype)
+    for n in SIZES:
+        inputs = random_inputs(op, (n,), dtype, rng, 10.0)
+        for in_shift, out_shift in ((0, 0), (1, 1), (1, 0), (3, 2)):
+            grid, block = LAUNCHES[n % 2]
+            _run_host(raw_host, name, op, inputs, grid, block, in_shift, out_shift)
+    for label, inputs in special_inputs(op, dtype, rng):
+        _run_host(raw_host, name, op, inputs, 2, 64, 0, 0)
+        _run_host(raw_host, name, op, inputs, 1, 32, 1, 1)
+    if "slope" in OPS[op].params:
+        _run_host(raw_host, name, op, random_inputs(op, (1029,), dtype, rng), 2, 64, 0, 0, {"slope": 0.3})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS)
+def test_elementwise_bodies_on_the_cpu(elementwise_host, op, dtype, rng):
+    """ElementwiseKernel bodies, in the CuPy-like wrapper: sizes and special values."""
+    name = f"{cupy_gpu.ELEMENTWISE[op].name}_{cupy_gpu.SUFFIX[dtype]}"
+    for n in (0, 1, 7, 33, 1029):
+        _run_host(elementwise_host, name, op, random_inputs(op, (n,), dtype, rng, 10.0), 2, 64, 0, 0)
+    for label, inputs in special_inputs(op, dtype, rng):
+        _run_host(elementwise_host, name, op, inputs, 1, 32, 0, 0)
+
+
+def test_host_harness_catches_a_wrong_kernel(raw_host, rng):
+    """The harness must fail a wrong answer: relu's kernel run as if it were leaky_relu's."""
+    inputs = random_inputs("leaky_relu", (257,), "float32", rng, 10.0)
+    with pytest.raises(AssertionError):
+        _run_host(raw_host, "_relu_kernel_f32", "leaky_relu", inputs, 2, 64, 0, 0)
+
+
+# ================================================================================================
+# On a GPU
+# ================================================================================================
+
+def _cupy_or_skip():
+    be = registry.backend("cupy_raw")
+    if not be.available:
+        pytest.skip(f"needs a GPU with CuPy: {be.reason}")
+    import cupy
+    return cupy
+
+
+def _grid_elements(cp, dtype: str) -> int:
+    """Elements one full grid of cupy_raw covers per grid-stride step (for the relu kernel)."""
+    dev = cp.cuda.runtime.getDevice()
+    sms = cp.cuda.Device(dev).attributes["MultiProcessorCount"]
+    blocks = cupy_gpu._resident_blocks("relu", dtype, dev)
+    return sms * blocks * cupy_gpu.BLOCK * (16 // np.dtype(dtype).itemsize)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", list(cupy_gpu.RAW_SOURCES))
+def test_gpu_raw_misaligned_views(op, dtype, rng):
+    """Inputs and outputs one element past an aligned address: the head and tail paths, and
+    (outputs aligned) the scalar path."""
+    cp = _cupy_or_skip()
+    spec = OPS[op]
+    fn = kernels.get(op, "cupy_raw")
+    for n in (1, 7, 31, 1029, 2**16 + 3):
+        inputs = random_inputs(op, (n,), dtype, rng, 10.0)
+        for in_shift, out_shift in ((1, 1), (1, 0), (0, 1)):
+            dev_in = []
+            for name, a in zip(spec.inputs, inputs):
+                s = 0 if name == "mask" else in_shift
+                buf = cp.empty(a.size + 1, a.dtype)
+                buf[s:s + a.size] = cp.asarray(a)
+                dev_in.append(buf[s:s + a.size])
+            outs = []
+            for name in spec.outputs:
+                if name == "mask":
+                    outs.append(cp.empty(mask_nbytes(n) + 1, cp.uint8)[out_shift:out_shift + mask_nbytes(n)])
+                else:
+                    outs.append(cp.empty(n + 1, dtype)[out_shift:out_shift + n])
+            for o in outs:
+                o.fill(0xA5 if o.dtype == cp.uint8 else np.nan)
+            res = fn(*dev_in, out=tuple(outs) if len(outs) > 1 else outs[0])
+            got = tuple(cp.asnumpy(r) for r in (res if isinstance(res, tuple) else (res,)))
+            r = compare(op, inputs, got if len(got) > 1 else got[0])
+            assert r.ok, f"n={n} shift in/out={in_shift}/{out_shift}: {r.message}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", list(cupy_gpu.RAW_SOURCES))
+def test_gpu_raw_sizes_around_vector_and_grid(op, dtype, rng):
+    """Sizes a few elements either side of multiples of the vector width and of the whole grid's
+    elements per grid-stride step, launched on a non-default stream."""
+    cp = _cupy_or_skip()
+    per_grid = _grid_elements(cp, dtype)
+    vec = 16 // np.dtype(dtype).itemsize
+    sizes = sorted({max(0, k + d) for k in (vec, 8 * vec, 32 * vec, per_grid, 2 * per_grid) for d in (-1, 0, 1)})
+    fn = kernels.get(op, "cupy_raw")
+    stream = cp.cuda.Stream(non_blocking=True)
+    for n in sizes:
+        inputs = random_inputs(op, (n,), dtype, rng, 10.0)
+        with stream:
+            dev = tuple(cp.asarray(a) for a in inputs)
+            res = fn(*dev)
+            stream.synchronize()
+            got = tuple(cp.asnumpy(r) for r in (res if isinstance(res, tuple) else (res,)))
+        r = compare(op, inputs, got if len(got) > 1 else got[0])
+        assert r.ok, f"n={n} (grid step {per_grid}): {r.message}"
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["relu", "relu_mask"])
+def test_gpu_raw_beyond_2_31_elements(op):
+    """64-bit indexing: float16 arrays of 2**31 + 4099 elements (4 GiB each), checked on the GPU
+    against CuPy's ufuncs, if the device has the memory."""
+    cp = _cupy_or_skip()
+    n = 2**31 + 4099
+    free, _ = cp.cuda.runtime.memGetInfo()
+    if free < 6 * 2 * n:
+        pytest.skip(f"needs ~{6 * 2 * n / 2**30:.0f} GiB of free GPU memory, {free / 2**30:.0f} GiB free")
+    x = cp.empty(n, cp.float16)
+    step = 2**28
+    for i in range(0, n, step):               # random values, made in slices to bound temporaries
+        m = min(step, n - i)
+        x[i:i + m] = cp.random.standard_normal(m, dtype=cp.float32).astype(cp.float16)
+    x[-5:] = cp.asarray([1, -1, 0, np.nan, 2], cp.float16)
+    res = kernels.get(op, "cupy_raw")(x)
+    y = res[0] if op == "relu_mask" else res
+    want = cp.maximum(x, 0)
+    assert bool(cp.array_equal(y, want, equal_nan=True)), "relu beyond 2**31 elements"
+    if op == "relu_mask":
+        mask = res[1]
+        assert mask.size == mask_nbytes(n)
+        bits = cp.packbits(x > 0, bitorder="little")
+        assert bool(cp.array_equal(mask, bits)), "mask beyond 2**31 elements"

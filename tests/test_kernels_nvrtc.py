@@ -1,0 +1,169 @@
+"""Every CUDA C source compiles with NVRTC from PyPI, without a GPU, for sm_80 and sm_90.
+
+The .cu files of the cupy_raw backend and each ElementwiseKernel body of cupy_elementwise (in a
+CuPy-like wrapper) must compile with no error and no warning, and no kernel may spill. The
+ptxas-log parser is checked on a recorded log, and a broken source must be reported as broken
+(so these tests can fail). These tests need only the dev extra; they must run, not skip, in CI.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernels import cupy_gpu, nvrtc
+from kernels.reference import OPS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if nvrtc.reason():   # the dev extra is installed in CI: a missing NVRTC is a failure, not a skip
+    pytest.fail(f"NVRTC is needed by these tests: {nvrtc.reason()}", pytrace=False)
+
+TARGETS = nvrtc.targets()
+
+
+@pytest.fixture(scope="module", params=nvrtc.ARCHS)
+def compiled(request) -> dict[str, nvrtc.Compiled]:
+    """Every target compiled once per arch, shared by the tests below."""
+    return {t.label: nvrtc.compile_source(t.source, t.label, request.param) for t in TARGETS}
+
+
+@pytest.mark.parametrize("label", [t.label for t in TARGETS])
+def test_compiles_without_warnings_or_spills(compiled, label):
+    r = compiled[label]
+    assert r.ok, f"{label} for {r.arch}:\n" + "\n".join(r.problems) + "\n--- log ---\n" + r.log
+    assert r.kernels, f"{label} for {r.arch}: ptxas reported no kernel:\n{r.log}"
+
+
+def test_every_raw_kernel_is_compiled_and_reported(compiled):
+    """Each extern "C" kernel of each .cu file shows up in ptxas's report with its registers."""
+    for path in nvrtc.raw_sources():
+        names = nvrtc.kernel_names(path.read_text())
+        assert names, f"{path.name} defines no extern \"C\" kernel"
+        got = compiled[path.name].kernels
+        assert list(got) == names
+        assert all(r.registers > 0 for r in got.values())
+
+
+def test_every_op_has_a_raw_kernel_and_an_elementwise_body():
+    """Nothing forgotten: each op x dtype has its RawKernel in the .cu file the launcher loads,
+    and each op an ElementwiseKernel."""
+    assert set(cupy_gpu.ELEMENTWISE) == set(OPS) - {"sparse_matmul"}
+    assert set(cupy_gpu.RAW_SOURCES) == set(OPS) - {"sparse_matmul"}
+    for op, filename in cupy_gpu.RAW_SOURCES.items():
+        names = nvrtc.kernel_names((nvrtc.CUDA_DIR / filename).read_text())
+        for dtype in cupy_gpu.DTYPES:
+            assert cupy_gpu.raw_kernel_name(op, dtype) in names, f"{op} {dtype} missing from {filename}"
+    for op, ew in cupy_gpu.ELEMENTWISE.items():
+        assert ew.name == f"_{op}_kernel"
+        spec = OPS[op]
+        params = [name for part in (ew.in_params, ew.out_params) for name in [p.split()[-1] for p in part.split(",")]]
+        assert params[:len(spec.inputs)] == list(spec.inputs), f"{op}: inputs in the op's order"
+        for out in spec.outputs:
+            assert out in params, f"{op}: output {out} missing"
+
+
+def test_every_raw_kernel_says_what_it_moves():
+    """The comment above each kernel: `// reads N B + writes M B per element (type); see bench/roofline.py`."""
+    for path in nvrtc.raw_sources():
+        text = path.read_text()
+        for name in nvrtc.kernel_names(text):
+            head = text[: text.index(f"{name}(")]
+            comment = [ln for ln in head.splitlines() if ln.startswith("//")][-1]
+            assert re.fullmatch(r"// reads [\d.]+ B \+ writes [\d.]+ B per element \((__half|float|double)\); "
+                                r"see bench/roofline\.py", comment), f"{path.name} {name}: {comment!r}"
+
+
+def test_block_size_agrees():
+    assert f"#define ACT_BLOCK {cupy_gpu.BLOCK} " in (nvrtc.CUDA_DIR / "common.cuh").read_text()
+
+
+def test_vector_loads_and_stores_in_ptx():
+    """Each RawKernel moves its arrays with 16-byte loads and stores (ld/st .v4 or .v2.f64), and
+    none has a 64-bit division (trip-count arithmetic of an unrolled grid-stride loop)."""
+    for path in nvrtc.raw_sources():
+        ptx = nvrtc.ptx_of(path.read_text(), path.name, "sm_90")
+        entries = re.split(r"\.visible \.entry ", ptx)[1:]
+        assert len(entries) == len(nvrtc.kernel_names(path.read_text()))
+        for entry in entries:
+            name = entry.split("(")[0]
+            assert re.search(r"ld\.global(\.nc)?\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte load"
+            assert re.search(r"st\.global\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte store"
+            assert not re.search(r"\b(div|rem)\.(s|u)64\b", entry), f"{name}: 64-bit division"
+
+
+def test_sources_compile_with_the_fp16_stand_in():
+    """Without cuda_fp16.h the sources fall back to kernels/cuda/fp16.cuh's stand-in."""
+    for path in nvrtc.raw_sources():
+        r = nvrtc.compile_source(path.read_text(), path.name, "sm_90", fp16=False)
+        assert r.ok, "\n".join(r.problems) + "\n" + r.log
+    ew = cupy_gpu.ELEMENTWISE["sigmoid"]
+    src = nvrtc.elementwise_source(ew, "float16", cupy_gpu.ELEMENTWISE_PREAMBLE)
+    r = nvrtc.compile_source(src, "sigmoid float16", "sm_80", fp16=False)
+    assert r.ok, "\n".join(r.problems) + "\n" + r.log
+
+
+# ---- the checker checks --------------------------------------------------------------------
+
+RECORDED_LOG = """\
+ptxas info    : 12 bytes gmem
+ptxas info    : Compiling entry function '_sigmoid_kernel_f32' for 'sm_90'
+ptxas info    : Function properties for _sigmoid_kernel_f32
+ptxas         .     8 bytes stack frame, 8 bytes spill stores, 8 bytes spill loads
+ptxas info    : Used 32 registers, used 0 barriers, 8 bytes cumulative stack size
+ptxas info    : Compile time = 61.879 ms
+ptxas info    : Function properties for __internal_accurate_helper
+ptxas         .     16 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
+ptxas info    : Compiling entry function '_relu_kernel_f16' for 'sm_80'
+ptxas info    : Function properties for _relu_kernel_f16
+ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 27 registers, used 1 barriers, 2048 bytes smem, 380 bytes cmem[0]
+"""
+
+
+def test_parser_on_a_recorded_log():
+    got = nvrtc.parse_ptxas(RECORDED_LOG)
+    assert list(got) == ["_sigmoid_kernel_f32", "_relu_kernel_f16"]
+    s = got["_sigmoid_kernel_f32"]
+    assert (s.registers, s.stack_bytes, s.spill_stores, s.spill_loads, s.shared_bytes) == (32, 8, 8, 8, 0)
+    assert s.spills
+    r = got["_relu_kernel_f16"]
+    assert (r.registers, r.stack_bytes, r.spill_stores, r.spill_loads, r.shared_bytes, r.barriers) == (27, 0, 0, 0, 2048, 1)
+    assert not r.spills
+
+
+def test_a_spilling_kernel_fails():
+    c = nvrtc.Compiled("x.cu", "sm_90", RECORDED_LOG, kernels=nvrtc.parse_ptxas(RECORDED_LOG))
+    assert not c.ok and any("_sigmoid_kernel_f32 spills" in p for p in c.problems)
+
+
+def test_a_broken_source_is_an_error():
+    r = nvrtc.compile_source('extern "C" __global__ void k(float* x) { x[0] = not_declared; }', "broken.cu", "sm_90")
+    assert not r.ok and r.errors and "not_declared" in r.log
+
+
+def test_a_warning_is_a_failure():
+    r = nvrtc.compile_source('extern "C" __global__ void k(float* x) { int unused; x[0] = 1.0f; }', "warns.cu", "sm_80")
+    assert not r.ok and r.warnings and not r.errors
+
+
+def test_committed_report_lists_every_kernel():
+    """reports/kernels-resources.md (make resources) is there and names every kernel."""
+    report = (ROOT / "reports" / "kernels-resources.md").read_text()
+    assert "NVRTC" in report and "sm_80" in report and "sm_90" in report
+    for t in TARGETS:
+        for name in nvrtc.kernel_names(t.source):
+            assert f"`{name}`" in report, f"{name} ({t.label}) is not in the report: run make resources"
+
+
+def test_cli_reports(tmp_path):
+    out = tmp_path / "r.md"
+    proc = subprocess.run([sys.executable, "-m", "kernels.nvrtc", "--arch", "sm_90", "--report", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.startswith("# CUDA kernel resources") and "| relu.cu | `_relu_kernel_f32` |" in text
