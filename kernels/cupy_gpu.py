@@ -340,7 +340,8 @@ def relu_grad_mask_ew(dy, mask, out=None):
 def raw_options(nvrtc_major: int | None = None) -> tuple[str, ...]:
     """NVRTC options of the RawModules (the architecture is CuPy's to add): C++17, NVRTC's default
     FMA contraction spelled out, kernels/cuda on the include path, and cuda_fp16.h's folder when
-    one matching NVRTC's major version is found (else kernels/cuda/fp16.cuh's stand-in is used)."""
+    one matching NVRTC's major version is found (else kernels/cuda/fp16.cuh's stand-in is used).
+    CuPy itself adds -ftz=true and the -arch of the current device."""
     from .nvrtc import fp16_include_dir
     opts = ["--std=c++17", "--fmad=true", f"-I{CUDA_DIR}"]
     found = fp16_include_dir(nvrtc_major)

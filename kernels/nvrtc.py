@@ -36,6 +36,8 @@ CUDA_DIR = Path(__file__).parent / "cuda"
 ARCHS = ("sm_80", "sm_90")
 # Options shared with the cupy_raw RawModules (kernels/cupy_gpu.py raw_options) ...
 LANG_OPTIONS = ("--std=c++17", "--fmad=true")
+# ... what CuPy adds to every compile (cupy/cuda/compiler.py): flush subnormal floats to zero ...
+CUPY_OPTIONS = ("-ftz=true",)
 # ... and the report: ptxas's resource usage, and spills as warnings.
 PTXAS_OPTIONS = ("-Xptxas=-v", "-Xptxas=--warn-on-spills")
 TYPE_NAMES = {"float16": "float16", "float32": "float", "float64": "double"}   # CuPy's C names
@@ -201,9 +203,10 @@ def _log_problems(log: str) -> tuple[list[str], list[str]]:
 
 
 def options(arch: str, *, fp16: bool = True, extra: tuple[str, ...] = ()) -> list[str]:
-    """The NVRTC options of the check: the RawModules' language options, this folder and
-    cuda_fp16.h's on the include path (unless fp16=False), the arch and ptxas's report."""
-    opts = [f"--gpu-architecture={arch}", *LANG_OPTIONS, f"-I{CUDA_DIR}"]
+    """The NVRTC options of the check: the RawModules' language options, the -ftz=true CuPy adds,
+    this folder and cuda_fp16.h's on the include path (unless fp16=False), the arch and ptxas's
+    report."""
+    opts = [f"--gpu-architecture={arch}", *LANG_OPTIONS, *CUPY_OPTIONS, f"-I{CUDA_DIR}"]
     found = fp16_include_dir() if fp16 else None
     if found is not None:
         opts.append(f"-I{found[0]}")
@@ -361,7 +364,7 @@ def markdown_report(results: list[Compiled], archs=ARCHS) -> str:
         bindings = "cuda-bindings"
     found = fp16_include_dir()
     fp16 = found[1] if found else "kernels/cuda/fp16.cuh's stand-in (no cuda_fp16.h found)"
-    opts = " ".join([*LANG_OPTIONS, "-I kernels/cuda", *PTXAS_OPTIONS])
+    opts = " ".join([*LANG_OPTIONS, *CUPY_OPTIONS, "-I kernels/cuda", *PTXAS_OPTIONS])
     rows: dict[tuple[str, str], dict[str, Resources]] = {}
     for r in results:
         for kernel, res in r.kernels.items():

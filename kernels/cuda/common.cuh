@@ -15,6 +15,8 @@
 // Arithmetic is done in the compute type of the dtype (float for __half). NVRTC's default
 // --fmad=true is kept: a*b+c may become one FMA (only tanh_grad's 1 - y*y has that shape), which
 // is at least as accurate as two roundings; the tolerances in bench/check.py allow either.
+// CuPy compiles every module with -ftz=true (kernels/nvrtc.py checks with it too): float32
+// subnormal results flush to 0, an error below the tolerance's atol (float32's smallest normal).
 #pragma once
 
 #include "fp16.cuh"
