@@ -1,6 +1,8 @@
 # actbench: every command sets itself up (creates .venv, installs the project) and then runs.
 #   make bench      quick benchmark of every available kernel: tables, JSON, Markdown, plots
 #   make test       the test suite (numba-cuda simulator and NVRTC compile tests included)
+#   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
+#   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
 # EXTRAS picks the optional dependencies: `make bench EXTRAS=dev,torch` adds the torch peer.
 
 comma  := ,

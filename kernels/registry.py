@@ -225,7 +225,21 @@ def _is_c_contiguous(a) -> bool:
 def _shares_memory(a, b) -> bool:
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         return np.shares_memory(a, b)
-    ptr = getattr(a, "data_ptr", None)          # torch
-    if callable(ptr):
-        return a.numel() > 0 and b.numel() > 0 and ptr() == b.data_ptr()
+    span_a, span_b = _device_span(a), _device_span(b)
+    if span_a and span_b:
+        return span_a[0] < span_b[1] and span_b[0] < span_a[1]
     return False
+
+
+def _device_span(a) -> tuple[int, int] | None:
+    """[first byte, last byte + 1) of a device array's buffer (CuPy, numba, torch), when it has one."""
+    ptr = getattr(a, "data_ptr", None)                       # torch
+    if callable(ptr):
+        start = ptr()
+    else:
+        cai = getattr(a, "__cuda_array_interface__", None)   # CuPy, numba
+        if not cai:
+            return None
+        start = cai["data"][0]
+    nbytes = int(np.prod(a.shape, dtype=np.int64)) * np.dtype(dtype_name(a)).itemsize
+    return (start, start + nbytes) if nbytes and start else None
