@@ -1,1 +1,528 @@
-"""numba.cuda backend (placeholder: kernels land with the numba_cuda work)."""
+"""numba.cuda backend ("numba_cuda"): hand-written numba.cuda.jit kernels for every elementwise op.
+
+Each op is a device function `_<op>_kernel`, a grid-stride loop over the flattened arrays, and a
+launcher `<op>` registered with @register that allocates the output (unless out= is given), picks
+the grid (`launch_config`) and launches on the default stream. Every thread loads UNROLL elements
+before it computes and stores any of them, so that a real GPU has UNROLL independent reads in
+flight per thread: numba cannot tell that inputs and outputs do not overlap, so a plain loop would
+wait for each load in turn. relu_mask builds its packed mask with a warp ballot: one 32-bit word per
+32 elements, written by lane 0 of the warp.
+
+numba.cuda is imported by the probe, on first use, never at `import kernels`; kernels compile on
+first use, once per (op, dtype). Under NUMBA_ENABLE_CUDASIM=1 the same kernels run on numba-cuda's
+CPU simulator (a Python thread per CUDA thread: slow, small sizes only) with a grid of at most two
+blocks of one warp; the backend is then marked simulated, so the benchmark checks it but never times
+it. float16 is not offered: numba-cuda compiles half-precision math (exp, tanh) only where a GPU
+driver is present, so neither a machine without a GPU nor CI could check it, and the simulator does
+half-precision arithmetic in NumPy, not as a GPU would.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+import warnings
+
+import numpy as np
+
+from .reference import OPS
+from .registry import Backend, declare_backend, register
+
+cuda = None              # numba.cuda, set by the probe (and by compile_ptx)
+_ballot = None           # cuda.ballot_sync on a GPU, _simulated_ballot_sync on the simulator
+_native_types: tuple = ()  # numba's device-array class(es): DeviceNDArray, or the simulator's FakeCUDAArray
+
+WARP = 32                # threads per warp: bits per word of the relu_mask mask
+FULL_MASK = 0xFFFFFFFF   # every lane of a warp takes part in each ballot
+UNROLL = 4               # elements each thread loads before it stores any (reads in flight)
+THREADS = 256            # threads per block on a real GPU
+SIM_THREADS = 32         # threads per block on the simulator: one warp (each is a Python thread)
+SIM_BLOCKS = 2           # blocks at most on the simulator: enough to exercise the grid stride
+
+
+# ------------------------------------------------------------------------------ launch geometry
+
+def launch_config(n: int, *, simulated: bool, sm_count: int = 1, max_threads_per_sm: int = 2048,
+                  per_thread: int = UNROLL) -> tuple[int, int]:
+    """(blocks, threads per block) for a grid-stride kernel over n >= 1 elements, each thread
+    handling `per_thread` elements per pass of its loop.
+
+    Real GPU: THREADS-thread blocks, as many as one full wave of resident blocks on the device
+    (sm_count x max_threads_per_sm // THREADS; 8 per SM on Hopper and Ampere A100), fewer when n
+    needs fewer; the grid-stride loop covers the rest. Simulator: at most SIM_BLOCKS blocks of
+    SIM_THREADS, so that tests stay fast and still run the loop's stride and tails.
+    """
+    if n < 1:
+        raise ValueError(f"launch_config needs n >= 1 elements, got {n} (an empty array launches nothing)")
+    if simulated:
+        threads, most = SIM_THREADS, SIM_BLOCKS
+    else:
+        threads = THREADS
+        most = max(1, sm_count) * max(1, max_threads_per_sm // threads)
+    needed = -(-n // (threads * per_thread))
+    return min(needed, most), threads
+
+
+@functools.cache
+def _device_shape() -> tuple[int, int]:
+    dev = cuda.get_current_device()
+    return int(dev.MULTIPROCESSOR_COUNT), int(dev.MAX_THREADS_PER_MULTI_PROCESSOR)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    if _backend.simulated:
+        return launch_config(n, simulated=True)
+    sm_count, threads_per_sm = _device_shape()
+    return launch_config(n, simulated=False, sm_count=sm_count, max_threads_per_sm=threads_per_sm)
+
+
+# ------------------------------------------------------------------------------------- kernels
+# Device code. Arrays are 1-D and C-contiguous; a typed constant (x.dtype.type(1)) keeps float32
+# arithmetic in float32 (a bare 1.0 is a float64 in numba and would promote the whole expression).
+# Each kernel reads its UNROLL elements into a local array first (registers on a GPU), then computes
+# and stores them; `if j < n` handles the tail of the last pass.
+
+# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
+def _relu_kernel(x, y):
+    n, step = x.shape[0], cuda.gridsize(1)
+    zero = x.dtype.type(0)
+    v = cuda.local.array(UNROLL, x.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                v[k] = x[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                y[j] = zero if v[k] < zero else v[k]          # NaN < 0 is false: NaN stays NaN
+
+
+# reads 8 B (dy, x) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
+def _relu_grad_kernel(dy, x, dx):
+    n, step = x.shape[0], cuda.gridsize(1)
+    zero = x.dtype.type(0)
+    g = cuda.local.array(UNROLL, dy.dtype)
+    v = cuda.local.array(UNROLL, x.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                g[k] = dy[j]
+                v[k] = x[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                dx[j] = g[k] if v[k] > zero else zero       # 0 where x <= 0 or x is NaN
+
+
+# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
+def _sigmoid_kernel(x, y):
+    n, step = x.shape[0], cuda.gridsize(1)
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    v = cuda.local.array(UNROLL, x.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                v[k] = x[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                e = math.exp(-abs(v[k]))                     # in [0, 1]: never overflows; NaN stays NaN
+                y[j] = one / (one + e) if v[k] >= zero else e / (one + e)
+
+
+# reads 8 B (dy, y) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
+def _sigmoid_grad_kernel(dy, y, dx):
+    n, step = y.shape[0], cuda.gridsize(1)
+    one = y.dtype.type(1)
+    g = cuda.local.array(UNROLL, dy.dtype)
+    s = cuda.local.array(UNROLL, y.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                g[k] = dy[j]
+                s[k] = y[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                dx[j] = (g[k] * s[k]) * (one - s[k])         # dy * y * (1 - y), left to right
+
+
+# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
+def _tanh_kernel(x, y):
+    n, step = x.shape[0], cuda.gridsize(1)
+    v = cuda.local.array(UNROLL, x.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                v[k] = x[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                y[j] = math.tanh(v[k])
+
+
+# reads 8 B (dy, y) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
+def _tanh_grad_kernel(dy, y, dx):
+    n, step = y.shape[0], cuda.gridsize(1)
+    one = y.dtype.type(1)
+    g = cuda.local.array(UNROLL, dy.dtype)
+    t = cuda.local.array(UNROLL, y.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                g[k] = dy[j]
+                t[k] = y[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                dx[j] = g[k] * (one - t[k] * t[k])
+
+
+# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
+def _leaky_relu_kernel(x, y, slope):
+    n, step = x.shape[0], cuda.gridsize(1)
+    zero = x.dtype.type(0)
+    v = cuda.local.array(UNROLL, x.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                v[k] = x[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                y[j] = v[k] if v[k] > zero else slope * v[k]   # NaN: slope * NaN is NaN
+
+
+# reads 8 B (dy, x) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
+def _leaky_relu_grad_kernel(dy, x, dx, slope):
+    n, step = x.shape[0], cuda.gridsize(1)
+    zero = x.dtype.type(0)
+    g = cuda.local.array(UNROLL, dy.dtype)
+    v = cuda.local.array(UNROLL, x.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                g[k] = dy[j]
+                v[k] = x[j]
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                dx[j] = g[k] if v[k] > zero else slope * g[k]
+
+
+# reads 4 B + writes 4 B + 1/8 B (the mask bit) per element (float32; 8 + 8 + 1/8 in float64);
+# see bench/roofline.py
+def _relu_mask_kernel(x, y, mask32, mask8, nfull):
+    # Warp w of the grid handles words w, w + warps, ...: word w is elements 32w .. 32w + 31, one per
+    # lane, and its 32 mask bits (little bit order: element 32w + k is bit k) come from one ballot.
+    # The loop bound is the same for all 32 lanes, so every lane reaches every ballot.
+    n = x.shape[0]
+    words = (n + WARP - 1) // WARP
+    warps = cuda.gridsize(1) // WARP
+    lane = cuda.laneid
+    zero = x.dtype.type(0)
+    v = cuda.local.array(UNROLL, x.dtype)
+    for w0 in range(cuda.grid(1) // WARP, words, UNROLL * warps):
+        for k in range(UNROLL):
+            j = (w0 + k * warps) * WARP + lane
+            if j < n:
+                v[k] = x[j]
+        for k in range(UNROLL):
+            w = w0 + k * warps
+            if w < words:                                    # the same for every lane of the warp
+                j = w * WARP + lane
+                keep = False
+                if j < n:
+                    keep = v[k] > zero
+                    y[j] = zero if v[k] < zero else v[k]
+                bits = _ballot(FULL_MASK, keep)
+                if lane == 0:
+                    if w < nfull:
+                        mask32[w] = bits                     # one 4-byte store per 32 elements
+                    else:                                    # the last word, or an unaligned mask
+                        for b in range(4):
+                            if 4 * w + b < mask8.shape[0]:
+                                mask8[4 * w + b] = (bits >> (8 * b)) & 0xFF
+
+
+# reads 4 B + 1/8 B (the mask bit) + writes 4 B per element (float32; 8 + 1/8 + 8 in float64);
+# see bench/roofline.py
+def _relu_grad_mask_kernel(dy, mask, dx):
+    n, step = dy.shape[0], cuda.gridsize(1)
+    zero = dy.dtype.type(0)
+    g = cuda.local.array(UNROLL, dy.dtype)
+    m = cuda.local.array(UNROLL, mask.dtype)
+    for i in range(cuda.grid(1), n, UNROLL * step):
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                g[k] = dy[j]
+                m[k] = mask[j >> 3]                          # 8 neighbouring threads share a byte
+        for k in range(UNROLL):
+            j = i + k * step
+            if j < n:
+                dx[j] = g[k] if (m[k] >> (j & 7)) & 1 else zero
+
+
+_SIM_VOTES = ([False] * 1024, [False] * 1024)   # two rounds of one slot per thread of a block
+_SIM_ROUND = [0] * 1024                          # which of the two each thread votes in next
+
+
+def _simulated_ballot_sync(mask, predicate):
+    """cuda.ballot_sync for numba-cuda's simulator, which has none.
+
+    Each thread posts its vote, the block synchronises, and each thread gathers the votes of its
+    own warp's lanes. Votes alternate between two sets of slots, so one barrier per ballot is
+    enough: a thread cannot overwrite a slot until every thread has passed the next barrier, that
+    is, finished reading this round. A block-wide barrier stands in for the warp-wide one; that is
+    exact here because the simulator runs one block at a time, releases a barrier once every thread
+    still running has reached it, and every warp of _relu_mask_kernel runs the same number of
+    ballots on all its lanes."""
+    t = cuda.threadIdx.x
+    votes = _SIM_VOTES[_SIM_ROUND[t]]
+    _SIM_ROUND[t] ^= 1
+    votes[t] = bool(predicate)
+    cuda.syncthreads()
+    base = t - t % WARP
+    word = 0
+    for lane in range(WARP):
+        if (mask >> lane) & 1 and votes[base + lane]:
+            word |= 1 << lane
+    return word
+
+
+def _signature(op: str, dtype: str) -> tuple:
+    """The argument types of `_<op>_kernel` for dtype: flat C-contiguous arrays, then scalars."""
+    t = cuda.types
+    s = getattr(t, dtype)
+    a = s[::1]
+    return {
+        "relu": (a, a), "sigmoid": (a, a), "tanh": (a, a),
+        "relu_grad": (a, a, a), "sigmoid_grad": (a, a, a), "tanh_grad": (a, a, a),
+        "leaky_relu": (a, a, s), "leaky_relu_grad": (a, a, a, s),
+        "relu_mask": (a, a, t.uint32[::1], t.uint8[::1], t.int64),
+        "relu_grad_mask": (a, t.uint8[::1], a),
+    }[op]
+
+
+@functools.cache
+def _kernel(op: str, dtype: str):
+    """`_<op>_kernel` compiled for dtype, on first use (a few hundred ms on a GPU), then cached."""
+    return cuda.jit(_signature(op, dtype))(globals()[f"_{op}_kernel"])
+
+
+def compile_ptx(op: str, dtype: str, cc: tuple[int, int] = (9, 0)) -> str:
+    """The PTX of `_<op>_kernel` for dtype and compute capability cc, as a real GPU would run it.
+
+    Needs numba-cuda and libNVVM (a CUDA toolkit) but no GPU or driver, and the real CUDA target:
+    it fails under NUMBA_ENABLE_CUDASIM=1. For tests and inspection (float32 kernels must not touch
+    float64, no local memory, relu_mask must use vote.sync.ballot)."""
+    from numba import cuda as _cuda
+    if _simulator_enabled():
+        raise RuntimeError("compile_ptx needs the real CUDA target; unset NUMBA_ENABLE_CUDASIM")
+    saved = cuda, _ballot, _native_types
+    _bind(_cuda, simulated=False)         # the kernels' globals, for numba to resolve
+    try:
+        ptx, _ = _cuda.compile_ptx(globals()[f"_{op}_kernel"], _signature(op, dtype), cc=cc)
+    finally:
+        _restore(*saved)
+    return ptx
+
+
+# ------------------------------------------------------------------------------------ backend
+
+def _simulator_enabled() -> bool:
+    try:
+        from numba.cuda.core import config          # numba-cuda's own configuration
+    except ImportError:
+        from numba.core import config
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+def _bind(module, simulated: bool) -> None:
+    """Point this module's globals at numba.cuda (the kernels read `cuda` and `_ballot`)."""
+    global cuda, _ballot, _native_types
+    cuda = module
+    if simulated:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        _ballot, _native_types = _simulated_ballot_sync, (FakeCUDAArray,)
+    else:
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray
+        _ballot, _native_types = module.ballot_sync, (DeviceNDArray,)
+
+
+def _restore(module, ballot, native_types) -> None:
+    global cuda, _ballot, _native_types
+    cuda, _ballot, _native_types = module, ballot, native_types
+
+
+def _probe() -> str | None:
+    if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba_cuda") is None:
+        return ("numba-cuda is not installed (pip install -e '.[cuda12]' or '.[cuda13]' with a GPU, "
+                "'.[dev]' for its CPU simulator)")
+    try:
+        from numba import cuda as _cuda
+    except ImportError as exc:
+        return f"numba.cuda cannot be imported: {exc}"
+    from importlib.metadata import version
+    simulated = _simulator_enabled()
+    if not simulated and not _cuda.is_available():
+        detail = " ".join(str(_cuda.cuda_error() or "").split())
+        return ("no CUDA GPU found" + (f" ({detail})" if detail else "")
+                + "; NUMBA_ENABLE_CUDASIM=1 runs these kernels on numba-cuda's CPU simulator")
+    _bind(_cuda, simulated)
+    _backend.simulated = simulated
+    if simulated:
+        _backend.description = (f"numba-cuda {version('numba-cuda')} kernels on its CPU simulator "
+                                "(NUMBA_ENABLE_CUDASIM=1): checked, never timed")
+    else:
+        dev = _cuda.get_current_device()
+        name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+        _backend.description = (f"numba-cuda {version('numba-cuda')} kernels on {name} "
+                                f"(sm_{dev.compute_capability[0]}{dev.compute_capability[1]})")
+    return None
+
+
+def _is_native(a) -> bool:
+    return isinstance(a, _native_types)
+
+
+def _contiguous(a):
+    """a itself when C-contiguous, else a C-contiguous copy made on the device.
+
+    Slicing a device array gives a strided view on both targets (a[::2]); a.T is a view on the
+    simulator but already a contiguous copy on a GPU (numba runs a transpose kernel). The copy is
+    numba's own assignment kernel (dst[:] = src), which handles any strides."""
+    if a.is_c_contiguous():
+        return a
+    c = cuda.device_array(a.shape, a.dtype)
+    if a.size:
+        c[:] = a
+    return c
+
+
+def _numba_cuda():
+    """numba.cuda, probing first if nobody has yet (bench.check moves data before any kernel call)."""
+    if cuda is None and not _backend.available:
+        raise RuntimeError(f"backend 'numba_cuda' is not available here: {_backend.reason}")
+    return cuda
+
+
+_backend = declare_backend(Backend(
+    name="numba_cuda",
+    device="gpu",
+    probe=_probe,
+    to_native=lambda a: _numba_cuda().to_device(np.array(a, order="C", copy=None)),
+    to_numpy=lambda a: a.copy_to_host(),
+    is_native=_is_native,
+    empty=lambda shape, dtype: _numba_cuda().device_array(shape, np.dtype(dtype)),
+    dtypes=("float32", "float64"),
+    synchronize=lambda: _numba_cuda().synchronize(),
+    contiguous=_contiguous,
+    description="numba.cuda.jit kernels",
+    # numba reads this variable too; the probe sets the final word once numba.cuda is imported
+    simulated=os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"),
+))
+
+
+# ----------------------------------------------------------------------------------- launchers
+
+def _flat(a):
+    return a.reshape(a.size)
+
+
+def _launch(op: str, n: int, first, *args) -> None:
+    blocks, threads = _grid(n)
+    kernel = _kernel(op, first.dtype.name)[blocks, threads]
+    if not _backend.simulated:
+        kernel(*args)
+        return
+    with warnings.catch_warnings():
+        # the simulator computes with NumPy scalars, which warn where IEEE arithmetic gives inf or
+        # NaN (dy * y * (1 - y) at y = 1e38); a GPU gives the same values silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kernel(*args)
+
+
+def _elementwise(op: str, inputs: tuple, out, *scalars):
+    first = inputs[0]
+    out = cuda.device_array(first.shape, first.dtype) if out is None else out
+    if first.size:
+        _launch(op, first.size, first, *(_flat(a) for a in inputs), _flat(out), *scalars)
+    return out
+
+
+@register("relu", "numba_cuda")
+def relu(x, out=None):
+    return _elementwise("relu", (x,), out)
+
+
+@register("relu_grad", "numba_cuda")
+def relu_grad(dy, x, out=None):
+    return _elementwise("relu_grad", (dy, x), out)
+
+
+@register("sigmoid", "numba_cuda")
+def sigmoid(x, out=None):
+    return _elementwise("sigmoid", (x,), out)
+
+
+@register("sigmoid_grad", "numba_cuda")
+def sigmoid_grad(dy, y, out=None):
+    return _elementwise("sigmoid_grad", (dy, y), out)
+
+
+@register("tanh", "numba_cuda")
+def tanh(x, out=None):
+    return _elementwise("tanh", (x,), out)
+
+
+@register("tanh_grad", "numba_cuda")
+def tanh_grad(dy, y, out=None):
+    return _elementwise("tanh_grad", (dy, y), out)
+
+
+@register("leaky_relu", "numba_cuda")
+def leaky_relu(x, out=None, slope=OPS["leaky_relu"].params["slope"]):
+    return _elementwise("leaky_relu", (x,), out, x.dtype.type(slope))
+
+
+@register("leaky_relu_grad", "numba_cuda")
+def leaky_relu_grad(dy, x, out=None, slope=OPS["leaky_relu_grad"].params["slope"]):
+    return _elementwise("leaky_relu_grad", (dy, x), out, x.dtype.type(slope))
+
+
+def _address(a) -> int:
+    """Where a's data starts (the simulator's arrays are NumPy arrays inside)."""
+    iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    return int(iface["data"][0])
+
+
+@register("relu_mask", "numba_cuda")
+def relu_mask(x, out=None):
+    y, mask = (None, None) if out is None else out
+    nbytes = (x.size + 7) // 8
+    y = cuda.device_array(x.shape, x.dtype) if y is None else y
+    mask = cuda.device_array((nbytes,), np.uint8) if mask is None else mask
+    if x.size:
+        # whole 32-bit words are stored as such when the mask is 4-byte aligned (always, unless out=
+        # is an offset view); the last partial word, or every word of an unaligned mask, byte by byte
+        nfull = nbytes // 4 if _address(mask) % 4 == 0 else 0
+        mask32 = mask[:4 * nfull].view(np.uint32)
+        _launch("relu_mask", x.size, x, _flat(x), _flat(y), mask32, mask, nfull)
+    return y, mask
+
+
+@register("relu_grad_mask", "numba_cuda")
+def relu_grad_mask(dy, mask, out=None):
+    return _elementwise("relu_grad_mask", (dy, mask), out)

@@ -1,0 +1,367 @@
+"""What is specific to the numba_cuda backend (kernels/numba_gpu.py); the op semantics are checked
+for every backend in test_kernels_correctness.py.
+
+Under NUMBA_ENABLE_CUDASIM=1 (`make test`) the backend must be available and simulated: these tests
+fail rather than skip when it is not. They cover the launch geometry (a pure function), the tails
+of the grid-stride loops (sizes around the block, grid and pass sizes, every size 1..70 for the
+packed mask), a grid of several warps per block, out= written in place and nowhere else, the
+device-side contiguous copy, and the PTX a real GPU would run (compiled with libNVVM, no GPU
+needed). Tests marked gpu need a real GPU and are skipped with a reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kernels
+from bench.check import check_call, compare
+from bench.inputs import random_array, random_inputs
+from kernels import numba_gpu, registry
+from kernels.numba_gpu import SIM_BLOCKS, SIM_THREADS, THREADS, UNROLL, WARP, launch_config
+from kernels.reference import OPS, pack_mask
+
+ROOT = Path(__file__).resolve().parents[1]
+BE = registry.backend("numba_cuda")
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+ON_GPU = not SIMULATOR and BE.available
+PAD = 8          # sentinel elements on each side of an out= view
+
+requires_gpu = pytest.mark.skipif(not ON_GPU, reason="needs a real NVIDIA GPU (numba_cuda here: "
+                                  + ("runs on the CUDA simulator" if SIMULATOR else BE.reason or "?") + ")")
+
+
+@pytest.fixture(scope="module")
+def be():
+    """The backend, which must run here: on the simulator under NUMBA_ENABLE_CUDASIM=1, else on a GPU.
+    Never a skip: a simulator test that silently stopped running would hide every kernel bug."""
+    if not BE.available:
+        pytest.fail(f"numba_cuda is not available: {BE.reason}. Run the tests with NUMBA_ENABLE_CUDASIM=1 "
+                    "(make test does), or on a machine with a GPU.")
+    return BE
+
+
+# ----------------------------------------------------------------------------- the backend itself
+
+def test_backend_is_available_and_simulated_under_cudasim(be):
+    if not SIMULATOR:
+        pytest.skip("NUMBA_ENABLE_CUDASIM is not set: the backend runs on a real GPU here")
+    assert be.available and be.reason == ""
+    assert be.simulated, "under NUMBA_ENABLE_CUDASIM=1 the benchmark must know never to time numba_cuda"
+    assert be.device == "gpu"
+    assert "simulator" in be.description
+    assert be.dtypes == ("float32", "float64")
+
+
+def test_import_kernels_does_not_import_numba_cuda():
+    code = "import sys, kernels; print('numba.cuda' in sys.modules, 'numba_cuda' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["False", "False"], "numba.cuda must be imported by the probe, on first use"
+
+
+def test_native_arrays_and_round_trip(be, rng):
+    host = random_array((3, 5), "float32", rng)
+    dev = kernels.asarray("numba_cuda", host)
+    assert be.is_native(dev) and be.is_native(dev[1:]) and be.is_native(be.empty((4,), "float64"))
+    assert not be.is_native(host) and not be.is_native([1.0])
+    back = kernels.asnumpy(dev)
+    assert isinstance(back, np.ndarray) and np.array_equal(back, host)
+    host[0, 0] = 123.0
+    assert kernels.asnumpy(dev)[0, 0] != 123.0, "to_native must copy"
+
+
+def test_float16_and_other_dtypes_are_type_errors(be):
+    relu = kernels.get("relu", "numba_cuda")
+    with pytest.raises(TypeError, match="supports float32, float64"):
+        relu(be.to_native(np.ones(4, np.float16)))
+    with pytest.raises(TypeError, match="floating-point"):
+        relu(be.to_native(np.ones(4, np.int32)))
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_zero_dimensional_arrays(be, op, rng):
+    r = check_call(op, "numba_cuda", random_inputs(op, (), "float64", rng, 10.0))
+    assert r.ok, r.message
+
+
+def test_kernels_compile_once_per_dtype(be):
+    a = numba_gpu._kernel("relu", "float32")
+    assert numba_gpu._kernel("relu", "float32") is a
+    assert numba_gpu._kernel("relu", "float64") is not a
+
+
+# ------------------------------------------------------------------------------- launch geometry
+
+def test_launch_config_simulator():
+    assert launch_config(1, simulated=True) == (1, SIM_THREADS)
+    assert launch_config(SIM_THREADS * UNROLL, simulated=True) == (1, SIM_THREADS)
+    assert launch_config(SIM_THREADS * UNROLL + 1, simulated=True) == (min(2, SIM_BLOCKS), SIM_THREADS)
+    assert launch_config(10**9, simulated=True) == (SIM_BLOCKS, SIM_THREADS)
+    assert SIM_THREADS % WARP == 0 and SIM_BLOCKS * SIM_THREADS <= 128, "the simulator grid must stay tiny"
+
+
+def test_launch_config_real_gpus():
+    # H100/H200 (132 SMs) and A100 (108 SMs): 2048 threads per SM, so 8 blocks of 256 per SM
+    assert launch_config(2**30, simulated=False, sm_count=132, max_threads_per_sm=2048) == (1056, THREADS)
+    assert launch_config(2**30, simulated=False, sm_count=108, max_threads_per_sm=2048) == (864, THREADS)
+    # sm_86 consumer parts: 1536 threads per SM, 6 blocks
+    assert launch_config(2**30, simulated=False, sm_count=84, max_threads_per_sm=1536) == (504, THREADS)
+    # small arrays get only the blocks they need
+    assert launch_config(1, simulated=False, sm_count=132) == (1, THREADS)
+    assert launch_config(THREADS * UNROLL, simulated=False, sm_count=132) == (1, THREADS)
+    assert launch_config(THREADS * UNROLL + 1, simulated=False, sm_count=132) == (2, THREADS)
+    assert launch_config(1000, simulated=False, sm_count=132, per_thread=1) == (4, THREADS)
+    # a device that reports nothing useful still gets a valid grid
+    assert launch_config(10**6, simulated=False, sm_count=0, max_threads_per_sm=0) == (1, THREADS)
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 255, 1023, 1024, 1025, 4097, 10**5 + 7, 2**26 + 1, 2**31 + 3])
+@pytest.mark.parametrize("sm_count,per_sm", [(1, 2048), (4, 1024), (132, 2048), (84, 1536)])
+@pytest.mark.parametrize("simulated", [False, True])
+def test_launch_config_invariants(n, sm_count, per_sm, simulated):
+    blocks, threads = launch_config(n, simulated=simulated, sm_count=sm_count, max_threads_per_sm=per_sm)
+    most = SIM_BLOCKS if simulated else sm_count * max(1, per_sm // THREADS)
+    assert threads % WARP == 0, "relu_mask's ballots need whole warps"
+    assert 1 <= blocks <= most
+    pass_size = blocks * threads * UNROLL
+    assert blocks == most or pass_size >= n, "a grid smaller than the cap covers n in one pass"
+    assert (blocks - 1) * threads * UNROLL < n, "no block without work"
+
+
+def test_launch_config_rejects_empty():
+    with pytest.raises(ValueError, match="n >= 1"):
+        launch_config(0, simulated=True)
+
+
+# -------------------------------------------------------------------------- tails and out= in place
+
+def _edges() -> list[int]:
+    """Sizes that end exactly at, just before and just after each boundary of the grid-stride loop
+    as this machine launches it: a warp, a block, the grid, one block's pass, one pass, two passes."""
+    blocks, threads = numba_gpu._grid(2**40)
+    bounds = {WARP, threads, threads * blocks, threads * UNROLL, threads * blocks * UNROLL,
+              2 * threads * blocks * UNROLL}
+    return sorted({b + d for b in bounds for d in (-1, 0, 1)})
+
+
+def _padded_out(shape, dtype, offset=PAD):
+    """A device buffer of sentinels (NaN, or 0xA5 bytes) and the C-contiguous view of `shape` at
+    `offset` inside it that a kernel gets as out=."""
+    n = int(np.prod(shape, dtype=np.int64))
+    fill = 0xA5 if dtype == "uint8" else np.nan
+    buf = BE.to_native(np.full(n + offset + PAD, fill, dtype=dtype))
+    return buf, buf[offset:offset + n].reshape(shape)
+
+
+def _run_in_place(op, inputs, mask_offset=PAD, **params):
+    """Run op on inputs with out= views into sentinel buffers; check the call returned those very
+    views, wrote every element right (bench.check.compare) and nothing outside them."""
+    spec = OPS[op]
+    native = tuple(BE.to_native(a) for a in inputs)
+    bufs, views = [], []
+    for shape, dtype in registry.output_layout(spec, inputs[0]):
+        buf, view = _padded_out(shape, dtype, mask_offset if dtype == "uint8" else PAD)
+        bufs.append((buf, dtype, mask_offset if dtype == "uint8" else PAD, int(np.prod(shape, dtype=np.int64))))
+        views.append(view)
+    out = tuple(views) if len(views) > 1 else views[0]
+    res = kernels.get(op, "numba_cuda")(*native, out=out, **params)
+    BE.synchronize()
+    res = res if isinstance(res, tuple) else (res,)
+    assert all(r is v for r, v in zip(res, views)), "with out=, the kernel returns the arrays it was given"
+    for buf, dtype, offset, n in bufs:
+        host = buf.copy_to_host()
+        outside = np.concatenate([host[:offset], host[offset + n:]])
+        untouched = (outside == 0xA5) if dtype == "uint8" else np.isnan(outside)
+        assert untouched.all(), f"{op}: wrote outside its output (n={n})"
+    got = tuple(BE.to_numpy(v) for v in views)
+    r = compare(op, inputs, got if len(got) > 1 else got[0], params)
+    assert r.ok, f"{op} n={inputs[0].size}: {r.message}"
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_grid_stride_tails(be, op, rng):
+    for n in _edges():
+        _run_in_place(op, random_inputs(op, (n,), "float32", rng, 10.0))
+
+
+@pytest.mark.parametrize("op", ["relu_grad", "sigmoid", "relu_mask", "relu_grad_mask"])
+def test_several_warps_per_block(be, op, rng, monkeypatch):
+    """An odd number of blocks of two warps each: warp and lane indices other than the default grid's."""
+    blocks, threads = 3, 2 * WARP
+    monkeypatch.setattr(numba_gpu, "_grid", lambda n: (blocks, threads))
+    for b in (threads, blocks * threads, threads * UNROLL, blocks * threads * UNROLL):
+        for n in (b - 1, b + 1):
+            _run_in_place(op, random_inputs(op, (n,), "float32", rng))
+
+
+@pytest.mark.parametrize("op", ["relu_mask", "relu_grad_mask"])
+def test_mask_every_size_to_70(be, op, rng):
+    """Every size whose mask ends inside a byte, at a byte, inside a 32-bit word, at a word."""
+    for n in range(1, 71):
+        _run_in_place(op, random_inputs(op, (n,), "float32", rng))
+
+
+def test_mask_unaligned_out_is_written_byte_by_byte(be, rng):
+    """An out= mask that does not start on a 4-byte boundary gets no 32-bit stores."""
+    for n in (1, 8, 9, 31, 32, 33, 64, 65, 70, 129):
+        for offset in (1, 3):
+            _run_in_place("relu_mask", random_inputs("relu_mask", (n,), "float32", rng), mask_offset=offset)
+
+
+def test_mask_float64_and_all_sign_patterns(be):
+    """Words of all ones, all zeros and alternating bits, in float64, plus NaN and -0 (not > 0)."""
+    x = np.tile(np.array([1.0, -1.0, 2.0, 0.0, 3.0, -0.0, np.nan, 5.0]), 12)
+    x[64:96] = 7.0                        # a whole word of ones
+    x[32:64] = -7.0                       # a whole word of zeros
+    for n in (x.size, x.size - 3):
+        y, mask = kernels.get("relu_mask", "numba_cuda")(BE.to_native(x[:n]))
+        assert np.array_equal(BE.to_numpy(mask), pack_mask(x[:n]))
+        assert compare("relu_mask", (x[:n],), (BE.to_numpy(y), BE.to_numpy(mask))).ok
+
+
+def test_out_arrays_are_used_in_place(be, rng):
+    """out= arrays are written and returned; without out= each call gets a fresh device array."""
+    x = random_array((5, 7), "float64", rng, 10.0)
+    dev = BE.to_native(x)
+    out = BE.empty((5, 7), "float64")
+    sigmoid = kernels.get("sigmoid", "numba_cuda")
+    assert sigmoid(dev, out=out) is out
+    BE.synchronize()
+    assert compare("sigmoid", (x,), BE.to_numpy(out)).ok
+    a, b = sigmoid(dev), sigmoid(dev)
+    assert a is not b and a is not dev and BE.is_native(a)
+    y, m = BE.empty((5, 7), "float64"), BE.empty(((35 + 7) // 8,), "uint8")
+    ry, rm = kernels.get("relu_mask", "numba_cuda")(dev, out=(y, m))
+    assert ry is y and rm is m
+    assert np.array_equal(BE.to_numpy(dev), x), "inputs are never modified"
+
+
+def test_leaky_slope_keyword(be, rng):
+    x = random_array((300,), "float32", rng, 10.0)
+    for slope in (0.2, 0.0, -1.5):
+        _run_in_place("leaky_relu", (x,), slope=slope)
+        _run_in_place("leaky_relu_grad", random_inputs("leaky_relu_grad", (300,), "float32", rng), slope=slope)
+
+
+# ------------------------------------------------------------------------------ contiguous copies
+
+def test_contiguous_returns_contiguous_arrays_as_they_are(be, rng):
+    dev = BE.to_native(random_array((4, 6), "float32", rng))
+    assert be.contiguous(dev) is dev
+
+
+@pytest.mark.parametrize("view", ["step", "offset", "inner", "transpose"])
+def test_contiguous_copies_strided_views_on_the_device(be, view, rng):
+    host = random_array((6, 10, 3), "float64", rng)
+    dev = BE.to_native(host)
+    take = {"step": lambda a: a[::2], "offset": lambda a: a[1:, 2:7],
+            "inner": lambda a: a[:, ::3, 1:], "transpose": lambda a: a[:, :, 0].T}[view]
+    c = be.contiguous(take(dev))
+    assert be.is_native(c) and c.is_c_contiguous()
+    assert np.array_equal(BE.to_numpy(c), take(host))
+    assert np.array_equal(BE.to_numpy(dev), host), "the source is left as it was"
+
+
+def test_strided_view_through_a_kernel(be, rng):
+    host = random_array((40, 9), "float32", rng, 10.0)
+    dev = BE.to_native(host)
+    dy = random_array((20, 9), "float32", rng)
+    got = kernels.get("relu_grad", "numba_cuda")(BE.to_native(dy), dev[::2])
+    assert compare("relu_grad", (dy, host[::2]), BE.to_numpy(got)).ok
+
+
+# -------------------------------------------------------------------- the PTX a real GPU would run
+
+_PTX_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from numba.cuda.cudadrv import nvvm
+    from kernels import numba_gpu
+    from kernels.reference import OPS
+    if not nvvm.is_available():         # no CUDA toolkit here: nothing to compile with
+        print(json.dumps({"skip": "libNVVM not found"}))
+        sys.exit(0)
+    report = {}
+    # every kernel for Hopper (sm_90); the float32 ones for Ampere (sm_80) too
+    targets = [(op, dt, (9, 0)) for op in OPS for dt in ("float32", "float64")]
+    targets += [(op, "float32", (8, 0)) for op in OPS]
+    for op, dtype, cc in targets:
+        body = numba_gpu.compile_ptx(op, dtype, cc).split(".entry", 1)[1]
+        lines = body.splitlines()
+        report[f"{op}/{dtype}/sm_{cc[0]}{cc[1]}"] = {
+            "f64": sum(".f64" in l for l in lines),
+            "local": sum(".local" in l for l in lines),
+            "ballot": sum("vote.sync.ballot" in l for l in lines),
+            "loads": sum("ld.global" in l for l in lines),
+        }
+    print(json.dumps(report))
+""")
+
+
+@pytest.fixture(scope="module")
+def ptx_report():
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in report:
+        pytest.skip(f"libNVVM is needed to compile PTX: {report['skip']}")
+    return report
+
+
+def test_ptx_compiles_for_sm80_and_sm90(ptx_report):
+    assert len(ptx_report) == 3 * len(OPS)
+
+
+def test_ptx_float32_kernels_stay_in_float32(ptx_report):
+    promoted = [k for k, v in ptx_report.items() if "/float32/" in k and v["f64"]]
+    assert not promoted, f"float64 arithmetic in float32 kernels (an untyped constant?): {promoted}"
+
+
+def test_ptx_unrolled_reads_stay_in_registers(ptx_report):
+    spilled = [k for k, v in ptx_report.items() if v["local"]]
+    assert not spilled, f"local memory in {spilled}: the UNROLL buffers must live in registers"
+    few = [k for k, v in ptx_report.items() if v["loads"] < UNROLL]
+    assert not few, f"fewer than UNROLL global loads in {few}"
+
+
+def test_ptx_relu_mask_uses_a_warp_ballot(ptx_report):
+    for key, v in ptx_report.items():
+        assert (v["ballot"] > 0) == key.startswith("relu_mask/"), key
+
+
+# ------------------------------------------------------------------------------ real GPU only
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", list(OPS))
+def test_gpu_large_sizes(op, dtype, rng):
+    for n in (2**20 + 3, 2**24 + 1):
+        r = check_call(op, "numba_cuda", random_inputs(op, (n,), dtype, rng, 10.0))
+        assert r.ok, f"n={n}: {r.message}"
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_gpu_grid_fills_the_device():
+    from numba import cuda
+    dev = cuda.get_current_device()
+    per_sm = dev.MAX_THREADS_PER_MULTI_PROCESSOR // THREADS
+    assert numba_gpu._grid(2**26) == (dev.MULTIPROCESSOR_COUNT * per_sm, THREADS)
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_gpu_mask_unaligned_and_large(rng):
+    for n in (2**20 + 5, 3 * 2**20 + 31):
+        for offset in (PAD, 1):
+            _run_in_place("relu_mask", random_inputs("relu_mask", (n,), "float32", rng), mask_offset=offset)
