@@ -49,6 +49,6 @@ def rng(request):
 def pytest_report_header(config):
     lines = [f"NUMBA_ENABLE_CUDASIM={os.environ.get('NUMBA_ENABLE_CUDASIM', '0')}"]
     for be in kernels.backends():
-        state = "simulated" if be.simulated and be.available else ("ok" if be.available else be.reason)
+        state = "simulated" if be.available and be.simulated else ("ok" if be.available else be.reason)
         lines.append(f"backend {be.name:17s} {be.device}: {state}")
     return lines
