@@ -18,18 +18,23 @@ from kernels import registry
 SIMULATED_MAX = 1000   # largest array a simulated GPU backend gets in tests
 
 
+def _marks(be) -> list:
+    marks = [pytest.mark.gpu] if be.device == "gpu" else []
+    if not be.available:
+        marks.append(pytest.mark.skip(reason=f"{be.name}: {be.reason}"))
+    return marks
+
+
 def kernel_params():
     """One pytest param per registered (op, backend), with the backend's reason as skip mark."""
-    params = []
-    for k in registry.kernels():
-        be = registry.backend(k.backend)
-        marks = []
-        if be.device == "gpu":
-            marks.append(pytest.mark.gpu)
-        if not be.available:
-            marks.append(pytest.mark.skip(reason=f"{k.backend}: {be.reason}"))
-        params.append(pytest.param(k.op, k.backend, id=f"{k.op}-{k.backend}", marks=marks))
-    return params
+    return [pytest.param(k.op, k.backend, id=f"{k.op}-{k.backend}", marks=_marks(registry.backend(k.backend)))
+            for k in registry.kernels()]
+
+
+def kernel_dtype_params():
+    """One pytest param per registered (op, backend) and each dtype that backend supports."""
+    return [pytest.param(k.op, k.backend, dt, id=f"{k.op}-{k.backend}-{dt}", marks=_marks(registry.backend(k.backend)))
+            for k in registry.kernels() for dt in registry.backend(k.backend).dtypes]
 
 
 def dtypes_of(backend: str) -> list[str]:

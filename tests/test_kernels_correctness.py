@@ -14,18 +14,17 @@ from bench.check import check_call
 from bench.inputs import SCALES, op_inputs, random_array, random_inputs, special_inputs
 from kernels.reference import OPS, pack_mask
 
-from .conftest import dtypes_of, kernel_params, max_size
+from .conftest import dtypes_of, kernel_dtype_params, kernel_params, max_size
 
 SIZES = (0, 1, 7, 31, 1000, 2**16 + 3)
 SHAPES = ((37, 129), (3, 5, 67))
 
-pytestmark = pytest.mark.parametrize("op,backend", kernel_params())
+each_kernel = pytest.mark.parametrize("op,backend", kernel_params())
+each_kernel_and_dtype = pytest.mark.parametrize("op,backend,dtype", kernel_dtype_params())
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@each_kernel_and_dtype
 def test_random_sizes_and_scales(op, backend, dtype, rng):
-    if dtype not in dtypes_of(backend):
-        pytest.skip(f"{backend} does not support {dtype} (a TypeError, tested in test_kernels_api)")
     limit = max_size(backend)
     for n in SIZES:
         if limit is not None and n > limit:
@@ -36,6 +35,7 @@ def test_random_sizes_and_scales(op, backend, dtype, rng):
             assert r.ok, f"n={n} scale={scale}: {r.message}"
 
 
+@each_kernel
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_multidimensional(op, backend, shape, rng):
     for dtype in dtypes_of(backend):
@@ -43,21 +43,14 @@ def test_multidimensional(op, backend, shape, rng):
         assert r.ok, f"{dtype}: {r.message}"
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@each_kernel_and_dtype
 def test_special_values(op, backend, dtype, rng):
     for label, inputs in special_inputs(op, dtype, rng):
         r = check_call(op, backend, inputs)
         assert r.ok, f"{label}: {r.message}"
 
 
-def test_special_values_float16(op, backend, rng):
-    if "float16" not in dtypes_of(backend):
-        pytest.skip(f"{backend} does not support float16")
-    for label, inputs in special_inputs(op, "float16", rng):
-        r = check_call(op, backend, inputs)
-        assert r.ok, f"{label}: {r.message}"
-
-
+@each_kernel
 @pytest.mark.parametrize("layout", ["strided", "transposed"])
 def test_non_contiguous(op, backend, layout, rng):
     """A strided 1-D view (every other element) and a transposed 2-D array give the right answer."""
