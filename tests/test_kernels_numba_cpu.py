@@ -45,7 +45,7 @@ def _rel_err(out, ref):
 # --- exp ----------------------------------------------------------------------------------------
 
 def test_exp_float32_dense_sweep():
-    """Every 2**-8 over [-104, 89] and 3 million random points: within 4e-7 (about 7 ulp) where
+    """Every 2**-8 over [-104, 89] and 3 million random points: within 6e-7 (about 10 ulp) where
     exp is a normal float32, within 2**-125 absolute below that (the flush), inf exactly where
     the float32 result overflows."""
     rng = np.random.default_rng(20240601)
@@ -58,7 +58,7 @@ def test_exp_float32_dense_sweep():
         overflows = np.isinf(ref.astype(np.float32))
     np.testing.assert_array_equal(np.isinf(out), overflows)
     normal = (ref >= 2.0**-125) & ~overflows
-    assert _rel_err(out[normal], ref[normal]).max() <= 4e-7
+    assert _rel_err(out[normal], ref[normal]).max() <= 6e-7
     assert np.abs(out[~normal & ~overflows] - ref[~normal & ~overflows]).max() <= 2.0**-125
 
 
@@ -144,7 +144,7 @@ def _tanh_switches(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op,switches,bound32,bound64", [
-    ("sigmoid", _sigmoid_switches, 5e-7, 1e-15),
+    ("sigmoid", _sigmoid_switches, 7e-7, 1e-15),
     ("tanh", _tanh_switches, 1e-6, 1e-15),
 ], ids=["sigmoid", "tanh"])
 def test_sigmoid_tanh_at_switch_points(op, switches, bound32, bound64, dtype):
