@@ -5,8 +5,8 @@ between. Three layers, top to bottom of this file:
 
 - Device helpers: an exp and an expm1 of our own (range reduction t = k*ln2 + r, a polynomial in r,
   2**k built from the exponent bits), branch-free so that LLVM vectorises every loop that calls
-  them; libm's scalar exp would cost 6x a ReLU. Packing and unpacking of the relu mask, 8 elements
-  per byte, as explicit 8-lane LLVM vector code.
+  them; with libm's exp per element a sigmoid cannot run at memory speed. Packing and unpacking of
+  the relu mask, 8 elements per byte, as explicit 8-lane LLVM vector code.
 - Kernels `_<op>_kernel`: one serial, branch-free loop over a contiguous block (the device code;
   the comment above each says what it moves, as bench/roofline.py counts it), and
   `_<op>_parallel`, which runs the kernel over blocks of `BLOCK` elements with `prange`. Blocks
@@ -54,7 +54,8 @@ _backend = declare_backend(Backend(
     is_native=lambda a: isinstance(a, np.ndarray),
     empty=lambda shape, dtype: np.empty(shape, dtype),
     dtypes=("float32", "float64"),
-    contiguous=np.ascontiguousarray,
+    # not np.ascontiguousarray alone: it turns a 0-d array into shape (1,)
+    contiguous=lambda a: a if a.flags.c_contiguous else np.ascontiguousarray(a),
     description="fused, parallel numba.njit kernels",
 ))
 
@@ -73,10 +74,11 @@ _PARALLEL = dict(_DEVICE, parallel=True)
 # k = round(t / ln2) comes from the "magic number" trick: z = t*log2(e) + 1.5*2**m (m = 23 or 52,
 # the mantissa width) is rounded to an integer by the addition itself, so k = z - MAGIC exactly,
 # and the low bits of z's pattern hold k. r = t - k*ln2: in float32 one fused multiply-add with
-# float32(ln2), whose error of 1.9e-9 adds at most 2.4e-7 (|k| <= 128) to exp's relative error; in
-# float64 in two steps (Cody-Waite: ln2 = LN2_HI + LN2_LO, k*LN2_HI exact). exp(r) = 1 + r*g(r). 2**k is the bit pattern
-# (k + bias) << m, built by integer add and shift on z's bits (`_pow2`). No branch anywhere: the
-# loops that call these helpers vectorise (8 float32 lanes per AVX2 instruction).
+# float32(ln2), whose error of 1.9e-9 adds at most 2.4e-7 (|k| <= 128) to exp's relative error;
+# in float64 two (Cody-Waite: ln2 = LN2_HI + LN2_LO, k*LN2_HI exact). exp(r) = 1 + r*g(r), g a
+# polynomial. 2**k is the bit pattern (k + bias) << m, built by integer add and shift on z's bits
+# (`_pow2`). No branch anywhere: the loops that call these helpers vectorise (8 float32 lanes per
+# AVX2 instruction).
 #
 # `_exp_neg(v)` = exp(-v), the form the sigmoid needs: it takes the sign into its constants rather
 # than negating v (LLVM then keeps the clamps as single min/max instructions). It scales by
@@ -115,7 +117,7 @@ def _pow2(typingctx, z, bias):
 
 _F = np.float32
 _EXPNEG_MIN_F32, _EXPNEG_MAX_F32 = _F(-89.0), _F(87.6)   # k in [-126, 128]: 2**(k-1) is 0 or normal
-_LOG2E_F32, _MAGIC_F32 = _F(1.4426950408889634), _F(12582912.0)
+_MAGIC_F32 = _F(12582912.0)                               # 1.5 * 2**23
 _NLOG2E_F32, _M2LOG2E_F32 = _F(-1.4426950408889634), _F(-2 * 1.4426950408889634)
 _LN2_F32 = _F(math.log(2))
 # g(r) ~ (exp(r) - 1)/r on [-ln2/2, ln2/2]: minimax for relative error (4.5e-7 on g, 1.8e-7 on
@@ -127,7 +129,7 @@ _ONE_F32, _TWO_F32 = _F(1.0), _F(2.0)
 
 _D = np.float64
 _EXPNEG_MIN_F64, _EXPNEG_MAX_F64 = _D(-710.0), _D(708.5)    # k in [-1022, 1024]
-_MAGIC_F64 = _D(6755399441055744.0)
+_MAGIC_F64 = _D(6755399441055744.0)                       # 1.5 * 2**52
 _NLOG2E_F64, _M2LOG2E_F64 = _D(-1.4426950408889634), _D(-2 * 1.4426950408889634)
 _LN2_HI_F64, _LN2_LO_F64 = _D(0.6931471803691238), _D(1.9082149292705877e-10)
 # g(r) = (exp(r) - 1)/r = sum r**i / (i+1)!: Taylor to r**12, truncation below 2e-17 for |r| <= ln2/2.
@@ -150,7 +152,7 @@ def _g_f64(w):
 @njit(inline="always", **_DEVICE)
 def _exp_neg_f32(v):
     v = min(v, _EXPNEG_MAX_F32)
-    v = max(v, _EXPNEG_MIN_F32)                  # min/max keep a NaN v (it is the first argument)
+    v = max(v, _EXPNEG_MIN_F32)    # numba's min/max follow Python's: a NaN first argument stays
     z = v * _NLOG2E_F32 + _MAGIC_F32             # k = round(-v*log2(e)), in z's low bits
     k = z - _MAGIC_F32
     w = v + k * _LN2_F32                         # w = -r, with -v = k*ln2 + r

@@ -226,6 +226,18 @@ def test_results_independent_of_thread_count(op, dtype, monkeypatch):
     assert r.ok, r.message
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_zero_dimensional_arrays_keep_their_shape(dtype):
+    """A 0-d input gives 0-d outputs (np.ascontiguousarray alone would make it shape (1,))."""
+    rng = np.random.default_rng(2)
+    for op in kernels.ops():
+        inputs = tuple(a if a.dtype == np.uint8 else a.reshape(()) for a in _inputs(op, 1, dtype, rng))
+        r = check_call(op, "numba_cpu", inputs)
+        assert r.ok, f"{op}: {r.message}"
+        outs = _as_tuple(kernels.get(op, "numba_cpu")(*inputs))
+        assert outs[0].shape == ()
+
+
 # --- the packed mask ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
