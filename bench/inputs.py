@@ -39,11 +39,12 @@ def forward_output(op: str, x: np.ndarray) -> np.ndarray:
     """What the forward op gives for x, computed in x's dtype (a realistic y; not the oracle)."""
     with np.errstate(all="ignore"):
         if op == "tanh":
-            return np.tanh(x)
-        if op == "sigmoid":
-            return (1 / (1 + np.exp(-x))).astype(x.dtype)
-    with np.errstate(all="ignore"):
-        return reference(op)(x).astype(x.dtype)
+            y = np.tanh(x)
+        elif op == "sigmoid":
+            y = 1 / (1 + np.exp(-x))
+        else:
+            y = reference(op)(x)
+    return np.asarray(y, dtype=x.dtype)           # an array even for 0-d x
 
 
 def op_inputs(op: str, x: np.ndarray, rng: np.random.Generator, dy: np.ndarray | None = None,

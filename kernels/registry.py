@@ -12,6 +12,7 @@ probe once, on first use, and keeps the reason when the backend cannot run here.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -106,9 +107,19 @@ def spec_of(op: str) -> OpSpec:
     return OPS[op]
 
 
+_DTYPE_NAMES: dict = {}
+
+
 def dtype_name(a) -> str:
-    """'float32' for a NumPy, CuPy, numba or torch array of float32 (torch spells it torch.float32)."""
-    return str(a.dtype).removeprefix("torch.")
+    """'float32' for a NumPy, CuPy, numba or torch array of float32 (torch spells it torch.float32).
+    Cached per dtype object: NumPy's dtype.name costs microseconds, on every call of every kernel."""
+    dt = a.dtype
+    try:
+        return _DTYPE_NAMES[dt]
+    except KeyError:
+        name = str(dt).removeprefix("torch.")
+        _DTYPE_NAMES[dt] = name
+        return name
 
 
 def register(op: str, backend_name: str, *, supports_out: bool = True):
@@ -171,7 +182,7 @@ def _check_call(spec: OpSpec, be: Backend, arrays, params):
     first = checked[0]
     if spec.mask_input:
         mask = checked[1]
-        n = int(np.prod(first.shape, dtype=np.int64))
+        n = math.prod(first.shape)
         if mask.ndim != 1 or mask.shape[0] != mask_nbytes(n):
             raise ValueError(f"{spec.name}: mask for {n} elements must have shape ({mask_nbytes(n)},), "
                              f"got {tuple(mask.shape)}")
@@ -189,7 +200,7 @@ def _check_call(spec: OpSpec, be: Backend, arrays, params):
 def output_layout(spec: OpSpec, first) -> list[tuple[tuple, str]]:
     """(shape, dtype) of each output of `spec` for a first input like `first`."""
     shape, dt = tuple(first.shape), dtype_name(first)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     return [((mask_nbytes(n),), "uint8") if o == "mask" else (shape, dt) for o in spec.outputs]
 
 
@@ -224,7 +235,7 @@ def _is_c_contiguous(a) -> bool:
 
 def _shares_memory(a, b) -> bool:
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return np.shares_memory(a, b)
+        return np.may_share_memory(a, b)      # bounds only: fast, and conservative
     span_a, span_b = _device_span(a), _device_span(b)
     if span_a and span_b:
         return span_a[0] < span_b[1] and span_b[0] < span_a[1]
@@ -241,5 +252,5 @@ def _device_span(a) -> tuple[int, int] | None:
         if not cai:
             return None
         start = cai["data"][0]
-    nbytes = int(np.prod(a.shape, dtype=np.int64)) * np.dtype(dtype_name(a)).itemsize
+    nbytes = math.prod(a.shape) * np.dtype(dtype_name(a)).itemsize
     return (start, start + nbytes) if nbytes and start else None
