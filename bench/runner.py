@@ -49,13 +49,24 @@ def _gpu_library(backend: registry.Backend) -> str:
     return timing.library_of(probe)
 
 
+TILE_ABOVE = 2**24         # larger inputs repeat a random block of this many elements
+
+
+def _big_random(size: int, dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """Random normal values; above TILE_ABOVE a random block repeated (NumPy draws ~60 M normals
+    a second on one core: 2**30 of them would take longer than the whole benchmark)."""
+    if size <= TILE_ABOVE:
+        return inputs.random_array((size,), dtype, rng)
+    return np.resize(inputs.random_array((TILE_ABOVE,), dtype, rng), size)
+
+
 class _Inputs:
     """Host inputs for one (dtype, size), shared by every op and backend; derived arrays cached."""
 
     def __init__(self, dtype: str, size: int, seed: int):
         rng = np.random.default_rng([seed, size, np.dtype(dtype).num])
-        self.x = inputs.random_array((size,), dtype, rng)
-        self.dy = inputs.random_array((size,), dtype, rng)
+        self.x = _big_random(size, dtype, rng)
+        self.dy = _big_random(size, dtype, rng)
         self._rng = rng
         self._by_op: dict[str, tuple] = {}
 
