@@ -3,12 +3,13 @@
 #   make test       the test suite (numba-cuda simulator and NVRTC compile tests included)
 #   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
 #   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
-# EXTRAS picks the optional dependencies: `make bench EXTRAS=dev,torch` adds the torch peer.
+# EXTRAS picks the optional dependencies (default dev,torch: the torch CPU peer is measured and
+# tested too); `make test EXTRAS=dev` leaves torch out where its wheel is not at hand.
 
 comma  := ,
 PYTHON ?= python3
 VENV   ?= .venv
-EXTRAS ?= dev
+EXTRAS ?= dev,torch
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
