@@ -6,8 +6,11 @@ output written once, a packed mask 1 bit per element. It is the one place of tru
 temporaries are not counted: a kernel that needs them shows a lower % of peak, as it should.
 
 The peak of a device is a copy, which moves exactly the bytes relu does, measured in the same run:
-CPU: a multi-threaded copy of at least 8x the last-level cache (numba prange, and NumPy copies on
-one thread per core; the faster counts); GPU: a device-to-device copy of at least 1 GiB, timed
+CPU: a multi-threaded copy of at least 8x the last-level cache, three ways, the fastest counts:
+numba prange (LLVM makes it one memcpy per thread), NumPy copies on one thread per core, and
+numba_cpu's streaming-store copy (`kernels.numba_cpu.stream_copy`: non-temporal stores, no read
+for ownership of the destination; the same store instruction as the kernels' streaming path, so a
+kernel's % of peak compares like with like). GPU: a device-to-device copy of at least 1 GiB, timed
 with CUDA events.
 """
 
@@ -62,7 +65,8 @@ _copy_kernel = None
 
 
 def _numba_copy():
-    """A parallel copy compiled once: the fastest plain loop numba makes, as the kernels are."""
+    """A parallel copy compiled once: the plain loop a numba user writes. LLVM's loop-idiom pass
+    turns each thread's chunk into one memcpy call (no loop of its own, no index checks)."""
     global _copy_kernel
     if _copy_kernel is None:
         import numba
@@ -87,17 +91,30 @@ def _threaded_copy(threads: int):
     return copy
 
 
+def _numba_threads() -> int:
+    import numba
+    return numba.get_num_threads()
+
+
+def _streaming_copy():
+    """numba_cpu's copy with streaming stores, on every numba thread (kernels/numba_cpu.py)."""
+    from kernels.numba_cpu import stream_copy
+    return stream_copy
+
+
 def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads: int | None = None) -> dict:
     """Copy bandwidth of this machine's memory, in GB/s (1e9 bytes), counting read + write.
 
-    Two copies of an array >= 8x the last-level cache are timed (numba prange; NumPy copyto on
-    one thread per core) and the faster one is the peak. Returns the schema's `peaks.cpu` entry."""
+    Three copies of an array >= 8x the last-level cache are timed (numba prange; numba with
+    streaming stores; NumPy copyto on one thread per core) and the fastest is the peak. Returns
+    the schema's `peaks.cpu` entry."""
     threads = threads or os.cpu_count() or 1
     nbytes = nbytes or max(8 * llc_bytes(), 256 * 2**20)
     n = nbytes // 4
     src = np.ones(n, dtype=np.float32)
     dst = np.zeros_like(src)
     methods = {f"numba prange copy, {threads} threads": _numba_copy(),
+               f"numba streaming-store copy, {_numba_threads()} threads": _streaming_copy(),
                f"NumPy copyto on {threads} threads": _threaded_copy(threads)}
     measured = []
     for name, fn in methods.items():

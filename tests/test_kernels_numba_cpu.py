@@ -283,3 +283,181 @@ def test_sigmoid_tanh_are_vector_code_without_libm_exp(name, dtype):
     scalar = "float" if dtype == "float32" else "double"
     assert re.search(rf"fdiv[^\n]*<\d+ x {scalar}>", llvm), "the division did not vectorise"
     assert not re.search(r"call[^\n]*@[^\n(]*exp", llvm, flags=re.IGNORECASE), "calls an exp"
+
+
+# --- streaming (non-temporal) stores ------------------------------------------------------------
+#
+# The threshold is lowered so that small arrays take the streaming path; the ordinary path (no
+# threshold) on the same inputs is the reference, bit for bit. Outputs are views offset by 0..7
+# elements into a poisoned buffer, so every head length occurs, and the poison around them must
+# survive.
+
+_STREAM_TEST_BYTES = 4096
+
+
+def _poisoned_views(like, offset):
+    """(view, buffer) pairs: a view like each of `like`'s arrays, `offset` elements into a buffer
+    of poison (0x5A bytes) 16 elements longer."""
+    pairs = []
+    for a in like:
+        buf = np.empty(a.size + 16, a.dtype)
+        buf.view(np.uint8)[:] = 0x5A
+        pairs.append((buf[offset:offset + a.size].reshape(a.shape), buf))
+    return pairs
+
+
+def _poison_intact(view, buf, offset):
+    raw = buf.view(np.uint8)
+    lo = offset * buf.itemsize
+    return bool((raw[:lo] == 0x5A).all() and (raw[lo + view.nbytes:] == 0x5A).all())
+
+
+def _spy_on_driver(op, monkeypatch):
+    """Record the `stream` flag of every call of op's parallel driver."""
+    driver = getattr(K, f"_{op}_parallel")
+    flags = []
+
+    def spy(*args):
+        flags.append(args[-1])
+        return driver(*args)
+    monkeypatch.setattr(K, f"_{op}_parallel", spy)
+    return flags
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", kernels.ops())
+def test_streaming_path_is_bit_identical_to_ordinary(op, dtype, monkeypatch):
+    """Just below, at and above the (lowered) threshold, and over several blocks: the same bits
+    as the ordinary path whatever the output's offset, the inputs untouched, nothing written
+    outside the output, and the streaming driver taken exactly from the threshold up."""
+    f = kernels.get(op, "numba_cpu")
+    item = np.dtype(dtype).itemsize
+    at = _STREAM_TEST_BYTES // item
+    flags = _spy_on_driver(op, monkeypatch)
+    monkeypatch.setattr(K, "SERIAL_MAX", 1 << 30)             # the ordinary path: serial
+    rng = np.random.default_rng(17)
+    for n in (at - 1, at, at + 1, at + 63, 2 * K.BLOCK + 37):
+        inputs = _inputs(op, n, dtype, rng)
+        before = _bits(inputs)
+        monkeypatch.setattr(K, "STREAM_MIN_BYTES", None)
+        ref = _as_tuple(f(*inputs))
+        monkeypatch.setattr(K, "STREAM_MIN_BYTES", _STREAM_TEST_BYTES)
+        for offset in range(8):
+            pairs = _poisoned_views(ref, offset)
+            outs = [v for v, _ in pairs]
+            flags.clear()
+            got = f(*inputs, out=tuple(outs) if len(outs) > 1 else outs[0])
+            assert flags == ([True] if n * item >= _STREAM_TEST_BYTES else []), f"n={n}: {flags}"
+            for a, b in zip(_bits(ref), _bits(_as_tuple(got))):
+                np.testing.assert_array_equal(a, b, err_msg=f"n={n}, offset {offset}")
+            for v, buf in pairs:
+                assert _poison_intact(v, buf, offset), f"n={n}, offset {offset}: wrote outside"
+        for a, b in zip(before, _bits(inputs)):
+            np.testing.assert_array_equal(a, b, err_msg="an input changed")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_stream_split_aligns_the_body(dtype):
+    """Head up to the first 32-byte boundary, a body of whole 64-element groups, the rest tail;
+    the three cover the block; a view not aligned to its element size gets no body."""
+    @njit
+    def split(y, lo, hi):
+        h, b, t = K._stream_split(y, slice(lo, hi))
+        return h.start, h.stop, b.start, b.stop, t.start, t.stop
+
+    item = np.dtype(dtype).itemsize
+    buf = np.zeros(4096 + 64, dtype)
+    for offset in range(8):
+        y = buf[offset:offset + 4096]
+        for lo, hi in [(0, 4096), (8, 4096), (64, 200), (0, 70), (5, 9), (100, 100)]:
+            h0, h1, b0, b1, t0, t1 = split(y, lo, hi)
+            assert (h0, h1, b1, t1) == (lo, b0, t0, hi) and lo <= b0 <= b1 <= hi
+            if b1 > b0:
+                assert (y.ctypes.data + b0 * item) % 32 == 0 and (b1 - b0) % 64 == 0
+                assert b0 - lo < 32 // item                       # the head is under one vector
+            assert hi - t0 < 64
+    raw = np.zeros(4096 * item + 1, np.uint8)
+    unaligned = raw[1:].view(dtype)
+    assert split(unaligned, 0, 4096)[2:4] == (4096, 4096)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_stream_copy_copies_exactly(dtype):
+    """The CPU peak probe's copy: every size and offset, nothing written outside."""
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 63, 64, 65, 1000, K.BLOCK + 3):
+        src = random_array((n,), dtype, rng)
+        for offset in range(8):
+            [(dst, buf)] = _poisoned_views((src,), offset)
+            K.stream_copy(src, dst)
+            np.testing.assert_array_equal(dst.view(np.uint8), src.view(np.uint8))
+            assert _poison_intact(dst, buf, offset)
+
+
+def _asm(dispatcher):
+    return dispatcher.inspect_asm(dispatcher.signatures[0])
+
+
+def _streamed_and_ordinary_asm(op, dtype):
+    """Assembly of op's kernel compiled afresh (uncached) twice: writing a streamed output, and
+    an ordinary one. The mask ops have kernels of their own for the streaming path."""
+    jit = njit(**_TEST_JIT)
+    spec = OPS[op]
+    n = 512
+    x = np.linspace(-3, 3, n).astype(dtype)
+    y = np.empty(n + 8, dtype)
+    y = y[(-y.ctypes.data // y.itemsize) % (32 // y.itemsize):][:n]        # 32-byte aligned
+    if op in ("relu_mask", "relu_grad_mask"):
+        mask = pack_mask(x)
+        streamed = jit(getattr(K, f"_{op}_streamed_kernel").py_func)
+        ordinary = jit(getattr(K, f"_{op}_kernel").py_func)
+        args = (x, y, mask.copy()) if op == "relu_mask" else (x, mask, y)
+        streamed(*args)
+        ordinary(*args)
+        return _asm(streamed), _asm(ordinary)
+    kernel = jit(getattr(K, f"_{op}_kernel").py_func)
+    slope = np.float64(0.01)
+    if spec.n_inputs == 1 and not spec.params:
+        streamed = jit(lambda a, o: kernel(a, K._streamed(o)))
+        ordinary = jit(lambda a, o: kernel(a, o))
+        args = (x, y)
+    elif spec.n_inputs == 1:
+        streamed = jit(lambda a, o, p: kernel(a, K._streamed(o), p))
+        ordinary = jit(lambda a, o, p: kernel(a, o, p))
+        args = (x, y, slope)
+    elif not spec.params:
+        streamed = jit(lambda a, b, o: kernel(a, b, K._streamed(o)))
+        ordinary = jit(lambda a, b, o: kernel(a, b, o))
+        args = (x, x, y)
+    else:
+        streamed = jit(lambda a, b, o, p: kernel(a, b, K._streamed(o), p))
+        ordinary = jit(lambda a, b, o, p: kernel(a, b, o, p))
+        args = (x, x, y, slope)
+    streamed(*args)
+    ordinary(*args)
+    return _asm(streamed), _asm(ordinary)
+
+
+_NT_VECTOR_STORE = re.compile(r"\bvmovnt(ps|pd|dq)\s+%[xy]mm\d+, ")
+
+
+@pytest.mark.skipif(not K._X86_64, reason="the instructions checked are x86-64's")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", kernels.ops())
+def test_streaming_kernel_stores_non_temporal_vectors(op, dtype):
+    """The streamed kernel's loop stores with a non-temporal vector store (vmovntps/pd/dq); the
+    ordinary kernel has none."""
+    streamed, ordinary = _streamed_and_ordinary_asm(op, dtype)
+    assert _NT_VECTOR_STORE.search(streamed), "no non-temporal vector store in the streaming kernel"
+    assert not re.search(r"\bv?movnt", ordinary), "a non-temporal store in the ordinary kernel"
+
+
+@pytest.mark.skipif(not K._X86_64, reason="the instruction checked is x86-64's")
+def test_store_fence_is_sfence():
+    @njit(**_TEST_JIT)
+    def fenced(y):
+        y[0] = 1.0
+        K._store_fence()
+
+    fenced(np.zeros(1))
+    assert re.search(r"\bsfence\b", _asm(fenced))
