@@ -21,6 +21,7 @@ A run is one JSON document (a plain dict in memory):
       },
       "results": [                          # one entry per case
         {"op", "backend", "device", "dtype", "size",            # size: elements of x
+         "shape", "batch", "sparsity",                         # matmul cases only (else null)
          "status": "ok" | "failed" | "skipped", "reason",
          "median_s", "iqr_s", "min_s", "n", "samples_s": [...], "stable", "timer",
          "bytes", "flops", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst"}
@@ -48,7 +49,8 @@ import numpy as np
 
 SCHEMA = "actbench.results/1"
 
-RESULT_FIELDS = ("op", "backend", "device", "dtype", "size", "status", "reason", "median_s", "iqr_s",
+RESULT_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity",
+                 "status", "reason", "median_s", "iqr_s",
                  "min_s", "n", "samples_s", "stable", "timer", "bytes", "flops", "gbps", "pct_peak",
                  "speedup_vs_numpy", "check_worst")
 
