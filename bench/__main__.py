@@ -106,7 +106,7 @@ def _run(args, console, argv) -> int:
     if out.exists() and out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file path ending in .json")
     for note in notes:
-        console.print(f"[dim]{note}[/]", highlight=False)
+        console.print(note, style="dim", highlight=False, markup=False)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     console.print(f"{len(todo)} cases, profile {prof.name}; results -> {out}", highlight=False)
 

@@ -201,6 +201,9 @@ def legend(notes: Notes, entries, how: str = CELL_HELP, best: bool = True) -> Te
     text = Text(how, style="dim")
     if best:
         text.append(f"\n{BEST} fastest in its row (bold green)", style="dim")
+    if any((e.get("pct_peak") or 0) > 100 for e in entries):
+        text.append("\n% peak above 100: the arrays fit in a cache, which is faster than the memory "
+                    "the copy peak streams through", style="dim")
     if any(e.get("stable") is False for e in entries):
         text.append(f"\n{UNSTABLE} the timing did not stabilise within the case's budget "
                     "(its median's 95 % confidence interval stayed wider than the target): read it with care", style="dim")

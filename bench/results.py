@@ -15,8 +15,9 @@ A run is one JSON document (a plain dict in memory):
         "packages": {name: version},
         "git": {"commit", "dirty"}
       },
-      "peaks": {                            # per device, measured in the same run
-        "cpu": {"gbps", "method", "bytes", "median_s", "samples_s": [...], "measured": [...]},
+      "peaks": {                            # per device, measured in the same run: the fastest
+        "cpu": {"gbps", "method", "bytes", "median_s", "samples_s": [...],   # of several probes
+                "measured": [{"method", "gbps", "median_s", "samples_s", "probe"}, ...]},
         "gpu": {...}
       },
       "results": [                          # one entry per case

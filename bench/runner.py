@@ -20,7 +20,7 @@ from kernels.reference import OPS
 
 from . import check, inputs, roofline, timing
 from .cases import Case, Profile
-from .results import environment, new_run, result_entry
+from .results import environment, llc_bytes, new_run, result_entry
 
 MEMORY_HEADROOM = 0.8      # a case may use at most this fraction of the free memory
 
@@ -117,6 +117,10 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
             key = (case.dtype, case.size)
             if key not in host_inputs:
                 host_inputs.clear()           # one size at a time: large inputs are large
+                if case.device == "cpu" and _beyond_cache(case) and first_peaks.get("cpu"):
+                    # before the largest arrays, probe the peak again: a probe that happened to
+                    # meet a busy moment of a shared machine must not set every % of peak
+                    first_peaks["cpu"] = _combine_peaks(first_peaks["cpu"], _measure_peak("cpu", cases, sampling))
                 host_inputs[key] = _Inputs(case.dtype, case.size, seed)
             entry = _run_case(case, host_inputs[key], sampling, checked, seed)
             run["results"].append(entry)
@@ -142,13 +146,19 @@ def _measure_peak(device: str, cases: list[Case], sampling: timing.Sampling) -> 
     return roofline.gpu_copy_peak(_gpu_library(gpu), peak_sampling)
 
 
-def _combine_peaks(first: dict, again: dict) -> dict:
-    """The peak is the faster of the two measurements (start and end of the run); both are kept."""
-    best = max((first, again), key=lambda p: p["gbps"])
-    out = dict(best)
-    out["measured"] = [dict(m, when="start") for m in first["measured"]] + \
-                      [dict(m, when="end") for m in again["measured"]]
-    return out
+def _beyond_cache(case: Case) -> bool:
+    return np.dtype(case.dtype).itemsize * case.size > 4 * llc_bytes()
+
+
+def _combine_peaks(best_so_far: dict, again: dict) -> dict:
+    """The peak is the fastest of the probes of a run (start, before the largest arrays, end);
+    every probe's methods are kept under `measured`, numbered by `probe`."""
+    probes = best_so_far["measured"]
+    if not any("probe" in m for m in probes):
+        probes = [dict(m, probe=0) for m in probes]
+    n = 1 + max(m["probe"] for m in probes)
+    best = max((best_so_far, again), key=lambda p: p["gbps"])
+    return dict(best, measured=probes + [dict(m, probe=n) for m in again["measured"]])
 
 
 def _skip_reason(case: Case, be: registry.Backend, host: _Inputs) -> str | None:
