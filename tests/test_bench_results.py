@@ -91,3 +91,14 @@ def test_environment_has_what_the_schema_promises():
 def test_result_entry_rejects_unknown_fields():
     with pytest.raises(KeyError):
         results.result_entry(op="relu", speed=3)
+
+
+def test_peak_is_the_fastest_probe_and_every_probe_is_kept():
+    def probe(gbps):
+        return {"gbps": gbps, "method": f"copy {gbps}", "bytes": 1, "median_s": 1 / gbps, "samples_s": [],
+                "measured": [{"method": "a", "gbps": gbps, "median_s": 1 / gbps}]}
+    peak = runner._combine_peaks(probe(20.0), probe(31.0))
+    peak = runner._combine_peaks(peak, probe(25.0))
+    assert peak["gbps"] == 31.0 and peak["method"] == "copy 31.0"
+    assert [m["probe"] for m in peak["measured"]] == [0, 1, 2]
+    assert [m["gbps"] for m in peak["measured"]] == [20.0, 31.0, 25.0]
