@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.numba_cpu import last_level_cache_bytes as llc_bytes
+
 SCHEMA = "actbench.results/1"
 
 RESULT_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity",
@@ -133,20 +135,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def llc_bytes() -> int:
-    """Size of the last-level cache (the largest one sysfs lists), 32 MiB when unknown."""
-    best = 0
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
-    for idx in base.glob("index*"):
-        try:
-            size = (idx / "size").read_text().strip()
-        except OSError:
-            continue
-        mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1:], 1)
-        best = max(best, int(size.rstrip("KMG")) * mult)
-    return best or 32 * 2**20
 
 
 def _git() -> dict:

@@ -68,8 +68,8 @@ _backend = declare_backend(Backend(
     name="numba_cpu",
     device="cpu",
     probe=_probe,
-    to_native=lambda a: np.array(a, copy=True),
-    to_numpy=lambda a: np.array(a, copy=True),
+    to_native=np.asarray,                 # host arrays are already NumPy arrays: no copy
+    to_numpy=np.asarray,
     is_native=lambda a: isinstance(a, np.ndarray),
     empty=lambda shape, dtype: np.empty(shape, dtype),
     dtypes=("float32", "float64"),
@@ -84,8 +84,8 @@ SERIAL_MAX = 1 << 15   # below this many elements a kernel runs on the calling t
 _X86_64 = llvm.get_process_triple().split("-")[0] in ("x86_64", "amd64")
 
 
-def _last_level_cache_bytes() -> int:
-    """The largest CPU cache sysfs lists (as bench/results.py's llc_bytes), 32 MiB when unknown."""
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache sysfs lists, 32 MiB when unknown (bench/ reads it here too)."""
     unit = {"K": 2**10, "M": 2**20, "G": 2**30}
     best = 0
     for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
@@ -105,7 +105,7 @@ def _last_level_cache_bytes() -> int:
 # with a 32 MiB L3, a benchmark loop already gains from 8 MiB outputs, but such a loop never reads
 # its output back, so it cannot see what eviction costs the next reader.) Only on x86-64, where it
 # was measured; elsewhere the same code runs when a test lowers the threshold. Read at every call.
-STREAM_MIN_BYTES: int | None = _last_level_cache_bytes() if _X86_64 else None
+STREAM_MIN_BYTES: int | None = last_level_cache_bytes() if _X86_64 else None
 
 _DEVICE = dict(cache=True, error_model="numpy", fastmath={"contract"})
 _PARALLEL = dict(_DEVICE, parallel=True)
