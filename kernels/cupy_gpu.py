@@ -1,7 +1,8 @@
 """CuPy backends, three ways a GPU user runs these ops: CuPy's ufuncs, ElementwiseKernels, RawKernels.
 
 - `cupy`: CuPy's own ufuncs, the way a GPU user writes them (`cupy.maximum(x, 0)`,
-  `1 / (1 + cupy.exp(-x))`): the GPU peer, the x-1 column among GPU backends.
+  `1 / (1 + cupy.exp(-x))`): the GPU peer. It is the NumPy baseline's code itself
+  (kernels/numpy_cpu.py, `ArrayModuleOps`) run with `xp = cupy`.
 - `cupy_elementwise`: one `cupy.ElementwiseKernel` per op. Each body is a module-level string
   (`*_BODY`, gathered in `ELEMENTWISE`) so that kernels/nvrtc.py compiles them without a GPU.
 - `cupy_raw`: `cupy.RawModule` over kernels/cuda/*.cu (grid-stride loops, 16-byte vectors, a
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .numpy_cpu import ArrayModuleOps, register_all
 from .registry import Backend, declare_backend, register
 
 cupy = None
@@ -109,76 +111,10 @@ def _outs(out, x):
 
 
 # ================================================================================================
-# cupy: CuPy's ufuncs
+# cupy: CuPy's ufuncs, the very code of the NumPy baseline with xp = cupy
 # ================================================================================================
 
-@register("relu", "cupy")
-def relu(x, out=None):
-    return cupy.maximum(x, 0, out=_out(out, x))          # NaN propagates, as in NumPy
-
-
-@register("relu_grad", "cupy")
-def relu_grad(dy, x, out=None):
-    out = _out(out, dy)
-    out.fill(0)
-    cupy.copyto(out, dy, where=x > 0)                    # not dy * (x > 0): inf * 0 is NaN
-    return out
-
-
-@register("sigmoid", "cupy")
-def sigmoid(x, out=None):
-    out = _out(out, x)
-    cupy.exp(-x, out=out)                                # inf for x << 0: 1 / inf is the right 0
-    out += 1
-    return cupy.divide(1, out, out=out)
-
-
-@register("sigmoid_grad", "cupy")
-def sigmoid_grad(dy, y, out=None):
-    out = cupy.multiply(dy, y, out=_out(out, dy))
-    out *= 1 - y
-    return out
-
-
-@register("tanh", "cupy")
-def tanh(x, out=None):
-    return cupy.tanh(x, out=_out(out, x))
-
-
-@register("tanh_grad", "cupy")
-def tanh_grad(dy, y, out=None):
-    return cupy.multiply(dy, 1 - y * y, out=_out(out, dy))
-
-
-@register("leaky_relu", "cupy")
-def leaky_relu(x, out=None, slope=0.01):
-    out = cupy.multiply(x, slope, out=_out(out, x))
-    cupy.copyto(out, x, where=x > 0)
-    return out
-
-
-@register("leaky_relu_grad", "cupy")
-def leaky_relu_grad(dy, x, out=None, slope=0.01):
-    out = cupy.multiply(dy, slope, out=_out(out, dy))
-    cupy.copyto(out, dy, where=x > 0)
-    return out
-
-
-@register("relu_mask", "cupy")
-def relu_mask(x, out=None):
-    y, mask = _outs(out, x)
-    cupy.maximum(x, 0, out=y)
-    mask[...] = cupy.packbits((x > 0).ravel(), bitorder="little")
-    return y, mask
-
-
-@register("relu_grad_mask", "cupy")
-def relu_grad_mask(dy, mask, out=None):
-    keep = cupy.unpackbits(mask, bitorder="little")[: dy.size].reshape(dy.shape).view(cupy.bool_)
-    out = _out(out, dy)
-    out.fill(0)
-    cupy.copyto(out, dy, where=keep)
-    return out
+register_all("cupy", ArrayModuleOps(lambda: cupy))
 
 
 # ================================================================================================

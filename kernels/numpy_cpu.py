@@ -4,13 +4,18 @@ These are deliberately plain (`np.maximum(x, 0)`, `1 / (1 + np.exp(-x))`): the p
 measure what NumPy gives without tricks. Each writes into `out` where given, so that the timed
 region excludes allocation as it does for the other backends; temporaries NumPy makes on the way
 are part of its cost. Bytes moved per call: see bench/roofline.py.
+
+The ops are written once against an array module `xp` (`ArrayModuleOps`), as CuPy's own tests
+do: the `cupy` backend (kernels/cupy_gpu.py) is the same code with `xp = cupy`.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from .reference import pack_mask, unpack_mask
+from .reference import OPS
 from .registry import Backend, declare_backend, register
 
 declare_backend(Backend(
@@ -26,81 +31,84 @@ declare_backend(Backend(
 ))
 
 
-def _out(out, like):
-    return np.empty_like(like) if out is None else out
+class ArrayModuleOps:
+    """Every op as a NumPy user writes it, against the array module `xp()` returns (NumPy, CuPy)."""
+
+    def __init__(self, xp):
+        self._xp = xp            # a function: CuPy is imported on first use, never at import
+
+    def _out(self, out, like):
+        return self._xp().empty_like(like) if out is None else out
+
+    def _quiet(self):
+        """NumPy warns where IEEE arithmetic gives the right inf or 0 (exp(-x) for x << 0)."""
+        xp = self._xp()
+        return xp.errstate(over="ignore", invalid="ignore") if hasattr(xp, "errstate") else contextlib.nullcontext()
+
+    def relu(self, x, out=None):
+        return self._xp().maximum(x, 0, out=self._out(out, x))         # NaN propagates
+
+    def relu_grad(self, dy, x, out=None):
+        out = self._out(out, dy)
+        out.fill(0)
+        self._xp().copyto(out, dy, where=x > 0)     # not dy * (x > 0): that keeps NaN and inf where x <= 0
+        return out
+
+    def sigmoid(self, x, out=None):
+        xp, out = self._xp(), self._out(out, x)
+        with self._quiet():
+            xp.exp(-x, out=out)                     # inf for x << 0: 1 / inf is the right 0
+        out += 1
+        return xp.divide(1, out, out=out)
+
+    def sigmoid_grad(self, dy, y, out=None):
+        with self._quiet():
+            out = self._xp().multiply(dy, y, out=self._out(out, dy))
+            out *= 1 - y
+        return out
+
+    def tanh(self, x, out=None):
+        return self._xp().tanh(x, out=self._out(out, x))
+
+    def tanh_grad(self, dy, y, out=None):
+        with self._quiet():
+            return self._xp().multiply(dy, 1 - y * y, out=self._out(out, dy))
+
+    def leaky_relu(self, x, out=None, slope=0.01):
+        xp = self._xp()
+        out = xp.multiply(x, slope, out=self._out(out, x))
+        xp.copyto(out, x, where=x > 0)
+        return out
+
+    def leaky_relu_grad(self, dy, x, out=None, slope=0.01):
+        xp = self._xp()
+        out = xp.multiply(dy, slope, out=self._out(out, dy))
+        xp.copyto(out, dy, where=x > 0)
+        return out
+
+    def relu_mask(self, x, out=None):
+        xp = self._xp()
+        y, mask = (None, None) if out is None else out
+        y = xp.maximum(x, 0, out=self._out(y, x))
+        packed = xp.packbits((x > 0).ravel(), bitorder="little")
+        if mask is None:
+            return y, packed
+        mask[...] = packed
+        return y, mask
+
+    def relu_grad_mask(self, dy, mask, out=None):
+        xp = self._xp()
+        keep = xp.unpackbits(mask, bitorder="little")[: dy.size].reshape(dy.shape).view(bool)
+        out = self._out(out, dy)
+        out.fill(0)
+        xp.copyto(out, dy, where=keep)
+        return out
 
 
-@register("relu", "numpy")
-def relu(x, out=None):
-    return np.maximum(x, 0, out=_out(out, x))
+def register_all(backend: str, ops: ArrayModuleOps) -> None:
+    """Register every op of `ops` on `backend`."""
+    for op in OPS:
+        register(op, backend)(getattr(ops, op))
 
 
-@register("relu_grad", "numpy")
-def relu_grad(dy, x, out=None):
-    out = _out(out, dy)
-    out.fill(0)
-    np.copyto(out, dy, where=x > 0)        # not dy * (x > 0): that keeps NaN and inf where x <= 0
-    return out
-
-
-@register("sigmoid", "numpy")
-def sigmoid(x, out=None):
-    out = _out(out, x)
-    with np.errstate(over="ignore"):      # exp(-x) overflows to inf for x << 0: 1 / inf is the right 0
-        np.exp(-x, out=out)
-    out += 1
-    return np.divide(1, out, out=out)
-
-
-@register("sigmoid_grad", "numpy")
-def sigmoid_grad(dy, y, out=None):
-    out = _out(out, dy)
-    with np.errstate(over="ignore", invalid="ignore"):
-        np.multiply(dy, y, out=out)
-        out *= 1 - y
-    return out
-
-
-@register("tanh", "numpy")
-def tanh(x, out=None):
-    return np.tanh(x, out=_out(out, x))
-
-
-@register("tanh_grad", "numpy")
-def tanh_grad(dy, y, out=None):
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.multiply(dy, 1 - y * y, out=_out(out, dy))
-
-
-@register("leaky_relu", "numpy")
-def leaky_relu(x, out=None, slope=0.01):
-    out = np.multiply(x, slope, out=_out(out, x))
-    np.copyto(out, x, where=x > 0)
-    return out
-
-
-@register("leaky_relu_grad", "numpy")
-def leaky_relu_grad(dy, x, out=None, slope=0.01):
-    out = np.multiply(dy, slope, out=_out(out, dy))
-    np.copyto(out, dy, where=x > 0)
-    return out
-
-
-@register("relu_mask", "numpy")
-def relu_mask(x, out=None):
-    y, mask = (None, None) if out is None else out
-    y = np.maximum(x, 0, out=_out(y, x))
-    packed = pack_mask(x)
-    if mask is None:
-        return y, packed
-    mask[...] = packed
-    return y, mask
-
-
-@register("relu_grad_mask", "numpy")
-def relu_grad_mask(dy, mask, out=None):
-    keep = unpack_mask(mask, dy.shape)
-    out = _out(out, dy)
-    out.fill(0)
-    np.copyto(out, dy, where=keep)
-    return out
+register_all("numpy", ArrayModuleOps(lambda: np))
