@@ -196,8 +196,12 @@ def _restore(a: np.ndarray, snap: np.ndarray) -> None:
 
 
 def check_call(op: str, backend: str, inputs: tuple[np.ndarray, ...], params: dict | None = None,
-               use_out: bool = True, view=None, sample_above: int = SAMPLE_ABOVE) -> CheckResult:
+               use_out: bool = True, view=None, sample_above: int = SAMPLE_ABOVE,
+               native: tuple | None = None) -> CheckResult:
     """Run op on backend on (NumPy) `inputs` the way it is timed, and check everything.
+
+    `native`, when given, holds the same inputs already moved to the backend (the benchmark moves
+    them once and times the kernel on them too).
 
     `view(name, array)`, when given, is applied to each input after it is moved to the backend (and
     to the NumPy input the reference sees), to hand the kernel non-contiguous views.
@@ -208,7 +212,7 @@ def check_call(op: str, backend: str, inputs: tuple[np.ndarray, ...], params: di
     params = params or {}
     before = [_snapshot(a) for a in inputs]
     original = inputs
-    bases = tuple(be.to_native(a) for a in inputs)
+    bases = native if native is not None else tuple(be.to_native(a) for a in inputs)
     native = bases
     if view is not None:
         native = tuple(view(n, a) for n, a in zip(spec.inputs, bases))

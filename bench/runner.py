@@ -45,9 +45,9 @@ def _free_bytes(device: str, library: str | None) -> int | None:
     return None
 
 
-def _gpu_library(backend: registry.Backend) -> str:
-    probe = backend.empty((1,), "float32")
-    return timing.library_of(probe)
+def _library(backend: registry.Backend) -> str:
+    """The array library of a backend's arrays: numpy, cupy, numba or torch."""
+    return timing.library_of(backend.empty((1,), "float32"))
 
 
 TILE_ABOVE = 2**24         # larger inputs repeat a random block of this many elements
@@ -70,6 +70,7 @@ class _Inputs:
         self.dy = _big_random(size, dtype, rng)
         self._rng = rng
         self._by_op: dict[str, tuple] = {}
+        self._native: dict[tuple[str, int], object] = {}
 
     def of(self, op: str) -> tuple[np.ndarray, ...]:
         spec = OPS[op]
@@ -77,6 +78,22 @@ class _Inputs:
         if key not in self._by_op:
             self._by_op[key] = inputs.op_inputs(op, self.x, self._rng, dy=self.dy)
         return self._by_op[key]
+
+    def on(self, be: registry.Backend, op: str) -> tuple:
+        """op's inputs as arrays of backend `be`, each host array moved once per array library
+        (the three CuPy backends share one copy on the device; host backends move nothing)."""
+        lib = _library(be)
+        moved = []
+        for a in self.of(op):
+            key = (lib, id(a))
+            if key not in self._native:
+                self._native[key] = be.to_native(a)
+            moved.append(self._native[key])
+        return tuple(moved)
+
+    def forget_moved(self) -> None:
+        """Drop the moved copies (after a kernel wrote into its inputs, say)."""
+        self._native.clear()
 
 
 def _small_checks(op: str, backend: str, dtype: str, seed: int) -> check.CheckResult:
@@ -98,7 +115,8 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
     run = new_run(environment(command, profile=profile.name, seed=seed))
     run["env"]["gpu"] = _gpu_info(cases)
     sampling = profile.sampling
-    devices = sorted({c.device for c in cases})
+    # peaks only where some case will be timed: a backend that is missing or simulated has none
+    devices = sorted({c.device for c in cases if _timeable(registry.backend(c.backend))})
     task = progress.add_task("peaks", total=len(cases) + 2 * len(devices)) if progress else None
 
     def advance(label: str):
@@ -141,12 +159,17 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
     return run
 
 
+def _timeable(be: registry.Backend) -> bool:
+    return be.available and not be.simulated
+
+
 def _measure_peak(device: str, cases: list[Case], sampling: timing.Sampling) -> dict:
     peak_sampling = timing.Sampling(min_samples=10, budget_s=max(0.5, sampling.budget_s), rel_tol=0.01)
     if device == "cpu":
         return roofline.cpu_copy_peak(peak_sampling)
-    gpu = next(registry.backend(c.backend) for c in cases if c.device == "gpu")
-    return roofline.gpu_copy_peak(_gpu_library(gpu), peak_sampling)
+    gpu = next(be for be in (registry.backend(c.backend) for c in cases)
+               if be.device == "gpu" and _timeable(be))
+    return roofline.gpu_copy_peak(_library(gpu), peak_sampling)
 
 
 def _beyond_cache(case: Case) -> bool:
@@ -164,7 +187,7 @@ def _combine_peaks(best_so_far: dict, again: dict) -> dict:
     return dict(best, measured=probes + [dict(m, probe=n) for m in again["measured"]])
 
 
-def _skip_reason(case: Case, be: registry.Backend, host: _Inputs) -> str | None:
+def _skip_reason(case: Case, be: registry.Backend) -> str | None:
     if not be.available:
         return be.reason
     if be.simulated:
@@ -172,7 +195,7 @@ def _skip_reason(case: Case, be: registry.Backend, host: _Inputs) -> str | None:
     if case.dtype not in be.dtypes:
         return f"{be.name} does not support {case.dtype}"
     need = 3 * roofline.traffic(case.op, case.size, case.dtype)   # inputs, checked and timed outputs
-    lib = None if be.device == "cpu" else _gpu_library(be)
+    lib = None if be.device == "cpu" else _library(be)
     free = _free_bytes(be.device, lib)
     if free is not None and need > MEMORY_HEADROOM * free:
         return f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on the {be.device}"
@@ -184,7 +207,7 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
     be = registry.backend(case.backend)
     base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
                 bytes=roofline.traffic(case.op, case.size, case.dtype), flops=roofline.flops(case.op, case.size))
-    why = _skip_reason(case, be, host)
+    why = _skip_reason(case, be)
     if why:
         return result_entry(**base, status="skipped", reason=why)
     args = host.of(case.op)
@@ -192,13 +215,14 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
     if key not in checked:
         checked[key] = _small_checks(case.op, case.backend, case.dtype, seed)
     r = checked[key]
+    native = host.on(be, case.op)
     if r.ok:
-        r = check.check_call(case.op, case.backend, args)
+        r = check.check_call(case.op, case.backend, args, native=native)
     if not r.ok:
+        host.forget_moved()       # the failed kernel may have written into them
         return result_entry(**base, status="failed", reason=r.message)
     k = registry.kernel(case.op, case.backend)
     spec = OPS[case.op]
-    native = tuple(be.to_native(a) for a in args)
     outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(spec, native[0]))
     kwargs = {**spec.params}
     if k.supports_out:
@@ -234,10 +258,10 @@ def _gpu_info(cases: list[Case]) -> dict | None:
     gpu_backends = {c.backend for c in cases if c.device == "gpu"}
     for name in gpu_backends:
         be = registry.backend(name)
-        if not be.available or be.simulated:
+        if not _timeable(be):
             continue
         try:
-            lib = _gpu_library(be)
+            lib = _library(be)
             if lib == "cupy":
                 import cupy
                 props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)

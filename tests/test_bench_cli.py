@@ -153,3 +153,30 @@ def test_report_side_by_side(tmp_path, capsys):
     assert cli.main(["report", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "a.json" in out and "b.json" in out and "x" in out
+
+
+def test_an_unavailable_backend_named_explicitly_is_skipped_not_a_crash(tmp_path, monkeypatch):
+    """--backends naming a backend that cannot run here: its cases are skipped with the reason,
+    and no peak is probed on a device nothing will be timed on."""
+    gone = [b for b in registry.all_backends() if not b.available or b.simulated]
+    if not gone:
+        pytest.skip("every backend runs here")
+    out = tmp_path / "r.json"
+    rc = cli.main(["run", "--ops", "relu", "--backends", f"numpy,{gone[0].name}", "--sizes", "100",
+                   "--out", str(out), "--no-plots"])
+    assert rc == 0
+    run = results.load(out)
+    by_backend = {e["backend"]: e for e in run["results"]}
+    assert by_backend[gone[0].name]["status"] == "skipped" and by_backend[gone[0].name]["reason"]
+    assert by_backend["numpy"]["status"] == "ok"
+    assert set(run["peaks"]) == {"cpu"}
+
+
+def test_inputs_move_to_a_backend_once(monkeypatch):
+    moves = []
+    be = registry.backend("numpy")
+    monkeypatch.setattr(be, "to_native", lambda a: moves.append(id(a)) or a)
+    host = runner._Inputs("float32", 64, seed=0)
+    for op in ("relu", "relu_grad", "leaky_relu_grad", "relu", "sigmoid"):
+        host.on(be, op)
+    assert sorted(moves) == sorted({id(host.x), id(host.dy)})
