@@ -80,8 +80,13 @@ def _numba_copy():
     return _copy_kernel
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
 def _threaded_copy(threads: int):
-    pool = ThreadPoolExecutor(threads)
+    if threads not in _pools:                    # one pool for every probe of a run
+        _pools[threads] = ThreadPoolExecutor(threads)
+    pool = _pools[threads]
 
     def copy(src, dst):
         bounds = np.linspace(0, src.size, threads + 1).astype(np.int64)
