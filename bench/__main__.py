@@ -153,6 +153,8 @@ def _report(args, console) -> int:
     if len(runs) == 1:
         render.print_run(runs[0], console)
     else:
+        for run in runs:
+            console.print(render.summary(run))
         for t in render.side_by_side(runs, [f.name for f in args.files]):
             console.print(t)
     if args.markdown:

@@ -114,6 +114,7 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
         raise UsageError(f"malformed size list {sizes!r}")
 
     notes, cases = [], []
+    have = {(k.op, k.backend) for k in registry.kernels()}
     for b in be_list:
         be = registry.backend(b)
         if device != "all" and be.device != device:
@@ -126,7 +127,7 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
             continue
         dev_sizes = explicit_sizes or (prof.gpu_sizes if be.device == "gpu" else prof.cpu_sizes)
         for op in op_list:
-            if (op, b) not in {(k.op, k.backend) for k in registry.kernels()}:
+            if (op, b) not in have:
                 continue
             for dt in dt_list:
                 for n in dev_sizes:
