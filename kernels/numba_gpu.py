@@ -67,6 +67,13 @@ def launch_config(n: int, *, simulated: bool, sm_count: int = 1, max_threads_per
 
 @functools.cache
 def _device_shape() -> tuple[int, int]:
+    """(SM count, threads per SM) of the current device: read once per device, not per launch
+    (every launch is inside a timed region)."""
+    return _shape_of_device(cuda.get_current_device().id)
+
+
+@functools.cache
+def _shape_of_device(device_id: int) -> tuple[int, int]:
     dev = cuda.get_current_device()
     return int(dev.MULTIPROCESSOR_COUNT), int(dev.MAX_THREADS_PER_MULTI_PROCESSOR)
 
