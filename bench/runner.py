@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 
-import kernels
 from kernels import registry
 from kernels.reference import OPS
 

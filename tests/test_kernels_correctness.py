@@ -7,7 +7,6 @@ preallocated out= is fully written. Simulated GPU backends get the small sizes o
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from bench.check import check_call

@@ -222,7 +222,7 @@ def test_raw_kernels_on_the_cpu(raw_host, op, dtype, rng):
         for in_shift, out_shift in ((0, 0), (1, 1), (1, 0), (3, 2)):
             grid, block = LAUNCHES[n % 2]
             _run_host(raw_host, name, op, inputs, grid, block, in_shift, out_shift)
-    for label, inputs in special_inputs(op, dtype, rng):
+    for _label, inputs in special_inputs(op, dtype, rng):
         _run_host(raw_host, name, op, inputs, 2, 64, 0, 0)
         _run_host(raw_host, name, op, inputs, 1, 32, 1, 1)
     if "slope" in OPS[op].params:
@@ -236,7 +236,7 @@ def test_elementwise_bodies_on_the_cpu(elementwise_host, op, dtype, rng):
     name = f"{cupy_gpu.ELEMENTWISE[op].name}_{cupy_gpu.SUFFIX[dtype]}"
     for n in (0, 1, 7, 33, 1029):
         _run_host(elementwise_host, name, op, random_inputs(op, (n,), dtype, rng, 10.0), 2, 64, 0, 0)
-    for label, inputs in special_inputs(op, dtype, rng):
+    for _label, inputs in special_inputs(op, dtype, rng):
         _run_host(elementwise_host, name, op, inputs, 1, 32, 0, 0)
 
 
