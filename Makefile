@@ -1,6 +1,7 @@
 # actbench: every command sets itself up (creates .venv, installs the project) and then runs.
 #   make bench      quick benchmark of every available kernel: tables, JSON, Markdown, plots
 #   make test       the test suite (numba-cuda simulator and NVRTC compile tests included)
+#   make lint       ruff (rules in pyproject.toml)
 #   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
 #   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
 # EXTRAS picks the optional dependencies (default dev,torch: the torch CPU peer is measured and
@@ -13,7 +14,7 @@ EXTRAS ?= dev,torch
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv bench bench-full test gpu-check resources clean
+.PHONY: venv bench bench-full test lint gpu-check resources clean
 
 venv: $(STAMP)
 
@@ -30,6 +31,9 @@ bench-full: venv
 
 test: venv
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check .
 
 resources: venv
 	$(PY) -m kernels.nvrtc --report reports/kernels-resources.md

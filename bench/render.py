@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
