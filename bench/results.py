@@ -6,7 +6,7 @@ A run is one JSON document (a plain dict in memory):
       "schema": "actbench.results/1",
       "created": "2026-11-28T12:00:00+00:00",
       "interrupted": false,                 # true when Ctrl-C ended the run early
-      "env": {                              # environment(): where and how it ran
+      "env": {                              # bench/environment.py: where and how it ran
         "host", "platform", "python", "command", "profile", "seed",
         "cpu": {"model", "cores", "llc_bytes"},
         "numpy": {"version", "blas": [threadpoolctl's info dicts]},
@@ -38,17 +38,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import socket
-import subprocess
-import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-
-from kernels.numba_cpu import last_level_cache_bytes as llc_bytes
 
 SCHEMA = "actbench.results/1"
 
@@ -56,9 +50,6 @@ RESULT_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "
                  "status", "reason", "median_s", "iqr_s",
                  "min_s", "n", "samples_s", "stable", "timer", "bytes", "flops", "gbps", "pct_peak",
                  "speedup_vs_numpy", "check_worst")
-
-PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "rich", "matplotlib", "threadpoolctl", "torch",
-            "cupy-cuda12x", "cupy-cuda13x", "numba-cuda", "cuda-bindings", "nvidia-cuda-nvrtc")
 
 
 class ResultsError(ValueError):
@@ -123,79 +114,3 @@ def load(path: str | Path) -> dict:
 def default_path(folder: str | Path = "reports/results") -> Path:
     stamp = _dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
     return Path(folder) / f"{stamp}-{socket.gethostname()}.json"
-
-
-# ---------------------------------------------------------------------------------- environment
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git() -> dict:
-    def run(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent.parent)
-    try:
-        commit = run("rev-parse", "HEAD")
-        if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
-        dirty = run("status", "--porcelain", "--untracked-files=no")
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def _packages() -> dict:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def environment(command: str | None = None, **extra) -> dict:
-    """Where and how this run happens: CPU, BLAS and its threads, GPU when present, versions, git."""
-    env = {
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "command": command if command is not None else " ".join(sys.argv),
-        "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "llc_bytes": llc_bytes()},
-        "numpy": {"version": np.__version__, "blas": _blas()},
-        "numba": _numba_info(),
-        "gpu": None,
-        "packages": _packages(),
-        "git": _git(),
-    }
-    env.update(extra)
-    return env
-
-
-def _blas() -> list[dict]:
-    """NumPy's BLAS and its threads, as threadpoolctl reports them (not installed: said so)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return [{"error": "threadpoolctl is not installed"}]
-    return threadpool_info()
-
-
-def _numba_info() -> dict:
-    try:
-        import numba
-    except ImportError:
-        return {}
-    info = {"version": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS}
-    try:
-        info["threading_layer"] = numba.threading_layer()
-    except ValueError:        # no parallel region has run yet
-        info["threading_layer"] = None
-    return info

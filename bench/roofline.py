@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from kernels.machine import last_level_cache_bytes as llc_bytes
 from kernels.reference import OPS, mask_nbytes
 
 from . import timing
-from .results import llc_bytes
 
 # Arithmetic per element from each definition, a transcendental (exp, tanh) counted as one.
 FLOPS_PER_ELEMENT = {

@@ -16,11 +16,13 @@ from typing import Callable
 import numpy as np
 
 from kernels import registry
+from kernels.machine import last_level_cache_bytes as llc_bytes
 from kernels.reference import OPS
 
 from . import check, inputs, roofline, timing
 from .cases import Case, Profile
-from .results import environment, llc_bytes, new_run, result_entry
+from .environment import environment
+from .results import new_run, result_entry
 
 MEMORY_HEADROOM = 0.8      # a case may use at most this fraction of the free memory
 

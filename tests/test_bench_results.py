@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from bench import results, runner
+from bench import environment, results, runner
 
 
 def _run():
-    run = results.new_run(results.environment("python -m bench run --profile quick", profile="quick", seed=0))
+    run = results.new_run(environment.environment("python -m bench run --profile quick", profile="quick", seed=0))
     run["peaks"] = {"cpu": {"gbps": 20.0, "method": "fake", "bytes": 1, "median_s": 1.0, "samples_s": [1.0],
                             "measured": []}}
     for backend, med in (("numpy", 4e-3), ("numba_cpu", 1e-3)):
@@ -78,7 +78,7 @@ def test_load_errors_are_one_line(tmp_path):
 
 
 def test_environment_has_what_the_schema_promises():
-    env = results.environment("cmd")
+    env = environment.environment("cmd")
     for key in ("host", "platform", "python", "command", "cpu", "numpy", "numba", "gpu", "packages", "git"):
         assert key in env
     assert env["cpu"]["cores"] == os.cpu_count()
