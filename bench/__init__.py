@@ -1,5 +1,5 @@
 """actbench's harness: HOW kernels are measured and shown.
 
 The flow of one run, left to right: cases -> inputs -> kernels.get -> check -> timing -> roofline
--> results -> render / plots. `python -m bench --help` lists the commands.
+-> results -> tables / markdown / plots. `python -m bench --help` lists the commands.
 """

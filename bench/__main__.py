@@ -95,7 +95,7 @@ def _list(args, console) -> int:
 def _run(args, console, argv) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from . import cases, render, results, runner
+    from . import cases, results, runner, tables
 
     prof, todo, notes = cases.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device,
                                     args.budget)
@@ -119,46 +119,46 @@ def _run(args, console, argv) -> int:
         run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
                                on_case=save_partial)
     paths = _write_outputs(run, out, plots=not args.no_plots)
-    render.print_run(run, console)
+    tables.print_run(run, console)
     for p in paths:
         console.print(f"wrote {p}", highlight=False)
-    if run["interrupted"]:
+    if run.interrupted:
         console.print("[yellow]interrupted: the cases measured so far are saved and shown[/]")
         return EXIT_INTERRUPTED
-    failed = [e for e in run["results"] if e["status"] == "failed"]
+    failed = [e for e in run.results if e.status is results.Status.FAILED]
     if failed:
         console.print(f"[bold red]{len(failed)} case(s) FAILED the correctness check[/]")
         return EXIT_FAILED
     return 0
 
 
-def _write_outputs(run: dict, out: Path, plots: bool = True) -> list[Path]:
-    from . import render, results
+def _write_outputs(run, out: Path, plots: bool = True) -> list[Path]:
+    from . import markdown, results
     paths = [results.save(run, out)]
     images = []
     if plots:
         from . import plots as plotting
         images = plotting.write_plots(run, out.with_suffix("").with_name(out.stem + "-plots"))
     md = out.with_suffix(".md")
-    md.write_text(render.markdown(run, plots=[p.relative_to(md.parent) for p in images]))
+    md.write_text(markdown.markdown(run, plots=[p.relative_to(md.parent) for p in images]))
     return paths + [md] + images
 
 
 def _report(args, console) -> int:
-    from . import render, results
+    from . import markdown, results, tables
     try:
         runs = [results.load(f) for f in args.files]
     except results.ResultsError as exc:
         raise UsageError(str(exc)) from None
     if len(runs) == 1:
-        render.print_run(runs[0], console)
+        tables.print_run(runs[0], console)
     else:
         for run in runs:
-            console.print(render.summary(run))
-        for t in render.side_by_side(runs, [f.name for f in args.files]):
+            console.print(tables.summary(run))
+        for t in tables.side_by_side(runs, [f.name for f in args.files]):
             console.print(t)
     if args.markdown:
-        args.markdown.write_text(render.markdown(runs[0]))
+        args.markdown.write_text(markdown.markdown(runs[0]))
         console.print(f"wrote {args.markdown}", highlight=False)
     return 0
 

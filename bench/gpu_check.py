@@ -34,23 +34,24 @@ def _step(console: Console, title: str):
     console.rule(f"[bold]{title}")
 
 
-def targets_table(run: dict) -> tuple[Table, bool]:
+def targets_table(run) -> tuple[Table, bool]:
     """% of the copy peak for every GPU elementwise case at >= 2**26 elements, against 90 %."""
+    from bench.results import Status
     t = Table(title=f"GPU targets: % of device-to-device copy peak at >= 2**26 elements (target {TARGET_PCT:.0f} %)",
               title_justify="left")
     for col in ("op", "backend", "dtype", "size", "GB/s", "% peak", "meets"):
         t.add_column(col)
     ok = True
-    rows = [e for e in run["results"] if e["device"] == "gpu" and e["size"] >= TARGET_MIN_SIZE]
-    for e in sorted(rows, key=lambda e: (e["op"], e["backend"], e["size"])):
-        if e["status"] != "ok":
-            t.add_row(e["op"], e["backend"], e["dtype"], f"2**{e['size'].bit_length() - 1}", "-", "-",
-                      f"[red]{e['status']}[/]")
-            ok = ok and e["status"] == "skipped"
+    rows = [e for e in run.results if e.device == "gpu" and e.size >= TARGET_MIN_SIZE]
+    for e in sorted(rows, key=lambda e: (e.op, e.backend, e.size)):
+        if e.status is not Status.OK:
+            t.add_row(e.op, e.backend, e.dtype, f"2**{e.size.bit_length() - 1}", "-", "-",
+                      f"[red]{e.status}[/]")
+            ok = ok and e.status is Status.SKIPPED
             continue
-        meets = e["pct_peak"] >= TARGET_PCT
-        t.add_row(e["op"], e["backend"], e["dtype"], f"2**{e['size'].bit_length() - 1}", f"{e['gbps']:.0f}",
-                  f"{e['pct_peak']:.1f}", "[green]yes[/]" if meets else "[yellow]no[/]")
+        meets = e.pct_peak >= TARGET_PCT
+        t.add_row(e.op, e.backend, e.dtype, f"2**{e.size.bit_length() - 1}", f"{e.gbps:.0f}",
+                  f"{e.pct_peak:.1f}", "[green]yes[/]" if meets else "[yellow]no[/]")
     return t, ok
 
 
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
                *[f for f in GPU_TEST_FILES if Path(f).exists()]]
         console.print(" ".join(cmd), highlight=False)
         try:
-            env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}   # the real GPU
+            env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")   # the real GPU (conftest defaults to 1)
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env)
             out = p.stdout + p.stderr
             rc = p.returncode

@@ -1,8 +1,8 @@
 """Plots of a run: per op and dtype, time per call and % of peak against size, one line per backend.
 
 Built on matplotlib's object API (a Figure on the Agg canvas, no pyplot): nothing opens a window and
-no global figure state is left behind. Reads results dicts only (bench/results.py's schema). Failed
-and skipped cases are left out of the lines; the tables (bench/render.py) say why.
+no global figure state is left behind. Reads a Run only (bench/results.py). Failed and skipped
+cases are left out of the lines; the tables say why.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
-from bench.render import OK, backend_order, by_op, devices_of, peak_label
+from .formatting import peak_label
+from .results import CaseResult, Run, backend_order, by_op, devices_of
 
 # Same colour and marker for a backend in every figure; backends not listed take the next ones.
 KNOWN_BACKENDS = ("numpy", "numba_cpu", "cupy", "cupy_elementwise", "cupy_raw", "numba_cuda", "torch",
@@ -26,10 +27,9 @@ def style(backend: str) -> dict:
     return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)]}
 
 
-def points(entries, backend: str) -> tuple[list, list, list]:
-    """Sizes, median seconds and % of peak of a backend's ok cases, by size."""
-    ok = sorted((e["size"], e["median_s"], e.get("pct_peak")) for e in entries
-                if e["backend"] == backend and e.get("status") == OK and e.get("median_s") is not None)
+def points(entries: list[CaseResult], backend: str) -> tuple[list, list, list]:
+    """Sizes, median seconds and % of peak of a backend's timed cases, by size."""
+    ok = sorted((e.size, e.median_s, e.pct_peak) for e in entries if e.backend == backend and e.timed)
     return [p[0] for p in ok], [p[1] for p in ok], [p[2] for p in ok]
 
 
@@ -49,9 +49,9 @@ def _axes_setup(ax_time, ax_pct) -> None:
     ax_pct.axhline(100, color="grey", linestyle="--", linewidth=1, label="_copy peak")
 
 
-def figure(run: dict, op: str, dtype: str = "float32") -> Figure:
+def figure(run: Run, op: str, dtype: str = "float32") -> Figure:
     """The two-panel figure of one op and dtype: time vs size (log-log), % of peak vs size (log-x)."""
-    entries = [e for e in by_op(run).get(op, []) if e.get("dtype") == dtype]
+    entries = [e for e in by_op(run).get(op, []) if e.dtype == dtype]
     fig = Figure(figsize=(11, 4.2))     # fixed margins: a layout engine would double the drawing time
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.88, wspace=0.22)
     ax_time, ax_pct = fig.subplots(1, 2)
@@ -68,23 +68,23 @@ def figure(run: dict, op: str, dtype: str = "float32") -> Figure:
     ax_pct.set_ylim(0, top * 1.08)
     if ax_time.get_legend_handles_labels()[0]:
         ax_time.legend(fontsize="small")
-    host = (run.get("env") or {}).get("host") or "unknown host"
+    host = run.env.get("host") or "unknown host"
     peaks = ", ".join(peak_label(run, d) for d in devices_of(entries))
     fig.suptitle(f"{op} · {dtype} · {peaks} · {host}", fontsize="medium")
     return fig
 
 
-def plot_keys(run: dict, dtypes=None) -> list[tuple[str, str]]:
+def plot_keys(run: Run, dtypes=None) -> list[tuple[str, str]]:
     """(op, dtype) pairs that have a figure: every dtype of every op, or only those in `dtypes`."""
     keys = []
     for op, entries in by_op(run).items():
-        for dtype in dict.fromkeys(e.get("dtype") for e in entries):
+        for dtype in dict.fromkeys(e.dtype for e in entries):
             if dtype and (dtypes is None or dtype in dtypes):
                 keys.append((op, dtype))
     return keys
 
 
-def write_plots(run: dict, folder, dtypes=None, dpi: int = 100) -> list[Path]:
+def write_plots(run: Run, folder, dtypes=None, dpi: int = 100) -> list[Path]:
     """Write <op>-<dtype>.png into folder for every op and dtype of the run; the paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

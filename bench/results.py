@@ -1,9 +1,11 @@
-"""The results schema, environment capture, and atomic save / load of a run.
+"""The results model: typed records of a run, the figures derived from them, their grouping for
+tables and plots, and the JSON schema with atomic save / load.
 
-A run is one JSON document (a plain dict in memory):
+A `Run` holds one `CaseResult` per case; both are frozen, so a figure is derived by making a new
+record (`derive`), never by editing one in place. On disk a run is one JSON document:
 
     {
-      "schema": "actbench.results/1",
+      "schema": "actbench.results/2",
       "created": "2026-11-28T12:00:00+00:00",
       "interrupted": false,                 # true when Ctrl-C ended the run early
       "env": {                              # bench/environment.py: where and how it ran
@@ -20,73 +22,252 @@ A run is one JSON document (a plain dict in memory):
                 "measured": [{"method", "gbps", "median_s", "samples_s", "probe"}, ...]},
         "gpu": {...}
       },
-      "results": [                          # one entry per case
-        {"op", "backend", "device", "dtype", "size",            # size: elements of x
-         "shape", "batch", "sparsity",                         # matmul cases only (else null)
-         "status": "ok" | "failed" | "skipped", "reason",
-         "median_s", "iqr_s", "min_s", "n", "samples_s": [...], "stable", "timer",
-         "bytes", "flops", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst"}
-      ]
+      "results": [{CaseResult's fields}, ...]   # one entry per case, status "ok" | "failed" | "skipped"
     }
 
-Fields that a failed or skipped case cannot have are null. Saving writes a temporary file in the
+Fields that a failed or skipped case cannot have are null. Schema 1 files (the same, plus shape,
+batch and sparsity fields that were always null) still load. Saving writes a temporary file in the
 same folder and renames it over the target, so a crash or Ctrl-C never leaves half a file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import enum
 import json
 import os
 import socket
 import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Iterable, Mapping
 
-import numpy as np
-
-SCHEMA = "actbench.results/1"
-
-RESULT_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity",
-                 "status", "reason", "median_s", "iqr_s",
-                 "min_s", "n", "samples_s", "stable", "timer", "bytes", "flops", "gbps", "pct_peak",
-                 "speedup_vs_numpy", "check_worst")
+SCHEMA = "actbench.results/2"
+SCHEMA_1 = "actbench.results/1"
+_DROPPED_IN_2 = ("shape", "batch", "sparsity")     # schema 1 fields nothing ever filled
 
 
 class ResultsError(ValueError):
     """A results file that cannot be read as actbench results."""
 
 
-def new_run(env: dict) -> dict:
-    return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "interrupted": False, "env": env, "peaks": {}, "results": []}
+class Status(str, enum.Enum):
+    """What became of a case. A str, so that it is its own JSON value."""
+    OK = "ok"              # checked and timed
+    FAILED = "failed"      # the correctness gate rejected it: never timed
+    SKIPPED = "skipped"    # not run here (backend missing, dtype unsupported, too little memory)
+
+    def __str__(self) -> str:
+        return self.value
 
 
-def result_entry(**fields) -> dict:
-    """A case entry with every schema field present (None where not given)."""
-    unknown = set(fields) - set(RESULT_FIELDS)
-    if unknown:
-        raise KeyError(f"not result fields: {sorted(unknown)}")
-    return {k: fields.get(k) for k in RESULT_FIELDS}
+@dataclass(frozen=True)
+class CaseResult:
+    """One case of a run. Build it with the fields the case has; the derived figures (gbps,
+    pct_peak, speedup_vs_numpy) come from `derive`."""
+    op: str
+    backend: str
+    device: str
+    dtype: str
+    size: int                                  # elements of x
+    status: Status
+    reason: str | None = None                  # why failed / skipped; a caveat of an ok case
+    median_s: float | None = None
+    iqr_s: float | None = None
+    min_s: float | None = None
+    n: int | None = None
+    samples_s: tuple[float, ...] | None = None
+    stable: bool | None = None                 # the median stabilised within the case's budget
+    timer: str | None = None
+    bytes: int | None = None                   # bytes the op must move (bench/roofline.py)
+    flops: int | None = None
+    gbps: float | None = None
+    pct_peak: float | None = None
+    speedup_vs_numpy: float | None = None
+    check_worst: float | None = None
 
+    def __post_init__(self):
+        # plain Python values whatever the caller passes (strings, lists, NumPy scalars), so that
+        # records compare equal to what JSON gives back
+        set_ = object.__setattr__
+        set_(self, "status", Status(self.status))
+        for name in ("median_s", "iqr_s", "min_s", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst"):
+            v = getattr(self, name)
+            if v is not None:
+                set_(self, name, float(v))
+        for name in ("size", "n", "bytes", "flops"):
+            v = getattr(self, name)
+            if v is not None:
+                set_(self, name, int(v))
+        if self.samples_s is not None:
+            set_(self, "samples_s", tuple(float(s) for s in self.samples_s))
+
+    @property
+    def timed(self) -> bool:
+        """Checked, timed, and with a median to show."""
+        return self.status is Status.OK and self.median_s is not None
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["status"] = self.status.value
+        if self.samples_s is not None:
+            d["samples_s"] = list(self.samples_s)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CaseResult:
+        return cls(**d)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(CaseResult))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A whole run: where it ran (env, a dict: bench/environment.py), the copy peak of each
+    device, and the cases in the order they ran."""
+    env: Mapping[str, Any]
+    results: tuple[CaseResult, ...] = ()
+    peaks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    created: str = field(default_factory=_now)
+    interrupted: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "results", tuple(self.results))
+
+    def adding(self, case: CaseResult) -> Run:
+        """This run with one more case."""
+        return replace(self, results=self.results + (case,))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "created": self.created, "interrupted": self.interrupted,
+                "env": self.env, "peaks": self.peaks, "results": [e.to_json() for e in self.results]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Run:
+        """A run from its JSON document (schema 2, or 1); ResultsError when it is neither."""
+        schema = d.get("schema") if isinstance(d, Mapping) else None
+        if schema not in (SCHEMA, SCHEMA_1):
+            raise ResultsError(f"not an actbench results file (expected schema {SCHEMA!r})")
+        cases = []
+        for i, e in enumerate(d.get("results") or []):
+            e = dict(e)
+            if schema == SCHEMA_1:
+                for k in _DROPPED_IN_2:
+                    if e.pop(k, None) is not None:
+                        raise ResultsError(f"case {i}: a {k!r} value, which no actbench run has written")
+            unknown = set(e) - _FIELDS
+            if unknown:
+                raise ResultsError(f"case {i}: unknown fields {sorted(unknown)}")
+            try:
+                cases.append(CaseResult.from_json(e))
+            except (TypeError, ValueError) as exc:
+                raise ResultsError(f"case {i}: {exc}") from None
+        return cls(env=d.get("env") or {}, results=tuple(cases), peaks=d.get("peaks") or {},
+                   created=d.get("created") or "", interrupted=bool(d.get("interrupted")))
+
+
+# ------------------------------------------------------------------------------------ derived figures
+
+def derive(run: Run) -> Run:
+    """The run with gbps, pct_peak and speedup_vs_numpy of every timed case computed from the
+    medians, the bytes each op moves and the run's own peaks."""
+    numpy_median = {(e.op, e.dtype, e.size): e.median_s for e in run.results if e.backend == "numpy" and e.timed}
+
+    def one(e: CaseResult) -> CaseResult:
+        if not e.timed or not e.median_s:
+            return e
+        gbps = e.bytes / e.median_s / 1e9
+        peak = run.peaks.get(e.device)
+        ref = numpy_median.get((e.op, e.dtype, e.size))
+        return replace(e, gbps=gbps, pct_peak=100 * gbps / peak["gbps"] if peak else None,
+                       speedup_vs_numpy=ref / e.median_s if ref else None)
+
+    return replace(run, results=tuple(one(e) for e in run.results))
+
+
+def ratio(e: CaseResult | None, first: CaseResult | None) -> float | None:
+    """e's median over the first run's median of the same case (None when either is untimed)."""
+    if not e or not first or not e.timed or not first.timed or not e.median_s or not first.median_s:
+        return None
+    return e.median_s / first.median_s
+
+
+# ------------------------------------------------------------------------------------ grouping
+
+def op_order(ops: Iterable[str]) -> list[str]:
+    """The ops in kernels.reference.OPS order; ops it does not know come last, as they appear."""
+    try:
+        from kernels.reference import OPS     # here, not at the top: loading a run needs no kernels
+        known = list(OPS)
+    except ImportError:
+        known = []
+    ops = list(dict.fromkeys(ops))
+    return sorted(ops, key=lambda op: known.index(op) if op in known else len(known) + ops.index(op))
+
+
+def backend_order(entries: Iterable[CaseResult]) -> list[str]:
+    """numpy first, then the other backends in order of appearance."""
+    names = list(dict.fromkeys(e.backend for e in entries))
+    return sorted(names, key=lambda b: (b != "numpy", names.index(b)))
+
+
+def by_op(run: Run) -> dict[str, list[CaseResult]]:
+    """The run's cases grouped by op, ops in their canonical order."""
+    return {op: [e for e in run.results if e.op == op] for op in op_order(e.op for e in run.results)}
+
+
+RowKey = tuple[str, int]      # (dtype, size): one table row
+
+
+def rows(entries: Iterable[CaseResult]) -> dict[RowKey, dict[str, CaseResult]]:
+    """(dtype, size) -> {backend: case}, rows sorted by dtype (as they appear) then size."""
+    entries = list(entries)
+    dtypes = dtypes_of(entries)
+    out: dict[RowKey, dict[str, CaseResult]] = {}
+    for e in entries:
+        out.setdefault((e.dtype, e.size), {}).setdefault(e.backend, e)
+    return {k: out[k] for k in sorted(out, key=lambda k: (dtypes.index(k[0]), k[1]))}
+
+
+def best_backend(cells: Mapping[str, CaseResult]) -> str | None:
+    """The backend with the lowest median among a row's timed cases."""
+    timed = [(e.median_s, b) for b, e in cells.items() if e.timed]
+    return min(timed)[1] if timed else None
+
+
+def dtypes_of(entries: Iterable[CaseResult]) -> list[str]:
+    return list(dict.fromkeys(e.dtype for e in entries if e.dtype))
+
+
+def devices_of(entries: Iterable[CaseResult]) -> list[str]:
+    return list(dict.fromkeys(e.device for e in entries if e.device))
+
+
+# ------------------------------------------------------------------------------------ files
 
 def _jsonable(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
+    """NumPy scalars and arrays, and paths, in env and peaks (cases are plain already)."""
+    if hasattr(o, "tolist"):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def save(run: dict, path: str | Path) -> Path:
+def save(run: Run, path: str | Path) -> Path:
     """Write run as JSON to path atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(run, f, indent=1, default=_jsonable, allow_nan=True)
+            json.dump(run.to_json(), f, indent=1, default=_jsonable, allow_nan=True)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -97,18 +278,19 @@ def save(run: dict, path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path) -> dict:
+def load(path: str | Path) -> Run:
     """Read a results file; ResultsError (one line) when it is missing or not actbench results."""
     path = Path(path)
     try:
-        run = json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(run, dict) or run.get("schema") != SCHEMA:
-        raise ResultsError(f"{path}: not an actbench results file (expected schema {SCHEMA!r})")
-    return run
+    try:
+        return Run.from_json(doc)
+    except ResultsError as exc:
+        raise ResultsError(f"{path}: {exc}") from None
 
 
 def default_path(folder: str | Path = "reports/results") -> Path:

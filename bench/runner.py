@@ -10,6 +10,7 @@ cleanly: what was measured is kept and the run is marked interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable
 
@@ -22,7 +23,7 @@ from kernels.reference import OPS
 from . import check, inputs, roofline, timing
 from .cases import Case, Profile
 from .environment import environment
-from .results import new_run, result_entry
+from .results import CaseResult, Run, Status, derive
 
 MEMORY_HEADROOM = 0.8      # a case may use at most this fraction of the free memory
 
@@ -110,11 +111,11 @@ def _small_checks(op: str, backend: str, dtype: str, seed: int) -> check.CheckRe
 
 
 def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: str | None = None,
-              progress=None, on_case: Callable[[dict], None] | None = None) -> dict:
-    """Measure `cases`; returns the run dict (bench/results.py). `progress` is a rich Progress (or
-    None); `on_case` is called with each finished entry (for saving as it goes)."""
-    run = new_run(environment(command, profile=profile.name, seed=seed))
-    run["env"]["gpu"] = _gpu_info(cases)
+              progress=None, on_case: Callable[[Run], None] | None = None) -> Run:
+    """Measure `cases`; returns the Run (bench/results.py). `progress` is a rich Progress (or
+    None); `on_case` is called with the run so far after each case (for saving as it goes)."""
+    run = Run(env=environment(command, profile=profile.name, seed=seed, gpu=_gpu_info(cases)))
+    interrupted = False
     sampling = profile.sampling
     # peaks only where some case will be timed: a backend that is missing or simulated has none
     devices = sorted({c.device for c in cases if _timeable(registry.backend(c.backend))})
@@ -145,7 +146,7 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                     probed_again.add("cpu")
                 host_inputs[key] = _Inputs(case.dtype, case.size, seed)
             entry = _run_case(case, host_inputs[key], sampling, checked, seed)
-            run["results"].append(entry)
+            run = run.adding(entry)
             if on_case:
                 on_case(run)
             advance(case.name)
@@ -154,10 +155,8 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
             if dev not in probed_again:           # at the end, unless probed beside the large arrays
                 first_peaks[dev] = _combine_peaks(first_peaks[dev], _measure_peak(dev, cases, sampling))
     except KeyboardInterrupt:
-        run["interrupted"] = True
-    run["peaks"] = first_peaks
-    derive(run)
-    return run
+        interrupted = True
+    return derive(dataclasses.replace(run, peaks=first_peaks, interrupted=interrupted))
 
 
 def _timeable(be: registry.Backend) -> bool:
@@ -204,13 +203,13 @@ def _skip_reason(case: Case, be: registry.Backend) -> str | None:
 
 
 def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
-              checked: dict, seed: int) -> dict:
+              checked: dict, seed: int) -> CaseResult:
     be = registry.backend(case.backend)
     base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
                 bytes=roofline.traffic(case.op, case.size, case.dtype), flops=roofline.flops(case.op, case.size))
     why = _skip_reason(case, be)
     if why:
-        return result_entry(**base, status="skipped", reason=why)
+        return CaseResult(**base, status=Status.SKIPPED, reason=why)
     args = host.of(case.op)
     key = (case.op, case.backend, case.dtype)
     if key not in checked:
@@ -221,7 +220,7 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
         r = check.check_call(case.op, case.backend, args, native=native)
     if not r.ok:
         host.forget_moved()       # the failed kernel may have written into them
-        return result_entry(**base, status="failed", reason=r.message)
+        return CaseResult(**base, status=Status.FAILED, reason=r.message)
     k = registry.kernel(case.op, case.backend)
     spec = OPS[case.op]
     outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(spec, native[0]))
@@ -236,22 +235,8 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
         t = timing.time_cpu(k.raw, native, kwargs, sampling)
     s = t.summary
     reason = "" if k.supports_out else "allocates its output (no out= on this backend): allocation is timed"
-    return result_entry(**base, status="ok", reason=reason, median_s=s.median, iqr_s=s.iqr, min_s=s.min,
-                        n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer, check_worst=r.worst)
-
-
-def derive(run: dict) -> None:
-    """Fill gbps, pct_peak and speedup_vs_numpy of every ok entry from the medians and peaks."""
-    numpy_median = {(e["op"], e["dtype"], e["size"]): e["median_s"]
-                    for e in run["results"] if e["backend"] == "numpy" and e["status"] == "ok"}
-    for e in run["results"]:
-        if e["status"] != "ok" or not e["median_s"]:
-            continue
-        e["gbps"] = e["bytes"] / e["median_s"] / 1e9
-        peak = run["peaks"].get(e["device"])
-        e["pct_peak"] = 100 * e["gbps"] / peak["gbps"] if peak else None
-        ref = numpy_median.get((e["op"], e["dtype"], e["size"]))
-        e["speedup_vs_numpy"] = ref / e["median_s"] if ref else None
+    return CaseResult(**base, status=Status.OK, reason=reason, median_s=s.median, iqr_s=s.iqr, min_s=s.min,
+                      n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer, check_worst=r.worst)
 
 
 def _gpu_info(cases: list[Case]) -> dict | None:

@@ -1,19 +1,27 @@
-"""Shared fixtures: the (op, backend) matrix every correctness test runs over, and GPU skips.
+"""Shared fixtures: the (op, backend) matrix every correctness test runs over, GPU skips, the
+seeded random generator, and the recorded example run that the results and report tests read.
 
-`make test` sets NUMBA_ENABLE_CUDASIM=1, so the numba_cuda backend runs on numba-cuda's CPU
-simulator (small sizes only: it is slow). Backends that need a real GPU (CuPy, torch CUDA) are
-skipped with the reason their probe gives.
+NUMBA_ENABLE_CUDASIM=1 is set here, before numba is imported, unless the environment says
+otherwise (bench/gpu_check.py sets 0 on a real GPU): `pytest` alone and `make test` agree, and the
+numba_cuda backend runs on numba-cuda's CPU simulator (small sizes only: it is slow). Backends that
+need a real GPU (CuPy, torch CUDA) are skipped with the reason their probe gives.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
+from pathlib import Path
 
-import numpy as np
-import pytest
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-import kernels
-from kernels import registry
+import numpy as np  # noqa: E402  (after the simulator switch)
+import pytest  # noqa: E402
+
+import kernels  # noqa: E402
+from kernels import registry  # noqa: E402
+
+EXAMPLE_RUN = Path(__file__).resolve().parent.parent / "reports" / "example" / "2026-11-28T140009-vm.json"
 
 SIMULATED_MAX = 1000   # largest array a simulated GPU backend gets in tests
 
@@ -45,10 +53,34 @@ def max_size(backend: str) -> int | None:
     return SIMULATED_MAX if registry.backend(backend).simulated else None
 
 
+def seed_of(nodeid: str) -> int:
+    """The seed of a test: the same in every process (unlike hash(), which Python salts)."""
+    return zlib.crc32(nodeid.encode())
+
+
 @pytest.fixture
 def rng(request):
     # a fresh, reproducible seed per test: different tests see different values
-    return np.random.default_rng(abs(hash(request.node.nodeid)) % 2**32)
+    seed = seed_of(request.node.nodeid)
+    request.node.rng_seed = seed
+    return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that drew random inputs says its seed, to replay it."""
+    outcome = yield
+    report = outcome.get_result()
+    seed = getattr(item, "rng_seed", None)
+    if report.failed and seed is not None:
+        report.sections.append(("rng seed", f"np.random.default_rng({seed})  # zlib.crc32 of {item.nodeid!r}"))
+
+
+@pytest.fixture(scope="session")
+def example_run():
+    """The recorded run in reports/example/ (a Run; frozen, so tests may share it)."""
+    from bench import results
+    return results.load(EXAMPLE_RUN)
 
 
 def pytest_report_header(config):
@@ -57,3 +89,18 @@ def pytest_report_header(config):
         state = "simulated" if be.available and be.simulated else ("ok" if be.available else be.reason)
         lines.append(f"backend {be.name:17s} {be.device}: {state}")
     return lines
+
+
+def edited(run, changes: dict, drop=()):
+    """The run with some cases changed, {(op, backend, size): {field: value}}, cases matching an
+    (op, backend, size) in `drop` left out, and the figures derived again: how the results tests
+    make a failed, skipped or unstable case out of the recorded one."""
+    from dataclasses import replace
+
+    from bench import results
+    kept = [e for e in run.results if (e.op, e.backend, e.size) not in drop]
+    cases = [replace(e, **changes[(e.op, e.backend, e.size)]) if (e.op, e.backend, e.size) in changes else e
+             for e in kept]
+    missing = set(changes) - {(e.op, e.backend, e.size) for e in kept}
+    assert not missing, f"no such cases: {sorted(missing)}"
+    return results.derive(replace(run, results=tuple(cases)))

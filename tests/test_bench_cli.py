@@ -12,6 +12,7 @@ import pytest
 
 from bench import __main__ as cli
 from bench import cases, results, roofline, runner
+from bench.results import Status
 from kernels import registry
 
 
@@ -87,11 +88,11 @@ def test_run_end_to_end(tmp_path, capsys):
                    "--out", str(out)])
     assert rc == 0
     run = results.load(out)
-    assert len(run["results"]) == 6 and all(e["status"] == "ok" for e in run["results"])
-    e = run["results"][0]
-    assert e["n"] >= 10 and len(e["samples_s"]) == e["n"] and e["gbps"] > 0 and e["pct_peak"] > 0
-    assert e["speedup_vs_numpy"] == 1.0
-    assert run["peaks"]["cpu"]["gbps"] == 10.0
+    assert len(run.results) == 6 and all(e.status is Status.OK for e in run.results)
+    e = run.results[0]
+    assert e.n >= 10 and len(e.samples_s) == e.n and e.gbps > 0 and e.pct_peak > 0
+    assert e.speedup_vs_numpy == 1.0
+    assert run.peaks["cpu"]["gbps"] == 10.0
     assert out.with_suffix(".md").read_text().count("###") >= 3
     pngs = sorted(p.name for p in (tmp_path / "r-plots").iterdir())
     assert pngs == ["relu-float32.png", "relu_mask-float32.png", "sigmoid_grad-float32.png"]
@@ -113,7 +114,7 @@ def test_ctrl_c_saves_what_was_measured(tmp_path, monkeypatch, capsys):
     rc = cli.main(["run", "--ops", "relu", "--backends", "numpy", "--sizes", "100,200,300,400", "--out", str(out)])
     assert rc == 130
     run = results.load(out)
-    assert run["interrupted"] is True and len(run["results"]) == 2
+    assert run.interrupted is True and len(run.results) == 2
     assert "interrupted" in capsys.readouterr().out
 
 
@@ -128,8 +129,8 @@ def test_failed_case_is_not_timed_and_exits_1(tmp_path, monkeypatch, capsys):
     out = tmp_path / "r.json"
     assert cli.main(["run", "--ops", "relu", "--backends", "numpy", "--sizes", "1000", "--out", str(out),
                      "--no-plots"]) == 1
-    e = results.load(out)["results"][0]
-    assert e["status"] == "failed" and e["median_s"] is None and e["samples_s"] is None
+    e = results.load(out).results[0]
+    assert e.status is Status.FAILED and e.median_s is None and e.samples_s is None
     assert "FAILED" in capsys.readouterr().out
 
 
@@ -140,8 +141,8 @@ def test_unsupported_dtype_is_skipped_with_reason(tmp_path):
     out = tmp_path / "r.json"
     cli.main(["run", "--ops", "relu", "--backends", slow[0], "--dtypes", "float16", "--sizes", "64",
               "--out", str(out), "--no-plots"])
-    e = results.load(out)["results"][0]
-    assert e["status"] == "skipped" and "float16" in e["reason"]
+    e = results.load(out).results[0]
+    assert e.status is Status.SKIPPED and "float16" in e.reason
 
 
 def test_report_side_by_side(tmp_path, capsys):
@@ -166,10 +167,10 @@ def test_an_unavailable_backend_named_explicitly_is_skipped_not_a_crash(tmp_path
                    "--out", str(out), "--no-plots"])
     assert rc == 0
     run = results.load(out)
-    by_backend = {e["backend"]: e for e in run["results"]}
-    assert by_backend[gone[0].name]["status"] == "skipped" and by_backend[gone[0].name]["reason"]
-    assert by_backend["numpy"]["status"] == "ok"
-    assert set(run["peaks"]) == {"cpu"}
+    by_backend = {e.backend: e for e in run.results}
+    assert by_backend[gone[0].name].status is Status.SKIPPED and by_backend[gone[0].name].reason
+    assert by_backend["numpy"].status is Status.OK
+    assert set(run.peaks) == {"cpu"}
 
 
 def test_inputs_move_to_a_backend_once(monkeypatch):

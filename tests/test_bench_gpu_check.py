@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from bench import gpu_check, results
+from dataclasses import replace
+
+from bench import gpu_check
+from bench.results import CaseResult, Run, Status
 
 
-def _entry(op, backend, size, pct, status="ok"):
-    e = results.result_entry(op=op, backend=backend, device="gpu", dtype="float32", size=size, status=status)
-    if status == "ok":
-        e.update(gbps=pct * 40.0, pct_peak=pct)
+def _entry(op, backend, size, pct, status=Status.OK):
+    e = CaseResult(op=op, backend=backend, device="gpu", dtype="float32", size=size, status=status)
+    if status is Status.OK:
+        e = replace(e, median_s=1.0, gbps=pct * 40.0, pct_peak=pct)
     return e
 
 
@@ -21,8 +24,8 @@ def _render(table) -> str:
 
 
 def test_targets_table_judges_only_large_gpu_cases():
-    run = {"results": [_entry("relu", "cupy_raw", 2**26, 93.0), _entry("sigmoid", "cupy", 2**27, 71.0),
-                       _entry("relu", "cupy_raw", 2**20, 10.0)]}
+    run = Run(env={}, results=[_entry("relu", "cupy_raw", 2**26, 93.0), _entry("sigmoid", "cupy", 2**27, 71.0),
+                               _entry("relu", "cupy_raw", 2**20, 10.0)])
     table, ok = gpu_check.targets_table(run)
     text = _render(table)
     assert ok
@@ -31,8 +34,8 @@ def test_targets_table_judges_only_large_gpu_cases():
 
 
 def test_a_failed_gpu_case_fails_the_check():
-    run = {"results": [_entry("relu", "numba_cuda", 2**26, 0, status="failed"),
-                       _entry("relu", "cupy", 2**26, 0, status="skipped")]}
+    run = Run(env={}, results=[_entry("relu", "numba_cuda", 2**26, 0, status=Status.FAILED),
+                               _entry("relu", "cupy", 2**26, 0, status=Status.SKIPPED)])
     table, ok = gpu_check.targets_table(run)
     assert not ok and "failed" in _render(table)
 

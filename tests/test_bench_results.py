@@ -1,65 +1,127 @@
-"""Results JSON: round trip, atomic write, environment capture, and the derived figures."""
+"""bench/results.py: typed records, the JSON schema (2, and 1 read), atomic save / load, the
+derived figures and the grouping, on the recorded run in reports/example/ (conftest's example_run)."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import FrozenInstanceError, replace
 
 import numpy as np
 import pytest
 
 from bench import environment, results, runner
+from bench.results import CaseResult, Run, Status
+from tests.conftest import EXAMPLE_RUN
 
 
-def _run():
-    run = results.new_run(environment.environment("python -m bench run --profile quick", profile="quick", seed=0))
-    run["peaks"] = {"cpu": {"gbps": 20.0, "method": "fake", "bytes": 1, "median_s": 1.0, "samples_s": [1.0],
-                            "measured": []}}
-    for backend, med in (("numpy", 4e-3), ("numba_cpu", 1e-3)):
-        run["results"].append(results.result_entry(
-            op="relu", backend=backend, device="cpu", dtype="float32", size=2**20, status="ok", reason="",
-            median_s=med, iqr_s=1e-5, min_s=med * 0.9, n=10, samples_s=[med] * 10, stable=True,
-            timer="perf_counter_ns", bytes=8 * 2**20, flops=2**20, check_worst=0.1))
-    run["results"].append(results.result_entry(op="relu", backend="torch", device="cpu", dtype="float32",
-                                               size=2**20, status="failed", reason="mask: byte 0"))
-    return run
+def _case(run: Run, op: str, backend: str, size: int) -> CaseResult:
+    (e,) = [e for e in run.results if (e.op, e.backend, e.size) == (op, backend, size)]
+    return e
 
 
-def test_round_trip(tmp_path):
-    run = _run()
-    runner.derive(run)
-    p = results.save(run, tmp_path / "sub" / "r.json")
-    back = results.load(p)
-    assert back == json.loads(json.dumps(run))
-    assert back["schema"] == results.SCHEMA
-    assert back["results"][2]["median_s"] is None
+def test_the_example_loads_as_typed_records(example_run):
+    assert json.loads(EXAMPLE_RUN.read_text())["schema"] == results.SCHEMA_1
+    assert len(example_run.results) == 90 and example_run.env["host"] == "vm"
+    e = example_run.results[0]
+    assert isinstance(e, CaseResult) and e.status is Status.OK and isinstance(e.samples_s, tuple)
+    assert (e.op, e.backend, e.size, e.n) == ("relu", "numpy", 4096, 67)
+    with pytest.raises(FrozenInstanceError):
+        e.median_s = 1.0
 
 
-def test_numpy_scalars_serialise(tmp_path):
-    run = _run()
-    run["results"][0]["median_s"] = np.float64(1e-3)
-    run["results"][0]["n"] = np.int64(10)
-    back = results.load(results.save(run, tmp_path / "r.json"))
-    assert back["results"][0]["median_s"] == 1e-3 and back["results"][0]["n"] == 10
+def test_round_trip_writes_schema_2(example_run, tmp_path):
+    p = results.save(example_run, tmp_path / "sub" / "r.json")
+    doc = json.loads(p.read_text())
+    assert doc["schema"] == results.SCHEMA == "actbench.results/2"
+    assert "shape" not in doc["results"][0] and doc["results"][0]["status"] == "ok"
+    assert results.load(p) == example_run
+    old = json.loads(EXAMPLE_RUN.read_text())
+    for new_e, old_e in zip(doc["results"], old["results"]):
+        assert new_e == {k: v for k, v in old_e.items() if k not in ("shape", "batch", "sparsity")}
 
 
-def test_derive_speedup_bandwidth_and_peak():
-    run = _run()
-    runner.derive(run)
-    numpy_e, numba_e, failed = run["results"]
-    assert numba_e["speedup_vs_numpy"] == pytest.approx(4.0)
-    assert numpy_e["speedup_vs_numpy"] == pytest.approx(1.0)
-    assert numba_e["gbps"] == pytest.approx(8 * 2**20 / 1e-3 / 1e9)
-    assert numba_e["pct_peak"] == pytest.approx(100 * numba_e["gbps"] / 20.0)
-    assert failed["gbps"] is None and failed["speedup_vs_numpy"] is None
+def test_schema_1_with_a_matmul_field_is_refused(tmp_path):
+    doc = json.loads(EXAMPLE_RUN.read_text())
+    doc["results"][3]["batch"] = 8
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(results.ResultsError, match="case 3: a 'batch' value"):
+        results.load(tmp_path / "r.json")
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+def test_unknown_case_fields_are_refused():
+    doc = {"schema": results.SCHEMA, "results": [{"op": "relu", "speed": 3}]}
+    with pytest.raises(results.ResultsError, match="unknown fields \\['speed'\\]"):
+        Run.from_json(doc)
+
+
+def test_records_hold_plain_values():
+    e = CaseResult(op="relu", backend="numpy", device="cpu", dtype="float32", size=np.int64(8), status="ok",
+                   median_s=np.float64(1e-3), n=np.int64(10), samples_s=[np.float32(1.0)] * 2)
+    assert e.status is Status.OK and str(e.status) == "ok"
+    assert type(e.median_s) is float and type(e.n) is int and type(e.size) is int and e.samples_s == (1.0, 1.0)
+    with pytest.raises(ValueError):
+        replace(e, status="done")
+
+
+def test_derive_reproduces_the_recorded_figures(example_run):
+    assert results.derive(example_run) == example_run
+
+
+def test_derive_speedup_bandwidth_and_peak(example_run):
+    raw = replace(example_run, results=tuple(replace(e, gbps=None, pct_peak=None, speedup_vs_numpy=None)
+                                             for e in example_run.results))
+    failed = replace(_case(raw, "relu", "torch", 4096), status=Status.FAILED, reason="mask: byte 0")
+    raw = replace(raw, results=tuple(failed if e.backend == "torch" and e.size == 4096 and e.op == "relu" else e
+                                     for e in raw.results))
+    run = results.derive(raw)
+    numpy_e, numba_e = _case(run, "relu", "numpy", 4096), _case(run, "relu", "numba_cpu", 4096)
+    assert numba_e.speedup_vs_numpy == pytest.approx(numpy_e.median_s / numba_e.median_s)
+    assert numpy_e.speedup_vs_numpy == 1.0
+    assert numba_e.gbps == pytest.approx(8 * 4096 / numba_e.median_s / 1e9)
+    assert numba_e.pct_peak == pytest.approx(100 * numba_e.gbps / run.peaks["cpu"]["gbps"])
+    f = _case(run, "relu", "torch", 4096)
+    assert f.gbps is None and f.speedup_vs_numpy is None
+    no_peak = results.derive(replace(raw, peaks={}))
+    assert _case(no_peak, "relu", "numpy", 4096).pct_peak is None
+
+
+def test_ratio_of_medians(example_run):
+    first = _case(example_run, "relu", "numpy", 4096)
+    later = replace(first, median_s=first.median_s / 2)
+    assert results.ratio(later, first) == pytest.approx(0.5)
+    assert results.ratio(later, None) is None
+    assert results.ratio(replace(later, status=Status.FAILED), first) is None
+
+
+def test_grouping(example_run):
+    assert results.op_order(["sparse_matmul", "sigmoid", "relu_grad", "relu"]) == \
+        ["relu", "relu_grad", "sigmoid", "sparse_matmul"]
+    groups = results.by_op(example_run)
+    assert list(groups)[:3] == ["relu", "relu_grad", "sigmoid"] and len(groups) == 10
+    relu = groups["relu"]
+    reordered = [e for e in relu if e.backend == "torch"] + [e for e in relu if e.backend != "torch"]
+    assert results.backend_order(reordered) == ["numpy", "torch", "numba_cpu"]
+    table = results.rows(reversed(relu))
+    assert list(table) == [("float32", 4096), ("float32", 2**18), ("float32", 2**25)]
+    best = {size: results.best_backend(cells) for (_, size), cells in table.items()}
+    for (_, size), cells in table.items():
+        assert cells[best[size]].median_s == min(e.median_s for e in cells.values())
+    assert best == {4096: "numba_cpu", 2**18: "torch", 2**25: "numba_cpu"}   # as the report shows
+
+
+def test_run_grows_by_new_records(example_run):
+    empty = Run(env={"host": "x"})
+    one = empty.adding(example_run.results[0])
+    assert empty.results == () and one.results == (example_run.results[0],)
+    assert one.created and not one.interrupted
+
+
+def test_atomic_write_leaves_old_file_on_failure(example_run, tmp_path):
     p = tmp_path / "r.json"
-    results.save(_run(), p)
+    results.save(example_run, p)
     before = p.read_text()
-    bad = _run()
-    bad["results"][0]["median_s"] = object()          # not serialisable: the write fails midway
+    bad = replace(example_run, env={"host": object()})      # not serialisable: the write fails midway
     with pytest.raises(TypeError):
         results.save(bad, p)
     assert p.read_text() == before
@@ -78,19 +140,15 @@ def test_load_errors_are_one_line(tmp_path):
 
 
 def test_environment_has_what_the_schema_promises():
-    env = environment.environment("cmd")
+    env = environment.environment("cmd", profile="quick")
     for key in ("host", "platform", "python", "command", "cpu", "numpy", "numba", "gpu", "packages", "git"):
         assert key in env
+    assert env["command"] == "cmd" and env["profile"] == "quick"
     assert env["cpu"]["cores"] == os.cpu_count()
     assert env["cpu"]["llc_bytes"] > 0
     assert env["numpy"]["version"] == np.__version__
     assert isinstance(env["numpy"]["blas"], list)
     assert set(env["git"]) == {"commit", "dirty"}
-
-
-def test_result_entry_rejects_unknown_fields():
-    with pytest.raises(KeyError):
-        results.result_entry(op="relu", speed=3)
 
 
 def test_peak_is_the_fastest_probe_and_every_probe_is_kept():

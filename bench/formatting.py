@@ -1,0 +1,166 @@
+"""Numbers and labels as text, shared by the rich tables, the Markdown report and the plots.
+
+Times, counts and sizes with 3 significant digits, the four short lines of a timed cell, peak and
+run labels, the environment as (label, text) pairs, and footnote numbering for failed and skipped
+cases. Plain strings only: no rich, no Markdown.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .results import CaseResult, Run, devices_of, dtypes_of
+
+BEST = "★"          # the fastest (lowest median) cell of a row
+UNSTABLE = "~"      # the median did not stabilise within the case's time budget
+
+
+def sig3(v: float) -> str:
+    """v with 3 significant digits, keeping trailing zeros: 1.20, 12.0, 123, 1230."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(float(f"{v:.3g}")))))
+    return f"{v:.{decimals}f}"
+
+
+def fmt_time(s: float | None) -> str:
+    """Seconds as ns / us / ms / s with 3 significant digits: '1.23 ms'."""
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if float(f"{s / scale:.3g}") >= 1:
+            return f"{sig3(s / scale)} {unit}"
+    return f"{sig3(s / 1e-9)} ns"
+
+
+def fmt_count(n: float) -> str:
+    """A count with 3 significant digits and a k / M / G suffix: 33.6M."""
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if float(f"{n / scale:.3g}") >= 1:
+            return f"{sig3(n / scale)}{suffix}"
+    return str(int(n))
+
+
+def fmt_size(n: int) -> str:
+    """Elements as '2^25 (33.6M)' for a power of two, else a human count."""
+    n = int(n)
+    if n > 0 and n & (n - 1) == 0:
+        return f"2^{n.bit_length() - 1} ({fmt_count(n)})"
+    return fmt_count(n) if n >= 10_000 else str(n)
+
+
+def fmt_speedup(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"x {x:.2f}" if x < 10 else f"x {sig3(x)}"
+
+
+def fmt_iqr(e: CaseResult) -> str:
+    """The IQR relative to the median: ' ±1.6%' ('' when unknown)."""
+    if not e.median_s or e.iqr_s is None:
+        return ""
+    pct = 100 * e.iqr_s / e.median_s
+    return f" ±{pct:.1f}%" if pct < 10 else f" ±{pct:.0f}%"
+
+
+def fmt_pct_peak(pct: float | None) -> str:
+    return f"{sig3(pct)}% peak" if pct is not None else "- % peak"
+
+
+def ok_lines(e: CaseResult, best: bool) -> list[str]:
+    """The four short lines of a timed case: time ± IQR, GB/s, % of peak, speed-up vs numpy."""
+    mark = (f"{BEST} " if best else "") + (UNSTABLE if e.stable is False else "")
+    return [f"{mark}{fmt_time(e.median_s)}{fmt_iqr(e)}",
+            f"{sig3(e.gbps)} GB/s" if e.gbps is not None else "- GB/s",
+            fmt_pct_peak(e.pct_peak),
+            fmt_speedup(e.speedup_vs_numpy)]
+
+
+def ratio_label(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+class Notes:
+    """Footnotes for failed and skipped cases: one number per distinct (status, reason)."""
+
+    def __init__(self):
+        self.items: dict[tuple[str, str], int] = {}
+
+    def ref(self, e: CaseResult) -> int:
+        reason = " ".join(str(e.reason or "no reason given").split())
+        return self.items.setdefault((e.status.value, reason), len(self.items) + 1)
+
+    def lines(self) -> list[str]:
+        return [f"[{n}] {status}: {reason}" for (status, reason), n in self.items.items()]
+
+
+# ------------------------------------------------------------------------------------ labels
+
+def peak_label(run: Run, device: str) -> str:
+    """'cpu peak 24.1 GB/s (2-thread copy)', or that no peak was measured."""
+    peak = run.peaks.get(device) or {}
+    if peak.get("gbps") is None:
+        return f"{device} peak not measured"
+    method = f" ({peak['method']})" if peak.get("method") else ""
+    return f"{device} peak {sig3(peak['gbps'])} GB/s{method}"
+
+
+def op_title(run: Run, op: str, entries: list[CaseResult]) -> str:
+    peaks = ", ".join(peak_label(run, d) for d in devices_of(entries))
+    return " · ".join(p for p in (op, ", ".join(dtypes_of(entries)), peaks) if p)
+
+
+def run_label(run: Run, i: int = 0) -> str:
+    """'host commit' of a run, or 'run <i+1>' when neither is known."""
+    commit = ((run.env.get("git") or {}).get("commit") or "")[:7]
+    return " ".join(p for p in (run.env.get("host"), commit) if p) or f"run {i + 1}"
+
+
+# ------------------------------------------------------------------------------------ environment
+
+def _blas_line(info: dict) -> str:
+    arch = info.get("architecture") or info.get("coretype")
+    parts = [f"{info.get('internal_api', '?')} {info.get('version') or ''}".strip(),
+             f"{info.get('num_threads', '?')} threads", arch]
+    return f"{info.get('user_api', 'blas')}: " + ", ".join(str(p) for p in parts if p)
+
+
+def _gpu_line(gpu: dict | None) -> str:
+    if not gpu:
+        return "no GPU"
+    mem = gpu.get("memory_bytes")
+    parts = [gpu.get("name"), f"{mem / 2**30:.0f} GiB" if mem else None,
+             f"cc {gpu['compute_capability']}" if gpu.get("compute_capability") else None,
+             f"driver {gpu['driver']}" if gpu.get("driver") else None,
+             f"CUDA {gpu['cuda_runtime']}" if gpu.get("cuda_runtime") else None]
+    return ", ".join(str(p) for p in parts if p)
+
+
+def _git_line(git: dict | None) -> str:
+    git = git or {}
+    if not git.get("commit"):
+        return "unknown"
+    return git["commit"][:10] + (" (dirty)" if git.get("dirty") else "")
+
+
+def env_lines(run: Run) -> list[tuple[str, str]]:
+    """(label, text) pairs describing where and how the run happened, then the peaks."""
+    env = run.env
+    cpu, nb, npy = env.get("cpu") or {}, env.get("numba") or {}, env.get("numpy") or {}
+    llc = f", LLC {cpu['llc_bytes'] / 2**20:.0f} MiB" if cpu.get("llc_bytes") else ""
+    lines = [("host", ", ".join(str(p) for p in (env.get("host"), env.get("platform"),
+                                                   env.get("python") and f"Python {env['python']}") if p)),
+             ("cpu", f"{cpu.get('model', '?')}, {cpu.get('cores', '?')} cores{llc}"),
+             ("numpy", f"{npy.get('version', '?')}; " + ("; ".join(map(_blas_line, npy.get("blas") or []))
+                                                        or "no BLAS info"))]
+    if nb:
+        lines.append(("numba", f"{nb.get('version', '?')}, {nb.get('threads', '?')} threads"
+                      + (f" ({nb['threading_layer']})" if nb.get("threading_layer") else "")))
+    lines += [("gpu", _gpu_line(env.get("gpu"))),
+              ("git", _git_line(env.get("git"))),
+              ("profile", f"{env.get('profile') or '-'}, seed {env.get('seed', '-')}, "
+                          f"created {run.created or '?'}"
+                          + (", INTERRUPTED (partial results)" if run.interrupted else ""))]
+    for dev in run.peaks:
+        lines.append(("peak", peak_label(run, dev)))
+    return lines
