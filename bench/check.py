@@ -153,37 +153,46 @@ def _unwritten(spec, inputs, outs) -> str | None:
     return None
 
 
-_POISON: dict[tuple, np.ndarray] = {}       # host buffers reused at benchmark sizes
-_SNAPSHOTS: dict[int, np.ndarray] = {}
+class Scratch:
+    """What the gate keeps between the checks of one run: large poison buffers (a fresh 128 MiB
+    array costs more in page faults than the kernel it checks) and the snapshot of each input
+    (every backend and op of a benchmark size reads the same inputs). `close()` drops them; a check
+    without a scratch of its own uses a fresh one."""
 
+    MAX_BUFFERS = 4
 
-def _poison(be: registry.Backend, spec, first) -> tuple:
-    """Preallocated outputs full of values no right answer has in those places: NaN, and 0xA5 bytes
-    for masks. Large host buffers are kept and refilled: a fresh 128 MiB array costs more in page
-    faults than the kernel it checks."""
-    outs = []
-    for i, (shape, dt) in enumerate(registry.output_layout(spec, first)):
-        key = (i, shape, dt)
-        buf = _POISON.get(key)
-        if buf is None:
-            buf = np.empty(shape, dtype=dt)
-            if buf.size >= 2**20:
-                if len(_POISON) >= 4:
-                    _POISON.clear()
-                _POISON[key] = buf
-        buf.fill(0xA5 if dt == "uint8" else np.nan)
-        outs.append(be.to_native(buf))
-    return tuple(outs)
+    def __init__(self):
+        self._poison: dict[tuple, np.ndarray] = {}
+        self._snapshots: dict[int, np.ndarray] = {}
 
+    def poison(self, be: registry.Backend, spec, first) -> tuple:
+        """Preallocated outputs full of values no right answer has in those places: NaN, and 0xA5
+        bytes for masks."""
+        outs = []
+        for i, (shape, dt) in enumerate(registry.output_layout(spec, first)):
+            key = (i, shape, dt)
+            buf = self._poison.get(key)
+            if buf is None:
+                buf = np.empty(shape, dtype=dt)
+                if buf.size >= 2**20:
+                    if len(self._poison) >= self.MAX_BUFFERS:
+                        self._poison.clear()
+                    self._poison[key] = buf
+            buf.fill(0xA5 if dt == "uint8" else np.nan)
+            outs.append(be.to_native(buf))
+        return tuple(outs)
 
-def _snapshot(a: np.ndarray) -> np.ndarray:
-    """The bits of input `a` before any kernel saw it, taken once per array and kept while it lives
-    (every backend and op of a benchmark size reads the same inputs)."""
-    key = id(a)
-    if key not in _SNAPSHOTS:
-        _SNAPSHOTS[key] = _bits(a).copy()
-        weakref.finalize(a, _SNAPSHOTS.pop, key, None)
-    return _SNAPSHOTS[key]
+    def snapshot(self, a: np.ndarray) -> np.ndarray:
+        """The bits of input `a` before any kernel saw it, taken once per array and kept while it lives."""
+        key = id(a)
+        if key not in self._snapshots:
+            self._snapshots[key] = _bits(a).copy()
+            weakref.finalize(a, self._snapshots.pop, key, None)
+        return self._snapshots[key]
+
+    def close(self) -> None:
+        self._poison.clear()
+        self._snapshots.clear()
 
 
 def _restore(a: np.ndarray, snap: np.ndarray) -> None:
@@ -194,11 +203,11 @@ def _restore(a: np.ndarray, snap: np.ndarray) -> None:
 
 def check_call(op: str, backend: str, inputs: tuple[np.ndarray, ...], params: dict | None = None,
                use_out: bool = True, view=None, sample_above: int = SAMPLE_ABOVE,
-               native: tuple | None = None) -> CheckResult:
+               native: tuple | None = None, scratch: Scratch | None = None) -> CheckResult:
     """Run op on backend on (NumPy) `inputs` the way it is timed, and check everything.
 
     `native`, when given, holds the same inputs already moved to the backend (the benchmark moves
-    them once and times the kernel on them too).
+    them once and times the kernel on them too); `scratch`, the buffers a run reuses between checks.
 
     `view(name, array)`, when given, is applied to each input after it is moved to the backend (and
     to the NumPy input the reference sees), to hand the kernel non-contiguous views.
@@ -207,7 +216,8 @@ def check_call(op: str, backend: str, inputs: tuple[np.ndarray, ...], params: di
     be = registry.backend(backend)
     k = registry.kernel(op, backend)
     params = params or {}
-    before = [_snapshot(a) for a in inputs]
+    scratch = scratch or Scratch()
+    before = [scratch.snapshot(a) for a in inputs]
     original = inputs
     bases = native if native is not None else tuple(be.to_native(a) for a in inputs)
     native = bases
@@ -216,7 +226,7 @@ def check_call(op: str, backend: str, inputs: tuple[np.ndarray, ...], params: di
         inputs = tuple(view(n, a) for n, a in zip(spec.inputs, inputs))
     calls = [None]
     if use_out and k.supports_out:
-        calls.insert(0, _poison(be, spec, native[0]))
+        calls.insert(0, scratch.poison(be, spec, native[0]))
         if inputs[0].size > sample_above:
             calls.pop()          # benchmark sizes: the timed path (out=) only; tests cover the other
     for poisoned in calls:

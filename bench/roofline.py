@@ -80,20 +80,29 @@ def _numba_copy():
     return _copy_kernel
 
 
-_pools: dict[int, ThreadPoolExecutor] = {}
+class CopyPools:
+    """The threads of the NumPy copy probe, kept for every probe of one run and shut down by `close()`."""
 
+    def __init__(self):
+        self._pools: dict[int, ThreadPoolExecutor] = {}
 
-def _threaded_copy(threads: int):
-    if threads not in _pools:                    # one pool for every probe of a run
-        _pools[threads] = ThreadPoolExecutor(threads)
-    pool = _pools[threads]
+    def copy(self, threads: int):
+        """A copy(src, dst) that splits the arrays over `threads` threads of NumPy's copyto."""
+        if threads not in self._pools:
+            self._pools[threads] = ThreadPoolExecutor(threads)
+        pool = self._pools[threads]
 
-    def copy(src, dst):
-        bounds = np.linspace(0, src.size, threads + 1).astype(np.int64)
-        parts = [(src[a:b], dst[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        for f in [pool.submit(np.copyto, d, s) for s, d in parts]:   # NumPy releases the GIL
-            f.result()
-    return copy
+        def copy(src, dst):
+            bounds = np.linspace(0, src.size, threads + 1).astype(np.int64)
+            parts = [(src[a:b], dst[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            for f in [pool.submit(np.copyto, d, s) for s, d in parts]:   # NumPy releases the GIL
+                f.result()
+        return copy
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
 
 
 def _numba_threads() -> int:
@@ -107,12 +116,19 @@ def _streaming_copy():
     return stream_copy
 
 
-def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads: int | None = None) -> dict:
+def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads: int | None = None,
+                  pools: CopyPools | None = None) -> dict:
     """Copy bandwidth of this machine's memory, in GB/s (1e9 bytes), counting read + write.
 
     Three copies of an array >= 8x the last-level cache are timed (numba prange; numba with
     streaming stores; NumPy copyto on one thread per core) and the fastest is the peak. Returns
-    the schema's `peaks.cpu` entry."""
+    the schema's `peaks.cpu` entry. `pools`: the run's threads (else made and shut down here)."""
+    if pools is None:
+        own = CopyPools()
+        try:
+            return cpu_copy_peak(sampling, nbytes, threads, own)
+        finally:
+            own.close()
     threads = threads or os.cpu_count() or 1
     nbytes = nbytes or max(8 * llc_bytes(), 256 * 2**20)
     n = nbytes // 4
@@ -120,7 +136,7 @@ def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads:
     dst = np.zeros_like(src)
     methods = {f"numba prange copy, {threads} threads": _numba_copy(),
                f"numba streaming-store copy, {_numba_threads()} threads": _streaming_copy(),
-               f"NumPy copyto on {threads} threads": _threaded_copy(threads)}
+               f"NumPy copyto on {threads} threads": pools.copy(threads)}
     measured = []
     for name, fn in methods.items():
         t = timing.time_cpu(fn, (src, dst), {}, sampling)

@@ -24,6 +24,7 @@ from . import check, inputs, roofline, timing
 from .cases import Case, Profile
 from .environment import environment
 from .results import CaseResult, Run, Status, derive
+from .scope import RunScope
 
 MEMORY_HEADROOM = 0.8      # a case may use at most this fraction of the free memory
 
@@ -45,11 +46,6 @@ def _free_bytes(device: str, library: str | None) -> int | None:
     except (ValueError, OSError, AttributeError, ImportError, RuntimeError):
         return None
     return None
-
-
-def _library(backend: registry.Backend) -> str:
-    """The array library of a backend's arrays: numpy, cupy, numba or torch."""
-    return timing.library_of(backend.empty((1,), "float32"))
 
 
 TILE_ABOVE = 2**24         # larger inputs repeat a random block of this many elements
@@ -84,7 +80,7 @@ class _Inputs:
     def on(self, be: registry.Backend, op: str) -> tuple:
         """op's inputs as arrays of backend `be`, each host array moved once per array library
         (the three CuPy backends share one copy on the device; host backends move nothing)."""
-        lib = _library(be)
+        lib = be.library
         moved = []
         for a in self.of(op):
             key = (lib, id(a))
@@ -98,13 +94,14 @@ class _Inputs:
         self._native.clear()
 
 
-def _small_checks(op: str, backend: str, dtype: str, seed: int) -> check.CheckResult:
+def _small_checks(op: str, backend: str, dtype: str, seed: int,
+                  scratch: check.Scratch | None = None) -> check.CheckResult:
     """Fresh random trials at an awkward size and the special values, before the first timing."""
     rng = np.random.default_rng([seed, 7])
     trials = [("random 1031", inputs.random_inputs(op, (1031,), dtype, rng, s)) for s in inputs.SCALES]
     trials += inputs.special_inputs(op, dtype, rng)
     for label, args in trials:
-        r = check.check_call(op, backend, args)
+        r = check.check_call(op, backend, args, scratch=scratch)
         if not r.ok:
             return check.CheckResult(False, f"{label}: {r.message}")
     return check.OK
@@ -126,36 +123,38 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
             progress.update(task, advance=1, description=label)
 
     first_peaks = {}
-    try:
-        for dev in devices:
-            advance(f"peak bandwidth ({dev})")
-            first_peaks[dev] = _measure_peak(dev, cases, sampling)
-        host_inputs: dict[tuple[str, int], _Inputs] = {}
-        probed_again: set[str] = set()
-        checked: dict[tuple[str, str, str], check.CheckResult] = {}
-        for case in cases:
-            if progress:
-                progress.update(task, description=case.name)
-            key = (case.dtype, case.size)
-            if key not in host_inputs:
-                host_inputs.clear()           # one size at a time: large inputs are large
-                if case.device == "cpu" and _beyond_cache(case) and first_peaks.get("cpu"):
-                    # before the largest arrays, probe the peak again: a probe that happened to
-                    # meet a busy moment of a shared machine must not set every % of peak
-                    first_peaks["cpu"] = _combine_peaks(first_peaks["cpu"], _measure_peak("cpu", cases, sampling))
-                    probed_again.add("cpu")
-                host_inputs[key] = _Inputs(case.dtype, case.size, seed)
-            entry = _run_case(case, host_inputs[key], sampling, checked, seed)
-            run = run.adding(entry)
-            if on_case:
-                on_case(run)
-            advance(case.name)
-        for dev in devices:
-            advance(f"peak bandwidth again ({dev})")
-            if dev not in probed_again:           # at the end, unless probed beside the large arrays
-                first_peaks[dev] = _combine_peaks(first_peaks[dev], _measure_peak(dev, cases, sampling))
-    except KeyboardInterrupt:
-        interrupted = True
+    with RunScope() as scope:       # the gate's buffers and the probe's threads live as long as the run
+        try:
+            for dev in devices:
+                advance(f"peak bandwidth ({dev})")
+                first_peaks[dev] = _measure_peak(dev, cases, sampling, scope)
+            host_inputs: dict[tuple[str, int], _Inputs] = {}
+            probed_again: set[str] = set()
+            checked: dict[tuple[str, str, str], check.CheckResult] = {}
+            for case in cases:
+                if progress:
+                    progress.update(task, description=case.name)
+                key = (case.dtype, case.size)
+                if key not in host_inputs:
+                    host_inputs.clear()           # one size at a time: large inputs are large
+                    if case.device == "cpu" and _beyond_cache(case) and first_peaks.get("cpu"):
+                        # before the largest arrays, probe the peak again: a probe that happened to
+                        # meet a busy moment of a shared machine must not set every % of peak
+                        again = _measure_peak("cpu", cases, sampling, scope)
+                        first_peaks["cpu"] = _combine_peaks(first_peaks["cpu"], again)
+                        probed_again.add("cpu")
+                    host_inputs[key] = _Inputs(case.dtype, case.size, seed)
+                entry = _run_case(case, host_inputs[key], sampling, checked, seed, scope)
+                run = run.adding(entry)
+                if on_case:
+                    on_case(run)
+                advance(case.name)
+            for dev in devices:
+                advance(f"peak bandwidth again ({dev})")
+                if dev not in probed_again:           # at the end, unless probed beside the large arrays
+                    first_peaks[dev] = _combine_peaks(first_peaks[dev], _measure_peak(dev, cases, sampling, scope))
+        except KeyboardInterrupt:
+            interrupted = True
     return derive(dataclasses.replace(run, peaks=first_peaks, interrupted=interrupted))
 
 
@@ -163,13 +162,13 @@ def _timeable(be: registry.Backend) -> bool:
     return be.available and not be.simulated
 
 
-def _measure_peak(device: str, cases: list[Case], sampling: timing.Sampling) -> dict:
+def _measure_peak(device: str, cases: list[Case], sampling: timing.Sampling, scope: RunScope) -> dict:
     peak_sampling = timing.Sampling(min_samples=10, budget_s=max(0.5, sampling.budget_s), rel_tol=0.01)
     if device == "cpu":
-        return roofline.cpu_copy_peak(peak_sampling)
+        return roofline.cpu_copy_peak(peak_sampling, pools=scope.pools)
     gpu = next(be for be in (registry.backend(c.backend) for c in cases)
                if be.device == "gpu" and _timeable(be))
-    return roofline.gpu_copy_peak(_library(gpu), peak_sampling)
+    return roofline.gpu_copy_peak(gpu.library, peak_sampling)
 
 
 def _beyond_cache(case: Case) -> bool:
@@ -195,15 +194,14 @@ def _skip_reason(case: Case, be: registry.Backend) -> str | None:
     if case.dtype not in be.dtypes:
         return f"{be.name} does not support {case.dtype}"
     need = 3 * roofline.traffic(case.op, case.size, case.dtype)   # inputs, checked and timed outputs
-    lib = None if be.device == "cpu" else _library(be)
-    free = _free_bytes(be.device, lib)
+    free = _free_bytes(be.device, be.library)
     if free is not None and need > MEMORY_HEADROOM * free:
         return f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on the {be.device}"
     return None
 
 
 def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
-              checked: dict, seed: int) -> CaseResult:
+              checked: dict, seed: int, scope: RunScope) -> CaseResult:
     be = registry.backend(case.backend)
     base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
                 bytes=roofline.traffic(case.op, case.size, case.dtype), flops=roofline.flops(case.op, case.size))
@@ -213,11 +211,11 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
     args = host.of(case.op)
     key = (case.op, case.backend, case.dtype)
     if key not in checked:
-        checked[key] = _small_checks(case.op, case.backend, case.dtype, seed)
+        checked[key] = _small_checks(case.op, case.backend, case.dtype, seed, scope.scratch)
     r = checked[key]
     native = host.on(be, case.op)
     if r.ok:
-        r = check.check_call(case.op, case.backend, args, native=native)
+        r = check.check_call(case.op, case.backend, args, native=native, scratch=scope.scratch)
     if not r.ok:
         host.forget_moved()       # the failed kernel may have written into them
         return CaseResult(**base, status=Status.FAILED, reason=r.message)
@@ -230,7 +228,7 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
     else:
         kwargs["out"] = None
     if be.device == "gpu":
-        t = timing.time_gpu(k.raw, native, kwargs, sampling, library=timing.library_of(native[0]))
+        t = timing.time_gpu(k.raw, native, kwargs, sampling, library=be.library)
     else:
         t = timing.time_cpu(k.raw, native, kwargs, sampling)
     s = t.summary
@@ -247,7 +245,7 @@ def _gpu_info(cases: list[Case]) -> dict | None:
         if not _timeable(be):
             continue
         try:
-            lib = _library(be)
+            lib = be.library
             if lib == "cupy":
                 import cupy
                 props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)

@@ -196,8 +196,3 @@ def time_gpu(fn, args, kwargs, sampling: Sampling, library: str, flush: bool = T
         measure()
     samples, stable = sample(measure, sampling)
     return Timing(samples, stable, "cuda_event", 1)
-
-
-def library_of(array) -> str:
-    """The array library an array belongs to: 'numpy', 'cupy', 'numba' or 'torch'."""
-    return type(array).__module__.split(".")[0]

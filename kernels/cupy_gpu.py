@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .numpy_cpu import ArrayModuleOps, register_all
-from .registry import Backend, declare_backend, register
+from .registry import Available, Backend, declare_backend, register
 
 cupy = None
 
@@ -73,15 +73,13 @@ def _describe() -> str:
 
 
 def _declare(name: str, what: str) -> Backend:
-    def probe() -> str | None:
-        reason = _probe_cupy()
-        if reason is None:
-            be.description = f"{what}; {_describe()}"
-        return reason
+    def probe() -> Available | str:
+        return _probe_cupy() or Available(description=f"{what}; {_describe()}")
 
-    be = declare_backend(Backend(
+    return declare_backend(Backend(
         name=name,
-        device="gpu",
+        library="cupy",
+        default_device="gpu",
         probe=probe,
         to_native=lambda a: cupy.array(a, copy=True),
         to_numpy=lambda a: cupy.asnumpy(a),
@@ -90,9 +88,7 @@ def _declare(name: str, what: str) -> Backend:
         dtypes=DTYPES,
         synchronize=lambda: cupy.cuda.get_current_stream().synchronize(),
         contiguous=lambda a: cupy.ascontiguousarray(a),
-        description=what,
     ))
-    return be
 
 
 _declare("cupy", "CuPy's own ufuncs, as a GPU user would write them")

@@ -51,22 +51,22 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, lower_builtin, overload, register_model
 
 from .reference import LEAKY_SLOPE, mask_nbytes
-from .registry import Backend, declare_backend, register
+from .registry import Available, Backend, declare_backend, register
 
 
-def _probe() -> str | None:
+def _probe() -> Available | str:
     try:
         import numba
     except ImportError as exc:  # pragma: no cover - numba is a core dependency
         return f"numba is not importable: {exc}"
-    _backend.description = (f"fused, parallel numba {numba.__version__} njit kernels, "
-                            f"{numba.config.NUMBA_NUM_THREADS} threads")
-    return None
+    return Available(description=f"fused, parallel numba {numba.__version__} njit kernels, "
+                                 f"{numba.config.NUMBA_NUM_THREADS} threads")
 
 
 _backend = declare_backend(Backend(
     name="numba_cpu",
-    device="cpu",
+    library="numpy",
+    default_device="cpu",
     probe=_probe,
     to_native=np.asarray,                 # host arrays are already NumPy arrays: no copy
     to_numpy=np.asarray,
@@ -75,7 +75,6 @@ _backend = declare_backend(Backend(
     dtypes=("float32", "float64"),
     # not np.ascontiguousarray alone: it turns a 0-d array into shape (1,)
     contiguous=lambda a: a if a.flags.c_contiguous else np.ascontiguousarray(a),
-    description="fused, parallel numba.njit kernels",
 ))
 
 BLOCK = 16384          # elements per parallel work item: a multiple of 64 (whole mask bytes)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
-import os
 import warnings
 
 import numpy as np
 
 from .reference import OPS
-from .registry import Backend, declare_backend, register
+from .registry import Available, Backend, declare_backend, register
 
 cuda = None              # numba.cuda, set by the probe (and by compile_ptx)
 _ballot = None           # cuda.ballot_sync on a GPU, _simulated_ballot_sync on the simulator
@@ -373,7 +372,7 @@ def _restore(module, ballot, native_types) -> None:
     cuda, _ballot, _native_types = module, ballot, native_types
 
 
-def _probe() -> str | None:
+def _probe() -> Available | str:
     if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba_cuda") is None:
         return ("numba-cuda is not installed (pip install -e '.[cuda12]' or '.[cuda13]' with a GPU, "
                 "'.[dev]' for its CPU simulator)")
@@ -388,16 +387,13 @@ def _probe() -> str | None:
         return ("no CUDA GPU found" + (f" ({detail})" if detail else "")
                 + "; NUMBA_ENABLE_CUDASIM=1 runs these kernels on numba-cuda's CPU simulator")
     _bind(_cuda, simulated)
-    _backend.simulated = simulated
     if simulated:
-        _backend.description = (f"numba-cuda {version('numba-cuda')} kernels on its CPU simulator "
-                                "(NUMBA_ENABLE_CUDASIM=1): checked, never timed")
-    else:
-        dev = _cuda.get_current_device()
-        name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
-        _backend.description = (f"numba-cuda {version('numba-cuda')} kernels on {name} "
-                                f"(sm_{dev.compute_capability[0]}{dev.compute_capability[1]})")
-    return None
+        return Available(simulated=True, description=f"numba-cuda {version('numba-cuda')} kernels on its "
+                         "CPU simulator (NUMBA_ENABLE_CUDASIM=1): checked, never timed")
+    dev = _cuda.get_current_device()
+    name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+    return Available(description=f"numba-cuda {version('numba-cuda')} kernels on {name} "
+                                 f"(sm_{dev.compute_capability[0]}{dev.compute_capability[1]})")
 
 
 def _is_native(a) -> bool:
@@ -427,7 +423,8 @@ def _numba_cuda():
 
 _backend = declare_backend(Backend(
     name="numba_cuda",
-    device="gpu",
+    library="numba",
+    default_device="gpu",
     probe=_probe,
     to_native=lambda a: _numba_cuda().to_device(np.array(a, order="C", copy=None)),
     to_numpy=lambda a: a.copy_to_host(),
@@ -436,9 +433,6 @@ _backend = declare_backend(Backend(
     dtypes=("float32", "float64"),
     synchronize=lambda: _numba_cuda().synchronize(),
     contiguous=_contiguous,
-    description="numba.cuda.jit kernels",
-    # numba reads this variable too; the probe sets the final word once numba.cuda is imported
-    simulated=os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"),
 ))
 
 

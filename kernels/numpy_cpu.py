@@ -16,18 +16,18 @@ import contextlib
 import numpy as np
 
 from .reference import OPS
-from .registry import Backend, declare_backend, register
+from .registry import Available, Backend, declare_backend, register
 
 declare_backend(Backend(
     name="numpy",
-    device="cpu",
-    probe=lambda: None,
+    library="numpy",
+    default_device="cpu",
+    probe=lambda: Available(description=f"NumPy {np.__version__} ufuncs, as a user would write them"),
     to_native=np.asarray,                 # host arrays are already NumPy arrays: no copy
     to_numpy=np.asarray,
     is_native=lambda a: isinstance(a, np.ndarray),
     empty=lambda shape, dtype: np.empty(shape, dtype),
     dtypes=("float16", "float32", "float64"),
-    description=f"NumPy {np.__version__} ufuncs, as a user would write them",
 ))
 
 

@@ -5,15 +5,16 @@ to and from it, then registers one launcher per op with `@register(op, backend)`
 wraps the launcher in the argument checks every kernel shares (dtype, shape, mask, out=), so a
 kernel body only ever sees valid, contiguous arrays of its own kind.
 
-Probing is lazy: importing a backend module never touches a device. `Backend.available` runs the
-probe once, on first use, and keeps the reason when the backend cannot run here.
+Records never change once made. Probing is lazy: importing a backend module never touches a
+device. The first read of `Backend.state` (or `.available`, `.device`, ...) runs the probe, and the
+registry keeps what it found (a `BackendState`) for the rest of the process.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -23,13 +24,49 @@ from .reference import OPS, OpSpec, mask_nbytes
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True)
+class Available:
+    """What a probe returns when its backend can run here (a probe that cannot returns the reason,
+    a string). Fields left at None / '' take the backend's declared values."""
+
+    device: str | None = None       # where it runs, when only the probe can tell (torch with CUDA)
+    description: str = ""           # library version and device, for `bench list` and the reports
+    simulated: bool = False         # runs, but on a simulator: correct, never timed
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """What probing found out about a backend in this process: whether it runs here, where, and why not."""
+
+    available: bool
+    reason: str                     # why it cannot run here ('' when it can)
+    device: str                     # "cpu" or "gpu"
+    description: str
+    simulated: bool = False
+
+
+class _FromState:
+    """A Backend attribute that reads the backend's probed state (probing on first use)."""
+
+    def __set_name__(self, owner, name: str):
+        self.name = name
+
+    def __get__(self, be, owner=None):
+        return self if be is None else getattr(probe_state(be), self.name)
+
+
+@dataclass(frozen=True, eq=False)
 class Backend:
-    """One way of running kernels: a library on a device, and how to move arrays to and from it."""
+    """One way of running kernels: a library on a device, and how to move arrays to and from it.
+
+    The record never changes once declared. What only a probe can find out (is the library there,
+    which device, which version) is its `state`, probed once per process on first use and kept by
+    the registry; `available`, `reason`, `device`, `description` and `simulated` read it."""
 
     name: str
-    device: str                                   # "cpu" or "gpu"
-    probe: Callable[[], str | None]               # None when usable here, else the reason why not
+    library: str                                  # its arrays' library: numpy, cupy, numba or torch
+    default_device: str                           # "cpu" or "gpu": where it runs unless its probe says
+    probe: Callable[[], Available | str | None]   # Available when usable here, else the reason why not
     to_native: Callable[[np.ndarray], Any]        # NumPy array -> this backend's array (host: no copy)
     to_numpy: Callable[[Any], np.ndarray]         # this backend's array -> NumPy array (a copy)
     is_native: Callable[[Any], bool]              # is this an array of this backend's kind?
@@ -37,25 +74,45 @@ class Backend:
     dtypes: tuple[str, ...] = ("float32", "float64")
     synchronize: Callable[[], None] = lambda: None
     contiguous: Callable[[Any], Any] | None = None  # a C-contiguous version of an array (copy if needed)
-    description: str = ""
-    simulated: bool = False                        # runs, but on a simulator: correct, never timed
-    _reason: str | None = field(default=None, repr=False)
-    _probed: bool = field(default=False, repr=False)
 
     @property
-    def reason(self) -> str:
-        """Why this backend cannot run here ('' when it can)."""
-        if not self._probed:
-            try:
-                self._reason = self.probe()
-            except Exception as exc:  # a probe must never take the caller down
-                self._reason = f"probe failed: {type(exc).__name__}: {exc}"
-            self._probed = True
-        return self._reason or ""
+    def state(self) -> BackendState:
+        return probe_state(self)
 
-    @property
-    def available(self) -> bool:
-        return not self.reason
+    # read from the probed state, never stored in the record
+    available = _FromState()
+    reason = _FromState()        # why it cannot run here ('' when it can)
+    device = _FromState()
+    description = _FromState()
+    simulated = _FromState()
+
+
+_STATES: dict[str, BackendState] = {}
+
+
+def probe_state(be: Backend) -> BackendState:
+    """The backend's state, probed on first use and kept for the rest of the process (probing
+    imports libraries and may touch a device: once is enough)."""
+    state = _STATES.get(be.name)
+    if state is None:
+        try:
+            found = be.probe()
+        except Exception as exc:  # a probe must never take the caller down
+            found = f"probe failed: {type(exc).__name__}: {exc}"
+        if isinstance(found, str):
+            state = BackendState(False, found, be.default_device, "")
+        else:
+            found = found or Available()
+            state = BackendState(True, "", found.device or be.default_device, found.description, found.simulated)
+        _STATES[be.name] = state
+    return state
+
+
+def forget_states(*names: str) -> None:
+    """Probe these backends (all, when none is named) again on next use: for tests that fake a
+    library's presence."""
+    for name in names or list(_STATES):
+        _STATES.pop(name, None)
 
 
 @dataclass(frozen=True)
@@ -75,6 +132,7 @@ _KERNELS: dict[tuple[str, str], Kernel] = {}
 
 def declare_backend(backend: Backend) -> Backend:
     _BACKENDS[backend.name] = backend
+    _STATES.pop(backend.name, None)          # a re-declared backend is probed afresh
     return backend
 
 

@@ -11,24 +11,20 @@ import importlib.util
 
 import numpy as np
 
-from .registry import Backend, declare_backend, register
+from .registry import Available, Backend, declare_backend, register
 
 torch = None
 
 
-def _probe() -> str | None:
+def _probe() -> Available | str:
     global torch
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed (pip install -e '.[torch]')"
     import torch as _torch
     torch = _torch
     if torch.cuda.is_available():
-        _backend.device = "gpu"
-        _backend.synchronize = torch.cuda.synchronize
-        _backend.description = f"torch {torch.__version__} CUDA ({torch.cuda.get_device_name()})"
-    else:
-        _backend.description = f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads"
-    return None
+        return Available(device="gpu", description=f"torch {torch.__version__} CUDA ({torch.cuda.get_device_name()})")
+    return Available(device="cpu", description=f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads")
 
 
 def _dev() -> str:
@@ -39,22 +35,24 @@ def _is_native(a) -> bool:
     return torch is not None and isinstance(a, torch.Tensor)
 
 
+def _synchronize() -> None:
+    if _backend.device == "gpu":
+        torch.cuda.synchronize()
+
+
 _backend = declare_backend(Backend(
     name="torch",
-    device="cpu",
+    library="torch",
+    default_device="cpu",            # the probe says "gpu" where torch sees a CUDA device
     probe=_probe,
     to_native=lambda a: torch.from_numpy(np.array(a, copy=True)).to(_dev()),
     to_numpy=lambda a: a.detach().cpu().numpy().copy(),
     is_native=_is_native,
     empty=lambda shape, dtype: torch.empty(shape, dtype=getattr(torch, dtype), device=_dev()),
     dtypes=("float16", "float32", "float64"),
+    synchronize=_synchronize,
     contiguous=lambda a: a.contiguous(),
-    description="PyTorch's own kernels",
 ))
-
-
-def _aten():
-    return torch.ops.aten
 
 
 @register("relu", "torch")
@@ -76,31 +74,34 @@ def sigmoid(x, out=None):
     return torch.sigmoid(x, out=out)
 
 
-@register("sigmoid_grad", "torch")
-def sigmoid_grad(dy, y, out=None):
-    return _aten().sigmoid_backward(dy, y) if out is None else _aten().sigmoid_backward.grad_input(dy, y, grad_input=out)
-
-
 @register("tanh", "torch")
 def tanh(x, out=None):
     return torch.tanh(x, out=out)
 
 
-@register("tanh_grad", "torch")
-def tanh_grad(dy, y, out=None):
-    return _aten().tanh_backward(dy, y) if out is None else _aten().tanh_backward.grad_input(dy, y, grad_input=out)
+# The ops PyTorch runs as one aten function: (function, the keyword its out= overload writes into,
+# arguments after the op's arrays and params). leaky_relu_backward's False: x is the forward input.
+_ATEN = {
+    "sigmoid_grad": ("sigmoid_backward", "grad_input", ()),
+    "tanh_grad": ("tanh_backward", "grad_input", ()),
+    "leaky_relu": ("leaky_relu", "out", ()),
+    "leaky_relu_grad": ("leaky_relu_backward", "grad_input", (False,)),
+}
 
 
-@register("leaky_relu", "torch")
-def leaky_relu(x, out=None, slope=0.01):
-    return _aten().leaky_relu(x, slope) if out is None else _aten().leaky_relu.out(x, slope, out=out)
+def _aten_launcher(function: str, out_keyword: str, tail: tuple):
+    """aten.<function>(*arrays, *params, *tail), or its out= overload (named as the keyword it
+    writes into) when out is given. Params arrive in OPS order, which is aten's order too."""
+    def launch(*arrays, out=None, **params):
+        fn = getattr(torch.ops.aten, function)
+        args = (*arrays, *params.values(), *tail)
+        return fn(*args) if out is None else getattr(fn, out_keyword)(*args, **{out_keyword: out})
+    launch.__name__ = launch.__qualname__ = function
+    return launch
 
 
-@register("leaky_relu_grad", "torch")
-def leaky_relu_grad(dy, x, out=None, slope=0.01):
-    if out is None:
-        return _aten().leaky_relu_backward(dy, x, slope, False)
-    return _aten().leaky_relu_backward.grad_input(dy, x, slope, False, grad_input=out)
+for _op, (_function, _keyword, _tail) in _ATEN.items():
+    register(_op, "torch")(_aten_launcher(_function, _keyword, _tail))
 
 
 def _pack(keep):

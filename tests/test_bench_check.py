@@ -21,7 +21,7 @@ def wrong_backend(monkeypatch):
     monkeypatch.setattr(registry, "_BACKENDS", dict(registry._BACKENDS))
     monkeypatch.setattr(registry, "_KERNELS", dict(registry._KERNELS))
     registry.declare_backend(registry.Backend(
-        name="wrong", device="cpu", probe=lambda: None, to_native=np.asarray, to_numpy=np.asarray,
+        name="wrong", library="numpy", default_device="cpu", probe=lambda: None, to_native=np.asarray, to_numpy=np.asarray,
         is_native=lambda a: isinstance(a, np.ndarray), empty=lambda s, d: np.empty(s, d),
         dtypes=("float16", "float32", "float64")))
 

@@ -163,7 +163,3 @@ def test_time_gpu_flushes_before_each_sample_and_times_between_events():
     body = ev.log[ev.log.index("flush"):]
     assert body[:5] == ["flush", "record", "kernel", "record", "sync"]
     assert body.count("flush") == body.count("kernel")
-
-
-def test_library_of():
-    assert timing.library_of(np.zeros(1)) == "numpy"
