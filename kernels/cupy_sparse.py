@@ -1,0 +1,123 @@
+"""sparse_matmul on the GPU with CuPy: the dense cuBLAS peer, cuSPARSE CSR, and the row-skipping
+RawKernels of kernels/cuda/sparse_matmul.cu.
+
+- `dense(a, w)`: cupy.matmul, cuBLAS: the IEEE a @ w every sparse kernel is measured against.
+- `csr(a, w)`: a converted to cupyx.scipy.sparse.csr_matrix at call time (the activations appear
+  at run time), then CSR @ dense through cuSPARSE. float32 and float64 (cuSPARSE's SpMM here).
+- `raw(a, w)`: split-K, per-tile detection of the present rows, 16-byte loads of whole rows of w,
+  accumulation in float32 (float16 and float32) or float64, then a reduction of the S partial
+  sums. `launch_plan` sizes the split to the device: a pure function, tested without a GPU.
+
+CuPy is imported on first use (never at import), so a machine without it imports this module fine;
+the kernels compile on first use per device with the options of kernels/nvrtc.py's check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+CUDA_DIR = Path(__file__).parent / "cuda"
+SOURCE = "sparse_matmul.cu"
+BLOCK = 256            # ACT_BLOCK of kernels/cuda/common.cuh
+GROUP = 4              # ACT_SM_GROUP of sparse_matmul.cu: batch rows per warp
+WARPS_PER_SM = 32      # work items in flight per SM the split aims at (4 rows of 512 B each in flight)
+SUFFIX = {"float16": "f16", "float32": "f32", "float64": "f64"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one call is split: column tiles x K slices x batch groups, one warp each."""
+
+    ntiles: int
+    splits: int
+    ngroups: int
+    kchunk: int           # activations per K slice, a multiple of 32
+    grid: int             # blocks of BLOCK threads
+
+    @property
+    def items(self) -> int:
+        return self.ntiles * self.splits * self.ngroups
+
+
+def launch_plan(batch: int, k: int, n: int, itemsize: int, sm_count: int) -> Plan:
+    """Split a (batch x K) @ (K x N) call so that about WARPS_PER_SM warps per SM have work: as few
+    K slices as that needs (each slice adds S x batch x N partial sums to the traffic)."""
+    vec = 16 // itemsize
+    ntiles = max(1, math.ceil(n / (32 * vec)))
+    ngroups = max(1, math.ceil(batch / GROUP))
+    windows = max(1, math.ceil(k / 32))                       # 32 activations per ballot
+    want = max(1, math.ceil(sm_count * WARPS_PER_SM / (ntiles * ngroups)))
+    per_split = math.ceil(windows / min(want, windows))
+    splits = math.ceil(windows / per_split)
+    items = ntiles * splits * ngroups
+    if items >= 2**32:
+        raise ValueError(f"sparse_matmul: {batch} x {k} @ {k} x {n} is too large for one launch")
+    return Plan(ntiles, splits, ngroups, per_split * 32, math.ceil(items * 32 / BLOCK))
+
+
+# ---- CuPy (imported on first use) ------------------------------------------------------------
+
+_MODULES: dict = {}
+
+
+def _module(cp):
+    """The RawModule of sparse_matmul.cu for the current device, compiled once per device."""
+    dev = cp.cuda.Device().id
+    if dev not in _MODULES:
+        from . import nvrtc
+        opts = [*nvrtc.LANG_OPTIONS, f"-I{CUDA_DIR}"]
+        found = nvrtc.fp16_include_dir()
+        if found is not None:
+            opts.append(f"-I{found[0]}")
+        else:
+            opts.append("-DACTBENCH_NO_CUDA_FP16")
+        _MODULES[dev] = cp.RawModule(code=(CUDA_DIR / SOURCE).read_text(), options=tuple(opts))
+    return _MODULES[dev]
+
+
+def raw(a, w, out=None):
+    """a @ w with the row-skipping kernels; a, w C-contiguous CuPy arrays of one float dtype."""
+    import cupy as cp
+    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+    batch, k = a2.shape
+    n = w.shape[1]
+    y = cp.empty((batch, n), w.dtype) if out is None else out.reshape(batch, n)
+    if batch == 0 or n == 0:
+        return y.reshape(*a.shape[:-1], n)
+    dtype = str(w.dtype)
+    sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+    plan = launch_plan(batch, k, n, w.dtype.itemsize, sms)
+    acc = cp.float64 if dtype == "float64" else cp.float32
+    part = cp.empty((plan.splits, batch, n), acc)
+    mod = _module(cp)
+    partial = mod.get_function(f"_sparse_matmul_partial_kernel_{SUFFIX[dtype]}")
+    reduce = mod.get_function(f"_sparse_matmul_reduce_kernel_{SUFFIX[dtype]}")
+    partial((plan.grid,), (BLOCK,), (a2, w, part, cp.int64(batch), cp.int64(k), cp.int64(n),
+                                     cp.uint32(plan.ntiles), cp.uint32(plan.splits), cp.uint32(plan.ngroups),
+                                     cp.int64(plan.kchunk)))
+    total = batch * n
+    rgrid = max(1, min(math.ceil(total / BLOCK), sms * 8))
+    reduce((rgrid,), (BLOCK,), (part, y, cp.int64(total), cp.uint32(plan.splits)))
+    return y.reshape(*a.shape[:-1], n)
+
+
+def dense(a, w, out=None):
+    """IEEE a @ w through cuBLAS."""
+    import cupy as cp
+    return cp.matmul(a, w, out=out)
+
+
+def csr(a, w, out=None):
+    """a converted to CSR (cuSPARSE), then CSR @ dense w."""
+    import cupy as cp
+    from cupyx.scipy import sparse
+    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+    n = w.shape[1]
+    y = sparse.csr_matrix(a2) @ w
+    y = cp.asarray(y, dtype=w.dtype)
+    if out is not None:
+        out[...] = y.reshape(out.shape)
+        return out
+    return y.reshape(*a.shape[:-1], n)

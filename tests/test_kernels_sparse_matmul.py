@@ -1,0 +1,378 @@
+"""sparse_matmul (y = a @ w skipping the rows of w of zero activations) on every backend this
+machine can run, against the float64 oracle of kernels/sparse_reference.py.
+
+Here, without a GPU: the oracle's semantics and argument checks, the tolerance (it must reject a
+kernel that drops or doubles one present row), the numba_cpu and scipy_csr kernels on awkward
+sizes, the numba_cuda kernel on numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1), the CUDA C
+kernels of kernels/cuda/sparse_matmul.cu compiled by NVRTC and run on the CPU through
+kernels/cuda/host_shim.h, and the GPU launch plans (pure functions).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kernels import cupy_sparse, numba_cuda_sparse, numba_sparse, nvrtc, scipy_csr
+from kernels import sparse_reference as ref
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+CUDA_DIR = nvrtc.CUDA_DIR
+SOURCE = CUDA_DIR / "sparse_matmul.cu"
+
+
+def activations(shape, sparsity, dtype, rng):
+    """Normal values with a `sparsity` fraction set to exactly zero."""
+    a = rng.standard_normal(shape).astype(dtype)
+    a[rng.random(shape) < sparsity] = 0
+    return a
+
+
+def weights(shape, dtype, rng):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def assert_close(y, a, w):
+    assert y.shape == ref.check_args(a, w)[0]
+    assert str(y.dtype) == str(w.dtype)
+    err = ref.worst_error(y, a, w)
+    tol = ref.tolerance(str(w.dtype), a.shape[-1])
+    assert err <= tol, f"worst error {err:.3g} > tolerance {tol:.3g}"
+
+
+def checked(fn):
+    """A kernel behind the op's argument check and a C-contiguous w, as the registry will call it."""
+    def call(a, w):
+        ref.check_args(a, w)
+        return fn(np.ascontiguousarray(a), np.ascontiguousarray(w))
+    return call
+
+
+CPU_KERNELS = {"numba_cpu": checked(numba_sparse.sparse_matmul), "scipy_csr": checked(scipy_csr.sparse_matmul)}
+
+# (batch or None for a K-vector, K, N): awkward sizes, tails of every block and vector width
+SHAPES = [(None, 1, 1), (None, 127, 129), (1, 33, 1029), (3, 129, 127), (8, 255, 64), (65, 31, 7), (2, 1, 300)]
+SPARSITIES = (0.0, 0.5, 0.9, 1.0)
+
+
+# ================================================================================================
+# the oracle, its checks and its tolerance
+# ================================================================================================
+
+def test_oracle_is_the_dense_product_without_zeros(rng):
+    a, w = activations((5, 40), 0.0, np.float64, rng), weights((40, 9), np.float64, rng)
+    np.testing.assert_allclose(ref.sparse_matmul(a, w), a @ w, rtol=1e-13)
+    np.testing.assert_allclose(ref.sparse_matmul(a[0], w), a[0] @ w, rtol=1e-13)
+
+
+def test_oracle_skips_rows_of_zero_activations(rng):
+    a = activations((4, 16), 0.5, np.float32, rng)
+    a[:, 3] = 0
+    a[0, 5] = 1.0
+    a[1:, 5] = 0
+    w = weights((16, 6), np.float32, rng)
+    w[3, :] = np.nan                       # never read: activation 3 is zero everywhere
+    w[5, 0] = np.inf                       # read by row 0 only
+    y = ref.sparse_matmul(a, w)
+    assert np.isfinite(y[1:]).all() and np.isfinite(y[0, 1:]).all()
+    assert y[0, 0] == np.inf or np.isnan(y[0, 0])
+    with np.errstate(invalid="ignore"):
+        assert np.isnan((a.astype(np.float64) @ w)[1:, :]).all(), "IEEE a @ w differs exactly here"
+
+
+def test_oracle_edge_shapes():
+    assert ref.sparse_matmul(np.zeros((0, 4), np.float32), np.ones((4, 3), np.float32)).shape == (0, 3)
+    assert (ref.sparse_matmul(np.zeros((2, 4), np.float32), np.ones((4, 3), np.float32)) == 0).all()
+    assert ref.sparse_matmul(np.zeros(0, np.float32), np.ones((0, 3), np.float32)).tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("a, w, exc, match", [
+    (np.ones((2, 3), np.float32), np.ones((4, 5), np.float32), ValueError, "K of a"),
+    (np.ones(3, np.float32), np.ones((4, 5), np.float32), ValueError, "K of a"),
+    (np.ones((2, 2, 3), np.float32), np.ones((3, 5), np.float32), ValueError, "a must be"),
+    (np.ones((2, 3), np.float32), np.ones(3, np.float32), ValueError, "w must be"),
+    (np.ones((2, 3), np.int32), np.ones((3, 5), np.int32), TypeError, "floating-point"),
+    (np.ones((2, 3), bool), np.ones((3, 5), bool), TypeError, "floating-point"),
+    (np.ones((2, 3), np.complex64), np.ones((3, 5), np.complex64), TypeError, "floating-point"),
+    (np.ones((2, 3), np.float32), np.ones((3, 5), np.float64), TypeError, "same dtype"),
+    (np.ones((2, 3), np.float64), np.ones((3, 5), np.int64), TypeError, "floating-point"),
+])
+def test_bad_arguments(a, w, exc, match):
+    with pytest.raises(exc, match=match):
+        ref.check_args(a, w)
+    for call in CPU_KERNELS.values():
+        with pytest.raises(exc, match=match):
+            call(a, w)
+
+
+def test_tolerance_grows_with_sqrt_k():
+    assert ref.tolerance("float32", 10000) == pytest.approx(1e-3)
+    assert ref.tolerance("float32", 100) == pytest.approx(1e-4)
+    assert ref.tolerance("float16", 100) > 2.0 ** -11
+    assert ref.tolerance("float64", 10000) < 1e-11
+
+
+@pytest.mark.parametrize("wrong", ["drop one row", "double one row", "dense IEEE on a NaN row", "zeros",
+                                   "another input's result"])
+def test_tolerance_rejects_wrong_kernels(wrong, rng):
+    """Known-wrong kernels beside the right ones: the check must fail each of them."""
+    k, n = 512, 256
+    a, w = activations((2, k), 0.5, np.float32, rng), weights((k, n), np.float32, rng)
+    nz = np.flatnonzero(a[0])
+    if wrong == "drop one row":
+        b = a.copy()
+        b[0, nz[0]] = 0
+        y = (b.astype(np.float64) @ w).astype(np.float32)
+    elif wrong == "double one row":
+        b = a.copy()
+        b[0, nz[0]] *= 2
+        y = (b.astype(np.float64) @ w).astype(np.float32)
+    elif wrong == "dense IEEE on a NaN row":
+        w[np.flatnonzero(a[0] == 0)[0], :] = np.nan
+        with np.errstate(invalid="ignore"):
+            y = a @ w
+    elif wrong == "zeros":
+        y = np.zeros((2, n), np.float32)
+    else:
+        other = activations((2, k), 0.5, np.float32, rng)
+        y = (other.astype(np.float64) @ w).astype(np.float32)
+    assert ref.worst_error(y, a, w) > ref.tolerance("float32", k)
+    right = (a.astype(np.float64) @ np.nan_to_num(w)).astype(np.float32)
+    if wrong != "dense IEEE on a NaN row":
+        assert ref.worst_error(right, a, w) <= ref.tolerance("float32", k)
+
+
+# ================================================================================================
+# CPU kernels: numba_cpu, scipy_csr
+# ================================================================================================
+
+@pytest.mark.parametrize("backend", list(CPU_KERNELS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_cpu_kernels_match_the_oracle(backend, dtype, shape, sparsity, rng):
+    batch, k, n = shape
+    a = activations((k,) if batch is None else (batch, k), sparsity, dtype, rng)
+    w = weights((k, n), dtype, rng)
+    assert_close(CPU_KERNELS[backend](a, w), a, w)
+
+
+@pytest.mark.parametrize("backend", list(CPU_KERNELS))
+def test_cpu_kernels_edge_cases(backend, rng):
+    call = CPU_KERNELS[backend]
+    w = weights((64, 33), np.float32, rng)
+    assert call(np.zeros((0, 64), np.float32), w).shape == (0, 33)
+    y = call(np.zeros((3, 64), np.float32), w)
+    assert y.shape == (3, 33) and (y == 0).all()
+    a = activations((3, 64), 0.0, np.float32, rng)
+    np.testing.assert_allclose(call(a, w), a @ w, rtol=1e-4, atol=1e-4)
+    wt = np.asfortranarray(w)                            # non-contiguous layouts are handled
+    assert_close(call(a, wt), a, w)
+    wide = weights((64, 66), np.float32, rng)
+    assert_close(call(a, wide[:, ::2]), a, wide[:, ::2])
+    assert_close(call(a[:, ::1][::2], w), a[::2], w)
+
+
+@pytest.mark.parametrize("backend", list(CPU_KERNELS))
+def test_non_finite_weights_in_skipped_rows_do_not_poison(backend, rng):
+    a = activations((4, 96), 0.7, np.float32, rng)
+    w = weights((96, 40), np.float32, rng)
+    zero_rows = np.flatnonzero((a == 0).all(axis=0))
+    some_zero = np.flatnonzero((a == 0).any(axis=0) & (a != 0).any(axis=0))
+    w[zero_rows[0]] = np.nan
+    w[zero_rows[1]] = np.inf
+    w[some_zero[0], ::3] = -np.inf                       # read by some rows of the batch only
+    y = CPU_KERNELS[backend](a, w)
+    assert_close(y, a, w)
+    present = a[:, some_zero[0]] != 0
+    assert np.isfinite(y[~present]).all()
+
+
+def test_numba_cpu_inputs_unchanged_and_out(rng):
+    a, w = activations((2, 100), 0.5, np.float32, rng), weights((100, 50), np.float32, rng)
+    a0, w0 = a.copy(), w.copy()
+    out = np.full((2, 50), np.nan, np.float32)
+    y = numba_sparse.sparse_matmul(a, w, out=out)
+    assert y is out or np.shares_memory(y, out)
+    assert_close(out, a, w)
+    assert np.array_equal(a, a0) and np.array_equal(w, w0)
+
+
+def test_numba_cpu_split_k_on_many_rows(rng):
+    """Enough present rows for every thread's share of split-K, and a column count off the blocks."""
+    a, w = activations(4099, 0.2, np.float32, rng), weights((4099, 1031), np.float32, rng)
+    assert_close(numba_sparse.sparse_matmul(a, w), a, w)
+
+
+def test_scipy_csr_steps(rng):
+    a, w = activations((3, 50), 0.8, np.float32, rng), weights((50, 20), np.float32, rng)
+    m = scipy_csr.to_csr(a)
+    assert m.nnz == np.count_nonzero(a)
+    assert_close(scipy_csr.csr_matmul(m, w), a, w)
+
+
+# ================================================================================================
+# numba_cuda on the simulator
+# ================================================================================================
+
+def test_numba_cuda_plan():
+    assert numba_cuda_sparse.plan(1, 8192, 8192, threads=256, sm_count=132) == (32, 33, 249)
+    ncol, splits, kchunk = numba_cuda_sparse.plan(64, 100, 10, threads=32, sm_count=1)
+    assert (ncol, splits) == (1, 1) and kchunk == 100
+    for batch, k, n in [(1, 1, 1), (3, 7, 100), (1, 0, 5)]:
+        ncol, splits, kchunk = numba_cuda_sparse.plan(batch, k, n, threads=32, sm_count=4)
+        assert ncol * 32 >= n and splits * kchunk >= k and (splits - 1) * kchunk < max(k, 1)
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="numba_cuda runs here only on the simulator (NUMBA_ENABLE_CUDASIM=1)")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(None, 33, 40), (1, 70, 31), (3, 5, 70), (0, 4, 4), (2, 0, 3)], ids=str)
+def test_numba_cuda_on_the_simulator(dtype, shape, rng):
+    from numba import cuda
+    batch, k, n = shape
+    a = activations((k,) if batch is None else (batch, k), 0.6, dtype, rng)
+    w = weights((k, n), dtype, rng)
+    if k > 2:
+        w[np.flatnonzero((a.reshape(-1, k) == 0).all(axis=0))[:1]] = np.nan
+    y = numba_cuda_sparse.sparse_matmul(cuda.to_device(a), cuda.to_device(w)).copy_to_host()
+    assert_close(y, a, w)
+
+
+# ================================================================================================
+# CUDA C: NVRTC, then the kernels on the CPU through the host shim
+# ================================================================================================
+
+def test_cuda_source_compiles_for_every_arch():
+    if nvrtc.reason():
+        pytest.fail(f"NVRTC is needed: {nvrtc.reason()}", pytrace=False)
+    src = SOURCE.read_text()
+    names = nvrtc.kernel_names(src)
+    assert names == [f"_sparse_matmul_{kind}_kernel_{sfx}" for kind in ("partial", "reduce")
+                     for sfx in ("f16", "f32", "f64")]
+    for arch in nvrtc.ARCHS:
+        for fp16 in (True, False):
+            r = nvrtc.compile_source(src, SOURCE.name, arch, fp16=fp16)
+            assert r.ok, f"{arch}:\n" + "\n".join(r.problems) + "\n" + r.log
+            assert list(r.kernels) == names
+    ptx = nvrtc.ptx_of(src, SOURCE.name, "sm_90")
+    for entry in re.split(r"\.visible \.entry ", ptx)[1:]:
+        name = entry.split("(")[0]
+        assert re.search(r"ld\.global(\.nc)?\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte load"
+        assert re.search(r"st\.global\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte store"
+        assert not re.search(r"\b(div|rem)\.(s|u)64\b", entry), f"{name}: 64-bit division"
+        if "partial" in name:
+            assert "vote.sync.ballot" in entry, f"{name}: no per-tile ballot"
+
+
+def test_launch_plan():
+    p = cupy_sparse.launch_plan(1, 8192, 8192, 4, 132)
+    assert p.ntiles == 64 and p.kchunk % 32 == 0 and p.splits * p.kchunk >= 8192
+    assert p.items * 32 <= p.grid * cupy_sparse.BLOCK < p.items * 32 + cupy_sparse.BLOCK
+    assert p.items >= 132 * cupy_sparse.WARPS_PER_SM * 0.9
+    h = cupy_sparse.launch_plan(64, 4096, 11008, 2, 132)     # float16: 256 columns per tile
+    assert h.ntiles == 43 and h.ngroups == 16
+    assert cupy_sparse.launch_plan(1, 0, 5, 4, 1).splits == 1
+    big = cupy_sparse.launch_plan(64, 8192, 8192, 4, 132)
+    assert big.splits < p.splits
+
+
+CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+C_TYPES = {"float16": "__half", "float32": "float", "float64": "double"}
+SFX = cupy_sparse.SUFFIX
+
+
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory):
+    """sparse_matmul.cu compiled for the CPU with host_shim.h, one host_ launcher per kernel."""
+    if CXX is None:
+        pytest.skip("no C++ compiler (g++) to run the CUDA kernels on the CPU")
+    tmp = tmp_path_factory.mktemp("sparse_host")
+    wrappers = []
+    for dtype, sfx in SFX.items():
+        t, c = C_TYPES[dtype], ("double" if dtype == "float64" else "float")
+        wrappers.append(
+            f'extern "C" void host_partial_{sfx}(unsigned grid, const {t}* a, const {t}* w, {c}* part, '
+            f"long long batch, long long k, long long n, unsigned nt, unsigned s, unsigned ng, long long kc) "
+            f"{{ act_host::launch(grid, ACT_BLOCK, [&] {{ _sparse_matmul_partial_kernel_{sfx}(a, w, part, batch, k, n, nt, s, ng, kc); }}); }}\n"
+            f'extern "C" void host_reduce_{sfx}(unsigned grid, const {c}* part, {t}* y, long long total, unsigned s) '
+            f"{{ act_host::launch(grid, ACT_BLOCK, [&] {{ _sparse_matmul_reduce_kernel_{sfx}(part, y, total, s); }}); }}\n")
+    src, lib = tmp / "sparse.cpp", tmp / "sparse.so"
+    src.write_text(SOURCE.read_text() + "\n" + "".join(wrappers))
+    cmd = [CXX, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-DACTBENCH_HOST_EMULATION",
+           "-include", str(CUDA_DIR / "host_shim.h"), f"-I{CUDA_DIR}", str(src), "-o", str(lib)]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    return ctypes.CDLL(str(lib))
+
+
+def run_host(lib, a, w, *, sm_count=2, y_offset=0):
+    """The cupy_raw launcher's two launches, on the CPU. `y_offset` shifts y by that many elements
+    (a misaligned output: the reduction's scalar path)."""
+    dtype = str(w.dtype)
+    a2 = a.reshape(1, -1) if a.ndim == 1 else a
+    batch, k = a2.shape
+    n = w.shape[1]
+    plan = cupy_sparse.launch_plan(batch, k, n, w.itemsize, sm_count)
+    acc = np.float64 if dtype == "float64" else np.float32
+    part = np.full((plan.splits, batch, n), np.nan, acc)
+    buf = np.full(batch * n + y_offset + 8, np.nan, w.dtype)
+    y = buf[y_offset:y_offset + batch * n]
+    ptr = ctypes.c_void_p
+    if batch and n:
+        fn = getattr(lib, f"host_partial_{SFX[dtype]}")
+        fn.argtypes = [ctypes.c_uint, ptr, ptr, ptr, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_longlong,
+                       ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_longlong]
+        fn(plan.grid, a2.ctypes.data, w.ctypes.data, part.ctypes.data, batch, k, n,
+           plan.ntiles, plan.splits, plan.ngroups, plan.kchunk)
+        red = getattr(lib, f"host_reduce_{SFX[dtype]}")
+        red.argtypes = [ctypes.c_uint, ptr, ptr, ctypes.c_longlong, ctypes.c_uint]
+        red(2, part.ctypes.data, y.ctypes.data, batch * n, plan.splits)
+    guard = np.concatenate([buf[:y_offset], buf[y_offset + batch * n:]])
+    assert np.isnan(guard.astype(np.float64)).all(), "a kernel wrote outside y"
+    return y.reshape(*a.shape[:-1], n), plan
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("shape", [(None, 1, 1), (1, 33, 129), (None, 100, 256), (5, 70, 72), (9, 64, 40),
+                                   (2, 300, 520)], ids=str)
+@pytest.mark.parametrize("sparsity", [0.0, 0.6, 1.0])
+def test_cuda_kernels_on_the_host(host_lib, dtype, shape, sparsity, rng):
+    batch, k, n = shape
+    a = activations((k,) if batch is None else (batch, k), sparsity, dtype, rng)
+    w = weights((k, n), dtype, rng)
+    y, _ = run_host(host_lib, a, w)
+    assert_close(y, a, w)
+
+
+def test_cuda_kernels_paths(host_lib, rng):
+    """Split K in several slices, a misaligned w (the scalar loads), a misaligned y (the scalar
+    reduction), and non-finite weights in skipped rows."""
+    a = activations((6, 200), 0.7, np.float32, rng)
+    w = weights((200, 64), np.float32, rng)
+    w[np.flatnonzero((a == 0).all(axis=0))[:2]] = np.nan
+    mixed = np.flatnonzero((a == 0).any(axis=0) & (a != 0).any(axis=0))[0]
+    w[mixed, 5] = np.inf
+    y, plan = run_host(host_lib, a, w, sm_count=8)
+    assert plan.splits > 1
+    assert_close(y, a, w)
+    assert np.isfinite(y[a[:, mixed] == 0]).all()
+    buf = np.empty(w.size + 1, np.float32)
+    shifted = buf[1:].reshape(w.shape)
+    shifted[...] = w
+    y, _ = run_host(host_lib, a, shifted, y_offset=1)
+    assert_close(y, a, w)
+
+
+def test_every_kernel_module_imports_without_its_library():
+    """Importing the GPU modules touches neither CuPy nor numba.cuda (they load on first use)."""
+    code = ("import sys; import kernels.cupy_sparse, kernels.numba_cuda_sparse; "
+            "sys.exit(('cupy' in sys.modules) or ('numba.cuda' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], check=False,
+                          cwd=str(CUDA_DIR.parents[1])).returncode == 0
