@@ -300,7 +300,8 @@ def host_lib(tmp_path_factory):
         wrappers.append(
             f'extern "C" void host_partial_{sfx}(unsigned grid, const {t}* a, const {t}* w, {c}* part, '
             f"long long batch, long long k, long long n, unsigned nt, unsigned s, unsigned ng, long long kc) "
-            f"{{ act_host::launch(grid, ACT_BLOCK, [&] {{ _sparse_matmul_partial_kernel_{sfx}(a, w, part, batch, k, n, nt, s, ng, kc); }}); }}\n"
+            f"{{ act_host::launch(grid, ACT_BLOCK, [&] {{ "
+            f"_sparse_matmul_partial_kernel_{sfx}(a, w, part, batch, k, n, nt, s, ng, kc); }}); }}\n"
             f'extern "C" void host_reduce_{sfx}(unsigned grid, const {c}* part, {t}* y, long long total, unsigned s) '
             f"{{ act_host::launch(grid, ACT_BLOCK, [&] {{ _sparse_matmul_reduce_kernel_{sfx}(part, y, total, s); }}); }}\n")
     src, lib = tmp / "sparse.cpp", tmp / "sparse.so"
