@@ -4,6 +4,12 @@
 #   make lint       ruff (rules in pyproject.toml)
 #   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
 #   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
+# Regression tracking (README, "Regression tracking"):
+#   make compare [BASE=a.json NEW=b.json]  verdict per case (default: the two newest runs); exit 1 if slower
+#   make baseline      this machine's quick run -> reports/baselines/<cpu-cores-gpu>.json
+#   make bench-check   quick run vs that baseline, history + plots; exit 1 on a significant slowdown
+#   make bench-pytest  pytest-benchmark suites (tests/benchmarks), saved under .benchmarks/
+#   make bench-pytest-compare  the same, compared with the last saved run; fails on median +15 %
 # EXTRAS picks the optional dependencies (default dev,torch: the torch CPU peer is measured and
 # tested too); `make test EXTRAS=dev` leaves torch out where its wheel is not at hand.
 
@@ -14,7 +20,7 @@ EXTRAS ?= dev,torch
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv bench bench-full test lint gpu-check resources clean
+.PHONY: venv bench bench-full test lint gpu-check resources clean compare baseline bench-check bench-pytest bench-pytest-compare
 
 venv: $(STAMP)
 
@@ -45,3 +51,26 @@ clean:
 # scipy, pytest), nothing installed; under 5 minutes; output under $OUT or reports/gpu-check.
 gpu-check:
 	python3 -m bench.gpu_check
+
+# ---------------------------------------------------------------------------- regression tracking
+# Newest two runs under reports/results unless BASE / NEW are given.
+RUNS := $(shell ls -t reports/results/*.json 2>/dev/null)
+NEW  ?= $(word 1,$(RUNS))
+BASE ?= $(word 2,$(RUNS))
+CHECK_ARGS ?=
+
+compare: venv
+	@test -n "$(BASE)" -a -n "$(NEW)" || { echo "error: make compare needs two runs: BASE=a.json NEW=b.json (or two runs in reports/results)" >&2; exit 2; }
+	$(PY) -m bench compare "$(BASE)" "$(NEW)"
+
+baseline: venv
+	$(PY) -m bench.history baseline $(CHECK_ARGS)
+
+bench-check: venv
+	$(PY) -m bench.history check $(CHECK_ARGS)
+
+bench-pytest: venv
+	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-autosave
+
+bench-pytest-compare: venv
+	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-compare --benchmark-compare-fail=median:15%

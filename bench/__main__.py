@@ -4,6 +4,8 @@
     python -m bench run [--profile quick|full] [--ops ...] [--backends ...] [--dtypes ...]
                         [--sizes 2**20,16M] [--device cpu|gpu|all] [--out PATH] [--seed N]
     python -m bench report FILE [FILE ...]         render saved results again, side by side
+    python -m bench compare BASE NEW [--threshold 10%] [--alpha 0.01] [--markdown FILE] [--force]
+                                                   slower / faster / same / noisy per case; exit 1 if slower
 
 A user's mistake (unknown name, malformed size, unreadable file) is one line on stderr and exit
 code 2, never a traceback. `run` exits 1 when any case failed its correctness check, and 130 after
@@ -33,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m bench", description="actbench: honest measurements of ReLU, sigmoid and "
                 "their gradients on every backend, each checked against a float64 reference before it is timed.")
-    sub = p.add_subparsers(dest="command", metavar="{list,run,report}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{list,run,report,compare}", parser_class=_Parser)
     sub.required = True
 
     ls = sub.add_parser("list", help="the op x backend matrix: available here, or why not",
@@ -63,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                          "side by side with the ratio of each to the first.")
     rep.add_argument("files", nargs="+", type=Path, help="results JSON files")
     rep.add_argument("--markdown", type=Path, help="also write the first file's Markdown report here")
+    from . import compare
+    compare.add_parser(sub)
     return p
 
 
@@ -77,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args, console)
         if args.command == "run":
             return _run(args, console, argv)
+        if args.command == "compare":
+            from . import compare
+            return compare.run_command(args, console)
         return _report(args, console)
     except UsageError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)

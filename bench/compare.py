@@ -1,0 +1,421 @@
+"""`python -m bench compare BASE NEW`: did a kernel get slower? One verdict per case in both runs.
+
+A case is *slower* (or *faster*) only when two things agree, as asv decides it: its change passes
+the threshold, and a Mann-Whitney U test (scipy.stats) on the raw samples rejects equal
+distributions at alpha. A case whose samples spread wider than the threshold itself is *noisy*
+unless its change is larger than that spread too: such a run cannot tell a change of the
+threshold's size from noise, and saying "same" would be a claim it cannot back.
+
+A shared machine drifts as a whole: on a busy day every kernel and the copy peak that the same run
+measured are slower together. With `--normalise peak` each case's time is multiplied by its run's
+copy peak of that device (time x GB/s: the fraction of the machine's bandwidth it took), so such
+drift cancels; `raw` compares the times as measured. The default is the one with the lower
+false-positive rate in A/A runs (two runs of the same code) at the same detection power; the
+README gives the figures.
+
+Exit codes: 0 when nothing is slower, 1 when some case is, 2 for bad input (a missing, corrupt,
+truncated or other-schema file, two runs with no case in common, another device model without
+--force), said in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as _st
+
+from .cases import UsageError
+from .render import fmt_size, fmt_time
+
+SLOWER, FASTER, SAME, NOISY = "slower", "faster", "same", "noisy"
+VERDICTS = (SLOWER, FASTER, NOISY, SAME)
+NORMALISE = ("raw", "peak")
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_ALPHA = 0.01
+DEFAULT_NORMALISE = "raw"
+KEY_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity")
+
+
+# ----------------------------------------------------------------------------------- loading
+# A small layer of its own over the results file: compare needs each case's identity, status and
+# raw samples, each device's copy peak and the environment, and nothing else of the schema.
+
+@dataclass(frozen=True)
+class Loaded:
+    path: str
+    env: dict
+    peaks: dict                     # device -> copy peak in GB/s
+    samples: dict                   # case key -> np.ndarray of seconds (ok cases only)
+    status: dict                    # case key -> "ok" | "failed" | "skipped"
+    created: str = ""
+
+
+def case_key(e: dict) -> tuple:
+    """A case's identity in a results entry: (op, backend, device, dtype, size, shape, batch, sparsity)."""
+    shape = e.get("shape")
+    return tuple(tuple(shape) if k == "shape" and shape is not None else e.get(k) for k in KEY_FIELDS)
+
+
+def case_label(key: tuple) -> str:
+    """'relu numba_cpu float32 2^25 (33.6M)' (+ shape, batch, sparsity for matmul cases)."""
+    d = dict(zip(KEY_FIELDS, key))
+    parts = [d["op"], d["backend"], d["dtype"], fmt_size(d["size"])]
+    if d["shape"] is not None:
+        parts.append("x".join(str(s) for s in d["shape"]))
+    if d["batch"] is not None:
+        parts.append(f"batch {d['batch']}")
+    if d["sparsity"] is not None:
+        parts.append(f"{100 * d['sparsity']:.0f}% zeros")
+    return " ".join(str(p) for p in parts)
+
+
+def load(path: str | Path) -> Loaded:
+    """Read a results file for comparison; UsageError (one line) when it cannot serve."""
+    from . import results
+    try:
+        run = results.load(path)
+    except results.ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    return from_run(run, str(path))
+
+
+def from_run(run: dict, path: str = "<run>") -> Loaded:
+    entries = run.get("results")
+    if not isinstance(entries, list):
+        raise UsageError(f"{path}: no list of results in it (truncated or not a run?)")
+    samples, status = {}, {}
+    try:
+        for e in entries:
+            k = case_key(e)
+            status[k] = e["status"]
+            if e["status"] == "ok":
+                x = np.asarray(e["samples_s"], dtype=float)
+                if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+                    raise ValueError(f"bad samples for {case_label(k)}")
+                samples[k] = x
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: malformed case entry ({exc})") from None
+    peaks = {}
+    for dev, p in (run.get("peaks") or {}).items():
+        if isinstance(p, dict) and isinstance(p.get("gbps"), (int, float)) and p["gbps"] > 0:
+            peaks[dev] = float(p["gbps"])
+    return Loaded(path, run.get("env") or {}, peaks, samples, status, str(run.get("created", "")))
+
+
+# ----------------------------------------------------------------------------------- one case
+
+@dataclass(frozen=True)
+class Change:
+    """The comparison of one case: ratio new/base of the medians (after normalisation), the
+    Mann-Whitney p-value, the wider relative IQR of the two sample sets, and the verdict."""
+
+    ratio: float
+    raw_ratio: float
+    p: float
+    spread: float
+    verdict: str
+
+
+def rel_iqr(x: np.ndarray) -> float:
+    q1, med, q3 = np.percentile(x, [25, 50, 75])
+    return float((q3 - q1) / med)
+
+
+def judge(base, new, *, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
+          scale: float = 1.0) -> Change:
+    """Verdict on one case. `scale` multiplies the new samples before anything is computed (the
+    drift normalisation: new peak / base peak); `threshold` is relative (0.10 = 10 %), applied
+    symmetrically in log space so that 1.1x slower and 1/1.1 faster are the same size."""
+    base = np.asarray(base, dtype=float)
+    new_raw = np.asarray(new, dtype=float)
+    new = new_raw * scale
+    raw_ratio = float(np.median(new_raw) / np.median(base))
+    ratio = float(np.median(new) / np.median(base))
+    spread = max(rel_iqr(base), rel_iqr(new))
+    try:
+        p = float(_st.mannwhitneyu(new, base, alternative="two-sided").pvalue)
+    except ValueError:              # every sample equal in both sets
+        p = 1.0
+    if not math.isfinite(p):
+        p = 1.0
+    change = abs(math.log(ratio))
+    beyond = change > math.log1p(threshold)
+    if beyond and p < alpha and (spread <= threshold or change > math.log1p(spread)):
+        v = SLOWER if ratio > 1 else FASTER
+    elif spread > threshold:
+        v = NOISY
+    else:
+        v = SAME
+    return Change(ratio, raw_ratio, p, spread, v)
+
+
+# ----------------------------------------------------------------------------------- two runs
+
+@dataclass(frozen=True)
+class Row:
+    key: tuple
+    base_median: float
+    new_median: float
+    change: Change
+
+    @property
+    def label(self) -> str:
+        return case_label(self.key)
+
+
+@dataclass(frozen=True)
+class Report:
+    base: str
+    new: str
+    threshold: float
+    alpha: float
+    normalise: str
+    rows: list[Row]
+    only_base: list[tuple]          # ok only in the base run (or absent from the new one)
+    only_new: list[tuple]
+    warnings: list[str]
+    drift: dict = field(default_factory=dict)     # device -> new peak / base peak
+
+    @property
+    def slower(self) -> list[Row]:
+        return [r for r in self.rows if r.change.verdict == SLOWER]
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(r.change.verdict == v for r in self.rows) for v in VERDICTS}
+
+    def geomeans(self) -> dict[tuple[str, str], tuple[float, float, int]]:
+        """(device, backend) -> (geometric mean of the ratios used, of the raw ratios, cases)."""
+        groups: dict[tuple[str, str], list[Row]] = {}
+        for r in self.rows:
+            d = dict(zip(KEY_FIELDS, r.key))
+            groups.setdefault((d["device"], d["backend"]), []).append(r)
+        return {k: (_gmean([r.change.ratio for r in v]), _gmean([r.change.raw_ratio for r in v]), len(v))
+                for k, v in sorted(groups.items())}
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.slower else 0
+
+
+def _gmean(xs) -> float:
+    return float(math.exp(sum(math.log(x) for x in xs) / len(xs)))
+
+
+def device_models(env: dict) -> dict[str, str | None]:
+    gpu = env.get("gpu") or {}
+    return {"cpu": (env.get("cpu") or {}).get("model"), "gpu": gpu.get("name")}
+
+
+def _blas(env: dict) -> list[str]:
+    return sorted(f"{b.get('internal_api')} {b.get('version')} {b.get('architecture')} {b.get('num_threads')} threads"
+                  for b in (env.get("numpy") or {}).get("blas", []) if b.get("user_api") == "blas")
+
+
+def env_differences(a: dict, b: dict, force: bool = False) -> list[str]:
+    """Warnings for environments that differ; UsageError for another device model (unless force)."""
+    warnings = []
+    ma, mb = device_models(a), device_models(b)
+    for dev in ("cpu", "gpu"):
+        if ma[dev] != mb[dev]:
+            msg = f"{dev} model differs: {ma[dev] or 'none'} -> {mb[dev] or 'none'}"
+            if ma[dev] and mb[dev] and not force:
+                raise UsageError(msg + "; times from different devices are not comparable (--force compares anyway)")
+            warnings.append(msg)
+    ca, cb = (a.get("cpu") or {}).get("cores"), (b.get("cpu") or {}).get("cores")
+    if ca != cb:
+        warnings.append(f"cpu cores differ: {ca} -> {cb}")
+    ga, gb = a.get("gpu") or {}, b.get("gpu") or {}
+    for k in ("driver", "cuda_runtime"):
+        if ga and gb and ga.get(k) != gb.get(k):
+            warnings.append(f"gpu {k} differs: {ga.get(k)} -> {gb.get(k)}")
+    if _blas(a) != _blas(b):
+        warnings.append(f"BLAS differs: {'; '.join(_blas(a)) or 'none'} -> {'; '.join(_blas(b)) or 'none'}")
+    na, nb = a.get("numba") or {}, b.get("numba") or {}
+    if na.get("threads") != nb.get("threads"):
+        warnings.append(f"numba threads differ: {na.get('threads')} -> {nb.get('threads')}")
+    pa, pb = a.get("packages") or {}, b.get("packages") or {}
+    for name in sorted(set(pa) | set(pb)):
+        if pa.get(name) != pb.get(name):
+            warnings.append(f"{name} differs: {pa.get(name, 'absent')} -> {pb.get(name, 'absent')}")
+    if a.get("python") != b.get("python"):
+        warnings.append(f"python differs: {a.get('python')} -> {b.get('python')}")
+    if a.get("profile") != b.get("profile"):
+        warnings.append(f"profile differs: {a.get('profile')} -> {b.get('profile')}")
+    return warnings
+
+
+def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESHOLD,
+                 alpha: float = DEFAULT_ALPHA, normalise: str = DEFAULT_NORMALISE,
+                 force: bool = False) -> Report:
+    if normalise not in NORMALISE:
+        raise UsageError(f"unknown normalisation {normalise!r}; valid: {', '.join(NORMALISE)}")
+    warnings = env_differences(base.env, new.env, force)
+    common = [k for k in base.samples if k in new.samples]
+    if not common:
+        raise UsageError(f"{base.path} and {new.path} have no measured case in common")
+    drift = {dev: new.peaks[dev] / base.peaks[dev] for dev in base.peaks if dev in new.peaks}
+    rows = []
+    for k in common:
+        dev = dict(zip(KEY_FIELDS, k))["device"]
+        scale = 1.0
+        if normalise == "peak":
+            if dev in drift:
+                scale = drift[dev]
+            elif f"no {dev} peak" not in " ".join(warnings):
+                warnings.append(f"no {dev} peak in both runs: its cases are compared raw")
+        b, n = base.samples[k], new.samples[k]
+        rows.append(Row(k, float(np.median(b)), float(np.median(n)),
+                        judge(b, n, threshold=threshold, alpha=alpha, scale=scale)))
+    rows.sort(key=lambda r: -r.change.ratio)
+    for k, s in new.status.items():
+        if s != "ok" and base.status.get(k) == "ok":
+            warnings.append(f"{case_label(k)}: ok in the base run, {s} in the new one")
+    only_base = [k for k in base.samples if k not in new.samples]
+    only_new = [k for k in new.samples if k not in base.samples]
+    return Report(base.path, new.path, threshold, alpha, normalise, rows, only_base, only_new, warnings, drift)
+
+
+# ----------------------------------------------------------------------------------- output
+
+STYLE = {SLOWER: "bold red", FASTER: "bold green", NOISY: "yellow", SAME: "dim"}
+
+
+def _pct(ratio: float) -> str:
+    return f"{100 * (ratio - 1):+.1f}%"
+
+
+def _p(p: float) -> str:
+    return f"{p:.0e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def summary_line(rep: Report) -> str:
+    c = rep.counts()
+    return (f"{len(rep.rows)} cases compared: {c[SLOWER]} slower, {c[FASTER]} faster, {c[NOISY]} noisy, "
+            f"{c[SAME]} same (threshold {100 * rep.threshold:g}%, Mann-Whitney alpha {rep.alpha:g}, "
+            f"{'times x copy peak' if rep.normalise == 'peak' else 'raw times'})")
+
+
+def print_report(rep: Report, console) -> None:
+    from rich import box
+    from rich.table import Table
+
+    for w in rep.warnings:
+        console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+    for dev, d in rep.drift.items():
+        console.print(f"{dev} copy peak: new / base = {d:.3f}", style="dim", highlight=False)
+    t = Table(box=box.ROUNDED, title=f"{rep.base} -> {rep.new}")
+    t.add_column("verdict")
+    t.add_column("case")
+    for name in ("base", "new", "change", "raw change" if rep.normalise == "peak" else None, "p", "spread"):
+        if name:
+            t.add_column(name, justify="right")
+    for r in rep.rows:
+        c = r.change
+        cells = [c.verdict, r.label, fmt_time(r.base_median), fmt_time(r.new_median), _pct(c.ratio)]
+        if rep.normalise == "peak":
+            cells.append(_pct(c.raw_ratio))
+        cells += [_p(c.p), f"±{100 * c.spread:.1f}%"]
+        t.add_row(*cells, style=STYLE[c.verdict])
+    console.print(t)
+    g = Table(box=box.SIMPLE, title="geometric mean of new / base per device and backend")
+    for name in ("device", "backend", "cases", "change", "raw change"):
+        g.add_column(name, justify="right" if name not in ("device", "backend") else "left")
+    for (dev, be), (gm, gm_raw, n) in rep.geomeans().items():
+        g.add_row(dev, be, str(n), _pct(gm), _pct(gm_raw))
+    console.print(g)
+    for title, keys in (("only in the base run", rep.only_base), ("only in the new run", rep.only_new)):
+        if keys:
+            console.print(f"{title}: " + ", ".join(case_label(k) for k in keys), highlight=False, markup=False)
+    style = "bold red" if rep.slower else "bold green"
+    console.print(summary_line(rep), style=style, highlight=False)
+
+
+def markdown(rep: Report) -> str:
+    """A table fit for a pull-request comment: slower cases first, then the rest by change."""
+    icon = {SLOWER: "🔴 slower", FASTER: "🟢 faster", NOISY: "🟡 noisy", SAME: "same"}
+    lines = [f"### actbench compare: {'**' + str(len(rep.slower)) + ' slower**' if rep.slower else 'nothing slower'}",
+             "", summary_line(rep) + ".", ""]
+    for w in rep.warnings:
+        lines.append(f"> ⚠️ {w}")
+    if rep.warnings:
+        lines.append("")
+    raw = rep.normalise == "peak"
+    lines.append("| verdict | case | base | new | change |" + (" raw change |" if raw else "") + " p | spread |")
+    lines.append("|---|---|---:|---:|---:|" + ("---:|" if raw else "") + "---:|---:|")
+    for r in rep.rows:
+        c = r.change
+        lines.append(f"| {icon[c.verdict]} | {r.label} | {fmt_time(r.base_median)} | {fmt_time(r.new_median)} | "
+                     f"{_pct(c.ratio)} |" + (f" {_pct(c.raw_ratio)} |" if raw else "") + f" {_p(c.p)} | "
+                     f"±{100 * c.spread:.1f}% |")
+    lines += ["", "| device | backend | cases | geometric mean change | raw |", "|---|---|---:|---:|---:|"]
+    for (dev, be), (gm, gm_raw, n) in rep.geomeans().items():
+        lines.append(f"| {dev} | {be} | {n} | {_pct(gm)} | {_pct(gm_raw)} |")
+    for title, keys in (("Only in the base run", rep.only_base), ("Only in the new run", rep.only_new)):
+        if keys:
+            lines += ["", f"{title}: " + ", ".join(case_label(k) for k in keys)]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------- command line
+
+def parse_threshold(text: str) -> float:
+    """'10%' or '0.1' -> 0.10."""
+    t = str(text).strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise UsageError(f"malformed threshold {text!r}: use a percentage like 10% or a fraction like 0.1") from None
+    if not 0 < v < 10:
+        raise UsageError(f"threshold must be above 0 (and below 1000%), got {text!r}")
+    return v
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("compare", help="verdict per case between two runs: slower, faster, same or noisy",
+                       description="Compare two saved runs case by case. Slower means: the change passes the "
+                       "threshold AND a Mann-Whitney U test on the raw samples rejects equality at alpha. "
+                       "Exit 0: nothing slower; 1: something slower; 2: bad input.")
+    c.add_argument("base", type=Path, help="the baseline results JSON")
+    c.add_argument("new", type=Path, help="the new results JSON")
+    c.add_argument("--threshold", default=f"{100 * DEFAULT_THRESHOLD:g}%",
+                   help="smallest change that counts, e.g. 10%% (default) or 0.1")
+    c.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level of the Mann-Whitney "
+                   f"U test (default {DEFAULT_ALPHA})")
+    c.add_argument("--normalise", choices=NORMALISE, default=DEFAULT_NORMALISE,
+                   help="raw: times as measured; peak: times x the same run's copy peak, which cancels a "
+                   f"machine-wide drift (default {DEFAULT_NORMALISE}, the lower A/A false-positive rate here)")
+    c.add_argument("--markdown", type=Path, help="also write the comparison as Markdown (a PR comment) here")
+    c.add_argument("--force", action="store_true", help="compare runs from different CPU or GPU models")
+
+
+def run_command(args, console) -> int:
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    threshold = parse_threshold(args.threshold)
+    rep = compare_runs(load(args.base), load(args.new), threshold=threshold, alpha=args.alpha,
+                       normalise=args.normalise, force=args.force)
+    print_report(rep, console)
+    if args.markdown:
+        try:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(markdown(rep))
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.markdown}: {exc.strerror}") from None
+        console.print(f"wrote {args.markdown}", highlight=False)
+    return rep.exit_code
+
+
+def as_dict(rep: Report) -> dict:
+    """The comparison as plain data (for scripts and the A/A experiments)."""
+    return {"base": rep.base, "new": rep.new, "threshold": rep.threshold, "alpha": rep.alpha,
+            "normalise": rep.normalise, "drift": rep.drift, "warnings": rep.warnings, "counts": rep.counts(),
+            "rows": [dict(zip(KEY_FIELDS, r.key), ratio=r.change.ratio, raw_ratio=r.change.raw_ratio,
+                          p=r.change.p, spread=r.change.spread, verdict=r.change.verdict) for r in rep.rows]}
+
+
+def dumps(rep: Report) -> str:
+    return json.dumps(as_dict(rep), indent=1, default=str)

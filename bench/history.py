@@ -1,0 +1,303 @@
+"""The CI gate's memory: this machine's baseline, the history of every check, one plot per op.
+
+    python -m bench.history baseline [--profile quick] [--run-args "..."]   # make bench's baseline
+    python -m bench.history check    [--profile quick] [--threshold 10%] ... # make bench-check
+    python -m bench.history plot     [--history reports/history.jsonl]       # redraw the plots
+
+A baseline is a run kept as reports/baselines/<machine>.json, where <machine> names what the
+numbers depend on: the CPU model and core count, and the GPU model (never the hostname: every
+machine here is called `vm`, and two of them were different CPUs). `check` runs the profile,
+compares it with the baseline (making the baseline when there is none), appends one row per case
+to reports/history.jsonl (commit, date, median, % of peak), draws the history of each op, and
+exits 1 when a case is significantly slower (bench/compare.py decides), 2 for bad input.
+
+A case called slower is measured again (`--confirm`, twice by default) and the fastest of its
+measurements kept: load from other processes only ever adds time, so a kernel that met a busy
+moment recovers, while one that really got slower is slower every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from . import compare, results
+from .cases import UsageError
+
+BASELINES = Path("reports/baselines")
+HISTORY = Path("reports/history.jsonl")
+PLOTS = Path("reports/history")
+CHECKS = Path("reports/results")
+ROW_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity")
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\((r|tm|c)\)|\b(cpu|processor)\b|@.*$", " ", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-") or "unknown"
+
+
+def machine_name(env: dict) -> str:
+    """'amd-epyc-2c', 'intel-xeon-platinum-8480-16c-nvidia-h100-80gb-hbm3': CPU model and cores,
+    then the GPU model when the run had one."""
+    cpu = env.get("cpu") or {}
+    name = f"{_slug(str(cpu.get('model') or 'unknown-cpu'))}-{cpu.get('cores') or 0}c"
+    gpu = (env.get("gpu") or {}).get("name")
+    return f"{name}-{_slug(gpu)}" if gpu else name
+
+
+def baseline_path(env: dict, folder: Path = BASELINES) -> Path:
+    return Path(folder) / f"{machine_name(env)}.json"
+
+
+# ---------------------------------------------------------------------------------- history rows
+
+def rows(run: dict) -> list[dict]:
+    """One summary row per measured case of a run: what the history keeps."""
+    env = run.get("env") or {}
+    git = env.get("git") or {}
+    out = []
+    for e in run.get("results", []):
+        if e.get("status") != "ok":
+            continue
+        row = {"date": run.get("created"), "commit": git.get("commit"), "dirty": git.get("dirty"),
+               "machine": machine_name(env), "profile": env.get("profile")}
+        row.update({k: e.get(k) for k in ROW_FIELDS})
+        row.update(median_s=e.get("median_s"), iqr_s=e.get("iqr_s"), n=e.get("n"), pct_peak=e.get("pct_peak"),
+                   gbps=e.get("gbps"))
+        out.append(row)
+    return out
+
+
+def append(run: dict, path: Path = HISTORY) -> int:
+    """Append the run's rows to the history file (JSON lines); returns how many."""
+    new = rows(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for r in new:
+            f.write(json.dumps(r) + "\n")
+    return len(new)
+
+
+def read(path: Path = HISTORY) -> list[dict]:
+    """The history's rows; a line that is not JSON (a check killed mid-write) is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "op" in row and "median_s" in row:
+            out.append(row)
+    return out
+
+
+def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) -> list[Path]:
+    """One PNG per op: median time of each (backend, dtype, size) over the checks, oldest first.
+    Only one machine's rows (the latest row's machine unless given): times from other machines
+    would not mean anything on the same axis."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
+    from .plots import style
+    from .render import fmt_size
+
+    if not history:
+        return []
+    machine = machine or history[-1]["machine"]
+    mine = [r for r in history if r.get("machine") == machine]
+    checks = sorted({r["date"] for r in mine if r.get("date")})
+    index = {d: i for i, d in enumerate(checks)}
+    labels = {}
+    for r in mine:
+        labels.setdefault(index.get(r["date"]), (r.get("commit") or "?")[:7] + ("+" if r.get("dirty") else ""))
+    folder = Path(folder) / machine
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for op in sorted({r["op"] for r in mine}):
+        series: dict[tuple, list[tuple[int, float]]] = {}
+        for r in mine:
+            if r["op"] == op and r.get("median_s") and r.get("date") in index:
+                series.setdefault((r["backend"], r["dtype"], r["size"]), []).append((index[r["date"]], r["median_s"]))
+        fig = Figure(figsize=(10, 4.5))
+        fig.subplots_adjust(left=0.09, right=0.74, bottom=0.2, top=0.9)
+        ax = fig.subplots()
+        sizes = sorted({k[2] for k in series})
+        dashes = ["-", "--", ":", "-."]
+        for (backend, dtype, size), pts in sorted(series.items()):
+            pts.sort()
+            st = style(backend)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=st["color"], marker=st["marker"],
+                     linestyle=dashes[sizes.index(size) % len(dashes)], markersize=4,
+                     label=f"{backend} {dtype} {fmt_size(size)}")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(EngFormatter(unit="s"))
+        ax.set_ylabel("time per call (median)")
+        ax.set_xticks(range(len(checks)))
+        ax.set_xticklabels([labels.get(i, "") for i in range(len(checks))], rotation=60, fontsize=7)
+        ax.set_xlabel("check (commit)")
+        ax.set_title(f"{op} on {machine}: history of bench-check")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        path = folder / f"{op}.png"
+        fig.savefig(path, dpi=90)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------- the gate
+
+def _run(profile: str, out: Path, run_args: list[str]) -> dict:
+    from .__main__ import main
+    rc = main(["run", "--profile", profile, "--out", str(out), "--no-plots", *run_args])
+    if rc not in (0, 1):           # 1: a case failed its check: still compared, and reported below
+        raise SystemExit(rc)
+    return results.load(out)
+
+
+def _stamp() -> str:
+    return _dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
+
+
+def make_baseline(profile: str, run_args: list[str], folder: Path = BASELINES, console=None) -> Path:
+    tmp = CHECKS / f"{_stamp()}-baseline.json"
+    run = _run(profile, tmp, run_args)
+    path = baseline_path(run["env"], folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tmp, path)
+    _say(console, f"baseline for {machine_name(run['env'])}: {path}")
+    return path
+
+
+def _say(console, text: str) -> None:
+    if console is not None:
+        console.print(text, highlight=False, markup=False)
+
+
+def confirm(base: compare.Loaded, new_run: dict, rep: compare.Report, profile: str, seed: int,
+            attempts: int, console=None) -> dict:
+    """Measure the cases called slower again, up to `attempts` times, keeping each one's fastest
+    measurement (lowest median) in the new run, which is returned."""
+    from . import cases as cases_mod
+    from . import runner
+
+    prof = cases_mod.PROFILES[profile]
+    where = {compare.case_key(e): i for i, e in enumerate(new_run["results"])}
+    for attempt in range(1, attempts + 1):
+        if not rep.slower:
+            break
+        _say(console, f"measuring {len(rep.slower)} slower case(s) again ({attempt} of {attempts})")
+        todo = [cases_mod.Case(**{f: dict(zip(compare.KEY_FIELDS, r.key))[f]
+                                  for f in ("op", "backend", "device", "dtype", "size")}) for r in rep.slower]
+        again = runner.run_cases(prof, todo, seed=seed)
+        for e in again["results"]:
+            i = where.get(compare.case_key(e))
+            if i is not None and e["status"] == "ok" and e["median_s"] < (new_run["results"][i]["median_s"] or 0):
+                new_run["results"][i] = e
+        rep = compare.compare_runs(base, compare.from_run(new_run, rep.new), threshold=rep.threshold,
+                                   alpha=rep.alpha, normalise=rep.normalise, force=True)
+    return new_run
+
+
+def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, alpha: float = compare.DEFAULT_ALPHA,
+          normalise: str = compare.DEFAULT_NORMALISE, confirm_attempts: int = 2, run_args: list[str] = (),
+          baselines: Path = BASELINES, history: Path = HISTORY, plots: Path = PLOTS,
+          markdown: Path | None = None, force: bool = False, seed: int = 0, console=None,
+          update_baseline: bool = False, report_json: Path | None = None, out: Path | None = None) -> int:
+    out = out or CHECKS / f"{_stamp()}-check.json"
+    run = _run(profile, out, list(run_args))
+    base_path = baseline_path(run["env"], baselines)
+    if not base_path.exists():
+        base_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, base_path)
+        _say(console, f"no baseline for {machine_name(run['env'])}: this run is now the baseline ({base_path})")
+        append(run, history)
+        plot(read(history), plots)
+        return 0
+    base = compare.load(base_path)
+    rep = compare.compare_runs(base, compare.from_run(run, str(out)), threshold=threshold, alpha=alpha,
+                               normalise=normalise, force=force)
+    first = rep
+    if rep.slower and confirm_attempts:
+        run = confirm(base, run, rep, profile, seed, confirm_attempts, console)
+        results.save(run, out)
+        rep = compare.compare_runs(base, compare.from_run(run, str(out)), threshold=threshold, alpha=alpha,
+                                   normalise=normalise, force=force)
+    if console is not None:
+        compare.print_report(rep, console)
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(compare.markdown(rep))
+        _say(console, f"wrote {markdown}")
+    if report_json:
+        report_json.parent.mkdir(parents=True, exist_ok=True)
+        report_json.write_text(json.dumps({"before_confirm": compare.as_dict(first), "final": compare.as_dict(rep)},
+                                          indent=1, default=str))
+    n = append(run, history)
+    images = plot(read(history), plots)
+    _say(console, f"history: {n} rows appended to {history}; {len(images)} plots in {plots}")
+    if update_baseline and not rep.slower:
+        shutil.copyfile(out, base_path)
+        _say(console, f"nothing slower: this run is the new baseline ({base_path})")
+    return rep.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    p = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("baseline", "check"):
+        s = sub.add_parser(name)
+        s.add_argument("--profile", default="quick")
+        s.add_argument("--run-args", default="", help="more `bench run` arguments, e.g. \"--ops relu --device cpu\"")
+        s.add_argument("--baselines", type=Path, default=BASELINES)
+    c = sub.choices["check"]
+    c.add_argument("--threshold", default=f"{100 * compare.DEFAULT_THRESHOLD:g}%")
+    c.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA)
+    c.add_argument("--normalise", choices=compare.NORMALISE, default=compare.DEFAULT_NORMALISE)
+    c.add_argument("--confirm", type=int, default=2, help="times a slower case is measured again (default 2)")
+    c.add_argument("--history", type=Path, default=HISTORY)
+    c.add_argument("--plots", type=Path, default=PLOTS)
+    c.add_argument("--markdown", type=Path, default=CHECKS / "bench-check.md")
+    c.add_argument("--force", action="store_true")
+    c.add_argument("--out", type=Path, help="the new run's results path (default reports/results/<date>-check.json)")
+    c.add_argument("--report-json", type=Path, help="also write the verdicts (before and after confirming) as JSON")
+    c.add_argument("--update-baseline", action="store_true",
+                   help="when nothing is slower, this run becomes the baseline (CI on the main branch)")
+    pl = sub.add_parser("plot")
+    pl.add_argument("--history", type=Path, default=HISTORY)
+    pl.add_argument("--plots", type=Path, default=PLOTS)
+    args = p.parse_args(argv)
+    console = Console()
+    if not console.is_terminal:         # a CI log: do not squeeze the table into 80 columns
+        console = Console(width=max(console.width, 160))
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        if args.command == "plot":
+            paths = plot(read(args.history), args.plots)
+            _say(console, f"{len(paths)} plots in {args.plots}")
+            return 0
+        if args.profile not in ("quick", "full"):
+            raise UsageError(f"unknown profile {args.profile!r}; valid: quick, full")
+        run_args = shlex.split(args.run_args)
+        if args.command == "baseline":
+            make_baseline(args.profile, run_args, args.baselines, console)
+            return 0
+        return check(args.profile, compare.parse_threshold(args.threshold), args.alpha, args.normalise, args.confirm,
+                     run_args, args.baselines, args.history, args.plots, args.markdown, args.force, console=console,
+                     update_baseline=args.update_baseline, report_json=args.report_json, out=args.out)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

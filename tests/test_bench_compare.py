@@ -1,0 +1,343 @@
+"""bench compare: verdicts on recorded sample sets (equal, shifted 5 %, 30 %, 2x, wide noise,
+machine-wide drift), the table, geometric means and Markdown, environment warnings, and bad input
+(missing, corrupt, truncated, other-schema files, no case in common) as one line and exit code 2.
+
+Every sample set is drawn from a fixed seed, so nothing here depends on how busy the machine is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from bench import __main__ as cli
+from bench import compare, results
+from bench.cases import UsageError
+
+
+def samples(median: float, rel_sd: float, n: int = 60, seed: int = 0) -> list[float]:
+    """Timing-like samples: log-normal around `median`, with a few slow outliers as real runs have."""
+    rng = np.random.default_rng(seed)
+    x = median * np.exp(rng.normal(0, rel_sd, n))
+    x[rng.choice(n, n // 20, replace=False)] *= 1.5
+    return x.tolist()
+
+
+def judge(base, new, **kw):
+    return compare.judge(base, new, **kw).verdict
+
+
+# ------------------------------------------------------------------------------ one case
+
+def test_equal_distributions_are_the_same():
+    assert judge(samples(1e-3, 0.02, seed=1), samples(1e-3, 0.02, seed=2)) == compare.SAME
+
+
+def test_a_5_percent_shift_is_below_the_threshold_even_when_significant():
+    base, new = samples(1e-3, 0.01, n=400, seed=1), samples(1.05e-3, 0.01, n=400, seed=2)
+    c = compare.judge(base, new)
+    assert c.p < 1e-6                 # Mann-Whitney alone would call it
+    assert c.verdict == compare.SAME
+    assert c.ratio == pytest.approx(1.05, rel=0.01)
+
+
+def test_a_30_percent_shift_is_slower_and_the_reverse_faster():
+    base, new = samples(1e-3, 0.02, seed=1), samples(1.3e-3, 0.02, seed=2)
+    assert judge(base, new) == compare.SLOWER
+    assert judge(new, base) == compare.FASTER
+
+
+def test_2x_is_slower():
+    c = compare.judge(samples(1e-3, 0.05, seed=3), samples(2e-3, 0.05, seed=4))
+    assert c.verdict == compare.SLOWER and c.ratio == pytest.approx(2, rel=0.05)
+
+
+def test_threshold_alone_is_not_enough_mann_whitney_must_agree():
+    # medians 20 % apart but only 3 samples each: the test cannot reject equality at alpha 0.01
+    c = compare.judge([1.0, 1.01, 0.99], [1.2, 1.21, 1.19])
+    assert c.ratio > 1.1 and c.p > 0.01 and c.verdict == compare.SAME
+
+
+def test_wide_noise_is_noisy_unless_the_change_is_wider_still():
+    base = samples(1e-3, 0.25, n=200, seed=5)
+    assert compare.rel_iqr(np.asarray(base)) > 0.10
+    assert judge(base, samples(1e-3, 0.25, n=200, seed=6)) == compare.NOISY
+    assert judge(base, samples(1.15e-3, 0.25, n=200, seed=7)) == compare.NOISY
+    assert judge(base, samples(2e-3, 0.25, n=200, seed=8)) == compare.SLOWER
+
+
+def test_threshold_is_symmetric_in_log_space():
+    base = samples(1e-3, 0.005, n=100, seed=1)
+    assert judge(base, samples(1e-3 / 1.12, 0.005, n=100, seed=2)) == compare.FASTER
+    assert judge(base, samples(1e-3 / 1.08, 0.005, n=100, seed=2)) == compare.SAME
+    assert judge(base, samples(1e-3 / 1.08, 0.005, n=100, seed=2), threshold=0.05) == compare.FASTER
+
+
+def test_identical_constant_samples_do_not_crash():
+    c = compare.judge([1e-3] * 20, [1e-3] * 20)
+    assert c.verdict == compare.SAME and c.p == 1.0 and c.ratio == 1.0
+
+
+# ------------------------------------------------------------------------------ run files
+
+CPU = {"model": "AMD EPYC", "cores": 2, "llc_bytes": 2**25}
+
+
+def env(**over) -> dict:
+    e = {"host": "vm", "python": "3.11.7", "profile": "quick", "cpu": dict(CPU), "gpu": None,
+         "numpy": {"version": "2.4.6", "blas": [{"user_api": "blas", "internal_api": "openblas",
+                                                 "version": "0.3.30", "architecture": "Haswell", "num_threads": 2}]},
+         "numba": {"version": "0.68.1", "threads": 2}, "packages": {"numpy": "2.4.6", "numba": "0.68.1"},
+         "git": {"commit": "abc", "dirty": False}}
+    e.update(over)
+    return e
+
+
+def entry(op, backend, size, s, status="ok", device="cpu") -> dict:
+    e = {k: None for k in results.RESULT_FIELDS}
+    e.update(op=op, backend=backend, device=device, dtype="float32", size=size, status=status, reason="")
+    if status == "ok":
+        e.update(samples_s=s, median_s=float(np.median(s)), n=len(s))
+    return e
+
+
+def make_run(cases: dict, peak: float = 40.0, **env_over) -> dict:
+    """cases: (op, backend, size) -> samples."""
+    return {"schema": results.SCHEMA, "created": "2026-11-28T12:00:00+00:00", "interrupted": False,
+            "env": env(**env_over), "peaks": {"cpu": {"gbps": peak, "method": "copy"}},
+            "results": [entry(op, be, n, s) for (op, be, n), s in cases.items()]}
+
+
+CASES = [("relu", "numpy", 2**12, 2e-6), ("relu", "numba_cpu", 2**12, 7e-7), ("relu", "numpy", 2**25, 1e-2),
+         ("relu", "numba_cpu", 2**25, 3e-3), ("sigmoid", "numpy", 2**25, 3e-2), ("sigmoid", "numba_cpu", 2**25, 3e-3)]
+
+
+def base_cases(seed=0, scale=1.0, rel_sd=0.02):
+    return {(op, be, n): samples(t * scale, rel_sd, seed=seed + i) for i, (op, be, n, t) in enumerate(CASES)}
+
+
+def save(tmp_path, name, run) -> str:
+    p = tmp_path / name
+    p.write_text(json.dumps(run))
+    return str(p)
+
+
+def test_a_planted_regression_among_equal_cases(tmp_path, capsys):
+    base = make_run(base_cases(seed=0))
+    new_cases = base_cases(seed=100)
+    new_cases[("relu", "numba_cpu", 2**25)] = samples(3e-3 * 1.3, 0.02, seed=999)
+    rc = cli.main(["compare", save(tmp_path, "a.json", base), save(tmp_path, "b.json", make_run(new_cases)),
+                   "--markdown", str(tmp_path / "cmp.md")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "1 slower, 0 faster, 0 noisy, 5 same" in out
+    # sorted by change: the slower case is the first row of the table
+    first_row = next(line for line in out.splitlines() if "slower" in line and "relu" in line)
+    assert "numba_cpu" in first_row and "2^25" in first_row
+    md = (tmp_path / "cmp.md").read_text()
+    assert md.startswith("### actbench compare: **1 slower**")
+    assert "| 🔴 slower | relu numba_cpu float32 2^25 (33.6M) |" in md
+    assert "| cpu | numba_cpu | 3 |" in md and "| cpu | numpy | 3 |" in md
+
+
+def test_nothing_slower_exits_0(tmp_path, capsys):
+    rc = cli.main(["compare", save(tmp_path, "a.json", make_run(base_cases(0))),
+                   save(tmp_path, "b.json", make_run(base_cases(100)))])
+    assert rc == 0
+    assert "0 slower" in capsys.readouterr().out
+
+
+def test_machine_wide_drift_cancels_when_normalised_by_the_copy_peak(tmp_path):
+    base = compare.from_run(make_run(base_cases(0), peak=40.0))
+    # the whole machine 15 % slower: every kernel and the copy peak measured in the same run
+    drifted = compare.from_run(make_run(base_cases(100, scale=1.15), peak=40.0 / 1.15))
+    raw = compare.compare_runs(base, drifted, normalise="raw")
+    peak = compare.compare_runs(base, drifted, normalise="peak")
+    assert len(raw.slower) == len(CASES)
+    assert peak.slower == [] and peak.counts()[compare.SAME] == len(CASES)
+    assert peak.drift["cpu"] == pytest.approx(1 / 1.15)
+    # and a real 2x regression still shows through the drift
+    cases = base_cases(100, scale=1.15)
+    cases[("relu", "numpy", 2**12)] = samples(2e-6 * 2 * 1.15, 0.02, seed=7)
+    peak = compare.compare_runs(base, compare.from_run(make_run(cases, peak=40.0 / 1.15)), normalise="peak")
+    assert [compare.case_label(r.key) for r in peak.slower] == ["relu numpy float32 2^12 (4.10k)"]
+
+
+def test_geometric_means_per_device_and_backend():
+    base = compare.from_run(make_run({("relu", "numpy", 1024): [1.0] * 10, ("sigmoid", "numpy", 1024): [1.0] * 10,
+                                      ("relu", "numba_cpu", 1024): [1.0] * 10}))
+    new = compare.from_run(make_run({("relu", "numpy", 1024): [2.0] * 10, ("sigmoid", "numpy", 1024): [0.5] * 10,
+                                     ("relu", "numba_cpu", 1024): [1.21] * 10}))
+    g = compare.compare_runs(base, new).geomeans()
+    assert g[("cpu", "numpy")] == pytest.approx((1.0, 1.0, 2))
+    assert g[("cpu", "numba_cpu")][0] == pytest.approx(1.21)
+
+
+def test_cases_in_only_one_run_are_listed(tmp_path, capsys):
+    a, b = base_cases(0), base_cases(100)
+    del a[("relu", "numpy", 2**12)]
+    del b[("sigmoid", "numpy", 2**25)]
+    rc = cli.main(["compare", save(tmp_path, "a.json", make_run(a)), save(tmp_path, "b.json", make_run(b))])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "only in the base run: sigmoid numpy float32 2^25 (33.6M)" in out
+    assert "only in the new run: relu numpy float32 2^12 (4.10k)" in out
+
+
+def test_a_case_that_failed_in_the_new_run_is_a_warning(tmp_path):
+    new = make_run(base_cases(100))
+    new["results"][0] = entry("relu", "numpy", 2**12, None, status="failed")
+    rep = compare.compare_runs(compare.from_run(make_run(base_cases(0))), compare.from_run(new))
+    assert any("ok in the base run, failed in the new one" in w for w in rep.warnings)
+    assert len(rep.rows) == len(CASES) - 1
+
+
+# ------------------------------------------------------------------------------ environments
+
+def test_different_blas_and_packages_are_warnings(tmp_path, capsys):
+    other = env()
+    other["numpy"]["blas"][0]["version"] = "0.3.31"
+    b = make_run(base_cases(100), packages={"numpy": "2.4.6", "numba": "0.69.0"}, numpy=other["numpy"])
+    rc = cli.main(["compare", save(tmp_path, "a.json", make_run(base_cases(0))), save(tmp_path, "b.json", b)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "warning: BLAS differs: openblas 0.3.30 Haswell 2 threads -> openblas 0.3.31 Haswell 2 threads" in out
+    assert "warning: numba differs: 0.68.1 -> 0.69.0" in out
+
+
+def test_another_cpu_model_refuses_without_force(tmp_path, capsys):
+    b = make_run(base_cases(100), cpu={"model": "Intel Xeon", "cores": 2})
+    paths = [save(tmp_path, "a.json", make_run(base_cases(0))), save(tmp_path, "b.json", b)]
+    assert cli.main(["compare", *paths]) == 2
+    err = capsys.readouterr().err
+    assert "cpu model differs: AMD EPYC -> Intel Xeon" in err and "--force" in err
+    assert err.count("\n") == 1
+    assert cli.main(["compare", *paths, "--force"]) == 0
+    assert "warning: cpu model differs" in capsys.readouterr().out
+
+
+def test_another_gpu_model_refuses_but_a_missing_gpu_only_warns():
+    gpu = {"name": "NVIDIA H100", "driver": 12080, "cuda_runtime": 12080}
+    a = compare.from_run(make_run(base_cases(0), gpu=gpu))
+    with pytest.raises(UsageError, match="gpu model differs: NVIDIA H100 -> NVIDIA A100"):
+        compare.compare_runs(a, compare.from_run(make_run(base_cases(1), gpu=dict(gpu, name="NVIDIA A100"))))
+    rep = compare.compare_runs(a, compare.from_run(make_run(base_cases(1))))
+    assert "gpu model differs: NVIDIA H100 -> none" in rep.warnings
+
+
+# ------------------------------------------------------------------------------ bad input
+
+def _good(tmp_path) -> str:
+    return save(tmp_path, "good.json", make_run(base_cases(0)))
+
+
+def _truncated(tmp_path) -> str:
+    text = json.dumps(make_run(base_cases(0)))
+    p = tmp_path / "truncated.json"
+    p.write_text(text[: len(text) // 2])
+    return str(p)
+
+
+def _corrupt(tmp_path) -> str:
+    p = tmp_path / "corrupt.json"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00garbage")
+    return str(p)
+
+
+def _other_schema(tmp_path) -> str:
+    return save(tmp_path, "other.json", {"machine_info": {}, "benchmarks": []})   # a pytest-benchmark file
+
+
+def _bad_samples(tmp_path) -> str:
+    run = make_run(base_cases(0))
+    run["results"][0]["samples_s"] = "fast"
+    return save(tmp_path, "bad_samples.json", run)
+
+
+def _nothing_in_common(tmp_path) -> str:
+    return save(tmp_path, "disjoint.json", make_run({("tanh", "numpy", 7): samples(1e-3, 0.01)}))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda t: str(t / "missing.json"), "no such file"),
+    (_corrupt, "not valid JSON"),
+    (_truncated, "not valid JSON"),
+    (_other_schema, "not an actbench results file"),
+    (_bad_samples, "malformed case entry"),
+    (_nothing_in_common, "no measured case in common"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, message):
+    assert cli.main(["compare", _good(tmp_path), make(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--threshold", "ten"], "malformed threshold 'ten'"),
+    (["--threshold", "0%"], "threshold must be above 0"),
+    (["--alpha", "2"], "--alpha must be between 0 and 1"),
+    (["--normalise", "cpu"], "invalid choice"),
+])
+def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys, args, message):
+    good = _good(tmp_path)
+    assert cli.main(["compare", good, good, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_threshold_parsing():
+    assert compare.parse_threshold("10%") == pytest.approx(0.10)
+    assert compare.parse_threshold("0.15") == pytest.approx(0.15)
+    assert compare.parse_threshold(" 25 % ".replace(" ", "")) == pytest.approx(0.25)
+
+
+def test_the_committed_example_run_compares_with_itself(capsys):
+    from pathlib import Path
+    example = sorted(Path("reports/example").glob("*.json"))
+    assert example, "reports/example holds a run"
+    assert cli.main(["compare", str(example[0]), str(example[0])]) == 0
+    out = capsys.readouterr().out
+    assert " 0 slower, 0 faster" in out
+
+
+def test_as_dict_is_json():
+    rep = compare.compare_runs(compare.from_run(make_run(base_cases(0))), compare.from_run(make_run(base_cases(1))))
+    d = json.loads(compare.dumps(rep))
+    assert d["counts"]["slower"] == 0 and len(d["rows"]) == len(CASES)
+    assert all(math.isfinite(r["ratio"]) for r in d["rows"])
+    assert copy.deepcopy(d) == d
+
+
+# ------------------------------------------------------------------------------ history (the CI gate's memory)
+
+def test_machine_names_say_cpu_cores_and_gpu_not_the_host():
+    from bench import history
+    assert history.machine_name(env()) == "amd-epyc-2c"
+    e = env(cpu={"model": "Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz", "cores": 16},
+            gpu={"name": "NVIDIA H100 80GB HBM3"}, host="vm")
+    assert history.machine_name(e) == "intel-xeon-platinum-8480-16c-nvidia-h100-80gb-hbm3"
+    assert str(history.baseline_path(env(), "reports/baselines")) == "reports/baselines/amd-epyc-2c.json"
+
+
+def test_history_rows_append_read_and_plot(tmp_path):
+    from bench import history
+    path = tmp_path / "history.jsonl"
+    run = make_run(base_cases(0))
+    run["results"].append(entry("tanh", "numpy", 64, None, status="skipped"))
+    assert history.append(run, path) == len(CASES)          # one row per measured case
+    later = dict(make_run(base_cases(1)), created="2026-11-29T12:00:00+00:00")
+    history.append(later, path)
+    with path.open("a") as f:
+        f.write('{"op": "relu", "median_')                  # a check killed mid-write
+    rows = history.read(path)
+    assert len(rows) == 2 * len(CASES)
+    r = rows[0]
+    assert (r["commit"], r["machine"], r["op"], r["backend"], r["size"]) == ("abc", "amd-epyc-2c", "relu", "numpy", 4096)
+    assert r["median_s"] == pytest.approx(np.median(base_cases(0)[("relu", "numpy", 4096)]))
+    images = history.plot(rows, tmp_path / "plots")
+    assert sorted(p.name for p in images) == ["relu.png", "sigmoid.png"]
+    assert all(p.stat().st_size > 1000 for p in images)
