@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats as _st
 
 from .cases import UsageError
-from .render import fmt_size, fmt_time
+from .formatting import fmt_size, fmt_time
 
 SLOWER, FASTER, SAME, NOISY = "slower", "faster", "same", "noisy"
 VERDICTS = (SLOWER, FASTER, NOISY, SAME)
@@ -37,40 +37,32 @@ NORMALISE = ("raw", "peak")
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ALPHA = 0.01
 DEFAULT_NORMALISE = "raw"
-KEY_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity")
+KEY_FIELDS = ("op", "backend", "device", "dtype", "size")
 
 
 # ----------------------------------------------------------------------------------- loading
-# A small layer of its own over the results file: compare needs each case's identity, status and
-# raw samples, each device's copy peak and the environment, and nothing else of the schema.
+# What compare needs of a run (bench/results.py): each case's identity, status and raw samples,
+# each device's copy peak, and the environment.
 
 @dataclass(frozen=True)
 class Loaded:
     path: str
     env: dict
     peaks: dict                     # device -> copy peak in GB/s
-    samples: dict                   # case key -> np.ndarray of seconds (ok cases only)
+    samples: dict                   # case key -> np.ndarray of seconds (timed cases only)
     status: dict                    # case key -> "ok" | "failed" | "skipped"
     created: str = ""
 
 
-def case_key(e: dict) -> tuple:
-    """A case's identity in a results entry: (op, backend, device, dtype, size, shape, batch, sparsity)."""
-    shape = e.get("shape")
-    return tuple(tuple(shape) if k == "shape" and shape is not None else e.get(k) for k in KEY_FIELDS)
+def case_key(e) -> tuple:
+    """A case's identity: (op, backend, device, dtype, size) of a CaseResult (or a Case)."""
+    return tuple(getattr(e, k) for k in KEY_FIELDS)
 
 
 def case_label(key: tuple) -> str:
-    """'relu numba_cpu float32 2^25 (33.6M)' (+ shape, batch, sparsity for matmul cases)."""
+    """'relu numba_cpu float32 2^25 (33.6M)'."""
     d = dict(zip(KEY_FIELDS, key))
-    parts = [d["op"], d["backend"], d["dtype"], fmt_size(d["size"])]
-    if d["shape"] is not None:
-        parts.append("x".join(str(s) for s in d["shape"]))
-    if d["batch"] is not None:
-        parts.append(f"batch {d['batch']}")
-    if d["sparsity"] is not None:
-        parts.append(f"{100 * d['sparsity']:.0f}% zeros")
-    return " ".join(str(p) for p in parts)
+    return f"{d['op']} {d['backend']} {d['dtype']} {fmt_size(d['size'])}"
 
 
 def load(path: str | Path) -> Loaded:
@@ -83,27 +75,22 @@ def load(path: str | Path) -> Loaded:
     return from_run(run, str(path))
 
 
-def from_run(run: dict, path: str = "<run>") -> Loaded:
-    entries = run.get("results")
-    if not isinstance(entries, list):
-        raise UsageError(f"{path}: no list of results in it (truncated or not a run?)")
+def from_run(run, path: str = "<run>") -> Loaded:
+    """The comparable content of a results.Run."""
     samples, status = {}, {}
-    try:
-        for e in entries:
-            k = case_key(e)
-            status[k] = e["status"]
-            if e["status"] == "ok":
-                x = np.asarray(e["samples_s"], dtype=float)
-                if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
-                    raise ValueError(f"bad samples for {case_label(k)}")
-                samples[k] = x
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{path}: malformed case entry ({exc})") from None
+    for e in run.results:
+        k = case_key(e)
+        status[k] = str(e.status)
+        if e.timed:
+            x = np.asarray(e.samples_s or (), dtype=float)
+            if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+                raise UsageError(f"{path}: malformed case entry (bad samples for {case_label(k)})")
+            samples[k] = x
     peaks = {}
-    for dev, p in (run.get("peaks") or {}).items():
+    for dev, p in (run.peaks or {}).items():
         if isinstance(p, dict) and isinstance(p.get("gbps"), (int, float)) and p["gbps"] > 0:
             peaks[dev] = float(p["gbps"])
-    return Loaded(path, run.get("env") or {}, peaks, samples, status, str(run.get("created", "")))
+    return Loaded(path, dict(run.env or {}), peaks, samples, status, str(run.created or ""))
 
 
 # ----------------------------------------------------------------------------------- one case

@@ -19,6 +19,7 @@ moment recovers, while one that really got slower is slower every time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import re
@@ -34,7 +35,7 @@ BASELINES = Path("reports/baselines")
 HISTORY = Path("reports/history.jsonl")
 PLOTS = Path("reports/history")
 CHECKS = Path("reports/results")
-ROW_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity")
+ROW_FIELDS = ("op", "backend", "device", "dtype", "size")
 
 
 def _slug(text: str) -> str:
@@ -57,24 +58,23 @@ def baseline_path(env: dict, folder: Path = BASELINES) -> Path:
 
 # ---------------------------------------------------------------------------------- history rows
 
-def rows(run: dict) -> list[dict]:
-    """One summary row per measured case of a run: what the history keeps."""
-    env = run.get("env") or {}
+def rows(run: results.Run) -> list[dict]:
+    """One summary row per timed case of a run: what the history keeps."""
+    env = run.env or {}
     git = env.get("git") or {}
     out = []
-    for e in run.get("results", []):
-        if e.get("status") != "ok":
+    for e in run.results:
+        if not e.timed:
             continue
-        row = {"date": run.get("created"), "commit": git.get("commit"), "dirty": git.get("dirty"),
+        row = {"date": run.created, "commit": git.get("commit"), "dirty": git.get("dirty"),
                "machine": machine_name(env), "profile": env.get("profile")}
-        row.update({k: e.get(k) for k in ROW_FIELDS})
-        row.update(median_s=e.get("median_s"), iqr_s=e.get("iqr_s"), n=e.get("n"), pct_peak=e.get("pct_peak"),
-                   gbps=e.get("gbps"))
+        row.update({k: getattr(e, k) for k in ROW_FIELDS})
+        row.update(median_s=e.median_s, iqr_s=e.iqr_s, n=e.n, pct_peak=e.pct_peak, gbps=e.gbps)
         out.append(row)
     return out
 
 
-def append(run: dict, path: Path = HISTORY) -> int:
+def append(run: results.Run, path: Path = HISTORY) -> int:
     """Append the run's rows to the history file (JSON lines); returns how many."""
     new = rows(run)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
     from matplotlib.ticker import EngFormatter
 
     from .plots import style
-    from .render import fmt_size
+    from .formatting import fmt_size
 
     if not history:
         return []
@@ -154,7 +154,7 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
 
 # ---------------------------------------------------------------------------------- the gate
 
-def _run(profile: str, out: Path, run_args: list[str]) -> dict:
+def _run(profile: str, out: Path, run_args: list[str]) -> results.Run:
     from .__main__ import main
     rc = main(["run", "--profile", profile, "--out", str(out), "--no-plots", *run_args])
     if rc not in (0, 1):           # 1: a case failed its check: still compared, and reported below
@@ -169,10 +169,10 @@ def _stamp() -> str:
 def make_baseline(profile: str, run_args: list[str], folder: Path = BASELINES, console=None) -> Path:
     tmp = CHECKS / f"{_stamp()}-baseline.json"
     run = _run(profile, tmp, run_args)
-    path = baseline_path(run["env"], folder)
+    path = baseline_path(run.env, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tmp, path)
-    _say(console, f"baseline for {machine_name(run['env'])}: {path}")
+    _say(console, f"baseline for {machine_name(run.env)}: {path}")
     return path
 
 
@@ -181,26 +181,25 @@ def _say(console, text: str) -> None:
         console.print(text, highlight=False, markup=False)
 
 
-def confirm(base: compare.Loaded, new_run: dict, rep: compare.Report, profile: str, seed: int,
-            attempts: int, console=None) -> dict:
+def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, profile: str, seed: int,
+            attempts: int, console=None) -> results.Run:
     """Measure the cases called slower again, up to `attempts` times, keeping each one's fastest
     measurement (lowest median) in the new run, which is returned."""
     from . import cases as cases_mod
     from . import runner
 
     prof = cases_mod.PROFILES[profile]
-    where = {compare.case_key(e): i for i, e in enumerate(new_run["results"])}
     for attempt in range(1, attempts + 1):
         if not rep.slower:
             break
         _say(console, f"measuring {len(rep.slower)} slower case(s) again ({attempt} of {attempts})")
-        todo = [cases_mod.Case(**{f: dict(zip(compare.KEY_FIELDS, r.key))[f]
-                                  for f in ("op", "backend", "device", "dtype", "size")}) for r in rep.slower]
-        again = runner.run_cases(prof, todo, seed=seed)
-        for e in again["results"]:
-            i = where.get(compare.case_key(e))
-            if i is not None and e["status"] == "ok" and e["median_s"] < (new_run["results"][i]["median_s"] or 0):
-                new_run["results"][i] = e
+        todo = [cases_mod.Case(*r.key) for r in rep.slower]
+        again = {compare.case_key(e): e for e in runner.run_cases(prof, todo, seed=seed).results if e.timed}
+        kept = []
+        for e in new_run.results:
+            a = again.get(compare.case_key(e))
+            kept.append(a if a is not None and e.timed and a.median_s < e.median_s else e)
+        new_run = dataclasses.replace(new_run, results=tuple(kept))
         rep = compare.compare_runs(base, compare.from_run(new_run, rep.new), threshold=rep.threshold,
                                    alpha=rep.alpha, normalise=rep.normalise, force=True)
     return new_run
@@ -213,11 +212,11 @@ def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, 
           update_baseline: bool = False, report_json: Path | None = None, out: Path | None = None) -> int:
     out = out or CHECKS / f"{_stamp()}-check.json"
     run = _run(profile, out, list(run_args))
-    base_path = baseline_path(run["env"], baselines)
+    base_path = baseline_path(run.env, baselines)
     if not base_path.exists():
         base_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, base_path)
-        _say(console, f"no baseline for {machine_name(run['env'])}: this run is now the baseline ({base_path})")
+        _say(console, f"no baseline for {machine_name(run.env)}: this run is now the baseline ({base_path})")
         append(run, history)
         plot(read(history), plots)
         return 0

@@ -8,6 +8,7 @@ Every sample set is drawn from a fixed seed, so nothing here depends on how busy
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -97,19 +98,17 @@ def env(**over) -> dict:
     return e
 
 
-def entry(op, backend, size, s, status="ok", device="cpu") -> dict:
-    e = {k: None for k in results.RESULT_FIELDS}
-    e.update(op=op, backend=backend, device=device, dtype="float32", size=size, status=status, reason="")
-    if status == "ok":
-        e.update(samples_s=s, median_s=float(np.median(s)), n=len(s))
-    return e
+def entry(op, backend, size, s, status="ok", device="cpu") -> results.CaseResult:
+    if status != "ok":
+        return results.CaseResult(op, backend, device, "float32", size, status, reason="broken")
+    return results.CaseResult(op, backend, device, "float32", size, status, samples_s=s, median_s=float(np.median(s)),
+                              n=len(s))
 
 
-def make_run(cases: dict, peak: float = 40.0, **env_over) -> dict:
+def make_run(cases: dict, peak: float = 40.0, created="2026-11-28T12:00:00+00:00", **env_over) -> results.Run:
     """cases: (op, backend, size) -> samples."""
-    return {"schema": results.SCHEMA, "created": "2026-11-28T12:00:00+00:00", "interrupted": False,
-            "env": env(**env_over), "peaks": {"cpu": {"gbps": peak, "method": "copy"}},
-            "results": [entry(op, be, n, s) for (op, be, n), s in cases.items()]}
+    return results.Run(env=env(**env_over), peaks={"cpu": {"gbps": peak, "method": "copy"}}, created=created,
+                       results=[entry(op, be, n, s) for (op, be, n), s in cases.items()])
 
 
 CASES = [("relu", "numpy", 2**12, 2e-6), ("relu", "numba_cpu", 2**12, 7e-7), ("relu", "numpy", 2**25, 1e-2),
@@ -122,7 +121,7 @@ def base_cases(seed=0, scale=1.0, rel_sd=0.02):
 
 def save(tmp_path, name, run) -> str:
     p = tmp_path / name
-    p.write_text(json.dumps(run))
+    p.write_text(json.dumps(run if isinstance(run, dict) else run.to_json()))
     return str(p)
 
 
@@ -190,7 +189,7 @@ def test_cases_in_only_one_run_are_listed(tmp_path, capsys):
 
 def test_a_case_that_failed_in_the_new_run_is_a_warning(tmp_path):
     new = make_run(base_cases(100))
-    new["results"][0] = entry("relu", "numpy", 2**12, None, status="failed")
+    new = dataclasses.replace(new, results=(entry("relu", "numpy", 2**12, None, status="failed"), *new.results[1:]))
     rep = compare.compare_runs(compare.from_run(make_run(base_cases(0))), compare.from_run(new))
     assert any("ok in the base run, failed in the new one" in w for w in rep.warnings)
     assert len(rep.rows) == len(CASES) - 1
@@ -236,7 +235,7 @@ def _good(tmp_path) -> str:
 
 
 def _truncated(tmp_path) -> str:
-    text = json.dumps(make_run(base_cases(0)))
+    text = json.dumps(make_run(base_cases(0)).to_json())
     p = tmp_path / "truncated.json"
     p.write_text(text[: len(text) // 2])
     return str(p)
@@ -253,9 +252,15 @@ def _other_schema(tmp_path) -> str:
 
 
 def _bad_samples(tmp_path) -> str:
-    run = make_run(base_cases(0))
-    run["results"][0]["samples_s"] = "fast"
+    run = make_run(base_cases(0)).to_json()
+    run["results"][0]["samples_s"] = [1e-3, -1.0]
     return save(tmp_path, "bad_samples.json", run)
+
+
+def _unknown_field(tmp_path) -> str:
+    run = make_run(base_cases(0)).to_json()
+    run["results"][0]["colour"] = "red"
+    return save(tmp_path, "unknown_field.json", run)
 
 
 def _nothing_in_common(tmp_path) -> str:
@@ -268,6 +273,7 @@ def _nothing_in_common(tmp_path) -> str:
     (_truncated, "not valid JSON"),
     (_other_schema, "not an actbench results file"),
     (_bad_samples, "malformed case entry"),
+    (_unknown_field, "unknown fields ['colour']"),
     (_nothing_in_common, "no measured case in common"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, message):
@@ -327,9 +333,9 @@ def test_history_rows_append_read_and_plot(tmp_path):
     from bench import history
     path = tmp_path / "history.jsonl"
     run = make_run(base_cases(0))
-    run["results"].append(entry("tanh", "numpy", 64, None, status="skipped"))
+    run = run.adding(entry("tanh", "numpy", 64, None, status="skipped"))
     assert history.append(run, path) == len(CASES)          # one row per measured case
-    later = dict(make_run(base_cases(1)), created="2026-11-29T12:00:00+00:00")
+    later = make_run(base_cases(1), created="2026-11-29T12:00:00+00:00")
     history.append(later, path)
     with path.open("a") as f:
         f.write('{"op": "relu", "median_')                  # a check killed mid-write
@@ -341,3 +347,33 @@ def test_history_rows_append_read_and_plot(tmp_path):
     images = history.plot(rows, tmp_path / "plots")
     assert sorted(p.name for p in images) == ["relu.png", "sigmoid.png"]
     assert all(p.stat().st_size > 1000 for p in images)
+
+
+def test_confirm_keeps_the_fastest_measurement_of_a_slower_case(monkeypatch):
+    from bench import history, runner
+    slow_key = ("relu", "numba_cpu", 2**25)
+    transient, real = base_cases(100), base_cases(100)
+    transient[slow_key] = samples(3e-3 * 3, 0.02, seed=11)        # met a busy moment
+    base = compare.from_run(make_run(base_cases(0)))
+    measured = []
+
+    def again(prof, todo, seed=0):
+        measured.append([c.name for c in todo])
+        return make_run({(c.op, c.backend, c.size): samples(3e-3, 0.02, seed=12) for c in todo})
+
+    monkeypatch.setattr(runner, "run_cases", again)
+    new = make_run(transient)
+    rep = compare.compare_runs(base, compare.from_run(new))
+    assert [r.key[:2] for r in rep.slower] == [("relu", "numba_cpu")]
+    fixed = history.confirm(base, new, rep, "quick", 0, attempts=2)
+    assert measured == [["relu numba_cpu float32 2**25"]]          # once: no longer slower after it
+    assert compare.compare_runs(base, compare.from_run(fixed)).slower == []
+
+    # a real regression stays slower however often it is measured again
+    real[slow_key] = samples(3e-3 * 1.5, 0.02, seed=13)
+    monkeypatch.setattr(runner, "run_cases", lambda prof, todo, seed=0: make_run(
+        {(c.op, c.backend, c.size): samples(3e-3 * 1.5, 0.02, seed=14) for c in todo}))
+    new = make_run(real)
+    rep = compare.compare_runs(base, compare.from_run(new))
+    kept = history.confirm(base, new, rep, "quick", 0, attempts=2)
+    assert len(compare.compare_runs(base, compare.from_run(kept)).slower) == 1

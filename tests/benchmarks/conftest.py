@@ -22,8 +22,8 @@ def _gpu() -> dict | None:
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from bench import results
-    env = results.environment("pytest tests/benchmarks")
+    from bench.environment import environment
+    env = environment("pytest tests/benchmarks")
     machine_info["actbench"] = {
         "cpu": env["cpu"],
         "gpu": _gpu(),
