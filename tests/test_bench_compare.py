@@ -377,3 +377,15 @@ def test_confirm_keeps_the_fastest_measurement_of_a_slower_case(monkeypatch):
     rep = compare.compare_runs(base, compare.from_run(new))
     kept = history.confirm(base, new, rep, "quick", 0, attempts=2)
     assert len(compare.compare_runs(base, compare.from_run(kept)).slower) == 1
+
+
+def test_the_planted_backend_is_correct_and_registers_in_its_own_process():
+    # a subprocess: registering a backend here would change the kernel matrix of every other test
+    import subprocess
+    import sys
+    code = ("import numpy as np, kernels, tests.planted; x = np.linspace(-3, 3, 1001).astype('float32'); "
+            "assert np.array_equal(kernels.get('relu', 'planted')(x), np.maximum(x, 0)); "
+            "assert np.allclose(kernels.get('sigmoid', 'planted')(x), 1 / (1 + np.exp(-x)), rtol=1e-6); print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                       env={**__import__("os").environ, "ACTBENCH_PLANTED_FACTOR": "1.3"})
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
