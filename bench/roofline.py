@@ -148,28 +148,13 @@ def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads:
             "median_s": best["median_s"], "samples_s": best["samples_s"], "measured": measured}
 
 
-def gpu_copy_peak(library: str, sampling: timing.Sampling, nbytes: int = 2**30) -> dict:
+def gpu_copy_peak(device, sampling: timing.Sampling, nbytes: int = 2**30) -> dict:
     """Device-to-device copy bandwidth in GB/s (read + write), >= 1 GiB, timed with CUDA events.
-    `library` is the array library to allocate with: "cupy", "numba" or "torch"."""
-    src, dst, copy = _gpu_copy_setup(library, nbytes)
-    t = timing.time_gpu(copy, (src, dst), {}, sampling, library=library, flush=False)
+    `device` is the adapter (bench/devices.py) of the array library to allocate with."""
+    src, dst, copy = device.device_copy(nbytes)
+    t = timing.time_gpu(copy, (src, dst), {}, sampling, device=device, flush=False)
     med = float(np.median(t.samples_s))
-    return {"gbps": 2 * nbytes / med / 1e9, "method": f"{library} device-to-device copy of {nbytes / 2**30:.0f} GiB",
-            "bytes": 2 * nbytes, "median_s": med, "samples_s": t.samples_s,
-            "measured": [{"method": library, "median_s": med, "gbps": 2 * nbytes / med / 1e9}]}
-
-
-def _gpu_copy_setup(library: str, nbytes: int):
-    if library == "cupy":
-        import cupy
-        src, dst = cupy.ones(nbytes, dtype=cupy.uint8), cupy.empty(nbytes, dtype=cupy.uint8)
-        return src, dst, lambda s, d: d.data.copy_from_device_async(s.data, s.nbytes)
-    if library == "numba":
-        from numba import cuda
-        src, dst = cuda.device_array(nbytes, dtype=np.uint8), cuda.device_array(nbytes, dtype=np.uint8)
-        return src, dst, lambda s, d: d.copy_to_device(s)
-    if library == "torch":
-        import torch
-        src = torch.ones(nbytes, dtype=torch.uint8, device="cuda")
-        return src, torch.empty_like(src), lambda s, d: d.copy_(s)
-    raise ValueError(f"unknown GPU array library {library!r}")
+    what = f"{device.library} device-to-device copy of {nbytes / 2**30:.0f} GiB"
+    return {"gbps": 2 * nbytes / med / 1e9, "method": what, "bytes": 2 * nbytes, "median_s": med,
+            "samples_s": t.samples_s, "measured": [{"method": device.library, "median_s": med,
+                                                    "gbps": 2 * nbytes / med / 1e9}]}

@@ -11,7 +11,6 @@ cleanly: what was measured is kept and the run is marked interrupted.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable
 
 import numpy as np
@@ -20,32 +19,13 @@ from kernels import registry
 from kernels.machine import last_level_cache_bytes as llc_bytes
 from kernels.reference import OPS
 
-from . import check, inputs, roofline, timing
+from . import check, devices, inputs, roofline, timing
 from .cases import Case, Profile
 from .environment import environment
 from .results import CaseResult, Run, Status, derive
 from .scope import RunScope
 
 MEMORY_HEADROOM = 0.8      # a case may use at most this fraction of the free memory
-
-
-def _free_bytes(device: str, library: str | None) -> int | None:
-    """Free memory of the device in bytes (None when unknown)."""
-    try:
-        if device == "cpu":
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        if library == "cupy":
-            import cupy
-            return int(cupy.cuda.runtime.memGetInfo()[0])
-        if library == "numba":
-            from numba import cuda
-            return int(cuda.current_context().get_memory_info()[0])
-        if library == "torch":
-            import torch
-            return int(torch.cuda.mem_get_info()[0])
-    except (ValueError, OSError, AttributeError, ImportError, RuntimeError):
-        return None
-    return None
 
 
 TILE_ABOVE = 2**24         # larger inputs repeat a random block of this many elements
@@ -137,6 +117,7 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                 key = (case.dtype, case.size)
                 if key not in host_inputs:
                     host_inputs.clear()           # one size at a time: large inputs are large
+                    scope.release()               # and what the libraries pooled for them goes back
                     if case.device == "cpu" and _beyond_cache(case) and first_peaks.get("cpu"):
                         # before the largest arrays, probe the peak again: a probe that happened to
                         # meet a busy moment of a shared machine must not set every % of peak
@@ -168,7 +149,7 @@ def _measure_peak(device: str, cases: list[Case], sampling: timing.Sampling, sco
         return roofline.cpu_copy_peak(peak_sampling, pools=scope.pools)
     gpu = next(be for be in (registry.backend(c.backend) for c in cases)
                if be.device == "gpu" and _timeable(be))
-    return roofline.gpu_copy_peak(gpu.library, peak_sampling)
+    return roofline.gpu_copy_peak(scope.device(gpu), peak_sampling)
 
 
 def _beyond_cache(case: Case) -> bool:
@@ -186,7 +167,7 @@ def _combine_peaks(best_so_far: dict, again: dict) -> dict:
     return dict(best, measured=probes + [dict(m, probe=n) for m in again["measured"]])
 
 
-def _skip_reason(case: Case, be: registry.Backend) -> str | None:
+def _skip_reason(case: Case, be: registry.Backend, device: devices.HostAdapter) -> str | None:
     if not be.available:
         return be.reason
     if be.simulated:
@@ -194,7 +175,10 @@ def _skip_reason(case: Case, be: registry.Backend) -> str | None:
     if case.dtype not in be.dtypes:
         return f"{be.name} does not support {case.dtype}"
     need = 3 * roofline.traffic(case.op, case.size, case.dtype)   # inputs, checked and timed outputs
-    free = _free_bytes(be.device, be.library)
+    try:
+        free = device.free_bytes()
+    except Exception:  # a query that fails leaves the decision to the allocation itself
+        free = None
     if free is not None and need > MEMORY_HEADROOM * free:
         return f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on the {be.device}"
     return None
@@ -205,9 +189,25 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
     be = registry.backend(case.backend)
     base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
                 bytes=roofline.traffic(case.op, case.size, case.dtype), flops=roofline.flops(case.op, case.size))
-    why = _skip_reason(case, be)
+    device = scope.device(be) if be.available else None
+    why = _skip_reason(case, be, device)
     if why:
         return CaseResult(**base, status=Status.SKIPPED, reason=why)
+    try:
+        return _check_and_time(case, be, device, host, sampling, checked, seed, scope, base)
+    except Exception as exc:
+        if not devices.is_out_of_memory(exc):
+            raise
+        # the free-memory estimate let it through, the allocation did not: skip this case, keep the run
+        host.forget_moved()
+        scope.release()
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return CaseResult(**base, status=Status.SKIPPED,
+                          reason=f"out of memory on the {be.device}: {type(exc).__name__}: {first_line}")
+
+
+def _check_and_time(case: Case, be: registry.Backend, device: devices.HostAdapter, host: _Inputs,
+                    sampling: timing.Sampling, checked: dict, seed: int, scope: RunScope, base: dict) -> CaseResult:
     args = host.of(case.op)
     key = (case.op, case.backend, case.dtype)
     if key not in checked:
@@ -228,7 +228,7 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
     else:
         kwargs["out"] = None
     if be.device == "gpu":
-        t = timing.time_gpu(k.raw, native, kwargs, sampling, library=be.library)
+        t = timing.time_gpu(k.raw, native, kwargs, sampling, device=device)
     else:
         t = timing.time_cpu(k.raw, native, kwargs, sampling)
     s = t.summary
@@ -239,35 +239,12 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
 
 def _gpu_info(cases: list[Case]) -> dict | None:
     """GPU name, memory, driver and CUDA versions, from whichever GPU library a case uses."""
-    gpu_backends = {c.backend for c in cases if c.device == "gpu"}
-    for name in gpu_backends:
+    for name in {c.backend for c in cases if c.device == "gpu"}:
         be = registry.backend(name)
         if not _timeable(be):
             continue
         try:
-            lib = be.library
-            if lib == "cupy":
-                import cupy
-                props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-                return {"name": props["name"].decode(), "memory_bytes": int(props["totalGlobalMem"]),
-                        "driver": cupy.cuda.runtime.driverGetVersion(),
-                        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
-                        "compute_capability": f"{props['major']}.{props['minor']}",
-                        "l2_bytes": int(props["l2CacheSize"]), "sm_count": int(props["multiProcessorCount"])}
-            if lib == "numba":
-                from numba import cuda
-                dev = cuda.get_current_device()
-                return {"name": dev.name.decode() if isinstance(dev.name, bytes) else dev.name,
-                        "memory_bytes": int(cuda.current_context().get_memory_info()[1]),
-                        "driver": cuda.cudadrv.driver.driver.get_version(),
-                        "cuda_runtime": None, "compute_capability": "%d.%d" % dev.compute_capability,
-                        "l2_bytes": int(dev.L2_CACHE_SIZE), "sm_count": int(dev.MULTIPROCESSOR_COUNT)}
-            if lib == "torch":
-                import torch
-                p = torch.cuda.get_device_properties(0)
-                return {"name": p.name, "memory_bytes": int(p.total_memory), "driver": None,
-                        "cuda_runtime": torch.version.cuda, "compute_capability": f"{p.major}.{p.minor}",
-                        "l2_bytes": int(p.L2_cache_size), "sm_count": int(p.multi_processor_count)}
+            return devices.adapter_for(be).device_info()
         except Exception as exc:  # environment capture must never end a run
             return {"name": None, "error": f"{type(exc).__name__}: {exc}"}
     return None

@@ -1,13 +1,14 @@
 """What one run keeps between its cases, and releases when it ends.
 
-The correctness gate's poison buffers and input snapshots and the copy probe's threads are worth
-keeping from one case to the next, but not beyond the run: `runner.run_cases` opens a `RunScope`
-and closes it at the end, Ctrl-C and errors included. Nothing here is process-wide.
+The correctness gate's poison buffers and input snapshots, the copy probe's threads and the device
+adapters (their flush buffers and spin kernels) are worth keeping from one case to the next, but
+not beyond the run: `runner.run_cases` opens a `RunScope` and closes it at the end, Ctrl-C and
+errors included. Nothing here is process-wide.
 """
 
 from __future__ import annotations
 
-from . import check, roofline
+from . import check, devices, roofline
 
 
 class RunScope:
@@ -16,10 +17,26 @@ class RunScope:
     def __init__(self):
         self.scratch = check.Scratch()
         self.pools = roofline.CopyPools()
+        self._devices: dict[tuple[str, str], devices.HostAdapter] = {}
+
+    def device(self, be) -> devices.HostAdapter:
+        """The run's adapter for backend `be`'s array library on its device (one per library)."""
+        key = (be.library, be.device)
+        if key not in self._devices:
+            self._devices[key] = devices.adapter_for(be)
+        return self._devices[key]
+
+    def release(self) -> None:
+        """Give back the memory every library used so far keeps pooled (between sizes)."""
+        for d in self._devices.values():
+            d.release()
 
     def close(self) -> None:
         self.scratch.close()
         self.pools.close()
+        for d in self._devices.values():
+            d.close()
+        self._devices.clear()
 
     def __enter__(self) -> RunScope:
         return self

@@ -6,12 +6,14 @@
   overhead would otherwise dominate. Small arrays are therefore measured warm, in cache, as a layer
   called in a loop sees them; arrays beyond the last-level cache are cold by nature.
 - GPU: CUDA events recorded on the launching stream around the call, after a write of 2x the L2
-  cache has evicted the inputs (cold cache, as NVBench does); the end event is synchronised before
-  reading. A host clock never times an asynchronous launch.
+  cache has evicted the inputs (cold cache, as NVBench does) and a short spin has given the host
+  time to prepare the launch (NVBench's blocking kernel); the end event is synchronised before
+  reading. A host clock never times an asynchronous launch. The library's events, flush and spin
+  come from its adapter (bench/devices.py).
 - Adaptive sampling: at least `min_samples`; then stop as soon as the median's 95 % confidence
   interval is within `rel_tol` of it, or the case's time budget is spent. Raw samples are kept.
 
-The clock and the event library are parameters, so the tests drive the logic with fake clocks.
+The clocks and the device adapter are parameters, so the tests drive the logic with fakes.
 """
 
 from __future__ import annotations
@@ -107,92 +109,45 @@ def time_cpu(fn, args, kwargs, sampling: Sampling, clock_ns: Callable[[], int] =
 
 # --------------------------------------------------------------------------------------- GPU
 
-class Events:
-    """CUDA events and an L2 flush, for one array library (cupy, numba or torch)."""
-
-    def __init__(self, library: str):
-        self.library = library
-        if library == "cupy":
-            import cupy
-            self._cp = cupy
-        elif library == "numba":
-            from numba import cuda
-            self._cuda = cuda
-        elif library == "torch":
-            import torch
-            self._torch = torch
-        else:
-            raise ValueError(f"no CUDA events for array library {library!r}")
-        self._flush_buf = None
-
-    def pair(self):
-        if self.library == "cupy":
-            return self._cp.cuda.Event(), self._cp.cuda.Event()
-        if self.library == "numba":
-            return self._cuda.event(timing=True), self._cuda.event(timing=True)
-        return (self._torch.cuda.Event(enable_timing=True), self._torch.cuda.Event(enable_timing=True))
-
-    def record(self, ev):
-        if self.library == "numba":
-            ev.record(stream=0)
-        else:
-            ev.record()
-
-    def elapsed_s(self, start, end) -> float:
-        end.synchronize()
-        if self.library == "cupy":
-            return self._cp.cuda.get_elapsed_time(start, end) / 1e3
-        if self.library == "numba":
-            return self._cuda.event_elapsed_time(start, end) / 1e3
-        return start.elapsed_time(end) / 1e3
-
-    def l2_bytes(self) -> int:
-        if self.library == "cupy":
-            return int(self._cp.cuda.Device().attributes["L2CacheSize"])
-        if self.library == "numba":
-            return int(self._cuda.get_current_device().L2_CACHE_SIZE)
-        return int(self._torch.cuda.get_device_properties(0).L2_cache_size)
-
-    def flush(self):
-        """Overwrite 2x the L2 cache on the launching stream, so the next kernel starts cold."""
-        if self._flush_buf is None:
-            n = max(2 * self.l2_bytes(), 2**25)
-            if self.library == "cupy":
-                self._flush_buf = self._cp.empty(n, dtype=self._cp.uint8)
-            elif self.library == "numba":
-                self._flush_buf = self._cuda.device_array(n, dtype="uint8")
-            else:
-                self._flush_buf = self._torch.empty(n, dtype=self._torch.uint8, device="cuda")
-        buf = self._flush_buf
-        if self.library == "cupy":
-            buf.fill(0)
-        elif self.library == "numba":
-            from numba.cuda.cudadrv import driver
-            driver.device_memset(buf, 0, buf.nbytes, stream=0)
-        else:
-            buf.zero_()
+SPIN_MIN_S = 20e-6        # the shortest spin before a timed GPU call
+SPIN_MAX_S = 5e-3         # the longest: a host slower than this is not a launch overhead worth hiding
 
 
-def time_gpu(fn, args, kwargs, sampling: Sampling, library: str, flush: bool = True,
-             events: Events | None = None) -> Timing:
-    """Time fn(*args, **kwargs) on the GPU with CUDA events; L2 flushed before each sample."""
-    ev = events or Events(library)
-    start, end = ev.pair()
+def spin_for(host_s: float) -> float:
+    """How long the GPU should spin before a timed call whose enqueueing took the host `host_s`
+    seconds: long enough that the host's preparation ends before the GPU reaches the start event."""
+    return min(SPIN_MAX_S, max(SPIN_MIN_S, 2 * host_s))
 
-    def call():
+
+def time_gpu(fn, args, kwargs, sampling: Sampling, device, flush: bool = True,
+             clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Time fn(*args, **kwargs) on the GPU with CUDA events, through `device` (a
+    bench.devices.GpuAdapter). Before each sample: the L2 flushed, then a short spin enqueued
+    before the start event, so the time the host spends preparing the launch (argument
+    conversion, views, the dispatcher) overlaps device work instead of counting as kernel time."""
+    start, end = device.events()
+
+    def enqueue():
+        device.record(start)
         fn(*args, **kwargs)
+        device.record(end)
+
+    # warm-up: compilation and first touch, and how long the host takes to enqueue one timed call
+    fn(*args, **kwargs)
+    host_s = 0.0
+    for _ in range(3):
+        t0 = clock()
+        enqueue()
+        host_s = max(host_s, clock() - t0)
+        device.elapsed_s(start, end)           # nothing left in flight
+    spin_s = spin_for(host_s)
 
     def measure() -> float:
         if flush:
-            ev.flush()
-        ev.record(start)
-        fn(*args, **kwargs)
-        ev.record(end)
-        return ev.elapsed_s(start, end)
+            device.flush()
+        device.spin(spin_s)
+        enqueue()
+        return device.elapsed_s(start, end)
 
-    # warm-up: compilation and first-touch, timed with events so nothing is left in flight
-    call()
-    for _ in range(3):
-        measure()
-    samples, stable = sample(measure, sampling)
+    samples, stable = sample(measure, sampling, clock=clock)
     return Timing(samples, stable, "cuda_event", 1)

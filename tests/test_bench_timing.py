@@ -122,44 +122,83 @@ def test_time_cpu_excludes_warm_up_and_divides_by_reps():
 
 
 class FakeEvent:
-    def __init__(self, log):
-        self.log, self.t = log, None
-
-    def synchronize(self):
-        self.log.append("sync")
+    t: float = 0.0
 
 
-class FakeEvents(timing.Events):
-    """The Events interface on a scripted device clock: a flush costs 1 ms, the kernel 2 ms."""
+class FakeGpu:
+    """A GPU adapter (bench/devices.py) on a scripted timeline: a host clock, and one stream that
+    runs what is enqueued in order, each item starting once the host has enqueued it and the stream
+    is free. An event records the moment the stream reaches it. A flush costs 1 ms of GPU time."""
 
-    def __init__(self):
-        self.library, self.log, self.now = "fake", [], 0.0
+    library, device = "fake", "gpu"
 
-    def pair(self):
-        return FakeEvent(self.log), FakeEvent(self.log)
+    def __init__(self, spins: bool = True):
+        self.host = 0.0              # host clock, seconds
+        self.stream_free = 0.0       # when the stream has finished everything enqueued so far
+        self.spins = spins
+        self.log: list[str] = []
+
+    def clock(self) -> float:
+        return self.host
+
+    def enqueue(self, name: str, seconds: float):
+        self.log.append(name)
+        self.stream_free = max(self.host, self.stream_free) + seconds
+
+    def events(self):
+        return FakeEvent(), FakeEvent()
 
     def record(self, ev):
         self.log.append("record")
-        ev.t = self.now
+        ev.t = max(self.host, self.stream_free)
 
     def elapsed_s(self, start, end):
-        end.synchronize()
+        self.log.append("sync")
+        self.host = max(self.host, self.stream_free)
         return end.t - start.t
 
     def flush(self):
-        self.log.append("flush")
-        self.now += 1e-3
+        self.enqueue("flush", 1e-3)
+
+    def spin(self, seconds):
+        if self.spins:
+            self.enqueue("spin", seconds)
 
 
-def test_time_gpu_flushes_before_each_sample_and_times_between_events():
-    ev = FakeEvents()
-
+def kernel_on(gpu: FakeGpu, host_s: float, gpu_s: float):
+    """A launcher that spends host_s preparing (views, argument checks) before enqueuing gpu_s of work."""
     def kernel(x, out=None):
-        ev.log.append("kernel")
-        ev.now += 2e-3
-    t = timing.time_gpu(kernel, (None,), {}, timing.Sampling(budget_s=1), library="fake", events=ev)
+        gpu.host += host_s
+        gpu.enqueue("kernel", gpu_s)
+    return kernel
+
+
+def test_time_gpu_flushes_and_spins_before_each_sample_and_times_between_events():
+    gpu = FakeGpu()
+    t = timing.time_gpu(kernel_on(gpu, 0.0, 2e-3), (None,), {}, timing.Sampling(budget_s=1), device=gpu,
+                        clock=gpu.clock)
     assert t.timer == "cuda_event"
-    assert all(s == pytest.approx(2e-3) for s in t.samples_s)     # the flush is outside the events
-    body = ev.log[ev.log.index("flush"):]
-    assert body[:5] == ["flush", "record", "kernel", "record", "sync"]
-    assert body.count("flush") == body.count("kernel")
+    assert all(s == pytest.approx(2e-3) for s in t.samples_s)     # flush and spin are outside the events
+    body = gpu.log[gpu.log.index("flush"):]
+    assert body[:6] == ["flush", "spin", "record", "kernel", "record", "sync"]
+    assert body.count("flush") == body.count("spin") == body.count("kernel")
+
+
+@pytest.mark.parametrize("spins", [True, False])
+def test_a_slow_host_does_not_count_as_kernel_time(spins):
+    """The launcher takes 3 ms of host time to enqueue a 20 us kernel, longer than the flush keeps
+    the GPU busy. Without the spin the GPU idles between the start event and the kernel, and the
+    idle time is counted; with it, only the kernel is."""
+    gpu = FakeGpu(spins=spins)
+    t = timing.time_gpu(kernel_on(gpu, 3e-3, 20e-6), (None,), {}, timing.Sampling(budget_s=1), device=gpu,
+                        clock=gpu.clock)
+    if spins:
+        assert all(s == pytest.approx(20e-6) for s in t.samples_s)
+    else:
+        assert all(s == pytest.approx(2e-3 + 20e-6) for s in t.samples_s)   # 3 ms of host, 1 ms hidden by the flush
+
+
+def test_spin_outlasts_the_host_within_bounds():
+    assert timing.spin_for(0.0) == timing.SPIN_MIN_S
+    assert timing.spin_for(1e-3) == 2e-3
+    assert timing.spin_for(1.0) == timing.SPIN_MAX_S
