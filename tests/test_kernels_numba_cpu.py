@@ -19,6 +19,10 @@ from numba import njit
 
 import kernels
 import kernels.numba_cpu as K
+from kernels.numba_cpu import kernels as ops_module
+from kernels.numba_cpu import math as M
+from kernels.numba_cpu import streaming as S
+from kernels.numba_cpu.jit import X86_64
 from bench.check import check_call, compare
 from bench.inputs import random_array, special_array
 from kernels.reference import OPS, pack_mask, reference
@@ -29,13 +33,13 @@ _TEST_JIT = dict(error_model="numpy", fastmath={"contract"})   # the kernels' op
 @njit(**_TEST_JIT)
 def _exp_array(t, out):
     for i in range(t.size):
-        out[i] = K._exp(t[i])
+        out[i] = M.exp(t[i])
 
 
 @njit(**_TEST_JIT)
 def _expm1_m2_array(a, out):
     for i in range(a.size):
-        out[i] = K._expm1_m2(a[i])
+        out[i] = M.expm1_m2(a[i])
 
 
 def _rel_err(out, ref):
@@ -272,17 +276,17 @@ def test_mask_across_block_seams(dtype, monkeypatch):
 
 # --- compiled code ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["_sigmoid_kernel", "_tanh_kernel"])
+@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_sigmoid_tanh_are_vector_code_without_libm_exp(name, dtype):
+def test_sigmoid_tanh_are_vector_code_without_libm_exp(op, dtype):
     """The loop compiles to LLVM vector instructions and calls no exp: the point of writing our own."""
-    fresh = njit(**_TEST_JIT)(getattr(K, name).py_func)      # uncached: inspect_llvm needs that
+    fresh = njit(**_TEST_JIT)(K.FAMILIES[op].kernel.py_func)   # uncached: inspect_llvm needs that
     x = np.linspace(-5, 5, 100).astype(dtype)
-    fresh(x, np.empty_like(x))
+    fresh(x, None, 0.0, np.empty_like(x))
     llvm = fresh.inspect_llvm(fresh.signatures[0])
     scalar = "float" if dtype == "float32" else "double"
     assert re.search(rf"fdiv[^\n]*<\d+ x {scalar}>", llvm), "the division did not vectorise"
-    assert not re.search(r"call[^\n]*@[^\n(]*exp", llvm, flags=re.IGNORECASE), "calls an exp"
+    assert not re.search(r'call[^\n]*@"?[\w.$]*exp[\w.$]*"?\(', llvm, flags=re.IGNORECASE), "calls an exp"
 
 
 # --- streaming (non-temporal) stores ------------------------------------------------------------
@@ -314,13 +318,13 @@ def _poison_intact(view, buf, offset):
 
 def _spy_on_driver(op, monkeypatch):
     """Record the `stream` flag of every call of op's parallel driver."""
-    driver = getattr(K, f"_{op}_parallel")
+    family = K.FAMILIES[op]
     flags = []
 
     def spy(*args):
-        flags.append(args[-1])
-        return driver(*args)
-    monkeypatch.setattr(K, f"_{op}_parallel", spy)
+        flags.append(args[0])                                   # (stream, block, ...)
+        return family.parallel(*args)
+    monkeypatch.setitem(K.FAMILIES, op, S.Family(family.kernel, spy))
     return flags
 
 
@@ -362,7 +366,7 @@ def test_stream_split_aligns_the_body(dtype):
     the three cover the block; a view not aligned to its element size gets no body."""
     @njit
     def split(y, lo, hi):
-        h, b, t = K._stream_split(y, slice(lo, hi))
+        h, b, t = S.stream_split(y, slice(lo, hi))
         return h.start, h.stop, b.start, b.stop, t.start, t.stop
 
     item = np.dtype(dtype).itemsize
@@ -399,40 +403,22 @@ def _asm(dispatcher):
 
 
 def _streamed_and_ordinary_asm(op, dtype):
-    """Assembly of op's kernel compiled afresh (uncached) twice: writing a streamed output, and
-    an ordinary one. The mask ops have kernels of their own for the streaming path."""
+    """Assembly of op's serial kernel compiled afresh (uncached) twice: writing a streamed output,
+    and an ordinary one. The mask ops have kernels of their own for the streaming path."""
     jit = njit(**_TEST_JIT)
-    spec = OPS[op]
     n = 512
     x = np.linspace(-3, 3, n).astype(dtype)
     y = np.empty(n + 8, dtype)
     y = y[(-y.ctypes.data // y.itemsize) % (32 // y.itemsize):][:n]        # 32-byte aligned
     if op in ("relu_mask", "relu_grad_mask"):
-        mask = pack_mask(x)
-        streamed = jit(getattr(K, f"_{op}_streamed_kernel").py_func)
-        ordinary = jit(getattr(K, f"_{op}_kernel").py_func)
-        args = (x, y, mask.copy()) if op == "relu_mask" else (x, mask, y)
-        streamed(*args)
-        ordinary(*args)
-        return _asm(streamed), _asm(ordinary)
-    kernel = jit(getattr(K, f"_{op}_kernel").py_func)
-    slope = np.float64(0.01)
-    if spec.n_inputs == 1 and not spec.params:
-        streamed = jit(lambda a, o: kernel(a, K._streamed(o)))
-        ordinary = jit(lambda a, o: kernel(a, o))
-        args = (x, y)
-    elif spec.n_inputs == 1:
-        streamed = jit(lambda a, o, p: kernel(a, K._streamed(o), p))
-        ordinary = jit(lambda a, o, p: kernel(a, o, p))
-        args = (x, y, slope)
-    elif not spec.params:
-        streamed = jit(lambda a, b, o: kernel(a, b, K._streamed(o)))
-        ordinary = jit(lambda a, b, o: kernel(a, b, o))
-        args = (x, x, y)
+        streamed = jit(getattr(ops_module, f"_{op}_streamed_kernel"))
+        ordinary = jit(getattr(ops_module, f"_{op}_kernel"))
+        args = (x, pack_mask(x), y)
     else:
-        streamed = jit(lambda a, b, o, p: kernel(a, b, K._streamed(o), p))
-        ordinary = jit(lambda a, b, o, p: kernel(a, b, o, p))
-        args = (x, x, y, slope)
+        kernel = jit(K.FAMILIES[op].kernel.py_func)
+        streamed = jit(lambda a, b, p, o: kernel(a, b, p, S.streamed(o)))
+        ordinary = jit(lambda a, b, p, o: kernel(a, b, p, o))
+        args = (x, x if OPS[op].n_inputs == 2 else None, 0.01, y)
     streamed(*args)
     ordinary(*args)
     return _asm(streamed), _asm(ordinary)
@@ -441,7 +427,7 @@ def _streamed_and_ordinary_asm(op, dtype):
 _NT_VECTOR_STORE = re.compile(r"\bvmovnt(ps|pd|dq)\s+%[xy]mm\d+, ")
 
 
-@pytest.mark.skipif(not K._X86_64, reason="the instructions checked are x86-64's")
+@pytest.mark.skipif(not X86_64, reason="the instructions checked are x86-64's")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("op", kernels.ops())
 def test_streaming_kernel_stores_non_temporal_vectors(op, dtype):
@@ -452,12 +438,51 @@ def test_streaming_kernel_stores_non_temporal_vectors(op, dtype):
     assert not re.search(r"\bv?movnt", ordinary), "a non-temporal store in the ordinary kernel"
 
 
-@pytest.mark.skipif(not K._X86_64, reason="the instruction checked is x86-64's")
+@pytest.mark.skipif(not X86_64, reason="the instruction checked is x86-64's")
 def test_store_fence_is_sfence():
     @njit(**_TEST_JIT)
     def fenced(y):
         y[0] = 1.0
-        K._store_fence()
+        S.store_fence()
 
     fenced(np.zeros(1))
     assert re.search(r"\bsfence\b", _asm(fenced))
+
+
+# --- the disk cache -----------------------------------------------------------------------------
+
+_CLOSURE_DIGESTS = """
+import hashlib, sys
+from numba.core.serialize import dumps
+from kernels.numba_cpu import FAMILIES
+for op, family in FAMILIES.items():
+    for f in family:
+        cells = tuple(c.cell_contents for c in f.py_func.__closure__ or ())
+        print(op, hashlib.sha256(dumps(cells)).hexdigest())
+"""
+
+
+def test_cache_keys_are_the_same_in_every_process():
+    """numba keys a cached closure by its pickled cells: a key that changed from one process to
+    the next (a dispatcher's fresh id in a cell) would recompile every kernel in every run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    runs = [subprocess.run([sys.executable, "-c", _CLOSURE_DIGESTS], cwd=root, capture_output=True,
+                           text=True, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0].splitlines()) == 2 * len(K.FAMILIES)
+
+
+def test_cache_stamp_covers_every_file_of_the_package(tmp_path, monkeypatch):
+    """An edit to any file of the package (math.py, say) makes every cached kernel stale."""
+    from kernels.numba_cpu import jit
+
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text(f"# {name}\n")
+    monkeypatch.setattr(jit, "_HERE", tmp_path)
+    locator = jit._PackageStamp.__new__(jit._PackageStamp)
+    before = locator.get_source_stamp()
+    (tmp_path / "b.py").write_text("# b.py, edited\n")
+    assert locator.get_source_stamp() != before

@@ -1,0 +1,66 @@
+"""numba.njit options shared by every numba_cpu module, and a cache that knows the package's files.
+
+Kernels are cached on disk (`cache=True`). numba judges a cached function fresh by its own file
+only, but a kernel here is assembled from several files (an op from kernels.py, its exp from
+math.py, its driver from streaming.py): an edit to math.py alone would leave stale machine code in
+the cache. The locators below, used for this package's files only, stamp every entry with the
+contents of all of the package's sources, so that any edit recompiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numba.core.caching as _caching
+from llvmlite import binding as llvm
+
+X86_64 = llvm.get_process_triple().split("-")[0] in ("x86_64", "amd64")
+
+# error_model="numpy": a division never checks for zero (a branch that stops vectorisation).
+# No fast-math flag but `contract` (fused multiply-add): NaN and inf keep their IEEE meaning.
+DEVICE = dict(cache=True, error_model="numpy", fastmath={"contract"})
+PARALLEL = dict(DEVICE, parallel=True)
+
+_HERE = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=8)
+def _package_stamp(stats: tuple) -> bytes:
+    h = hashlib.sha256()
+    for path, _mtime, _size in stats:
+        h.update(Path(path).read_bytes())
+    return h.digest()
+
+
+class _PackageStamp:
+    """A locator mixin: applies to this package's files only, stamped with all of them."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve().parent != _HERE:
+            return None
+        return super().from_function(py_func, py_file)
+
+    def get_source_stamp(self):
+        files = sorted(_HERE.glob("*.py"))
+        return _package_stamp(tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
+def _numba_locator(*names):
+    """numba's locator class under its current or its older (underscored) name."""
+    return next(getattr(_caching, n) for n in names if hasattr(_caching, n))
+
+
+def _install_locators() -> None:
+    impl = _numba_locator("CacheImpl", "_CacheImpl")
+    ours = [type(f"_Package{base.__name__.lstrip('_')}", (_PackageStamp, base), {})
+            for base in (_numba_locator("UserProvidedCacheLocator", "_UserProvidedCacheLocator"),
+                         _numba_locator("InTreeCacheLocator", "_InTreeCacheLocator"),
+                         _numba_locator("UserWideCacheLocator", "_UserWideCacheLocator"))]
+    if not any(issubclass(c, _PackageStamp) for c in impl._locator_classes):
+        impl._locator_classes[:0] = ours
+
+
+_install_locators()
