@@ -42,7 +42,7 @@ lint: venv
 	$(PY) -m ruff check .
 
 resources: venv
-	$(PY) -m kernels.nvrtc --report reports/kernels-resources.md
+	$(PY) -m kernels.resources --report reports/kernels-resources.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -3,15 +3,20 @@
 - `cupy`: CuPy's own ufuncs, the way a GPU user writes them (`cupy.maximum(x, 0)`,
   `1 / (1 + cupy.exp(-x))`): the GPU peer. It is the NumPy baseline's code itself
   (kernels/numpy_cpu.py, `ArrayModuleOps`) run with `xp = cupy`.
-- `cupy_elementwise`: one `cupy.ElementwiseKernel` per op. Each body is a module-level string
-  (`*_BODY`, gathered in `ELEMENTWISE`) so that kernels/nvrtc.py compiles them without a GPU.
+- `cupy_elementwise`: one `cupy.ElementwiseKernel` per op, declared in `ELEMENTWISE` (parameters
+  in CuPy's syntax and a body), so that kernels/cupy_expand.py can run CuPy's own type resolution
+  and code generation on them without a GPU.
 - `cupy_raw`: `cupy.RawModule` over kernels/cuda/*.cu (grid-stride loops, 16-byte vectors, a
-  scalar tail; see kernels/cuda/common.cuh), launched with 256 threads per block and a grid of
-  the device's SMs x the blocks each SM holds at once, never more blocks than there is work.
+  scalar tail; see kernels/cuda/common.cuh), launched with BLOCK threads per block and a grid of
+  the device's SMs x the blocks each SM holds at once (CUDA's occupancy API), never more blocks
+  than there is work.
 
-CuPy is imported by the probe, on first use, never at `import kernels`; ElementwiseKernels and
-RawModules are built on first use and cached. Every launcher writes into `out` when given and
-returns it; all launch on the current stream. Bytes moved per call: see bench/roofline.py.
+Both kernel families are launched by one generic launcher each, registered for every op of the
+OPS table (kernels/reference.py): the arguments follow the op's inputs, outputs and parameters.
+CuPy is imported by the probe, on first use, never at `import kernels`; the probes compile and
+launch a trivial kernel, so missing CUDA headers are a reason, not a failure in every case.
+ElementwiseKernels and RawModules are built on first use and cached. Every launcher writes into
+`out` when given and returns it; all launch on the current stream.
 """
 
 from __future__ import annotations
@@ -19,31 +24,27 @@ from __future__ import annotations
 import functools
 import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from .cuda_build import BLOCK, CUDA_DIR, DTYPES, raw_kernel_name, raw_options
 from .numpy_cpu import ArrayModuleOps, register_all
-from .registry import Available, Backend, declare_backend, register
+from .reference import OPS
+from .registry import Available, Backend, declare_backend, output_layout, register
 
 cupy = None
 
-DTYPES = ("float16", "float32", "float64")
-CUDA_DIR = Path(__file__).parent / "cuda"
-BLOCK = 256                                  # threads per block; ACT_BLOCK in kernels/cuda/common.cuh
 RAW_SOURCES = {                              # op -> the .cu file that holds its RawKernels
     "relu": "relu.cu", "relu_grad": "relu.cu", "leaky_relu": "relu.cu", "leaky_relu_grad": "relu.cu",
     "relu_mask": "relu.cu", "relu_grad_mask": "relu.cu",
     "sigmoid": "sigmoid.cu", "sigmoid_grad": "sigmoid.cu",
     "tanh": "tanh.cu", "tanh_grad": "tanh.cu",
 }
-SUFFIX = {"float16": "f16", "float32": "f32", "float64": "f64"}
-COMPUTE = {"float16": np.float32, "float32": np.float32, "float64": np.float64}   # scalar args (slope)
+COMPUTE = {"float16": np.float32, "float32": np.float32, "float64": np.float64}   # RawKernels' scalar args
 
-
-def raw_kernel_name(op: str, dtype: str) -> str:
-    """The extern "C" name of op's RawKernel for dtype: _relu_kernel_f32."""
-    return f"_{op}_kernel_{SUFFIX[dtype]}"
+_PROBE_RAW = r"""#include "common.cuh"
+extern "C" __global__ void _actbench_probe(__half* y) { y[0] = act::from_c<__half>(1.0f); }
+"""
 
 
 @functools.cache
@@ -61,7 +62,31 @@ def _probe_cupy() -> str | None:
         return f"no CUDA GPU: cupy.cuda.runtime.getDeviceCount() failed: {type(exc).__name__}: {exc}"
     if count == 0:
         return "no CUDA GPU (cupy.cuda.runtime.getDeviceCount() is 0)"
+    try:       # CuPy's headers, NVRTC and a launch: what every ElementwiseKernel needs
+        y = _cupy.ElementwiseKernel("T x", "T y", "y = x", "_actbench_probe")(_cupy.ones(1, _cupy.float16))
+        _cupy.cuda.get_current_stream().synchronize()
+        if float(y[0]) != 1.0:
+            return "CuPy's probe kernel gave a wrong value"
+    except Exception as exc:
+        return f"CuPy cannot compile and launch a kernel: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     cupy = _cupy
+    return None
+
+
+@functools.cache
+def _probe_raw() -> str | None:
+    reason = _probe_cupy()
+    if reason is not None:
+        return reason
+    try:       # kernels/cuda's headers (cuda_fp16.h through CuPy's include path) and a launch
+        y = cupy.zeros(1, cupy.float16)
+        cupy.RawModule(code=_PROBE_RAW, options=raw_options()).get_function("_actbench_probe")((1,), (1,), (y,))
+        cupy.cuda.get_current_stream().synchronize()
+        if float(y[0]) != 1.0:
+            return "the RawModule probe kernel gave a wrong value"
+    except Exception as exc:
+        return (f"CuPy cannot compile kernels/cuda's headers: {type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]}")
     return None
 
 
@@ -72,9 +97,9 @@ def _describe() -> str:
     return f"CuPy {cupy.__version__} on {name} (sm_{dev.compute_capability})"
 
 
-def _declare(name: str, what: str) -> Backend:
+def _declare(name: str, what: str, probe_fn) -> Backend:
     def probe() -> Available | str:
-        return _probe_cupy() or Available(description=f"{what}; {_describe()}")
+        return probe_fn() or Available(description=f"{what}; {_describe()}")
 
     return declare_backend(Backend(
         name=name,
@@ -91,19 +116,20 @@ def _declare(name: str, what: str) -> Backend:
     ))
 
 
-_declare("cupy", "CuPy's own ufuncs, as a GPU user would write them")
-_declare("cupy_elementwise", "cupy.ElementwiseKernel per op (kernels/cupy_gpu.py)")
-_declare("cupy_raw", "cupy.RawModule over kernels/cuda/*.cu: grid-stride, 16-byte vectors")
+_declare("cupy", "CuPy's own ufuncs, as a GPU user would write them", _probe_cupy)
+_declare("cupy_elementwise", "cupy.ElementwiseKernel per op (kernels/cupy_gpu.py)", _probe_cupy)
+_declare("cupy_raw", "cupy.RawModule over kernels/cuda/*.cu: grid-stride, 16-byte vectors", _probe_raw)
 
 
-def _out(out, like):
-    return cupy.empty_like(like) if out is None else out
+def _outputs(op: str, first, out) -> tuple:
+    """The op's output arrays: out= as given (a tuple for several), else new ones like `first`."""
+    if out is not None:
+        return out if isinstance(out, tuple) else (out,)
+    return tuple(cupy.empty(shape, dt) for shape, dt in output_layout(OPS[op], first))
 
 
-def _outs(out, x):
-    y, mask = (None, None) if out is None else out
-    n = x.size
-    return _out(y, x), (cupy.empty(((n + 7) // 8,), cupy.uint8) if mask is None else mask)
+def _returned(outs: tuple):
+    return outs if len(outs) > 1 else outs[0]
 
 
 # ================================================================================================
@@ -116,10 +142,11 @@ register_all("cupy", ArrayModuleOps(lambda: cupy))
 # ================================================================================================
 # cupy_elementwise: one ElementwiseKernel per op
 # ================================================================================================
-# CuPy expands an ElementwiseKernel into a typedef per type placeholder (T: the array dtype, S:
-# the scalar's, float for float16 and float32), this preamble, and a grid-stride loop whose body
-# binds each non-raw parameter to a reference to its element i, then runs the body. Arithmetic is
-# in C: float for float16 (CuPy's float16 class converts to and from float), T otherwise.
+# CuPy expands an ElementwiseKernel into a typedef per type placeholder that an array argument
+# binds (T here; a placeholder only a scalar uses is never bound), this preamble, and a
+# grid-stride loop whose body binds each non-raw parameter to a reference to its element, then
+# runs the body. Arithmetic is in C: float for float16 (CuPy's float16 converts to and from
+# float), T otherwise.
 
 ELEMENTWISE_PREAMBLE = r"""
 template <typename E> struct act_compute { typedef E type; };      // arithmetic type of an element type
@@ -150,8 +177,10 @@ SIGMOID_GRAD_BODY = _C + "const C v = y;\ndx = (C(dy) * v) * (C(1) - v);"
 TANH_BODY = _C + "y = act_tanh(C(x));"
 # tanh_grad: dy * (1 - y * y); 1 - y * y may become one FMA (NVRTC's default --fmad=true).
 TANH_GRAD_BODY = _C + "const C v = y;\ndx = C(dy) * (C(1) - v * v);"
-LEAKY_RELU_BODY = _C + "const C v = x;\ny = v > C(0) ? v : slope * v;"
-LEAKY_RELU_GRAD_BODY = _C + "const C d = dy;\ndx = C(x) > C(0) ? d : slope * d;"
+# leaky_relu(_grad): the slope comes as a float64 scalar (a placeholder only a scalar uses is never
+# bound by CuPy) and is rounded to C once, as the RawKernels' slope argument is.
+LEAKY_RELU_BODY = _C + "const C v = x;\ny = v > C(0) ? v : C(slope) * v;"
+LEAKY_RELU_GRAD_BODY = _C + "const C d = dy;\ndx = C(x) > C(0) ? d : C(slope) * d;"
 # relu_mask runs over the mask's bytes: byte i packs x[8i .. 8i+7] > 0 (little bit order) and
 # writes the same eight elements of y.
 RELU_MASK_BODY = _C + (
@@ -171,19 +200,44 @@ RELU_GRAD_MASK_BODY = _C + (
     "dx = keep ? C(dy) : C(0);")
 
 
+def _param_words(spec: str) -> list[tuple[str, str]]:
+    """CuPy's 'raw T x, int64 n' -> [('T', 'x'), ('int64', 'n')]."""
+    return [(words[-2], words[-1]) for words in (part.split() for part in spec.split(","))]
+
+
 @dataclass(frozen=True)
 class Elementwise:
-    """The arguments of one cupy.ElementwiseKernel, in CuPy's syntax."""
+    """The arguments of one cupy.ElementwiseKernel, in CuPy's syntax. Parameters named as the op's
+    inputs and outputs are its arrays (flattened); a parameter named as one of the op's params
+    (slope) is that scalar, and `n` the element count, each of its declared dtype."""
 
     op: str
     in_params: str
     out_params: str
     body: str
-    scalars: tuple[str, ...] = ()     # parameters passed as scalars, not arrays
 
     @property
     def name(self) -> str:
         return f"_{self.op}_kernel"
+
+    def build(self, cp):
+        """The cupy.ElementwiseKernel (building one needs no device; compiling does)."""
+        return cp.ElementwiseKernel(self.in_params, self.out_params, self.body, self.name,
+                                    preamble=ELEMENTWISE_PREAMBLE)
+
+    def arguments(self, arrays, outs, params: dict) -> list:
+        """What the launcher passes to the kernel: the in_params' values, then the outputs."""
+        spec = OPS[self.op]
+        named = dict(zip(spec.inputs, arrays))
+        args = []
+        for typ, name in _param_words(self.in_params):
+            if name in named:
+                args.append(named[name].reshape(-1))
+            elif name == "n":
+                args.append(np.int64(arrays[0].size))
+            else:
+                args.append(np.dtype(typ).type(params[name]))
+        return args + [o.reshape(-1) for o in outs]
 
 
 ELEMENTWISE = {e.op: e for e in (
@@ -193,100 +247,41 @@ ELEMENTWISE = {e.op: e for e in (
     Elementwise("sigmoid_grad", "T dy, T y", "T dx", SIGMOID_GRAD_BODY),
     Elementwise("tanh", "T x", "T y", TANH_BODY),
     Elementwise("tanh_grad", "T dy, T y", "T dx", TANH_GRAD_BODY),
-    Elementwise("leaky_relu", "T x, S slope", "T y", LEAKY_RELU_BODY, scalars=("slope",)),
-    Elementwise("leaky_relu_grad", "T dy, T x, S slope", "T dx", LEAKY_RELU_GRAD_BODY, scalars=("slope",)),
-    Elementwise("relu_mask", "raw T x, int64 n", "raw T y, uint8 mask", RELU_MASK_BODY, scalars=("n",)),
+    Elementwise("leaky_relu", "T x, float64 slope", "T y", LEAKY_RELU_BODY),
+    Elementwise("leaky_relu_grad", "T dy, T x, float64 slope", "T dx", LEAKY_RELU_GRAD_BODY),
+    Elementwise("relu_mask", "raw T x, int64 n", "raw T y, uint8 mask", RELU_MASK_BODY),
     Elementwise("relu_grad_mask", "T dy, raw uint8 mask", "T dx", RELU_GRAD_MASK_BODY),
 )}
 
 
 @functools.cache
 def _elementwise(op: str):
-    e = ELEMENTWISE[op]
-    return cupy.ElementwiseKernel(e.in_params, e.out_params, e.body, e.name, preamble=ELEMENTWISE_PREAMBLE)
+    return ELEMENTWISE[op].build(cupy)
 
 
-def _slope(x, slope):
-    return COMPUTE[str(x.dtype)](slope)
+def _elementwise_launcher(op: str):
+    ew = ELEMENTWISE[op]
+
+    def launch(*arrays, out=None, **params):
+        outs = _outputs(op, arrays[0], out)
+        _elementwise(op)(*ew.arguments(arrays, outs, params))
+        return _returned(outs)
+
+    launch.__name__ = launch.__qualname__ = f"{op}_elementwise"
+    return launch
 
 
-@register("relu", "cupy_elementwise")
-def relu_ew(x, out=None):
-    return _elementwise("relu")(x, _out(out, x))
-
-
-@register("relu_grad", "cupy_elementwise")
-def relu_grad_ew(dy, x, out=None):
-    return _elementwise("relu_grad")(dy, x, _out(out, dy))
-
-
-@register("sigmoid", "cupy_elementwise")
-def sigmoid_ew(x, out=None):
-    return _elementwise("sigmoid")(x, _out(out, x))
-
-
-@register("sigmoid_grad", "cupy_elementwise")
-def sigmoid_grad_ew(dy, y, out=None):
-    return _elementwise("sigmoid_grad")(dy, y, _out(out, dy))
-
-
-@register("tanh", "cupy_elementwise")
-def tanh_ew(x, out=None):
-    return _elementwise("tanh")(x, _out(out, x))
-
-
-@register("tanh_grad", "cupy_elementwise")
-def tanh_grad_ew(dy, y, out=None):
-    return _elementwise("tanh_grad")(dy, y, _out(out, dy))
-
-
-@register("leaky_relu", "cupy_elementwise")
-def leaky_relu_ew(x, out=None, slope=0.01):
-    return _elementwise("leaky_relu")(x, _slope(x, slope), _out(out, x))
-
-
-@register("leaky_relu_grad", "cupy_elementwise")
-def leaky_relu_grad_ew(dy, x, out=None, slope=0.01):
-    return _elementwise("leaky_relu_grad")(dy, x, _slope(dy, slope), _out(out, dy))
-
-
-@register("relu_mask", "cupy_elementwise")
-def relu_mask_ew(x, out=None):
-    y, mask = _outs(out, x)
-    if mask.size:                         # the kernel's size is the mask's: ceil(n / 8) bytes
-        _elementwise("relu_mask")(x.reshape(-1), np.int64(x.size), y.reshape(-1), mask)
-    return y, mask
-
-
-@register("relu_grad_mask", "cupy_elementwise")
-def relu_grad_mask_ew(dy, mask, out=None):
-    out = _out(out, dy)
-    _elementwise("relu_grad_mask")(dy.reshape(-1), mask, out.reshape(-1))
-    return out
+for _op in ELEMENTWISE:
+    register(_op, "cupy_elementwise")(_elementwise_launcher(_op))
 
 
 # ================================================================================================
 # cupy_raw: RawModule over kernels/cuda/*.cu
 # ================================================================================================
 
-def raw_options(nvrtc_major: int | None = None) -> tuple[str, ...]:
-    """NVRTC options of the RawModules (the architecture is CuPy's to add): C++17, NVRTC's default
-    FMA contraction spelled out, kernels/cuda on the include path, and cuda_fp16.h's folder when
-    one matching NVRTC's major version is found (else kernels/cuda/fp16.cuh's stand-in is used).
-    CuPy itself adds -ftz=true and the -arch of the current device."""
-    from .nvrtc import fp16_include_dir
-    opts = ["--std=c++17", "--fmad=true", f"-I{CUDA_DIR}"]
-    found = fp16_include_dir(nvrtc_major)
-    if found is not None:
-        opts.append(f"-I{found[0]}")
-    return tuple(opts)
-
-
 @functools.cache
 def _module(filename: str):
-    major = cupy.cuda.nvrtc.getVersion()[0]
-    code = (CUDA_DIR / filename).read_text()
-    return cupy.RawModule(code=code, options=raw_options(major))
+    return cupy.RawModule(code=(CUDA_DIR / filename).read_text(), options=raw_options())
 
 
 @functools.cache
@@ -295,103 +290,39 @@ def _raw_function(op: str, dtype: str):
 
 
 @functools.cache
-def _attributes(device: int) -> dict:
-    """The device's attributes (cudaDevAttr* names without the prefix), read once."""
-    return cupy.cuda.Device(device).attributes
+def _sm_count(device: int) -> int:
+    return int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
 
 
 @functools.cache
 def _resident_blocks(op: str, dtype: str, device: int) -> int:
-    """Blocks of BLOCK threads one SM holds at once for this kernel (its registers permitting)."""
+    """Blocks of BLOCK threads one SM holds at once for this kernel (CUDA's occupancy API)."""
     fn = _raw_function(op, dtype)
-    try:
-        return max(1, cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.kernel.ptr, BLOCK, 0))
-    except Exception:  # older CuPy: from the register count and the SM's limits
-        attrs = _attributes(device)
-        by_threads = attrs.get("MaxThreadsPerMultiProcessor", 2048) // BLOCK
-        by_regs = attrs.get("MaxRegistersPerMultiprocessor", 65536) // max(1, fn.num_regs * BLOCK)
-        return max(1, min(by_threads, by_regs))
+    return max(1, cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.kernel.ptr, BLOCK, 0))
 
 
-def _launch(op: str, x, args: tuple) -> None:
-    """Launch op's RawKernel for x's dtype over n = x.size elements on the current stream: a grid
-    of SMs x resident blocks, fewer when n needs fewer threads (one per 16-byte vector)."""
-    n = x.size
-    if n == 0:
-        return
-    dtype = str(x.dtype)
-    device = cupy.cuda.runtime.getDevice()
-    per_thread = 16 // x.dtype.itemsize
-    wanted = -(-n // (per_thread * BLOCK))
-    grid = min(_attributes(device)["MultiProcessorCount"] * _resident_blocks(op, dtype, device), wanted)
-    _raw_function(op, dtype)((max(1, grid),), (BLOCK,), args)
+def _raw_launcher(op: str):
+    spec = OPS[op]
+
+    def launch(*arrays, out=None, **params):
+        """op's RawKernel over n = x.size elements on the current stream: a grid of SMs x resident
+        blocks, fewer when n needs fewer threads (one per 16-byte vector). The arguments are the
+        .cu kernel's: inputs, outputs, n, then the op's scalars in the compute type."""
+        first = arrays[0]
+        outs = _outputs(op, first, out)
+        n = first.size
+        if n:
+            dtype = str(first.dtype)
+            device = cupy.cuda.runtime.getDevice()
+            wanted = -(-n // ((16 // first.dtype.itemsize) * BLOCK))
+            grid = max(1, min(_sm_count(device) * _resident_blocks(op, dtype, device), wanted))
+            scalars = tuple(COMPUTE[dtype](params[p]) for p in spec.params)
+            _raw_function(op, dtype)((grid,), (BLOCK,), (*arrays, *outs, np.int64(n), *scalars))
+        return _returned(outs)
+
+    launch.__name__ = launch.__qualname__ = f"{op}_raw"
+    return launch
 
 
-@register("relu", "cupy_raw")
-def relu_raw(x, out=None):
-    out = _out(out, x)
-    _launch("relu", x, (x, out, np.int64(x.size)))
-    return out
-
-
-@register("relu_grad", "cupy_raw")
-def relu_grad_raw(dy, x, out=None):
-    out = _out(out, dy)
-    _launch("relu_grad", dy, (dy, x, out, np.int64(dy.size)))
-    return out
-
-
-@register("sigmoid", "cupy_raw")
-def sigmoid_raw(x, out=None):
-    out = _out(out, x)
-    _launch("sigmoid", x, (x, out, np.int64(x.size)))
-    return out
-
-
-@register("sigmoid_grad", "cupy_raw")
-def sigmoid_grad_raw(dy, y, out=None):
-    out = _out(out, dy)
-    _launch("sigmoid_grad", dy, (dy, y, out, np.int64(dy.size)))
-    return out
-
-
-@register("tanh", "cupy_raw")
-def tanh_raw(x, out=None):
-    out = _out(out, x)
-    _launch("tanh", x, (x, out, np.int64(x.size)))
-    return out
-
-
-@register("tanh_grad", "cupy_raw")
-def tanh_grad_raw(dy, y, out=None):
-    out = _out(out, dy)
-    _launch("tanh_grad", dy, (dy, y, out, np.int64(dy.size)))
-    return out
-
-
-@register("leaky_relu", "cupy_raw")
-def leaky_relu_raw(x, out=None, slope=0.01):
-    out = _out(out, x)
-    _launch("leaky_relu", x, (x, out, np.int64(x.size), _slope(x, slope)))
-    return out
-
-
-@register("leaky_relu_grad", "cupy_raw")
-def leaky_relu_grad_raw(dy, x, out=None, slope=0.01):
-    out = _out(out, dy)
-    _launch("leaky_relu_grad", dy, (dy, x, out, np.int64(dy.size), _slope(dy, slope)))
-    return out
-
-
-@register("relu_mask", "cupy_raw")
-def relu_mask_raw(x, out=None):
-    y, mask = _outs(out, x)
-    _launch("relu_mask", x, (x, y, mask, np.int64(x.size)))
-    return y, mask
-
-
-@register("relu_grad_mask", "cupy_raw")
-def relu_grad_mask_raw(dy, mask, out=None):
-    out = _out(out, dy)
-    _launch("relu_grad_mask", dy, (dy, mask, out, np.int64(dy.size)))
-    return out
+for _op in RAW_SOURCES:
+    register(_op, "cupy_raw")(_raw_launcher(_op))

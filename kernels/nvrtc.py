@@ -1,49 +1,27 @@
-"""Compile every CUDA C source of actbench with NVRTC, without a GPU, and read ptxas's resource report.
+"""Compile CUDA C with NVRTC, without a GPU, and read ptxas's resource report: the engine behind
+the compile tests (tests/test_kernels_nvrtc.py) and `make resources` (kernels/resources.py).
 
-    python -m kernels.nvrtc                          # compile all for sm_80 and sm_90; exit 1 on any problem
-    python -m kernels.nvrtc --report reports/kernels-resources.md
-
-What is compiled (`targets()`):
-- each kernels/cuda/*.cu file, exactly as the cupy_raw backend hands it to cupy.RawModule;
-- each ElementwiseKernel of the cupy_elementwise backend (kernels/cupy_gpu.py), for each dtype,
-  wrapped the way CuPy expands one: a typedef per type placeholder, the preamble, and a
-  grid-stride loop that binds each non-raw parameter to a reference to its element i. CuPy's
-  CArray and CIndexer are plain pointers and a flat index here (what they reduce to for the
-  contiguous 1-D arrays the launchers pass) and CuPy's float16 class is a small stand-in with the
-  same conversions to and from float, so register counts are close to CuPy's, not identical.
-
-Each is compiled for sm_80 and sm_90 with `-Xptxas=-v` (and ptxas's --warn-on-spills): a
-compile error, any warning in the log, or a kernel that spills is a failure. `parse_ptxas`
-reads registers, shared memory, stack frame and spill bytes per kernel from the log.
+Each compile adds `-Xptxas=-v` (and ptxas's --warn-on-spills) to the options it is given: a
+compile error, any warning in the log, or a kernel that spills is a problem (`Compiled.problems`).
+`parse_ptxas` reads registers, shared memory, stack frame and spill bytes per kernel from the log.
 
 NVRTC comes from PyPI (cuda-bindings and nvidia-cuda-nvrtc, the dev extra); it is imported on
-first use, so importing this module never needs it. cuda_fp16.h is not built into NVRTC:
-`fp16_include_dir` finds a copy (pip wheels, numba-cuda's, the CUDA toolkit); without one the
-sources fall back to the stand-in in kernels/cuda/fp16.cuh.
+first use, so importing this module never needs it. No runtime module imports this one.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import os
 import re
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-CUDA_DIR = Path(__file__).parent / "cuda"
+from .cuda_build import fp16_include_dir, raw_options
+
 ARCHS = ("sm_80", "sm_90")
-# Options shared with the cupy_raw RawModules (kernels/cupy_gpu.py raw_options) ...
-LANG_OPTIONS = ("--std=c++17", "--fmad=true")
-# ... what CuPy adds to every compile (cupy/cuda/compiler.py): flush subnormal floats to zero ...
-CUPY_OPTIONS = ("-ftz=true",)
-# ... and the report: ptxas's resource usage, and spills as warnings.
+# what CuPy adds to every compile (cupy/cuda/compiler.py): flush subnormal floats to zero
+CUPY_FTZ = ("-ftz=true",)
+# the report: ptxas's resource usage, and spills as warnings
 PTXAS_OPTIONS = ("-Xptxas=-v", "-Xptxas=--warn-on-spills")
-TYPE_NAMES = {"float16": "float16", "float32": "float", "float64": "double"}   # CuPy's C names
-CUPY_SCALAR_TYPES = {"uint8": "unsigned char", "int32": "int", "int64": "long long",
-                     "float32": "float", "float64": "double", "bool": "bool"}
-COMPUTE_TYPE = {"float16": "float", "float32": "float", "float64": "double"}   # S in the specs
 
 
 def reason() -> str | None:
@@ -76,38 +54,22 @@ def version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-# ---- cuda_fp16.h -----------------------------------------------------------------------------
+def fp16_folder() -> tuple | None:
+    """cuda_fp16.h's folder for this NVRTC's major version, or None (kernels/cuda/fp16.cuh's
+    stand-in is then used)."""
+    try:
+        major = version()[0]
+    except Exception:
+        major = None
+    return fp16_include_dir(major)
 
-def fp16_include_dir(major: int | None = None) -> tuple[Path, str] | None:
-    """(folder holding cuda_fp16.h, short label) for NVRTC `major` (default: this NVRTC's), or None.
 
-    Looked for in: pip wheels (nvidia/cu<major>/include, nvidia/cuda_runtime/include), numba-cuda's
-    bundled copy (numba_cuda/numba/cuda/include/<major>), then $CUDA_HOME, $CUDA_PATH and
-    /usr/local/cuda. The header of another major version is never picked from the first two.
-    """
-    if major is None:
-        try:
-            major = version()[0]
-        except Exception:
-            major = None
-    candidates: list[tuple[Path, str]] = []
-    for entry in sys.path:
-        if not entry or not os.path.isdir(entry):
-            continue
-        root = Path(entry)
-        if major is not None:
-            candidates.append((root / "nvidia" / f"cu{major}" / "include", f"pip wheel nvidia/cu{major}/include"))
-            candidates.append((root / "numba_cuda" / "numba" / "cuda" / "include" / str(major),
-                               f"numba-cuda's bundled include/{major}"))
-        candidates.append((root / "nvidia" / "cuda_runtime" / "include", "pip wheel nvidia/cuda_runtime/include"))
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var):
-            candidates.append((Path(os.environ[var]) / "include", f"${var}/include"))
-    candidates.append((Path("/usr/local/cuda/include"), "/usr/local/cuda/include"))
-    for folder, label in candidates:
-        if (folder / "cuda_fp16.h").is_file():
-            return folder, label
-    return None
+def standalone_options(*, fp16: bool = True) -> tuple[str, ...]:
+    """Options for a kernels/cuda source compiled outside CuPy: the RawModules' own, the -ftz=true
+    CuPy adds, and cuda_fp16.h's folder (fp16=False forces kernels/cuda/fp16.cuh's stand-in)."""
+    found = fp16_folder() if fp16 else None
+    extra = (f"-I{found[0]}",) if found else ()
+    return (*raw_options(), *CUPY_FTZ, *extra, *(() if fp16 else ("-DACTBENCH_NO_CUDA_FP16",)))
 
 
 # ---- compiling -------------------------------------------------------------------------------
@@ -202,25 +164,11 @@ def _log_problems(log: str) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def options(arch: str, *, fp16: bool = True, extra: tuple[str, ...] = ()) -> list[str]:
-    """The NVRTC options of the check: the RawModules' language options, the -ftz=true CuPy adds,
-    this folder and cuda_fp16.h's on the include path (unless fp16=False), the arch and ptxas's
-    report."""
-    opts = [f"--gpu-architecture={arch}", *LANG_OPTIONS, *CUPY_OPTIONS, f"-I{CUDA_DIR}"]
-    found = fp16_include_dir() if fp16 else None
-    if found is not None:
-        opts.append(f"-I{found[0]}")
-    if not fp16:
-        opts.append("-DACTBENCH_NO_CUDA_FP16")
-    return opts + list(PTXAS_OPTIONS) + list(extra)
-
-
-def compile_source(source: str, label: str, arch: str, *, fp16: bool = True,
-                   extra: tuple[str, ...] = (), want_ptx: bool = False) -> Compiled | tuple[Compiled, str]:
-    """Compile CUDA C `source` for `arch` with NVRTC; the log checked and parsed. With want_ptx,
-    also return the PTX (a second compile, for the virtual architecture)."""
+def compile_source(source: str, label: str, arch: str, options: tuple[str, ...] | None = None) -> Compiled:
+    """Compile CUDA C `source` for `arch` with NVRTC and `options` (default: standalone_options());
+    the log checked and parsed."""
     nv = _nvrtc()
-    opts = options(arch, fp16=fp16, extra=extra)
+    opts = [*(standalone_options() if options is None else options), f"--gpu-architecture={arch}", *PTXAS_OPTIONS]
     prog = _check(nv.nvrtcCreateProgram(source.encode(), label.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         (err,) = nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
@@ -236,16 +184,13 @@ def compile_source(source: str, label: str, arch: str, *, fp16: bool = True,
     kernels = parse_ptxas(log) if int(err) == 0 else {}
     order = {k: i for i, k in enumerate(kernel_names(source))}     # as the source defines them
     kernels = dict(sorted(kernels.items(), key=lambda kv: order.get(kv[0], len(order))))
-    result = Compiled(label, arch, log, errors, warnings, kernels)
-    if not want_ptx:
-        return result
-    return result, ptx_of(source, label, arch, fp16=fp16) if result.ok else ""
+    return Compiled(label, arch, log, errors, warnings, kernels)
 
 
-def ptx_of(source: str, label: str, arch: str, *, fp16: bool = True) -> str:
+def ptx_of(source: str, label: str, arch: str, options: tuple[str, ...] | None = None) -> str:
     """The PTX NVRTC makes of `source` for arch's virtual architecture (compute_XX)."""
     nv = _nvrtc()
-    opts = [o for o in options(arch.replace("sm_", "compute_"), fp16=fp16) if not o.startswith("-Xptxas")]
+    opts = [*(standalone_options() if options is None else options), f"--gpu-architecture={arch.replace('sm_', 'compute_')}"]
     prog = _check(nv.nvrtcCreateProgram(source.encode(), label.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         _check(nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts]), f"compiling {label}")
@@ -257,169 +202,15 @@ def ptx_of(source: str, label: str, arch: str, *, fp16: bool = True) -> str:
     return buf.rstrip(b"\0").decode()
 
 
-# ---- what is compiled ------------------------------------------------------------------------
-
-def raw_sources() -> list[Path]:
-    """Every kernels/cuda/*.cu file."""
-    return sorted(CUDA_DIR.glob("*.cu"))
+_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(')
 
 
 def kernel_names(source: str) -> list[str]:
-    """The extern "C" __global__ kernels a CUDA C source defines."""
-    return re.findall(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(', source)
+    """The extern "C" __global__ kernels a CUDA C source defines, as written (a macro's expansions
+    are found in the PTX instead: `entry_names`)."""
+    return _KERNEL.findall(source)
 
 
-# A stand-in for CuPy's float16 (cupy/_core/include/cupy/float16.cuh): __half storage, converts
-# implicitly from float and to float, so that bodies written for CuPy compile the same way here.
-_FLOAT16_STANDIN = r"""
-#include "fp16.cuh"
-class float16 {
-    __half data_;
-public:
-    float16() = default;
-    __device__ float16(float v) : data_(__float2half_rn(v)) {}
-    __device__ explicit float16(double v) : data_(__float2half_rn(static_cast<float>(v))) {}
-    __device__ operator float() const { return __half2float(data_); }
-};
-"""
-
-
-def _params(spec: str) -> list[tuple[bool, str, str]]:
-    """CuPy's 'raw T x, int64 n' -> [(raw, type, name), ...]."""
-    out = []
-    for part in spec.split(","):
-        words = part.split()
-        raw = words[0] == "raw"
-        if raw:
-            words = words[1:]
-        if len(words) != 2:
-            raise ValueError(f"cannot read ElementwiseKernel parameter {part!r}")
-        out.append((raw, words[0], words[1]))
-    return out
-
-
-def elementwise_source(ew, dtype: str, preamble: str) -> str:
-    """CUDA C of one cupy.ElementwiseKernel (a kernels.cupy_gpu.Elementwise) for `dtype`, wrapped
-    the way CuPy expands it; the kernel is named <ew.name>_<f16|f32|f64>."""
-    suffix = {"float16": "f16", "float32": "f32", "float64": "f64"}[dtype]
-    placeholders = {"T": TYPE_NAMES[dtype], "S": COMPUTE_TYPE[dtype]}
-    args, binds = [], []
-    for is_out, spec in ((False, ew.in_params), (True, ew.out_params)):
-        for raw, typ, name in _params(spec):
-            ctype = typ if typ in placeholders else CUPY_SCALAR_TYPES[typ]
-            const = "" if is_out else "const "
-            if name in ew.scalars:
-                args.append(f"const {ctype} {name}")
-            elif raw:
-                args.append(f"{const}{ctype}* __restrict__ {name}")
-            else:
-                args.append(f"{const}{ctype}* __restrict__ _raw_{name}")
-                binds.append(f"{const}{ctype} &{name} = _raw_{name}[i];")
-    typedefs = "".join(f"typedef {c} {p};\n" for p, c in placeholders.items())
-    body = "\n".join("        " + line for line in (binds + ew.body.splitlines()))
-    return (f"// cupy.ElementwiseKernel {ew.name!r} ({ew.in_params!r} -> {ew.out_params!r}) for {dtype},\n"
-            f"// expanded as CuPy does (kernels/nvrtc.py elementwise_source).\n"
-            f"{_FLOAT16_STANDIN}\n{typedefs}{preamble}\n"
-            f"extern \"C\" __global__ void {ew.name}_{suffix}({', '.join(args + ['const long long _n'])}) {{\n"
-            f"#pragma unroll 1\n"
-            f"    for (ptrdiff_t i = static_cast<ptrdiff_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < _n;\n"
-            f"         i += static_cast<ptrdiff_t>(blockDim.x) * gridDim.x) {{\n"
-            f"{body}\n"
-            f"    }}\n"
-            f"}}\n")
-
-
-@dataclass(frozen=True)
-class Target:
-    label: str
-    source: str
-    kind: str            # "raw" or "elementwise"
-
-
-def targets() -> list[Target]:
-    """Every CUDA C source to check: the .cu files, then each ElementwiseKernel x dtype."""
-    from .cupy_gpu import DTYPES, ELEMENTWISE, ELEMENTWISE_PREAMBLE
-    out = [Target(p.name, p.read_text(), "raw") for p in raw_sources()]
-    for op, ew in ELEMENTWISE.items():
-        for dtype in DTYPES:
-            out.append(Target(f"elementwise {op} {dtype}", elementwise_source(ew, dtype, ELEMENTWISE_PREAMBLE),
-                              "elementwise"))
-    return out
-
-
-def check_all(archs=ARCHS) -> list[Compiled]:
-    """Compile every target for every arch."""
-    return [compile_source(t.source, t.label, arch) for t in targets() for arch in archs]
-
-
-# ---- the report ------------------------------------------------------------------------------
-
-def markdown_report(results: list[Compiled], archs=ARCHS) -> str:
-    """A Markdown table: one row per kernel, registers / shared memory / stack / spills per arch."""
-    major, minor = version()
-    try:
-        from importlib.metadata import version as dist_version
-        bindings = f"cuda-bindings {dist_version('cuda-bindings')}"
-    except Exception:
-        bindings = "cuda-bindings"
-    found = fp16_include_dir()
-    fp16 = found[1] if found else "kernels/cuda/fp16.cuh's stand-in (no cuda_fp16.h found)"
-    opts = " ".join([*LANG_OPTIONS, *CUPY_OPTIONS, "-I kernels/cuda", *PTXAS_OPTIONS])
-    rows: dict[tuple[str, str], dict[str, Resources]] = {}
-    for r in results:
-        for kernel, res in r.kernels.items():
-            rows.setdefault((r.label, kernel), {})[r.arch] = res
-    lines = [
-        "# CUDA kernel resources",
-        "",
-        f"Generated by `python -m kernels.nvrtc --report` (`make resources`) with NVRTC {major}.{minor} "
-        f"({bindings}), options `{opts}`, `--gpu-architecture` {', '.join(archs)}; cuda_fp16.h from "
-        f"{fp16}. Figures are ptxas's (`-Xptxas=-v`). RawKernels are kernels/cuda/*.cu as cupy_raw "
-        "compiles them; ElementwiseKernels are the cupy_elementwise bodies in a CuPy-like wrapper "
-        "(kernels/nvrtc.py), so their figures approximate CuPy's own expansion.",
-        "",
-    ]
-    header = "| source | kernel | " + " | ".join(f"{a} regs | {a} smem B | {a} stack B | {a} spill st/ld B"
-                                                  for a in archs) + " |"
-    lines += [header, "|" + "---|" * (2 + 4 * len(archs))]
-    for (label, kernel), per_arch in rows.items():
-        cells = []
-        for a in archs:
-            res = per_arch.get(a)
-            cells += (["-"] * 4 if res is None else
-                      [str(res.registers), str(res.shared_bytes), str(res.stack_bytes),
-                       f"{res.spill_stores}/{res.spill_loads}"])
-        lines.append(f"| {label} | `{kernel}` | " + " | ".join(cells) + " |")
-    bad = [p for r in results for p in r.problems]
-    lines += ["", f"{len(rows)} kernels, {len(results)} compilations; "
-                  + ("no errors, warnings or spills." if not bad else f"{len(bad)} PROBLEMS:")]
-    lines += [f"- {p}" for p in bad]
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kernels.nvrtc", description=__doc__.split("\n")[0])
-    ap.add_argument("--report", metavar="PATH", help="write the Markdown resource table to PATH")
-    ap.add_argument("--arch", action="append", help=f"architecture(s) to compile for (default {', '.join(ARCHS)})")
-    args = ap.parse_args(argv)
-    why = reason()
-    if why:
-        print(f"error: {why}", file=sys.stderr)
-        return 2
-    archs = tuple(args.arch) if args.arch else ARCHS
-    results = check_all(archs)
-    for r in results:
-        for p in r.problems:
-            print(f"{r.label} [{r.arch}]: {p}", file=sys.stderr)
-    n_kernels = sum(len(r.kernels) for r in results)
-    print(f"compiled {len(results)} sources x archs, {n_kernels} kernels: "
-          + ("ok" if all(r.ok for r in results) else "FAILED"))
-    if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(markdown_report(results, archs))
-        print(f"wrote {args.report}")
-    return 0 if all(r.ok for r in results) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def entry_names(ptx: str) -> list[str]:
+    """The kernels (.entry) of a PTX module, in order."""
+    return re.findall(r"\.entry\s+(\w+)\s*\(", ptx)

@@ -17,11 +17,13 @@ stream, and beyond 2**31 elements where memory allows. The generic correctness s
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +32,14 @@ import pytest
 import kernels
 from bench.check import compare
 from bench.inputs import random_inputs, special_inputs
-from kernels import cupy_gpu, nvrtc, registry
+from kernels import cuda_build, cupy_expand, cupy_gpu, registry, resources
 from kernels.reference import OPS, mask_nbytes
 
 ROOT = Path(__file__).resolve().parents[1]
-CUDA_DIR = nvrtc.CUDA_DIR
+CUDA_DIR = cuda_build.CUDA_DIR
 GPU_BACKENDS = ("cupy", "cupy_elementwise", "cupy_raw")
 ELEMENTWISE_OPS = list(cupy_gpu.ELEMENTWISE)
-DTYPES = list(cupy_gpu.DTYPES)
+DTYPES = list(cuda_build.DTYPES)
 
 
 # ================================================================================================
@@ -62,6 +64,32 @@ def test_unavailable_backend_says_why(name):
             or "GPU" in be.reason or "cupy failed to import" in be.reason), be.reason
     with pytest.raises(RuntimeError, match=re.escape(be.reason)):
         kernels.get("relu", name)
+
+
+# ================================================================================================
+# Without a GPU: CuPy's own type resolution and code generation of the launchers' calls
+# ================================================================================================
+
+if cupy_expand.reason():   # the dev extra installs CuPy: missing, it is a failure, not a skip
+    pytest.fail(f"CuPy is needed by these tests: {cupy_expand.reason()}", pytrace=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS)
+def test_cupy_resolves_the_launchers_call(op, dtype):
+    """CuPy's own _decide_params_type on the arguments the launcher passes: every placeholder
+    bound (a placeholder only a scalar uses is a KeyError on every call on a GPU), arrays of dtype."""
+    ew = cupy_gpu.ELEMENTWISE[op]
+    in_types, out_types, type_map = cupy_expand.resolve(ew, dtype)
+    assert "T" in str(type_map) and np.dtype(dtype) in (*in_types, *out_types)
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS)
+def test_cupy_generates_the_kernel(op):
+    """CuPy's own code generation: the kernel by its name, the body inside CuPy's loop."""
+    e = cupy_expand.expand(cupy_gpu.ELEMENTWISE[op], "float32")
+    assert f'extern "C" __global__ void {e.name}(' in e.source and "CUPY_FOR" in e.source
+    assert cupy_gpu.ELEMENTWISE[op].body.splitlines()[-1] in e.source
 
 
 def test_importing_kernels_does_not_import_cupy():
@@ -111,8 +139,6 @@ def _wrappers(source: str) -> tuple[str, dict]:
                 ctype = "ptr"
             else:
                 ctype = " ".join(w for w in p.split()[:-1] if w != "const")
-                if ctype == "S":        # the ElementwiseKernels' scalar placeholder: the compute type
-                    ctype = "double" if name.endswith("_f64") else "float"
             params.append((ctype, pname))
         sigs[name] = params
         call = f"{name}({', '.join(n for _, n in params)})"
@@ -131,9 +157,26 @@ def _build(tmp: Path, name: str, body: str, sigs: dict) -> HostKernels:
     return HostKernels(ctypes.CDLL(str(lib)), sigs)
 
 
-def _need_cxx():
+@functools.cache
+def _cxx_reason() -> str | None:
+    """Why the kernels cannot run on the CPU here: no C++ compiler, or one without _Float16 (the
+    host shim's __half; g++ has it from 12 on x86-64)."""
     if CXX is None:
-        pytest.skip("no C++ compiler (g++) to run the kernels on the CPU")
+        return "no C++ compiler (g++) to run the kernels on the CPU"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "f16.cpp"
+        src.write_text("_Float16 h = 1.5f;\nfloat f() { return static_cast<float>(h); }\n")
+        proc = subprocess.run([CXX, "-std=c++20", "-c", str(src), "-o", str(Path(tmp) / "f16.o")],
+                              capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        return f"{CXX} has no _Float16 (needed by kernels/cuda/host_shim.h): {proc.stderr.strip()[:200]}"
+    return None
+
+
+def _need_cxx():
+    reason = _cxx_reason()
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +184,7 @@ def raw_host(tmp_path_factory) -> HostKernels:
     """kernels/cuda/*.cu compiled for the CPU."""
     _need_cxx()
     body, sigs = [], {}
-    for path in nvrtc.raw_sources():
+    for path in resources.raw_sources():
         body.append(f'#include "{path.name}"')
         code, s = _wrappers(path.read_text())
         body.append(code)
@@ -149,15 +192,64 @@ def raw_host(tmp_path_factory) -> HostKernels:
     return _build(tmp_path_factory.mktemp("raw"), "raw", "\n".join(body) + "\n", sigs)
 
 
+# CuPy's float16 (cupy/_core/include/cupy/float16.cuh) for the host: __half storage, converts
+# implicitly from float and to float, so that bodies written for CuPy compile the same way here.
+_FLOAT16_HOST = r"""
+class float16 {
+    __half data_;
+public:
+    float16() = default;
+    float16(float v) : data_(__float2half_rn(v)) {}
+    explicit float16(double v) : data_(__float2half_rn(static_cast<float>(v))) {}
+    operator float() const { return __half2float(data_); }
+};
+"""
+
+
+def _host_elementwise_source(ew, dtype: str) -> str:
+    """ew's body in a grid-stride loop for the CPU, with the types CuPy's own resolution gives the
+    launcher's call (typedefs, parameters); kernel <ew.name>_<f16|f32|f64>."""
+    from cupy._core._scalar import get_typename
+    in_types, out_types, type_map = cupy_expand.resolve(ew, dtype)
+    typedefs = "".join(f"typedef {get_typename(np.dtype(t))} {p};\n" for p, t in eval_pairs(type_map))
+    args, binds = [], []
+    specs = [(False, w) for w in ew.in_params.split(",")] + [(True, w) for w in ew.out_params.split(",")]
+    ins, _ = cupy_expand.stand_in_call(ew, dtype)
+    for k, ((is_out, spec), t) in enumerate(zip(specs, (*in_types, *out_types))):
+        words = spec.split()
+        raw, name = words[0] == "raw", words[-1]
+        ctype = get_typename(np.dtype(t))
+        const = "" if is_out else "const "
+        if not is_out and not isinstance(ins[k], np.ndarray):
+            args.append(f"const {ctype} {name}")
+        elif raw:
+            args.append(f"{const}{ctype}* __restrict__ {name}")
+        else:
+            args.append(f"{const}{ctype}* __restrict__ _raw_{name}")
+            binds.append(f"{const}{ctype} &{name} = _raw_{name}[i];")
+    body = "\n".join("        " + line for line in (binds + ew.body.splitlines()))
+    return (f"{_FLOAT16_HOST}\n{typedefs}{cupy_gpu.ELEMENTWISE_PREAMBLE}\n"
+            f"extern \"C\" __global__ void {ew.name}_{cuda_build.SUFFIX[dtype]}({', '.join(args + ['const long long _n'])}) {{\n"
+            f"    for (ptrdiff_t i = static_cast<ptrdiff_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < _n;\n"
+            f"         i += static_cast<ptrdiff_t>(blockDim.x) * gridDim.x) {{\n"
+            f"{body}\n    }}\n}}\n")
+
+
+def eval_pairs(type_map) -> list[tuple[str, object]]:
+    """CuPy's _TypeMap as (placeholder, dtype) pairs (it shows them only in its str)."""
+    return [(p, np.dtype(t)) for p, t in re.findall(r"\('(\w+)', dtype\('(\w+)'\)\)", str(type_map))]
+
+
 @pytest.fixture(scope="module")
 def elementwise_host(tmp_path_factory) -> HostKernels:
-    """Each ElementwiseKernel x dtype, in the CuPy-like wrapper of kernels/nvrtc.py, for the CPU."""
+    """Each ElementwiseKernel x dtype for the CPU: CuPy's resolved types, in a plain loop (CuPy's own
+    CArray code is CUDA only; its expansion is compiled with NVRTC in test_kernels_nvrtc.py)."""
     _need_cxx()
     body, sigs = [], {}
     for op, ew in cupy_gpu.ELEMENTWISE.items():
         for dtype in DTYPES:
-            src = nvrtc.elementwise_source(ew, dtype, cupy_gpu.ELEMENTWISE_PREAMBLE)
-            ns = f"ew_{op}_{cupy_gpu.SUFFIX[dtype]}"
+            src = _host_elementwise_source(ew, dtype)
+            ns = f"ew_{op}_{cuda_build.SUFFIX[dtype]}"
             code, s = _wrappers(src)
             body.append(f"namespace {ns} {{\n{src}\n{code}\n}}")
             sigs.update(s)
@@ -216,7 +308,7 @@ def _run_host(hk: HostKernels, name: str, op: str, inputs, grid: int, block: int
 def test_raw_kernels_on_the_cpu(raw_host, op, dtype, rng):
     """RawKernels: awkward sizes; aligned, shifted together (head + vectors + tail) and shifted
     apart (scalar only); small grids; then the special values."""
-    name = cupy_gpu.raw_kernel_name(op, dtype)
+    name = cuda_build.raw_kernel_name(op, dtype)
     for n in SIZES:
         inputs = random_inputs(op, (n,), dtype, rng, 10.0)
         for in_shift, out_shift in ((0, 0), (1, 1), (1, 0), (3, 2)):
@@ -233,7 +325,7 @@ def test_raw_kernels_on_the_cpu(raw_host, op, dtype, rng):
 @pytest.mark.parametrize("op", ELEMENTWISE_OPS)
 def test_elementwise_bodies_on_the_cpu(elementwise_host, op, dtype, rng):
     """ElementwiseKernel bodies, in the CuPy-like wrapper: sizes and special values."""
-    name = f"{cupy_gpu.ELEMENTWISE[op].name}_{cupy_gpu.SUFFIX[dtype]}"
+    name = f"{cupy_gpu.ELEMENTWISE[op].name}_{cuda_build.SUFFIX[dtype]}"
     for n in (0, 1, 7, 33, 1029):
         _run_host(elementwise_host, name, op, random_inputs(op, (n,), dtype, rng, 10.0), 2, 64, 0, 0)
     for _label, inputs in special_inputs(op, dtype, rng):
@@ -264,7 +356,7 @@ def _grid_elements(cp, dtype: str) -> int:
     dev = cp.cuda.runtime.getDevice()
     sms = cp.cuda.Device(dev).attributes["MultiProcessorCount"]
     blocks = cupy_gpu._resident_blocks("relu", dtype, dev)
-    return sms * blocks * cupy_gpu.BLOCK * (16 // np.dtype(dtype).itemsize)
+    return sms * blocks * cuda_build.BLOCK * (16 // np.dtype(dtype).itemsize)
 
 
 @pytest.mark.gpu
@@ -346,5 +438,43 @@ def test_gpu_raw_beyond_2_31_elements(op):
     if op == "relu_mask":
         mask = res[1]
         assert mask.size == mask_nbytes(n)
-        bits = cp.packbits(x > 0, bitorder="little")
-        assert bool(cp.array_equal(mask, bits)), "mask beyond 2**31 elements"
+        for start, bits in packed_mask_chunks(cp, x):
+            assert bool(cp.array_equal(mask[start:start + bits.size], bits)), f"mask bytes from {start}"
+
+
+PACKBITS_CHUNK = 2**30      # elements per packbits call: CuPy's packbits takes its size as int32
+
+
+def packed_mask_chunks(xp, x, chunk: int = PACKBITS_CHUNK):
+    """(first byte, packed x > 0) of x in chunks of `chunk` elements (a multiple of 8): the
+    reference mask without handing packbits 2**31 elements or more."""
+    assert chunk % 8 == 0
+    for i in range(0, x.size, chunk):
+        yield i // 8, xp.packbits(xp.greater(x[i:i + chunk], 0), bitorder="little")
+
+
+def test_mask_reference_stays_below_int32():
+    """The >2**31 test's reference, with NumPy standing in for CuPy and a packbits that refuses 2**31
+    elements (as CuPy's overflows): no call gets that many, and the chunks cover every byte. The
+    2**31 + 4099 elements are a broadcast view and the comparison a stand-in: nothing is allocated."""
+    n = 2**31 + 4099
+    calls = []
+
+    class Spy:
+        @staticmethod
+        def greater(a, b):
+            return np.broadcast_to(np.True_, a.shape)
+
+        @staticmethod
+        def packbits(a, bitorder):
+            calls.append(a.size)
+            assert a.size < 2**31, f"packbits of {a.size} elements overflows CuPy's int32 size"
+            return np.broadcast_to(np.uint8(255), ((a.size + 7) // 8,))
+
+    x = np.broadcast_to(np.float16(1), (n,))
+    starts = [start for start, _ in packed_mask_chunks(Spy, x)]
+    assert sum(calls) == n and starts[-1] * 8 + calls[-1] == n
+    # and the chunked reference is the whole one where both can run
+    small = np.random.default_rng(3).standard_normal(1000).astype(np.float32)
+    got = np.concatenate([b for _, b in packed_mask_chunks(np, small, chunk=64)])
+    assert np.array_equal(got, np.packbits(small > 0, bitorder="little"))

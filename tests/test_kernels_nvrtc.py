@@ -1,7 +1,8 @@
 """Every CUDA C source compiles with NVRTC from PyPI, without a GPU, for sm_80 and sm_90.
 
-The .cu files of the cupy_raw backend and each ElementwiseKernel body of cupy_elementwise (in a
-CuPy-like wrapper) must compile with no error and no warning, and no kernel may spill. The
+The .cu files of the cupy_raw backend and each ElementwiseKernel of cupy_elementwise (CuPy's own
+expansion of the launcher's call), all with CuPy's own options and headers, must compile with no
+error and no warning, and no kernel may spill. The
 ptxas-log parser is checked on a recorded log, and a broken source must be reported as broken
 (so these tests can fail). These tests need only the dev extra; they must run, not skip, in CI.
 """
@@ -15,21 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from kernels import cupy_gpu, nvrtc
+from kernels import cuda_build, cupy_expand, cupy_gpu, nvrtc, resources
 from kernels.reference import OPS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-if nvrtc.reason():   # the dev extra is installed in CI: a missing NVRTC is a failure, not a skip
-    pytest.fail(f"NVRTC is needed by these tests: {nvrtc.reason()}", pytrace=False)
+if nvrtc.reason() or cupy_expand.reason():   # the dev extra is installed in CI: a failure, not a skip
+    pytest.fail(f"NVRTC and CuPy are needed by these tests: {nvrtc.reason() or cupy_expand.reason()}",
+                pytrace=False)
 
-TARGETS = nvrtc.targets()
+TARGETS = resources.targets()
 
 
 @pytest.fixture(scope="module", params=nvrtc.ARCHS)
 def compiled(request) -> dict[str, nvrtc.Compiled]:
     """Every target compiled once per arch, shared by the tests below."""
-    return {t.label: nvrtc.compile_source(t.source, t.label, request.param) for t in TARGETS}
+    return {t.label: resources.compile_target(t, request.param) for t in TARGETS}
 
 
 @pytest.mark.parametrize("label", [t.label for t in TARGETS])
@@ -41,7 +43,7 @@ def test_compiles_without_warnings_or_spills(compiled, label):
 
 def test_every_raw_kernel_is_compiled_and_reported(compiled):
     """Each extern "C" kernel of each .cu file shows up in ptxas's report with its registers."""
-    for path in nvrtc.raw_sources():
+    for path in resources.raw_sources():
         names = nvrtc.kernel_names(path.read_text())
         assert names, f"{path.name} defines no extern \"C\" kernel"
         got = compiled[path.name].kernels
@@ -55,9 +57,9 @@ def test_every_op_has_a_raw_kernel_and_an_elementwise_body():
     assert set(cupy_gpu.ELEMENTWISE) == set(OPS) - {"sparse_matmul"}
     assert set(cupy_gpu.RAW_SOURCES) == set(OPS) - {"sparse_matmul"}
     for op, filename in cupy_gpu.RAW_SOURCES.items():
-        names = nvrtc.kernel_names((nvrtc.CUDA_DIR / filename).read_text())
-        for dtype in cupy_gpu.DTYPES:
-            assert cupy_gpu.raw_kernel_name(op, dtype) in names, f"{op} {dtype} missing from {filename}"
+        names = nvrtc.kernel_names((cuda_build.CUDA_DIR / filename).read_text())
+        for dtype in cuda_build.DTYPES:
+            assert cuda_build.raw_kernel_name(op, dtype) in names, f"{op} {dtype} missing from {filename}"
     for op, ew in cupy_gpu.ELEMENTWISE.items():
         assert ew.name == f"_{op}_kernel"
         spec = OPS[op]
@@ -69,7 +71,7 @@ def test_every_op_has_a_raw_kernel_and_an_elementwise_body():
 
 def test_every_raw_kernel_says_what_it_moves():
     """The comment above each kernel: `// reads N B + writes M B per element (type); see bench/roofline.py`."""
-    for path in nvrtc.raw_sources():
+    for path in resources.raw_sources():
         text = path.read_text()
         for name in nvrtc.kernel_names(text):
             head = text[: text.index(f"{name}(")]
@@ -79,16 +81,16 @@ def test_every_raw_kernel_says_what_it_moves():
 
 
 def test_block_size_agrees():
-    assert f"#define ACT_BLOCK {cupy_gpu.BLOCK} " in (nvrtc.CUDA_DIR / "common.cuh").read_text()
+    assert f"#define ACT_BLOCK {cuda_build.BLOCK} " in (cuda_build.CUDA_DIR / "common.cuh").read_text()
 
 
 def test_vector_loads_and_stores_in_ptx():
     """Each RawKernel moves its arrays with 16-byte loads and stores (ld/st .v4 or .v2.f64), and
     none has a 64-bit division (trip-count arithmetic of an unrolled grid-stride loop)."""
-    for path in nvrtc.raw_sources():
-        ptx = nvrtc.ptx_of(path.read_text(), path.name, "sm_90")
+    for t in resources.raw_targets():
+        ptx = nvrtc.ptx_of(t.source, t.label, "sm_90", t.options)
         entries = re.split(r"\.visible \.entry ", ptx)[1:]
-        assert len(entries) == len(nvrtc.kernel_names(path.read_text()))
+        assert len(entries) == len(nvrtc.kernel_names(t.source))
         for entry in entries:
             name = entry.split("(")[0]
             assert re.search(r"ld\.global(\.nc)?\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte load"
@@ -98,13 +100,44 @@ def test_vector_loads_and_stores_in_ptx():
 
 def test_sources_compile_with_the_fp16_stand_in():
     """Without cuda_fp16.h the sources fall back to kernels/cuda/fp16.cuh's stand-in."""
-    for path in nvrtc.raw_sources():
-        r = nvrtc.compile_source(path.read_text(), path.name, "sm_90", fp16=False)
+    opts = nvrtc.standalone_options(fp16=False)
+    for path in resources.raw_sources():
+        r = nvrtc.compile_source(path.read_text(), path.name, "sm_90", opts)
         assert r.ok, "\n".join(r.problems) + "\n" + r.log
-    ew = cupy_gpu.ELEMENTWISE["sigmoid"]
-    src = nvrtc.elementwise_source(ew, "float16", cupy_gpu.ELEMENTWISE_PREAMBLE)
-    r = nvrtc.compile_source(src, "sigmoid float16", "sm_80", fp16=False)
-    assert r.ok, "\n".join(r.problems) + "\n" + r.log
+
+
+def test_raw_options_under_cupy():
+    """The RawModules get no cuda_fp16.h folder of ours (CuPy's CUDA headers serve; one of another
+    CUDA major version could shadow them), and carry the headers' hash (CuPy's cache keys on the
+    source and the options, not on #include'd files)."""
+    opts = cuda_build.raw_options()
+    assert not any("cuda_fp16" in o or "/include" in o for o in opts), opts
+    assert f"-DACTBENCH_HEADERS={cuda_build.headers_hash()}" in opts
+    assert {p.name for p in cuda_build.headers()} == {"common.cuh", "fp16.cuh"}
+
+
+def test_headers_hash_follows_the_headers(tmp_path, monkeypatch):
+    """Editing an included header changes the hash (so CuPy's cache key) and nothing else does."""
+    for p in cuda_build.headers():
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    monkeypatch.setattr(cuda_build, "CUDA_DIR", tmp_path)
+    cuda_build.headers_hash.cache_clear()
+    try:
+        before = cuda_build.headers_hash()
+        (tmp_path / "relu.cu").write_text("// not a header\n")
+        cuda_build.headers_hash.cache_clear()
+        assert cuda_build.headers_hash() == before
+        (tmp_path / "common.cuh").write_text((tmp_path / "common.cuh").read_text() + "\n// edited\n")
+        cuda_build.headers_hash.cache_clear()
+        assert cuda_build.headers_hash() != before
+    finally:
+        cuda_build.headers_hash.cache_clear()
+
+
+def test_cupy_options_are_cupys():
+    """What the compile tests use is CuPy's own option assembly: its headers and the -ftz=true."""
+    opts = cupy_expand.options(cuda_build.raw_options())
+    assert "-ftz=true" in opts and any(o.endswith("/cupy/_core/include") for o in opts)
 
 
 # ---- the checker checks --------------------------------------------------------------------
@@ -162,7 +195,7 @@ def test_committed_report_lists_every_kernel():
 
 def test_cli_reports(tmp_path):
     out = tmp_path / "r.md"
-    proc = subprocess.run([sys.executable, "-m", "kernels.nvrtc", "--arch", "sm_90", "--report", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "kernels.resources", "--arch", "sm_90", "--report", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
