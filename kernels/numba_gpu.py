@@ -43,45 +43,47 @@ SIM_BLOCKS = 2           # blocks at most on the simulator: enough to exercise t
 
 # ------------------------------------------------------------------------------ launch geometry
 
-def launch_config(n: int, *, simulated: bool, sm_count: int = 1, max_threads_per_sm: int = 2048,
+def launch_config(n: int, *, simulated: bool, resident_blocks: int = 1,
                   per_thread: int = UNROLL) -> tuple[int, int]:
     """(blocks, threads per block) for a grid-stride kernel over n >= 1 elements, each thread
     handling `per_thread` elements per pass of its loop.
 
-    Real GPU: THREADS-thread blocks, as many as one full wave of resident blocks on the device
-    (sm_count x max_threads_per_sm // THREADS; 8 per SM on Hopper and Ampere A100), fewer when n
-    needs fewer; the grid-stride loop covers the rest. Simulator: at most SIM_BLOCKS blocks of
-    SIM_THREADS, so that tests stay fast and still run the loop's stride and tails.
+    Real GPU: THREADS-thread blocks, as many as the device holds at once for this kernel
+    (`resident_blocks`: CUDA's occupancy API times the SMs), fewer when n needs fewer; the
+    grid-stride loop covers the rest. Simulator: at most SIM_BLOCKS blocks of SIM_THREADS, so that
+    tests stay fast and still run the loop's stride and tails.
     """
     if n < 1:
         raise ValueError(f"launch_config needs n >= 1 elements, got {n} (an empty array launches nothing)")
     if simulated:
         threads, most = SIM_THREADS, SIM_BLOCKS
     else:
-        threads = THREADS
-        most = max(1, sm_count) * max(1, max_threads_per_sm // threads)
+        threads, most = THREADS, max(1, resident_blocks)
     needed = -(-n // (threads * per_thread))
     return min(needed, most), threads
 
 
 @functools.cache
-def _device_shape() -> tuple[int, int]:
-    """(SM count, threads per SM) of the current device: read once per device, not per launch
-    (every launch is inside a timed region)."""
-    return _shape_of_device(cuda.get_current_device().id)
+def _resident_blocks(op: str, dtype: str, device_id: int) -> int:
+    """Blocks of THREADS threads of op's kernel the whole device holds at once: numba-cuda's
+    occupancy query (cuOccupancyMaxActiveBlocksPerMultiprocessor x SMs), read once per kernel and
+    device, not per (timed) launch."""
+    overload = next(iter(_kernel(op, dtype).overloads.values()))
+    return int(overload.max_cooperative_grid_blocks(THREADS))
 
 
-@functools.cache
-def _shape_of_device(device_id: int) -> tuple[int, int]:
-    dev = cuda.get_current_device()
-    return int(dev.MULTIPROCESSOR_COUNT), int(dev.MAX_THREADS_PER_MULTI_PROCESSOR)
-
-
-def _grid(n: int) -> tuple[int, int]:
+def _grid(op: str, dtype: str, n: int) -> tuple[int, int]:
     if _backend.simulated:
         return launch_config(n, simulated=True)
-    sm_count, threads_per_sm = _device_shape()
-    return launch_config(n, simulated=False, sm_count=sm_count, max_threads_per_sm=threads_per_sm)
+    resident = _resident_blocks(op, dtype, cuda.get_current_device().id)
+    return launch_config(n, simulated=False, resident_blocks=resident)
+
+
+def describe_device(dev) -> str:
+    """'<name> (sm_XY, N SMs)' of a numba-cuda Device."""
+    name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+    cc = dev.compute_capability
+    return f"{name} (sm_{cc[0]}{cc[1]}, {int(dev.MULTIPROCESSOR_COUNT)} SMs)"
 
 
 # ------------------------------------------------------------------------------------- kernels
@@ -372,6 +374,24 @@ def _restore(module, ballot, native_types) -> None:
     cuda, _ballot, _native_types = module, ballot, native_types
 
 
+def _probe_kernel(a):
+    a[0] = 1.0
+
+
+def _probe_launch(numba_cuda) -> str | None:
+    """Compile (libNVVM, the CUDA headers) and launch a trivial kernel: a device count alone does not
+    show that kernels can be built here."""
+    try:
+        a = numba_cuda.to_device(np.zeros(1, np.float32))
+        numba_cuda.jit("void(float32[::1])")(_probe_kernel)[1, 1](a)
+        if a.copy_to_host()[0] != 1.0:
+            return "numba-cuda's probe kernel gave a wrong value"
+    except Exception as exc:
+        return (f"numba-cuda cannot compile and launch a kernel here (libNVVM or the CUDA headers?): "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+    return None
+
+
 def _probe() -> Available | str:
     if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba_cuda") is None:
         return ("numba-cuda is not installed (pip install -e '.[cuda12]' or '.[cuda13]' with a GPU, "
@@ -386,14 +406,16 @@ def _probe() -> Available | str:
         detail = " ".join(str(_cuda.cuda_error() or "").split())
         return ("no CUDA GPU found" + (f" ({detail})" if detail else "")
                 + "; NUMBA_ENABLE_CUDASIM=1 runs these kernels on numba-cuda's CPU simulator")
+    if not simulated:
+        why = _probe_launch(_cuda)
+        if why:
+            return why
     _bind(_cuda, simulated)
     if simulated:
         return Available(simulated=True, description=f"numba-cuda {version('numba-cuda')} kernels on its "
                          "CPU simulator (NUMBA_ENABLE_CUDASIM=1): checked, never timed")
-    dev = _cuda.get_current_device()
-    name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
-    return Available(description=f"numba-cuda {version('numba-cuda')} kernels on {name} "
-                                 f"(sm_{dev.compute_capability[0]}{dev.compute_capability[1]})")
+    return Available(description=f"numba-cuda {version('numba-cuda')} kernels on "
+                                 f"{describe_device(_cuda.get_current_device())}")
 
 
 def _is_native(a) -> bool:
@@ -443,7 +465,7 @@ def _flat(a):
 
 
 def _launch(op: str, n: int, first, *args) -> None:
-    blocks, threads = _grid(n)
+    blocks, threads = _grid(op, first.dtype.name, n)
     kernel = _kernel(op, first.dtype.name)[blocks, threads]
     if not _backend.simulated:
         kernel(*args)

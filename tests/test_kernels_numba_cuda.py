@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -50,6 +51,7 @@ def be():
 
 # ----------------------------------------------------------------------------- the backend itself
 
+@pytest.mark.gpu
 def test_backend_is_available_and_simulated_under_cudasim(be):
     if not SIMULATOR:
         pytest.skip("NUMBA_ENABLE_CUDASIM is not set: the backend runs on a real GPU here")
@@ -67,6 +69,7 @@ def test_import_kernels_does_not_import_numba_cuda():
     assert out == ["False", "False"], "numba.cuda must be imported by the probe, on first use"
 
 
+@pytest.mark.gpu
 def test_native_arrays_and_round_trip(be, rng):
     host = random_array((3, 5), "float32", rng)
     dev = kernels.asarray("numba_cuda", host)
@@ -78,6 +81,7 @@ def test_native_arrays_and_round_trip(be, rng):
     assert kernels.asnumpy(dev)[0, 0] != 123.0, "to_native must copy"
 
 
+@pytest.mark.gpu
 def test_float16_and_other_dtypes_are_type_errors(be):
     relu = kernels.get("relu", "numba_cuda")
     with pytest.raises(TypeError, match="supports float32, float64"):
@@ -86,16 +90,86 @@ def test_float16_and_other_dtypes_are_type_errors(be):
         relu(be.to_native(np.ones(4, np.int32)))
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("op", list(OPS))
 def test_zero_dimensional_arrays(be, op, rng):
     r = check_call(op, "numba_cuda", random_inputs(op, (), "float64", rng, 10.0))
     assert r.ok, r.message
 
 
+@pytest.mark.gpu
 def test_kernels_compile_once_per_dtype(be):
     a = numba_gpu._kernel("relu", "float32")
     assert numba_gpu._kernel("relu", "float32") is a
     assert numba_gpu._kernel("relu", "float64") is not a
+
+
+# --------------------------------------------- device attributes, through numba-cuda's own lookup
+# numba-cuda's Device reads an attribute NAME as cuda-bindings' CU_DEVICE_ATTRIBUTE_<NAME>
+# (cudadrv/driver.py, Device.__getattr__). The simulator never goes there, so a stand-in device of
+# numba-cuda's own class, with a driver that answers any valid code, runs that lookup here.
+
+_DEVICE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from numba.cuda.cudadrv import driver
+    from kernels import numba_gpu
+
+    class StandInDriver:                     # answers cuDeviceGetAttribute for any valid code
+        def cuDeviceGetAttribute(self, code, device_id):
+            return {"CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT": 132}.get(code.name, 2048)
+
+    driver.driver = StandInDriver()
+    dev = driver.Device.__new__(driver.Device)   # numba-cuda's own class, without a GPU behind it
+    dev.id, dev.name, dev.compute_capability = 0, "Stand-in GPU", (9, 0)
+    bad = {}
+    for name in sys.argv[1:]:
+        try:
+            getattr(dev, name)
+        except AttributeError as exc:
+            bad[name] = str(exc)
+    out = {"bad": bad, "facts": None}
+    try:
+        out["facts"] = numba_gpu.describe_device(dev)
+    except Exception as exc:
+        out["facts_error"] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps(out))
+""")
+
+# every read of an upper-case (driver attribute) name on a variable dev or device, in the project
+_ATTR_READ = re.compile(r"\b(?:dev|device)\.([A-Z][A-Z0-9_]+)\b")
+
+
+def _device_attribute_reads() -> dict[str, list[str]]:
+    reads: dict[str, list[str]] = {}
+    for folder in ("kernels", "bench", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for name in _ATTR_READ.findall(path.read_text()):
+                reads.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    return reads
+
+
+def test_device_attribute_names_exist_in_cuda_bindings():
+    """Every device attribute the project reads is one numba-cuda can resolve, and numba_gpu's own
+    device reading runs on a stand-in device of numba-cuda's class (the real target, no GPU)."""
+    reads = _device_attribute_reads()
+    assert "MULTIPROCESSOR_COUNT" in reads, "the scan finds the reads it is meant to check"
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, *sorted(reads)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not out["bad"], {name: (reads[name], why) for name, why in out["bad"].items()}
+    assert out["facts"] and "Stand-in GPU" in out["facts"], out.get("facts_error")
+
+
+def test_the_attribute_check_can_fail():
+    """A misspelt name (the one that once broke every launch) is caught by the same lookup."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, "MAX_THREADS_PER_MULTI_PROCESSOR",
+                           "MAX_THREADS_PER_MULTIPROCESSOR"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    bad = json.loads(proc.stdout.strip().splitlines()[-1])["bad"]
+    assert list(bad) == ["MAX_THREADS_PER_MULTI_PROCESSOR"]
 
 
 # ------------------------------------------------------------------------------- launch geometry
@@ -109,26 +183,25 @@ def test_launch_config_simulator():
 
 
 def test_launch_config_real_gpus():
-    # H100/H200 (132 SMs) and A100 (108 SMs): 2048 threads per SM, so 8 blocks of 256 per SM
-    assert launch_config(2**30, simulated=False, sm_count=132, max_threads_per_sm=2048) == (1056, THREADS)
-    assert launch_config(2**30, simulated=False, sm_count=108, max_threads_per_sm=2048) == (864, THREADS)
-    # sm_86 consumer parts: 1536 threads per SM, 6 blocks
-    assert launch_config(2**30, simulated=False, sm_count=84, max_threads_per_sm=1536) == (504, THREADS)
+    # the grid is one wave of the blocks the whole device holds at once (the occupancy API's
+    # figure for the kernel), e.g. 132 SMs x 8 blocks of 256 threads
+    assert launch_config(2**30, simulated=False, resident_blocks=1056) == (1056, THREADS)
+    assert launch_config(2**30, simulated=False, resident_blocks=504) == (504, THREADS)
     # small arrays get only the blocks they need
-    assert launch_config(1, simulated=False, sm_count=132) == (1, THREADS)
-    assert launch_config(THREADS * UNROLL, simulated=False, sm_count=132) == (1, THREADS)
-    assert launch_config(THREADS * UNROLL + 1, simulated=False, sm_count=132) == (2, THREADS)
-    assert launch_config(1000, simulated=False, sm_count=132, per_thread=1) == (4, THREADS)
-    # a device that reports nothing useful still gets a valid grid
-    assert launch_config(10**6, simulated=False, sm_count=0, max_threads_per_sm=0) == (1, THREADS)
+    assert launch_config(1, simulated=False, resident_blocks=1056) == (1, THREADS)
+    assert launch_config(THREADS * UNROLL, simulated=False, resident_blocks=1056) == (1, THREADS)
+    assert launch_config(THREADS * UNROLL + 1, simulated=False, resident_blocks=1056) == (2, THREADS)
+    assert launch_config(1000, simulated=False, resident_blocks=1056, per_thread=1) == (4, THREADS)
+    # a kernel the occupancy API says cannot be resident still gets a valid grid
+    assert launch_config(10**6, simulated=False, resident_blocks=0) == (1, THREADS)
 
 
 @pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 255, 1023, 1024, 1025, 4097, 10**5 + 7, 2**26 + 1, 2**31 + 3])
-@pytest.mark.parametrize("sm_count,per_sm", [(1, 2048), (4, 1024), (132, 2048), (84, 1536)])
+@pytest.mark.parametrize("resident", [1, 16, 1056, 504])
 @pytest.mark.parametrize("simulated", [False, True])
-def test_launch_config_invariants(n, sm_count, per_sm, simulated):
-    blocks, threads = launch_config(n, simulated=simulated, sm_count=sm_count, max_threads_per_sm=per_sm)
-    most = SIM_BLOCKS if simulated else sm_count * max(1, per_sm // THREADS)
+def test_launch_config_invariants(n, resident, simulated):
+    blocks, threads = launch_config(n, simulated=simulated, resident_blocks=resident)
+    most = SIM_BLOCKS if simulated else resident
     assert threads % WARP == 0, "relu_mask's ballots need whole warps"
     assert 1 <= blocks <= most
     pass_size = blocks * threads * UNROLL
@@ -146,7 +219,7 @@ def test_launch_config_rejects_empty():
 def _edges() -> list[int]:
     """Sizes that end exactly at, just before and just after each boundary of the grid-stride loop
     as this machine launches it: a warp, a block, the grid, one block's pass, one pass, two passes."""
-    blocks, threads = numba_gpu._grid(2**40)
+    blocks, threads = numba_gpu._grid("relu", "float32", 2**40)
     bounds = {WARP, threads, threads * blocks, threads * UNROLL, threads * blocks * UNROLL,
               2 * threads * blocks * UNROLL}
     return sorted({b + d for b in bounds for d in (-1, 0, 1)})
@@ -186,22 +259,25 @@ def _run_in_place(op, inputs, mask_offset=PAD, **params):
     assert r.ok, f"{op} n={inputs[0].size}: {r.message}"
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("op", list(OPS))
 def test_grid_stride_tails(be, op, rng):
     for n in _edges():
         _run_in_place(op, random_inputs(op, (n,), "float32", rng, 10.0))
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("op", ["relu_grad", "sigmoid", "relu_mask", "relu_grad_mask"])
 def test_several_warps_per_block(be, op, rng, monkeypatch):
     """An odd number of blocks of two warps each: warp and lane indices other than the default grid's."""
     blocks, threads = 3, 2 * WARP
-    monkeypatch.setattr(numba_gpu, "_grid", lambda n: (blocks, threads))
+    monkeypatch.setattr(numba_gpu, "_grid", lambda op, dtype, n: (blocks, threads))
     for b in (threads, blocks * threads, threads * UNROLL, blocks * threads * UNROLL):
         for n in (b - 1, b + 1):
             _run_in_place(op, random_inputs(op, (n,), "float32", rng))
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("op", ["relu_mask", "relu_grad_mask"])
 def test_mask_every_size_to_70(be, op, rng):
     """Every size whose mask ends inside a byte, at a byte, inside a 32-bit word, at a word."""
@@ -209,6 +285,7 @@ def test_mask_every_size_to_70(be, op, rng):
         _run_in_place(op, random_inputs(op, (n,), "float32", rng))
 
 
+@pytest.mark.gpu
 def test_mask_unaligned_out_is_written_byte_by_byte(be, rng):
     """An out= mask that does not start on a 4-byte boundary gets no 32-bit stores."""
     for n in (1, 8, 9, 31, 32, 33, 64, 65, 70, 129):
@@ -216,6 +293,7 @@ def test_mask_unaligned_out_is_written_byte_by_byte(be, rng):
             _run_in_place("relu_mask", random_inputs("relu_mask", (n,), "float32", rng), mask_offset=offset)
 
 
+@pytest.mark.gpu
 def test_mask_float64_and_all_sign_patterns(be):
     """Words of all ones, all zeros and alternating bits, in float64, plus NaN and -0 (not > 0)."""
     x = np.tile(np.array([1.0, -1.0, 2.0, 0.0, 3.0, -0.0, np.nan, 5.0]), 12)
@@ -227,6 +305,7 @@ def test_mask_float64_and_all_sign_patterns(be):
         assert compare("relu_mask", (x[:n],), (BE.to_numpy(y), BE.to_numpy(mask))).ok
 
 
+@pytest.mark.gpu
 def test_out_arrays_are_used_in_place(be, rng):
     """out= arrays are written and returned; without out= each call gets a fresh device array."""
     x = random_array((5, 7), "float64", rng, 10.0)
@@ -244,6 +323,7 @@ def test_out_arrays_are_used_in_place(be, rng):
     assert np.array_equal(BE.to_numpy(dev), x), "inputs are never modified"
 
 
+@pytest.mark.gpu
 def test_leaky_slope_keyword(be, rng):
     x = random_array((300,), "float32", rng, 10.0)
     for slope in (0.2, 0.0, -1.5):
@@ -253,11 +333,13 @@ def test_leaky_slope_keyword(be, rng):
 
 # ------------------------------------------------------------------------------ contiguous copies
 
+@pytest.mark.gpu
 def test_contiguous_returns_contiguous_arrays_as_they_are(be, rng):
     dev = BE.to_native(random_array((4, 6), "float32", rng))
     assert be.contiguous(dev) is dev
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("view", ["step", "offset", "inner", "transpose"])
 def test_contiguous_copies_strided_views_on_the_device(be, view, rng):
     host = random_array((6, 10, 3), "float64", rng)
@@ -270,6 +352,7 @@ def test_contiguous_copies_strided_views_on_the_device(be, view, rng):
     assert np.array_equal(BE.to_numpy(dev), host), "the source is left as it was"
 
 
+@pytest.mark.gpu
 def test_strided_view_through_a_kernel(be, rng):
     host = random_array((40, 9), "float32", rng, 10.0)
     dev = BE.to_native(host)
@@ -353,10 +436,12 @@ def test_gpu_large_sizes(op, dtype, rng):
 @pytest.mark.gpu
 @requires_gpu
 def test_gpu_grid_fills_the_device():
+    """A large array gets one full wave: the occupancy API's resident blocks per SM x the SMs."""
     from numba import cuda
     dev = cuda.get_current_device()
-    per_sm = dev.MAX_THREADS_PER_MULTI_PROCESSOR // THREADS
-    assert numba_gpu._grid(2**26) == (dev.MULTIPROCESSOR_COUNT * per_sm, THREADS)
+    blocks, threads = numba_gpu._grid("relu", "float32", 2**26)
+    assert threads == THREADS and blocks % dev.MULTIPROCESSOR_COUNT == 0
+    assert dev.MULTIPROCESSOR_COUNT <= blocks <= dev.MULTIPROCESSOR_COUNT * (dev.MAX_THREADS_PER_MULTIPROCESSOR // THREADS)
 
 
 @pytest.mark.gpu
