@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-
-from dataclasses import replace
 
 from bench import gpu_check
 from bench.results import CaseResult, Run, Status
