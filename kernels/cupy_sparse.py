@@ -9,7 +9,7 @@ RawKernels of kernels/cuda/sparse_matmul.cu.
   sums. `launch_plan` sizes the split to the device: a pure function, tested without a GPU.
 
 CuPy is imported on first use (never at import), so a machine without it imports this module fine;
-the kernels compile on first use per device with the options of kernels/nvrtc.py's check.
+the kernels compile on first use per device with the RawModules' options (kernels/cuda_build.py).
 """
 
 from __future__ import annotations
@@ -66,14 +66,10 @@ def _module(cp):
     """The RawModule of sparse_matmul.cu for the current device, compiled once per device."""
     dev = cp.cuda.Device().id
     if dev not in _MODULES:
-        from . import nvrtc
-        opts = [*nvrtc.LANG_OPTIONS, f"-I{CUDA_DIR}"]
-        found = nvrtc.fp16_include_dir()
-        if found is not None:
-            opts.append(f"-I{found[0]}")
-        else:
-            opts.append("-DACTBENCH_NO_CUDA_FP16")
-        _MODULES[dev] = cp.RawModule(code=(CUDA_DIR / SOURCE).read_text(), options=tuple(opts))
+        # the RawModules' options (kernels/cuda_build.py): no cuda_fp16.h folder of ours under
+        # CuPy, which adds the CUDA headers' own; the headers' hash for CuPy's cache key
+        from .cuda_build import raw_options
+        _MODULES[dev] = cp.RawModule(code=(CUDA_DIR / SOURCE).read_text(), options=raw_options())
     return _MODULES[dev]
 
 

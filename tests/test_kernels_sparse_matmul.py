@@ -20,11 +20,11 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import cupy_sparse, numba_cuda_sparse, numba_sparse, nvrtc, scipy_csr
+from kernels import cuda_build, cupy_sparse, numba_cuda_sparse, numba_sparse, nvrtc, scipy_csr
 from kernels import sparse_reference as ref
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
-CUDA_DIR = nvrtc.CUDA_DIR
+CUDA_DIR = cuda_build.CUDA_DIR
 SOURCE = CUDA_DIR / "sparse_matmul.cu"
 
 
@@ -258,7 +258,7 @@ def test_cuda_source_compiles_for_every_arch():
                      for sfx in ("f16", "f32", "f64")]
     for arch in nvrtc.ARCHS:
         for fp16 in (True, False):
-            r = nvrtc.compile_source(src, SOURCE.name, arch, fp16=fp16)
+            r = nvrtc.compile_source(src, SOURCE.name, arch, nvrtc.standalone_options(fp16=fp16))
             assert r.ok, f"{arch}:\n" + "\n".join(r.problems) + "\n" + r.log
             assert list(r.kernels) == names
     ptx = nvrtc.ptx_of(src, SOURCE.name, "sm_90")
