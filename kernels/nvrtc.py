@@ -164,11 +164,13 @@ def _log_problems(log: str) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def compile_source(source: str, label: str, arch: str, options: tuple[str, ...] | None = None) -> Compiled:
-    """Compile CUDA C `source` for `arch` with NVRTC and `options` (default: standalone_options());
-    the log checked and parsed."""
+def compile_source(source: str, label: str, arch: str, options: tuple[str, ...] | None = None, *,
+                   fp16: bool = True) -> Compiled:
+    """Compile CUDA C `source` for `arch` with NVRTC and `options` (default:
+    standalone_options(fp16=fp16)); the log checked and parsed."""
     nv = _nvrtc()
-    opts = [*(standalone_options() if options is None else options), f"--gpu-architecture={arch}", *PTXAS_OPTIONS]
+    base = standalone_options(fp16=fp16) if options is None else options
+    opts = [*base, f"--gpu-architecture={arch}", *PTXAS_OPTIONS]
     prog = _check(nv.nvrtcCreateProgram(source.encode(), label.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         (err,) = nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
