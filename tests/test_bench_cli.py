@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -154,7 +155,8 @@ def test_report_side_by_side(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["report", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert "a.json" in out and "b.json" in out and "x" in out
+    assert "a.json" in out and "b.json" in out
+    assert re.search(r"\b\d+\.\d\dx\b", out), out          # b's median as a ratio to a's, e.g. 1.02x
 
 
 def test_an_unavailable_backend_named_explicitly_is_skipped_not_a_crash(tmp_path, monkeypatch):
