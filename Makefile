@@ -20,7 +20,7 @@ EXTRAS ?= dev,torch
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv bench bench-full test lint gpu-check resources clean compare baseline bench-check bench-pytest bench-pytest-compare
+.PHONY: venv bench bench-full test lint gpu-check resources clean compare baseline bench-check bench-pytest bench-pytest-compare claims claims-full
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ test: venv
 
 lint: venv
 	$(PY) -m ruff check .
+
+claims: venv
+	$(PY) -m bench claims --quick
+
+claims-full: venv
+	$(PY) -m bench claims
 
 resources: venv
 	$(PY) -m kernels.resources --report reports/kernels-resources.md

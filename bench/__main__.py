@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m bench", description="actbench: honest measurements of ReLU, sigmoid and "
                 "their gradients on every backend, each checked against a float64 reference before it is timed.")
-    sub = p.add_subparsers(dest="command", metavar="{list,run,report,compare}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{list,run,report,compare,claims}", parser_class=_Parser)
     sub.required = True
 
     ls = sub.add_parser("list", help="the op x backend matrix: available here, or why not",
@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--markdown", type=Path, help="also write the first file's Markdown report here")
     from . import compare
     compare.add_parser(sub)
+    from .claims.cli import add_parser as add_claims_parser
+    add_claims_parser(sub)
     return p
 
 
@@ -84,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from . import compare
             return compare.run_command(args, console)
+        if args.command == "claims":
+            from .claims.cli import main as claims_main
+            return claims_main(args, console, argv, UsageError)
         return _report(args, console)
     except UsageError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)

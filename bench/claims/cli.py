@@ -1,0 +1,111 @@
+"""`python -m bench claims`: its flags, and the run from experiments to the written report.
+
+bench/__main__.py adds the sub-command with `add_parser` and calls `main`; everything heavy is
+imported only when the sub-command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_OUT = Path("reports/claims.json")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    c = sub.add_parser("claims", help="nine experiments on ReLU vs sigmoid claims; verdicts by rule; report",
+                       description="Run one experiment per claim about ReLU's advantages over sigmoid, judge each "
+                       "by a rule written in code, print the verdict table, and write the JSON, a Markdown report "
+                       "and its plots.")
+    c.add_argument("--quick", action="store_true", help="the quick profile (at most 2 minutes on 2 cores); "
+                   "default: the full one")
+    c.add_argument("--seed", type=int, default=0, help="seed of every network, input and task (default 0)")
+    c.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON path (default {DEFAULT_OUT}); the "
+                   "Markdown report and the plots folder (<name>-plots) are written beside it")
+    c.add_argument("--only", help="comma-separated claim numbers, e.g. 3,4 (claim 5 then uses ReLU's "
+                   "sparsity of claim 4 only if 4 runs too)")
+    c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return c
+
+
+def _only(spec: str | None, usage_error) -> list[int]:
+    if not spec:
+        return list(range(1, 10))
+    try:
+        ids = sorted({int(s) for s in spec.split(",") if s.strip()})
+    except ValueError:
+        raise usage_error(f"--only takes claim numbers 1-9, e.g. 3,4; got {spec!r}") from None
+    bad = [i for i in ids if not 1 <= i <= 9]
+    if bad or not ids:
+        raise usage_error(f"--only takes claim numbers 1-9, got {spec!r}")
+    return ids
+
+
+def main(args, console, argv=None, usage_error=ValueError) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    import kernels
+
+    from .. import results
+    from . import CLAIMS, experiments, plots, report
+    from .nets import pick_backend
+
+    ids = _only(args.only, usage_error)
+    out: Path = args.out
+    if out.exists() and out.is_dir():
+        raise usage_error(f"--out {out} is a folder; give a file path ending in .json")
+    cfg = dataclasses.replace(experiments.PROFILES["quick" if args.quick else "full"], seed=args.seed)
+    ctx = experiments.Context(backend=pick_backend())
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    gpus = [b.name for b in kernels.backends() if b.device == "gpu" and b.available and not b.simulated]
+    load0 = os.getloadavg()
+    max_load = load0[0]
+    console.print(f"claims {','.join(map(str, ids))}, profile {cfg.name}, seed {cfg.seed}, networks on "
+                  f"{ctx.backend}; load {load0[0]:.1f} on {os.cpu_count()} cores", highlight=False)
+    t_start = time.perf_counter()
+    entries = []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # diverging training is measured, not warned
+        for claim in (c for c in CLAIMS if c.id in ids):
+            t0 = time.perf_counter()
+            with console.status(f"claim {claim.id}: {claim.experiment}"):
+                numbers = claim.run(cfg, ctx)
+            ctx.done[claim.id] = numbers
+            verdict = claim.rule(numbers)
+            wall = time.perf_counter() - t0
+            max_load = max(max_load, os.getloadavg()[0])
+            console.print(f"  {claim.id}. {verdict.label()}  ({wall:.1f} s)", highlight=False, markup=False)
+            entries.append({"id": claim.id, "slug": claim.slug, "claim": claim.claim, "experiment": claim.experiment,
+                            "wall_s": wall, "verdict": verdict.as_dict(), "numbers": numbers})
+    run = {
+        "schema": report.SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "profile": cfg.name, "seed": cfg.seed, "config": dataclasses.asdict(cfg),
+        "seeds": "every generator is numpy.random.default_rng seeded from [seed, claim, ...] or seed + claim",
+        "net_backend": ctx.backend, "gpu": ", ".join(gpus) or None,
+        "wall_s": time.perf_counter() - t_start,
+        "load": {"before": list(load0), "after": list(os.getloadavg()), "max_1min": max_load, "cores": os.cpu_count()},
+        "env": results.environment(command=command),
+        "claims": entries,
+    }
+    plots_dir = out.with_name(out.stem + "-plots")
+    images = {}
+    if not args.no_plots:
+        for c, e in zip((c for c in CLAIMS if c.id in ids), entries):
+            images[c.id] = plots.save(c.plot(e["numbers"]), plots_dir / f"claim{c.id}-{c.slug}.png")
+    for e in entries:
+        if e["id"] in images:
+            e["plot"] = str(images[e["id"]].relative_to(out.parent))
+    results.save(run, out)
+    md = out.with_suffix(".md")
+    md.write_text(report.markdown(run, {i: str(p.relative_to(md.parent)) for i, p in images.items()}))
+    console.print(report.table(run))
+    for p in [out, md, *images.values()]:
+        console.print(f"wrote {p}", highlight=False)
+    return 0

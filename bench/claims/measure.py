@@ -1,0 +1,169 @@
+"""Timing for the claims that are about speed (1, 5, 9), with bench/timing.py's clocks.
+
+Each op is timed on each available (not simulated) backend with its output preallocated where the
+kernel takes `out=`: CPU backends with `timing.time_cpu` (perf_counter_ns), GPU backends with
+`timing.time_gpu` (CUDA events, L2 flushed before each sample). Claims compare times within one
+run, as ratios of the fastest samples: on a shared machine interference only ever adds time, and
+the minimum is the estimate it disturbs least (medians are kept beside them).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import kernels
+from kernels import reference
+
+from .. import stats, timing
+
+# Dense matmul backends of the `sparse_matmul` op (issue 8); every other backend of the op skips zeros.
+DENSE_MATMUL_BACKENDS = ("numpy", "torch", "cupy")
+
+
+def timeable_backends(ops: list[str]) -> list[kernels.Backend]:
+    """Backends that run every op in `ops` here, on real hardware (no simulator)."""
+    out = []
+    for be in kernels.backends():
+        if not be.available or be.simulated:
+            continue
+        try:
+            for op in ops:
+                kernels.get(op, be.name)
+        except LookupError:
+            continue
+        out.append(be)
+    return out
+
+
+def _has(op: str, backend: str) -> bool:
+    try:
+        kernels.get(op, backend)
+    except LookupError:
+        return False
+    return True
+
+
+def op_inputs(op: str, n: int, rng: np.random.Generator, dtype="float32") -> tuple[np.ndarray, ...]:
+    """Host inputs of an elementwise op: x ~ N(0, 1), dy ~ N(0, 1), y = the forward output, and the
+    packed sign mask for relu_grad_mask."""
+    x = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
+    spec = reference.OPS[op]
+    if not spec.grad:
+        return (x,)
+    dy = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
+    if spec.mask_input:
+        return dy, reference.pack_mask(x)
+    if spec.grad_of_output:
+        return dy, reference.reference(spec.forward)(x).astype(dtype)
+    return dy, x
+
+
+def _prepare(fn, args) -> tuple[dict, float]:
+    """fn's keyword arguments for timing (its first output as out= when it writes in place) and
+    the seconds of one warm call. The first call compiles whatever is compiled lazily."""
+    first = fn(*args)
+    kwargs = {"out": first}
+    t0 = time.perf_counter()
+    try:
+        fn(*args, **kwargs)
+    except TypeError:                     # this kernel cannot write in place
+        kwargs = {}
+        t0 = time.perf_counter()
+        fn(*args)
+    return kwargs, time.perf_counter() - t0
+
+
+def time_interleaved(calls: list[tuple], sampling: timing.Sampling, rounds: int = 5) -> list[dict]:
+    """Time each (fn, args, backend) of `calls`, taking their samples in turns: `rounds` rounds,
+    each giving every call its share of `sampling.min_samples` samples (CPU, perf_counter_ns, warm
+    calls repeated up to min_sample_s as timing.time_cpu does). Calls that are compared with each
+    other thus meet the same moments of a shared machine's load. GPU calls use timing.time_gpu."""
+    per_round = max(1, -(-sampling.min_samples // rounds))
+    prepared = []
+    for fn, args, be in calls:
+        kwargs, one = _prepare(fn, args)
+        if be is not None and be.device == "gpu":
+            t = timing.time_gpu(fn, args, kwargs, sampling, library=timing.library_of(args[0]))
+            prepared.append((None, None, None, t.samples_s, t.timer))
+            continue
+        if one < sampling.min_sample_s:       # short calls: a proper warm-up decides the repetitions
+            one = timing.warm_up(lambda: fn(*args, **kwargs), sampling)
+        prepared.append((fn, args, kwargs, [], "perf_counter_ns", timing.reps_for(one, sampling)))
+    for _ in range(rounds):
+        for p in prepared:
+            if p[0] is None:
+                continue
+            fn, args, kwargs, samples, _, reps = p
+            for _ in range(per_round):
+                t0 = time.perf_counter_ns()
+                for _ in range(reps):
+                    fn(*args, **kwargs)
+                samples.append((time.perf_counter_ns() - t0) / 1e9 / reps)
+    out = []
+    for p in prepared:
+        s = stats.summarize(p[3])
+        out.append({"median_s": s.median, "min_s": s.min, "rel_iqr": s.rel_iqr, "n": s.n, "timer": p[4]})
+    return out
+
+
+def time_ops(ops: list[str], sizes: list[int], sampling: timing.Sampling, seed: int,
+             optional: tuple[str, ...] = ()) -> list[dict]:
+    """Every op on every backend that has them all (and each `optional` op where the backend has
+    it), at every size: one row per (backend, size, op). The ops of one backend and size are timed
+    in turns (time_interleaved)."""
+    rows = []
+    backends = timeable_backends(ops)
+    for n in sizes:
+        rng = np.random.default_rng([seed, n])
+        host = {op: op_inputs(op, n, rng) for op in (*ops, *optional)}
+        for be in backends:
+            here = list(ops) + [o for o in optional if _has(o, be.name)]
+            calls = [(kernels.get(op, be.name), tuple(kernels.asarray(be.name, a) for a in host[op]), be) for op in here]
+            for op, r in zip(here, time_interleaved(calls, sampling)):
+                rows.append({"backend": be.name, "device": be.device, "size": n, "op": op, **r})
+            del calls
+    return rows
+
+
+def relu_like_activations(batch: int, k: int, sparsity: float, rng: np.random.Generator) -> np.ndarray:
+    """relu(z - t) with z ~ N(0, 1) and t the sparsity-quantile of z: exactly that fraction of zeros
+    (up to rounding), at positions a ReLU layer would give."""
+    z = rng.standard_normal((batch, k), dtype=np.float32)
+    t = np.float32(np.quantile(z, sparsity)) if sparsity > 0 else z.min() - np.float32(1.0)
+    return np.where(z > t, z - t, np.float32(0)).astype(np.float32)
+
+
+def sparse_matmul_impls() -> tuple[list[tuple[str, object, kernels.Backend | None]], str]:
+    """(name, function(a, w), backend record or None) for the dense baseline first, then each
+    sparse implementation; and where they come from. The project's `sparse_matmul` op when it
+    exists, else scipy.sparse CSR (conversion included) against NumPy's dense BLAS."""
+    if "sparse_matmul" in kernels.ops():
+        bes = timeable_backends(["sparse_matmul"])
+        cpu = [b for b in bes if b.device == "cpu"]
+        dense = [b for b in cpu if b.name in DENSE_MATMUL_BACKENDS]
+        sparse = [b for b in cpu if b.name not in DENSE_MATMUL_BACKENDS]
+        gpu_sparse = [b for b in bes if b.device == "gpu" and b.name not in DENSE_MATMUL_BACKENDS]
+        if dense and sparse:
+            base = next((b for b in dense if b.name == "numpy"), dense[0])
+            impls = [(base.name, kernels.get("sparse_matmul", base.name), base)]
+            impls += [(b.name, kernels.get("sparse_matmul", b.name), b) for b in sparse + gpu_sparse]
+            return impls, "project op sparse_matmul"
+    import scipy.sparse as sp
+
+    def csr(a, w):
+        return sp.csr_matrix(a) @ w
+
+    return [("numpy", lambda a, w: a @ w, None), ("scipy_csr (claims fallback)", csr, None)], \
+        "fallback: scipy.sparse CSR incl. conversion (the project's sparse_matmul op is not available yet)"
+
+
+def time_matmuls(impls: list[tuple], a: np.ndarray, w: np.ndarray, sampling: timing.Sampling) -> dict[str, float]:
+    """Fastest sample's seconds per call of each (name, fn(a, w), backend or None) in `impls`,
+    timed in turns; inputs moved to each backend first, never timed."""
+    calls = []
+    for _, fn, be in impls:
+        args = (a, w) if be is None else (kernels.asarray(be.name, a), kernels.asarray(be.name, w))
+        calls.append((fn, args, be))
+    return {name: r["min_s"] for (name, _, _), r in zip(impls, time_interleaved(calls, sampling))}

@@ -1,0 +1,325 @@
+"""Tests of the claims report (bench/claims/): the experiments' logic on tiny networks, every
+verdict rule on synthetic numbers, and the CLI end to end on a tiny profile. No timed assertion."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+import kernels
+from bench import timing
+from bench.__main__ import main
+from bench.claims import CLAIMS, experiments, measure, rules
+from bench.claims.nets import ACTIVATIONS, Net, Task, init_weights, numeric_grad, pick_backend
+
+CPU_BACKENDS = ["numpy", "numba_cpu"]
+FAST = timing.Sampling(min_samples=2, budget_s=0.01, warmup_s=0.0, min_sample_s=0.0)
+
+TINY = dataclasses.replace(
+    experiments.PROFILES["quick"], name="tiny", timing_sizes=(1024,), sampling=FAST, matmul_sampling=FAST,
+    grid_points=2001, grad_depths=(2, 4, 8), grad_width=16, grad_batch=8, sparse_depth=2, sparse_width=16,
+    train_steps=5, train_batch=8, eval_batch=32, matmul_shapes=((64, 32),), matmul_batches=(1, 4),
+    sparsities=(0.0, 0.5, 0.9), dying_lrs=(0.01, 1.0), dying_steps=5, dying_width=8, blowup_depth=6,
+    bn_depth=3, bn_width=8, bn_steps=6, bn_eval_every=2)
+
+
+# ------------------------------------------------------------------------------- networks
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("bn", [False, True])
+def test_backprop_matches_finite_differences(backend, act, bn):
+    net = Net(act, [5, 7, 6, 3], backend=backend, dtype="float64", bn=bn, seed=1)
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((9, 5)), rng.standard_normal((9, 3))
+    _, dW, db, _, _ = net.loss_and_grads(x, t)
+    for layer in range(3):
+        for idx in [(0, 0), (2, 1), (4, 2)]:
+            num = numeric_grad(net, x, t, layer, idx)
+            assert dW[layer][idx] == pytest.approx(num, rel=1e-5, abs=1e-9)
+
+
+def test_networks_run_on_the_projects_kernels(monkeypatch):
+    """The forward and backward passes call kernels.get(op, backend), not a private activation."""
+    seen = []
+    real = kernels.get
+
+    def spy(op, backend):
+        seen.append((op, backend))
+        return real(op, backend)
+
+    monkeypatch.setattr(kernels, "get", spy)
+    Net("sigmoid", [3, 4, 2], backend="numpy", dtype="float64")
+    assert ("sigmoid", "numpy") in seen and ("sigmoid_grad", "numpy") in seen
+
+
+def test_gradient_kernel_gets_x_or_y_as_the_op_table_says():
+    """relu_grad takes the forward input, sigmoid_grad the forward output: a swapped argument would
+    give a wrong gradient, which the finite-difference test catches; here the cached values."""
+    for act, expect_output in (("relu", False), ("sigmoid", True), ("tanh", True), ("leaky_relu", False)):
+        assert Net(act, [2, 2, 1], backend="numpy")._grad_of_output is expect_output
+
+
+def test_init_scales():
+    rng = np.random.default_rng(0)
+    assert init_weights(rng, 400, 400, "he").std() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
+    assert init_weights(rng, 400, 400, "xavier").std() == pytest.approx(math.sqrt(2 / 800), rel=0.02)
+    assert init_weights(rng, 400, 400, "he", gain=1.2).std() == pytest.approx(1.2 * math.sqrt(2 / 400), rel=0.02)
+    with pytest.raises(ValueError):
+        init_weights(rng, 2, 2, "orthogonal")
+
+
+def test_sgd_lowers_the_loss_and_is_reproducible():
+    def run():
+        r = experiments.train("tanh", cfg=TINY, backend="numpy", depth=2, width=16, lr=0.05, steps=30, seed=3)
+        return r["first_loss"], r["final_loss"]
+    a, b = run(), run()
+    assert a == b
+    assert a[1] < a[0]
+
+
+def test_pick_backend_prefers_the_fused_cpu_kernels_without_a_gpu():
+    assert pick_backend() in ("numba_cpu", "numpy", "cupy_raw", "cupy_elementwise", "cupy")
+    assert pick_backend("numpy") == "numpy"
+
+
+# ------------------------------------------------------------------------------- experiments
+
+def test_sigmoid_derivative_peaks_at_a_quarter_relu_takes_0_and_1():
+    d = experiments.derivatives(TINY, experiments.Context("numpy"))
+    assert d["backends"]
+    for b in d["backends"]:
+        assert b["sigmoid_grad_max"] == 0.25
+        assert b["sigmoid_grad_argmax_x"] == 0.0           # the odd grid holds x = 0
+        assert b["relu_grad_values"] == [0.0, 1.0]
+        assert b["tanh_grad_max"] == 1.0
+    assert rules.derivatives(d).verdict == rules.SUPPORTED
+
+
+def test_vanishing_gradient_shapes_and_sigmoid_shrinks():
+    d = experiments.vanishing(TINY, experiments.Context("numpy"))
+    sig, relu = d["activations"]["sigmoid"], d["activations"]["relu"]
+    assert len(sig["ratio_first_last"]) == len(TINY.grad_depths)
+    assert sig["ratio_first_last"][-1] < sig["ratio_first_last"][0]
+    assert sig["per_layer_factor"] < 0.5 < relu["per_layer_factor"]
+    assert len(sig["grad_norm_by_layer_deepest"]) == max(TINY.grad_depths)
+
+
+def test_fit_factor_recovers_a_geometric_rate():
+    steps = [1, 2, 4, 8]
+    assert experiments._fit_factor(steps, [3 * 0.25**s for s in steps]) == pytest.approx(0.25)
+    assert math.isnan(experiments._fit_factor([1], [1.0]))
+
+
+def test_relu_is_sparse_sigmoid_dense_at_init():
+    d = experiments.sparsity(TINY, experiments.Context("numpy"))
+    relu, sig = d["activations"]["relu"], d["activations"]["sigmoid"]
+    assert all(0.2 < z < 0.8 for z in relu["zero_fraction_init"])
+    assert all(z == 0 for z in sig["zero_fraction_init"] + sig["zero_fraction_trained"])
+
+
+def test_relu_like_activations_hit_the_sparsity():
+    rng = np.random.default_rng(0)
+    for s in (0.0, 0.5, 0.9, 0.99):
+        a = measure.relu_like_activations(8, 1000, s, rng)
+        assert (a >= 0).all()
+        assert (a == 0).mean() == pytest.approx(s, abs=2e-3)
+
+
+def test_crossover_interpolates():
+    assert experiments.crossover([0, 0.5, 0.9], [0.5, 0.8, 2.0]) == pytest.approx(0.5 + 0.2 / 1.2 * 0.4)
+    assert experiments.crossover([0, 0.5], [1.2, 3]) == 0.0
+    assert experiments.crossover([0, 0.5], [0.2, 0.3]) is None
+
+
+def test_sparse_matmul_experiment_uses_the_project_op_when_there():
+    impls, source = measure.sparse_matmul_impls()
+    rng = np.random.default_rng(0)
+    a, w = measure.relu_like_activations(3, 20, 0.5, rng), rng.standard_normal((20, 7)).astype(np.float32)
+    for name, fn, be in impls:
+        x = (a, w) if be is None else (kernels.asarray(be.name, a), kernels.asarray(be.name, w))
+        got = np.asarray(kernels.asnumpy(fn(*x)) if be is not None else fn(*x))
+        np.testing.assert_allclose(got, a @ w, rtol=1e-5, atol=1e-5)
+    assert ("sparse_matmul" in kernels.ops()) == source.startswith("project op")
+
+
+def test_dying_marks_units_negative_everywhere():
+    d = experiments.dying(TINY, experiments.Context("numpy"))
+    assert {r["optimiser"] for r in d["runs"]} == {"sgd", "sgd_clip1"}
+    for r in d["runs"]:
+        assert 0 <= r["dead"] <= 1 and len(r["dead_by_layer"]) == TINY.dying_depth
+
+
+def test_blowup_grows_with_gain_for_relu_only():
+    d = experiments.blowup(dataclasses.replace(TINY, blowup_depth=20, grad_width=64, grad_batch=32, blowup_gains=(1.0, 1.5)),
+                           experiments.Context("numpy"))
+    by = {(r["act"], r["gain"]): r for r in d["runs"]}
+    assert by["relu", 1.5]["growth_per_layer"] > 1.3
+    assert 0.8 < by["relu", 1.0]["growth_per_layer"] < 1.2
+    assert max(by["sigmoid", 1.5]["max_abs_by_layer"]) <= 1.0
+
+
+def test_every_experiment_and_rule_runs_on_a_tiny_profile():
+    ctx = experiments.Context("numpy")
+    for c in CLAIMS:
+        with np.errstate(all="ignore"):
+            ctx.done[c.id] = c.run(TINY, ctx)
+        v = c.rule(ctx.done[c.id])
+        assert v.verdict in (rules.SUPPORTED, rules.REFUTED, rules.DEPENDS)
+        assert v.numbers and v.would_change
+        json.dumps(ctx.done[c.id])                                   # every number is JSON
+    assert ctx.done[9]["memory_ratio_sigmoid_over_mask"] == 32
+
+
+# ------------------------------------------------------------------------------- rules
+
+def _cost(*cells):
+    return {"ratios": [{"backend": b, "device": "cpu", "size": n, "forward": f, "backward": bw} for b, n, f, bw in cells]}
+
+
+def test_rule_cost():
+    assert rules.cost(_cost(("numpy", 2**20, 5, 2), ("numba_cpu", 2**20, 1.6, 1.5))).verdict == rules.SUPPORTED
+    assert rules.cost(_cost(("numpy", 2**20, 1.0, 1.1), ("numba_cpu", 2**20, 0.9, 1.0))).verdict == rules.REFUTED
+    v = rules.cost(_cost(("numpy", 2**20, 5, 1.0), ("numba_cpu", 2**20, 1.0, 1.0)))
+    assert v.verdict == rules.DEPENDS and "forward numpy 2^20" in v.condition and "backward nowhere" in v.condition
+
+
+def _deriv(mx, relu_vals):
+    return {"grid": {"from": -1, "to": 1}, "backends": [{"backend": "numpy", "sigmoid_grad_max": mx, "sigmoid_grad_argmax_x": 0.0,
+                                                         "relu_grad_values": relu_vals, "sigmoid_grad_below_0.1": 0.5}]}
+
+
+def test_rule_derivatives():
+    assert rules.derivatives(_deriv(0.25, [0.0, 1.0])).verdict == rules.SUPPORTED
+    assert rules.derivatives(_deriv(0.3, [0.0, 1.0])).verdict == rules.REFUTED
+    assert rules.derivatives(_deriv(0.25, [0.0, 0.5, 1.0])).verdict == rules.REFUTED
+
+
+def _van(f_sig, last_sig, f_relu, last_relu):
+    a = lambda f, last: {"per_layer_factor": f, "ratio_first_last": [1.0, last]}   # noqa: E731
+    return {"depths": [2, 64], "activations": {"sigmoid": a(f_sig, last_sig), "relu": a(f_relu, last_relu)}}
+
+
+def test_rule_vanishing():
+    assert rules.vanishing(_van(0.25, 1e-40, 1.0, 0.9)).verdict == rules.SUPPORTED
+    assert rules.vanishing(_van(0.95, 0.5, 1.0, 0.9)).verdict == rules.REFUTED
+    assert rules.vanishing(_van(0.25, 1e-40, 0.5, 1e-10)).verdict == rules.REFUTED
+
+
+def _sp(relu0, relu1, sig):
+    return {"activations": {"relu": {"zero_fraction_init": relu0, "zero_fraction_trained": relu1},
+                            "sigmoid": {"zero_fraction_init": sig, "zero_fraction_trained": sig}}}
+
+
+def test_rule_sparsity():
+    assert rules.sparsity(_sp([0.5, 0.5], [0.5, 0.6], [0, 0])).verdict == rules.SUPPORTED
+    assert rules.sparsity(_sp([0.01, 0.0], [0.0, 0.0], [0, 0])).verdict == rules.REFUTED
+    assert rules.sparsity(_sp([0.5, 0.5], [0.5, 0.05], [0, 0])).verdict == rules.DEPENDS
+
+
+def _mm(speedups_at_batch):
+    cases, xos = [], []
+    for batch, sp in speedups_at_batch.items():
+        for s, v in zip((0.0, 0.5, 0.9), sp):
+            cases.append({"shape": [64, 64], "batch": batch, "sparsity": s, "speedup": {"csr": v}})
+        xos.append({"shape": [64, 64], "batch": batch, "impl": "csr", "crossover": experiments.crossover((0, 0.5, 0.9), sp)})
+    return {"relu_zero_fraction": {"init": 0.5, "trained": 0.5}, "cases": cases, "crossovers": xos, "project_op": False}
+
+
+def test_rule_sparse_matmul():
+    assert rules.sparse_matmul(_mm({1: (1.0, 2.0, 9.0)})).verdict == rules.SUPPORTED
+    assert rules.sparse_matmul(_mm({1: (0.1, 0.2, 0.5)})).verdict == rules.REFUTED
+    v = rules.sparse_matmul(_mm({1: (0.3, 0.6, 3.0), 64: (0.1, 0.2, 0.5)}))
+    assert v.verdict == rules.DEPENDS and v.condition.startswith("sparsity")
+    assert "fallback" in v.numbers
+
+
+def _dy(dead):
+    runs = []
+    for (opt, lr, act), (fr, div) in dead.items():
+        runs.append({"optimiser": opt, "lr": lr, "act": act, "dead": fr, "final_loss": 1.0, "diverged_at": div})
+    return {"runs": runs}
+
+
+def test_rule_dying():
+    base = {("sgd", 0.01, "relu"): (0.0, None), ("sgd", 0.01, "leaky_relu"): (0.0, None)}
+    sup = _dy({**base, ("sgd", 1.0, "relu"): (0.5, None), ("sgd", 1.0, "leaky_relu"): (0.1, None)})
+    assert rules.dying(sup).verdict == rules.SUPPORTED
+    ref = _dy({**base, ("sgd", 1.0, "relu"): (0.1, None), ("sgd", 1.0, "leaky_relu"): (0.1, None)})
+    assert rules.dying(ref).verdict == rules.REFUTED
+    dep = _dy({**base, ("sgd", 1.0, "relu"): (0.5, None), ("sgd", 1.0, "leaky_relu"): (0.45, None)})
+    assert rules.dying(dep).verdict == rules.DEPENDS
+    # a leaky run that diverged does not count as avoiding
+    div = _dy({**base, ("sgd", 1.0, "relu"): (0.5, None), ("sgd", 1.0, "leaky_relu"): (0.0, 3)})
+    assert rules.dying(div).verdict == rules.DEPENDS
+    # ReLU diverging is not dying
+    assert rules.dying(_dy({**base, ("sgd", 1.0, "relu"): (0.9, 2), ("sgd", 1.0, "leaky_relu"): (0.0, 2)})).verdict == rules.REFUTED
+
+
+def _bu(relu_big, sig_max):
+    mk = lambda act, g, ratio, mx: {"act": act, "gain": g, "rms_last_over_first": ratio, "growth_per_layer": 1.0,  # noqa: E731
+                                    "max_abs_by_layer": [mx]}
+    return {"depth": 64, "runs": [mk("relu", 1.0, 1.0, 3), mk("relu", 1.2, relu_big, 1e5), mk("sigmoid", 1.2, 1.0, sig_max)]}
+
+
+def test_rule_blowup():
+    assert rules.blowup(_bu(1e4, 0.99)).verdict == rules.SUPPORTED
+    assert rules.blowup(_bu(2.0, 0.99)).verdict == rules.REFUTED
+
+
+def _bnr(off, on, base=3.0):
+    mk = lambda bn, v: {"lr": 0.1, "bn": bn, "curve": [(0, 4.0), (1, v), (2, v), (3, v)], "diverged_at": None,  # noqa: E731
+                        "mean_predictor_loss": base}
+    return {"depth": 20, "steps": 3, "runs": [mk(False, off), mk(True, on)]}
+
+
+def test_rule_batchnorm():
+    assert rules.batchnorm(_bnr(3.0, 0.5)).verdict == rules.SUPPORTED
+    assert rules.batchnorm(_bnr(3.0, 2.9)).verdict == rules.REFUTED
+    assert rules.batchnorm(_bnr(0.5, 0.4)).verdict == rules.DEPENDS
+
+
+def _mask(mem, ratios):
+    return {"memory_ratio_sigmoid_over_mask": mem,
+            "bytes_kept_per_activation": {"relu_grad_mask (packed mask)": 4 / mem, "sigmoid_grad (y, float32)": 4},
+            "ratios": [{"backend": b, "size": 2**20, "mask_over_sigmoid_grad": r} for b, r in ratios]}
+
+
+def test_rule_mask_backward():
+    assert rules.mask_backward(_mask(32, [("numba_cpu", 0.8)])).verdict == rules.SUPPORTED
+    v = rules.mask_backward(_mask(32, [("numba_cpu", 0.8), ("numpy", 3.0)]))
+    assert v.verdict == rules.DEPENDS and "numpy" in v.condition
+    assert rules.mask_backward(_mask(1, [("numba_cpu", 0.8)])).verdict == rules.REFUTED
+
+
+# ------------------------------------------------------------------------------- CLI
+
+def test_cli_writes_json_markdown_and_plots(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(experiments.PROFILES, "quick", TINY)
+    out = tmp_path / "claims.json"
+    assert main(["claims", "--quick", "--out", str(out), "--only", "2,4,7"]) == 0
+    run = json.loads(out.read_text())
+    assert [c["id"] for c in run["claims"]] == [2, 4, 7]
+    assert run["seed"] == 0 and run["config"]["name"] == "tiny" and "load" in run
+    md = out.with_suffix(".md").read_text()
+    assert "| 2 |" in md and "claims-plots/claim2-derivatives.png" in md
+    assert (tmp_path / "claims-plots" / "claim7-blowup.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv", [["claims", "--only", "0"], ["claims", "--only", "x"], ["claims", "--bogus"]])
+def test_cli_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_noisy_cells_do_not_decide_unless_all_are():
+    d = _cost(("numpy", 2**20, 5, 2), ("numba_cpu", 2**16, 1.0, 1.0))
+    d["ratios"][1]["spread"] = 0.9
+    v = rules.cost(d)
+    assert v.verdict == rules.SUPPORTED and "~numba_cpu" in v.numbers
+    d["ratios"][0]["spread"] = 0.9
+    assert rules.cost(d).verdict == rules.DEPENDS
