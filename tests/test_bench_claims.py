@@ -14,7 +14,7 @@ import kernels
 from bench import timing
 from bench.__main__ import main
 from bench.claims import CLAIMS, experiments, measure, rules
-from bench.claims.nets import ACTIVATIONS, Net, Task, init_weights, numeric_grad, pick_backend
+from bench.claims.nets import ACTIVATIONS, Net, init_weights, numeric_grad, pick_backend
 
 CPU_BACKENDS = ["numpy", "numba_cpu"]
 FAST = timing.Sampling(min_samples=2, budget_s=0.01, warmup_s=0.0, min_sample_s=0.0)
@@ -140,7 +140,7 @@ def test_sparse_matmul_experiment_uses_the_project_op_when_there():
     impls, source = measure.sparse_matmul_impls()
     rng = np.random.default_rng(0)
     a, w = measure.relu_like_activations(3, 20, 0.5, rng), rng.standard_normal((20, 7)).astype(np.float32)
-    for name, fn, be in impls:
+    for _name, fn, be in impls:
         x = (a, w) if be is None else (kernels.asarray(be.name, a), kernels.asarray(be.name, w))
         got = np.asarray(kernels.asnumpy(fn(*x)) if be is not None else fn(*x))
         np.testing.assert_allclose(got, a @ w, rtol=1e-5, atol=1e-5)
@@ -200,7 +200,7 @@ def test_rule_derivatives():
 
 
 def _van(f_sig, last_sig, f_relu, last_relu):
-    a = lambda f, last: {"per_layer_factor": f, "ratio_first_last": [1.0, last]}   # noqa: E731
+    a = lambda f, last: {"per_layer_factor": f, "ratio_first_last": [1.0, last]}  # noqa: E731
     return {"depths": [2, 64], "activations": {"sigmoid": a(f_sig, last_sig), "relu": a(f_relu, last_relu)}}
 
 
@@ -257,7 +257,8 @@ def test_rule_dying():
     div = _dy({**base, ("sgd", 1.0, "relu"): (0.5, None), ("sgd", 1.0, "leaky_relu"): (0.0, 3)})
     assert rules.dying(div).verdict == rules.DEPENDS
     # ReLU diverging is not dying
-    assert rules.dying(_dy({**base, ("sgd", 1.0, "relu"): (0.9, 2), ("sgd", 1.0, "leaky_relu"): (0.0, 2)})).verdict == rules.REFUTED
+    diverged = _dy({**base, ("sgd", 1.0, "relu"): (0.9, 2), ("sgd", 1.0, "leaky_relu"): (0.0, 2)})
+    assert rules.dying(diverged).verdict == rules.REFUTED
 
 
 def _bu(relu_big, sig_max):
@@ -318,8 +319,19 @@ def test_cli_usage_errors_exit_2(argv, capsys):
 
 def test_noisy_cells_do_not_decide_unless_all_are():
     d = _cost(("numpy", 2**20, 5, 2), ("numba_cpu", 2**16, 1.0, 1.0))
-    d["ratios"][1]["spread"] = 0.9
+    d["ratios"][1]["spread"] = 1.5
     v = rules.cost(d)
     assert v.verdict == rules.SUPPORTED and "~numba_cpu" in v.numbers
-    d["ratios"][0]["spread"] = 0.9
+    d["ratios"][0]["spread"] = 1.5
     assert rules.cost(d).verdict == rules.DEPENDS
+
+
+def test_a_backend_far_slower_than_numpy_everywhere_is_starved():
+    t = {("numpy", 8, "a"): 1.0, ("numpy", 8, "b"): 1.0, ("x", 8, "a"): 50.0, ("x", 8, "b"): 20.0, ("y", 8, "a"): 50.0,
+         ("y", 8, "b"): 2.0}
+    assert experiments._starved(t, "x", 8, ["a", "b"])
+    assert not experiments._starved(t, "y", 8, ["a", "b"])
+    assert not experiments._starved(t, "numpy", 8, ["a", "b"])
+    d = _cost(("numpy", 2**20, 5, 2), ("numba_cpu", 2**16, 1.0, 1.0))
+    d["ratios"][1]["starved"] = True
+    assert rules.cost(d).verdict == rules.SUPPORTED

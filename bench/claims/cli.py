@@ -53,7 +53,7 @@ def main(args, console, argv=None, usage_error=ValueError) -> int:
 
     import kernels
 
-    from .. import results
+    from .. import environment
     from . import CLAIMS, experiments, plots, report
     from .nets import pick_backend
 
@@ -91,7 +91,7 @@ def main(args, console, argv=None, usage_error=ValueError) -> int:
         "net_backend": ctx.backend, "gpu": ", ".join(gpus) or None,
         "wall_s": time.perf_counter() - t_start,
         "load": {"before": list(load0), "after": list(os.getloadavg()), "max_1min": max_load, "cores": os.cpu_count()},
-        "env": results.environment(command=command),
+        "env": environment.environment(command=command),
         "claims": entries,
     }
     plots_dir = out.with_name(out.stem + "-plots")
@@ -102,7 +102,7 @@ def main(args, console, argv=None, usage_error=ValueError) -> int:
     for e in entries:
         if e["id"] in images:
             e["plot"] = str(images[e["id"]].relative_to(out.parent))
-    results.save(run, out)
+    report.save_json(run, out)
     md = out.with_suffix(".md")
     md.write_text(report.markdown(run, {i: str(p.relative_to(md.parent)) for i, p in images.items()}))
     console.print(report.table(run))

@@ -9,6 +9,7 @@ the minimum is the estimate it disturbs least (medians are kept beside them).
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -89,7 +90,7 @@ def time_interleaved(calls: list[tuple], sampling: timing.Sampling, rounds: int 
             prepared.append((None, None, None, t.samples_s, t.timer))
             continue
         if one < sampling.min_sample_s:       # short calls: a proper warm-up decides the repetitions
-            one = timing.warm_up(lambda: fn(*args, **kwargs), sampling)
+            one = timing.warm_up(functools.partial(fn, *args, **kwargs), sampling)
         prepared.append((fn, args, kwargs, [], "perf_counter_ns", timing.reps_for(one, sampling)))
     for _ in range(rounds):
         for p in prepared:

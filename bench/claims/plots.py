@@ -53,7 +53,6 @@ def vanishing(d: dict) -> Figure:
         a1.plot(d["depths"], v["ratio_first_last"], color=col, marker=m,
                 label=f"{act} ({v['init']}), x{v['per_layer_factor']:.3g}/layer")
         a2.plot(range(1, len(v["grad_norm_by_layer_deepest"]) + 1), v["grad_norm_by_layer_deepest"], color=col, label=act)
-    a1.set_xscale("log", base=2)
     for a in (a1, a2):
         a.set_yscale("log")
         a.legend(fontsize=8)

@@ -27,9 +27,10 @@ MANY, FEW = 0.2, 0.05
 BLOWUP, BOUNDED = 10.0, 2.0
 # Claim 8: a network "trains" when its final loss is at most TRAINS x the loss of predicting the mean.
 TRAINS = 0.5
-# Claims 1 and 9: a time ratio whose timings spread more than NOISY (IQR / median of the samples)
-# is shown (marked ~) but decides nothing, unless every cell is that noisy.
-NOISY = 0.3
+# Claims 1 and 9: a time ratio whose timings spread more than NOISY (IQR / median of the samples),
+# or whose backend was starved (experiments.STARVED: far slower than NumPy on every op, its threads
+# waiting for a core), is shown (marked ~) but decides nothing, unless every cell is like that.
+NOISY = 1.0
 # Claim 9: the 1-bit backward is "not slower" up to NOT_SLOWER x sigmoid_grad's time.
 NOT_SLOWER = 1.1
 
@@ -58,12 +59,23 @@ def _size(n: int) -> str:
 
 def _steady(ratios: list[dict]) -> list[dict]:
     """The cells that decide: those whose timings spread at most NOISY; all when none does."""
-    ok = [r for r in ratios if r.get("spread", 0.0) <= NOISY]
+    ok = [r for r in ratios if not _unsteady(r)]
     return ok or ratios
 
 
+def _unsteady(r: dict) -> bool:
+    return r.get("spread", 0.0) > NOISY or r.get("starved", False)
+
+
+def _decided(steady: list, ratios: list) -> str:
+    n = len([r for r in ratios if not _unsteady(r)])
+    if n == len(ratios):
+        return ""
+    return f" ({n} of {len(ratios)} cells decide)" if n else " (every cell unsteady: all decide)"
+
+
 def _tilde(r: dict) -> str:
-    return "~" if r.get("spread", 0.0) > NOISY else ""
+    return "~" if _unsteady(r) else ""
 
 
 def cost(d: dict) -> Verdict:
@@ -71,10 +83,11 @@ def cost(d: dict) -> Verdict:
     cells = [(r["backend"], r["size"], way, r[way]) for r in steady for way in ("forward", "backward")]
     holds = [c for c in cells if c[3] >= COST_HOLDS]
     numbers = "sigmoid/relu time, fwd and bwd: " + ", ".join(
-        f"{_tilde(r)}{r['backend']} {_size(r['size'])} {_x(r['forward'])} {_x(r['backward'])}" for r in d["ratios"])
+        f"{_tilde(r)}{r['backend']} {_size(r['size'])} {_x(r['forward'])} {_x(r['backward'])}" for r in d["ratios"]) \
+        + _decided(steady, d["ratios"])
     change = (f"a cell counts as 'sigmoid costs more' at >= {COST_HOLDS}x ReLU's time (min of the samples); "
               "supported if every backend, size and direction does, refuted if none does; cells marked ~ "
-              f"(timings spread over {NOISY:.0%}) do not decide")
+              f"(timings spread over {NOISY:.0%}, or a backend starved of cores) do not decide")
     if len(holds) == len(cells):
         return Verdict(SUPPORTED, "", numbers, change)
     if not holds:
@@ -257,9 +270,9 @@ def mask_backward(d: dict) -> Verdict:
                f"{d['bytes_kept_per_activation']['sigmoid_grad (y, float32)']:g} B ({mem:g}x less); "
                "relu_grad_mask / sigmoid_grad time: "
                + ", ".join(f"{_tilde(c)}{c['backend']} {_size(c['size'])} {_x(c['mask_over_sigmoid_grad'])}"
-                           for c in d["ratios"]))
+                           for c in d["ratios"]) + _decided(cells, d["ratios"]))
     change = (f"the mask backward taking more than {NOT_SLOWER}x sigmoid_grad's time on a backend (min of the samples); "
-              f"cells marked ~ (timings spread over {NOISY:.0%}) do not decide")
+              f"cells marked ~ (timings spread over {NOISY:.0%}, or a backend starved of cores) do not decide")
     if mem < 8:
         return Verdict(REFUTED, "", numbers, change)
     slow = [c for c in cells if c["mask_over_sigmoid_grad"] > NOT_SLOWER]
