@@ -4,6 +4,8 @@
 #   make lint       ruff (rules in pyproject.toml)
 #   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
 #   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
+#   make claims     nine ReLU-vs-sigmoid claims measured and judged -> reports/claims.md (+ .json, plots);
+#                   quick profile (at most 2 min on 2 cores); make claims-full for the full one
 # Regression tracking (README, "Regression tracking"):
 #   make compare [BASE=a.json NEW=b.json]  verdict per case (default: the two newest runs); exit 1 if slower
 #   make baseline      this machine's quick run -> reports/baselines/<cpu-cores-gpu>.json
