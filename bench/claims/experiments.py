@@ -31,7 +31,7 @@ class Config:
     # In the cache, and beyond it: 64 MiB per float32 array, more than any L3 a 2-core VM sits on
     # (sysfs may report 32 MiB where the chip's is 96 MiB or more).
     timing_sizes: tuple[int, ...] = (2**16, 2**24)
-    sampling: timing.Sampling = field(default_factory=lambda: timing.Sampling(budget_s=0.3, rel_tol=0.03))
+    sampling: timing.Sampling = field(default_factory=lambda: timing.Sampling(min_samples=6))
     matmul_sampling: timing.Sampling = field(
         default_factory=lambda: timing.Sampling(min_samples=5, budget_s=0.3, rel_tol=0.05))
     grid_points: int = 2**20 + 1                          # odd: x = 0 is on the grid
@@ -64,7 +64,7 @@ class Config:
 PROFILES = {
     "quick": Config("quick"),
     "full": Config("full", timing_sizes=(2**12, 2**16, 2**20, 2**24, 2**26),
-                   sampling=timing.Sampling(budget_s=1.0, rel_tol=0.02),
+                   sampling=timing.Sampling(min_samples=20),
                    matmul_sampling=timing.Sampling(min_samples=10, budget_s=1.0, rel_tol=0.03),
                    grid_points=2**24 + 1, grad_batch=256, grad_seeds=3, train_steps=1000,
                    matmul_shapes=((4096, 4096), (8192, 8192)), matmul_batches=(1, 8, 64),

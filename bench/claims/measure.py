@@ -46,19 +46,24 @@ def _has(op: str, backend: str) -> bool:
     return True
 
 
-def op_inputs(op: str, n: int, rng: np.random.Generator, dtype="float32") -> tuple[np.ndarray, ...]:
-    """Host inputs of an elementwise op: x ~ N(0, 1), dy ~ N(0, 1), y = the forward output, and the
-    packed sign mask for relu_grad_mask."""
+def op_inputs(ops: list[str], n: int, rng: np.random.Generator, dtype="float32") -> dict[str, tuple]:
+    """Host inputs of each elementwise op, built from one x ~ N(0, 1) and one dy ~ N(0, 1): the
+    forward ops take x; relu_grad and leaky_relu_grad (dy, x); sigmoid_grad and tanh_grad (dy, y)
+    with y the forward output; relu_grad_mask (dy, the packed sign mask of x)."""
     x = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
-    spec = reference.OPS[op]
-    if not spec.grad:
-        return (x,)
     dy = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
-    if spec.mask_input:
-        return dy, reference.pack_mask(x)
-    if spec.grad_of_output:
-        return dy, reference.reference(spec.forward)(x).astype(dtype)
-    return dy, x
+    out = {}
+    for op in ops:
+        spec = reference.OPS[op]
+        if not spec.grad:
+            out[op] = (x,)
+        elif spec.mask_input:
+            out[op] = (dy, reference.pack_mask(x))
+        elif spec.grad_of_output:
+            out[op] = (dy, reference.reference(spec.forward)(x).astype(dtype))
+        else:
+            out[op] = (dy, x)
+    return out
 
 
 def _prepare(fn, args) -> tuple[dict, float]:
@@ -76,12 +81,12 @@ def _prepare(fn, args) -> tuple[dict, float]:
     return kwargs, time.perf_counter() - t0
 
 
-def time_interleaved(calls: list[tuple], sampling: timing.Sampling, rounds: int = 5) -> list[dict]:
-    """Time each (fn, args, backend) of `calls`, taking their samples in turns: `rounds` rounds,
-    each giving every call its share of `sampling.min_samples` samples (CPU, perf_counter_ns, warm
-    calls repeated up to min_sample_s as timing.time_cpu does). Calls that are compared with each
-    other thus meet the same moments of a shared machine's load. GPU calls use timing.time_gpu."""
-    per_round = max(1, -(-sampling.min_samples // rounds))
+def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict]:
+    """Time each (fn, args, backend) of `calls`, taking their samples in turns: `sampling.min_samples`
+    rounds of one sample of every call (CPU, perf_counter_ns, warm calls repeated up to min_sample_s
+    as timing.time_cpu does). Calls that are compared with each other thus meet the same moments of
+    a shared machine's load. GPU calls use timing.time_gpu."""
+    rounds, per_round = sampling.min_samples, 1
     prepared = []
     for fn, args, be in calls:
         kwargs, one = _prepare(fn, args)
@@ -118,7 +123,7 @@ def time_ops(ops: list[str], sizes: list[int], sampling: timing.Sampling, seed: 
     backends = timeable_backends(ops)
     for n in sizes:
         rng = np.random.default_rng([seed, n])
-        host = {op: op_inputs(op, n, rng) for op in (*ops, *optional)}
+        host = op_inputs([*ops, *optional], n, rng)
         for be in backends:
             here = list(ops) + [o for o in optional if _has(o, be.name)]
             calls = [(kernels.get(op, be.name), tuple(kernels.asarray(be.name, a) for a in host[op]), be) for op in here]
