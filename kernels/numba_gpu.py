@@ -1,8 +1,10 @@
 """numba.cuda backend ("numba_cuda"): hand-written numba.cuda.jit kernels for every elementwise op.
 
-Each op is a device function `_<op>_kernel`, a grid-stride loop over the flattened arrays, and a
-launcher `<op>` registered with @register that allocates the output (unless out= is given), picks
-the grid (`launch_config`) and launches on the default stream. Every thread loads UNROLL elements
+Each elementwise op is a small scalar function (`_relu`, `_sigmoid_grad`, ...) run by one
+grid-stride driver per arity (`_map1_driver`, `_map2_driver`: a kernel factory), with one generic
+launcher per op registered from the MAP1 / MAP2 tables; relu_mask and relu_grad_mask have kernels
+of their own. A launcher allocates the output (unless out= is given), picks the grid
+(`launch_config`, from CUDA's occupancy API) and launches on the default stream. Every thread loads UNROLL elements
 before it computes and stores any of them, so that a real GPU has UNROLL independent reads in
 flight per thread: numba cannot tell that inputs and outputs do not overlap, so a plain loop would
 wait for each load in turn. relu_mask builds its packed mask with a warp ballot: one 32-bit word per
@@ -86,150 +88,91 @@ def describe_device(dev) -> str:
     return f"{name} (sm_{cc[0]}{cc[1]}, {int(dev.MULTIPROCESSOR_COUNT)} SMs)"
 
 
-# ------------------------------------------------------------------------------------- kernels
-# Device code. Arrays are 1-D and C-contiguous; a typed constant (x.dtype.type(1)) keeps float32
-# arithmetic in float32 (a bare 1.0 is a float64 in numba and would promote the whole expression).
-# Each kernel reads its UNROLL elements into a local array first (registers on a GPU), then computes
-# and stores them; `if j < n` handles the tail of the last pass.
+# Device code. Arrays are 1-D and C-contiguous; typed constants (zero, one: x.dtype.type(0), ...)
+# keep float32 arithmetic in float32 (a bare 1.0 is a float64 in numba and would promote the
+# whole expression). The elementwise ops are written once each as a scalar function of the
+# compute values and those constants, f(v, zero, one, p) or f(g, v, zero, one, p) with p the op's
+# scalar parameter (slope; zero where it has none), and run by one driver per arity
+# (`_map1_driver`, `_map2_driver`): each thread reads its UNROLL elements into a local array first
+# (registers on a GPU), then computes and stores them; `if j < n` handles the tail of the last
+# pass. What each kernel moves: bench/roofline.py.
 
-# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
-def _relu_kernel(x, y):
-    n, step = x.shape[0], cuda.gridsize(1)
-    zero = x.dtype.type(0)
-    v = cuda.local.array(UNROLL, x.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                v[k] = x[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                y[j] = zero if v[k] < zero else v[k]          # NaN < 0 is false: NaN stays NaN
+def _relu(v, zero, one, p):
+    return zero if v < zero else v                  # NaN < 0 is false: NaN stays NaN
 
 
-# reads 8 B (dy, x) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
-def _relu_grad_kernel(dy, x, dx):
-    n, step = x.shape[0], cuda.gridsize(1)
-    zero = x.dtype.type(0)
-    g = cuda.local.array(UNROLL, dy.dtype)
-    v = cuda.local.array(UNROLL, x.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                g[k] = dy[j]
-                v[k] = x[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                dx[j] = g[k] if v[k] > zero else zero       # 0 where x <= 0 or x is NaN
+def _sigmoid(v, zero, one, p):
+    e = math.exp(-abs(v))                           # in [0, 1]: never overflows; NaN stays NaN
+    return one / (one + e) if v >= zero else e / (one + e)
 
 
-# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
-def _sigmoid_kernel(x, y):
-    n, step = x.shape[0], cuda.gridsize(1)
-    zero, one = x.dtype.type(0), x.dtype.type(1)
-    v = cuda.local.array(UNROLL, x.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                v[k] = x[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                e = math.exp(-abs(v[k]))                     # in [0, 1]: never overflows; NaN stays NaN
-                y[j] = one / (one + e) if v[k] >= zero else e / (one + e)
+def _tanh(v, zero, one, p):
+    return math.tanh(v)
 
 
-# reads 8 B (dy, y) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
-def _sigmoid_grad_kernel(dy, y, dx):
-    n, step = y.shape[0], cuda.gridsize(1)
-    one = y.dtype.type(1)
-    g = cuda.local.array(UNROLL, dy.dtype)
-    s = cuda.local.array(UNROLL, y.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                g[k] = dy[j]
-                s[k] = y[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                dx[j] = (g[k] * s[k]) * (one - s[k])         # dy * y * (1 - y), left to right
+def _leaky_relu(v, zero, one, p):
+    return v if v > zero else p * v                 # NaN: slope * NaN is NaN
 
 
-# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
-def _tanh_kernel(x, y):
-    n, step = x.shape[0], cuda.gridsize(1)
-    v = cuda.local.array(UNROLL, x.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                v[k] = x[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                y[j] = math.tanh(v[k])
+def _relu_grad(g, v, zero, one, p):
+    return g if v > zero else zero                  # 0 where x <= 0 or x is NaN
 
 
-# reads 8 B (dy, y) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
-def _tanh_grad_kernel(dy, y, dx):
-    n, step = y.shape[0], cuda.gridsize(1)
-    one = y.dtype.type(1)
-    g = cuda.local.array(UNROLL, dy.dtype)
-    t = cuda.local.array(UNROLL, y.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                g[k] = dy[j]
-                t[k] = y[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                dx[j] = g[k] * (one - t[k] * t[k])
+def _sigmoid_grad(g, v, zero, one, p):
+    return (g * v) * (one - v)                      # dy * y * (1 - y), left to right
 
 
-# reads 4 B + writes 4 B per element (float32; 8 + 8 in float64); see bench/roofline.py
-def _leaky_relu_kernel(x, y, slope):
-    n, step = x.shape[0], cuda.gridsize(1)
-    zero = x.dtype.type(0)
-    v = cuda.local.array(UNROLL, x.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                v[k] = x[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                y[j] = v[k] if v[k] > zero else slope * v[k]   # NaN: slope * NaN is NaN
+def _tanh_grad(g, v, zero, one, p):
+    return g * (one - v * v)
 
 
-# reads 8 B (dy, x) + writes 4 B per element (float32; 16 + 8 in float64); see bench/roofline.py
-def _leaky_relu_grad_kernel(dy, x, dx, slope):
-    n, step = x.shape[0], cuda.gridsize(1)
-    zero = x.dtype.type(0)
-    g = cuda.local.array(UNROLL, dy.dtype)
-    v = cuda.local.array(UNROLL, x.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                g[k] = dy[j]
-                v[k] = x[j]
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                dx[j] = g[k] if v[k] > zero else slope * g[k]
+def _leaky_relu_grad(g, v, zero, one, p):
+    return g if v > zero else p * g
 
 
-# reads 4 B + writes 4 B + 1/8 B (the mask bit) per element (float32; 8 + 8 + 1/8 in float64);
-# see bench/roofline.py
+MAP1 = {"relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "leaky_relu": _leaky_relu}
+MAP2 = {"relu_grad": _relu_grad, "sigmoid_grad": _sigmoid_grad, "tanh_grad": _tanh_grad,
+        "leaky_relu_grad": _leaky_relu_grad}
+
+
+def _map1_driver(f):
+    """y[j] = f(x[j], ...) over a grid-stride loop with UNROLL loads in flight per thread."""
+    def kernel(x, y, p):
+        n, step = x.shape[0], cuda.gridsize(1)
+        zero, one = x.dtype.type(0), x.dtype.type(1)
+        v = cuda.local.array(UNROLL, x.dtype)
+        for i in range(cuda.grid(1), n, UNROLL * step):
+            for k in range(UNROLL):
+                j = i + k * step
+                if j < n:
+                    v[k] = x[j]
+            for k in range(UNROLL):
+                j = i + k * step
+                if j < n:
+                    y[j] = f(v[k], zero, one, p)
+    return kernel
+
+
+def _map2_driver(f):
+    """dx[j] = f(dy[j], x[j], ...) over a grid-stride loop with 2 x UNROLL loads in flight."""
+    def kernel(dy, x, dx, p):
+        n, step = x.shape[0], cuda.gridsize(1)
+        zero, one = x.dtype.type(0), x.dtype.type(1)
+        g = cuda.local.array(UNROLL, dy.dtype)
+        v = cuda.local.array(UNROLL, x.dtype)
+        for i in range(cuda.grid(1), n, UNROLL * step):
+            for k in range(UNROLL):
+                j = i + k * step
+                if j < n:
+                    g[k] = dy[j]
+                    v[k] = x[j]
+            for k in range(UNROLL):
+                j = i + k * step
+                if j < n:
+                    dx[j] = f(g[k], v[k], zero, one, p)
+    return kernel
+
+
 def _relu_mask_kernel(x, y, mask32, mask8, nfull):
     # Warp w of the grid handles words w, w + warps, ...: word w is elements 32w .. 32w + 31, one per
     # lane, and its 32 mask bits (little bit order: element 32w + k is bit k) come from one ballot.
@@ -263,8 +206,6 @@ def _relu_mask_kernel(x, y, mask32, mask8, nfull):
                                 mask8[4 * w + b] = (bits >> (8 * b)) & 0xFF
 
 
-# reads 4 B + 1/8 B (the mask bit) + writes 4 B per element (float32; 8 + 1/8 + 8 in float64);
-# see bench/roofline.py
 def _relu_grad_mask_kernel(dy, mask, dx):
     n, step = dy.shape[0], cuda.gridsize(1)
     zero = dy.dtype.type(0)
@@ -310,38 +251,54 @@ def _simulated_ballot_sync(mask, predicate):
 
 
 def _signature(op: str, dtype: str) -> tuple:
-    """The argument types of `_<op>_kernel` for dtype: flat C-contiguous arrays, then scalars."""
+    """The argument types of op's kernel for dtype: flat C-contiguous arrays, then scalars."""
     t = cuda.types
     s = getattr(t, dtype)
     a = s[::1]
-    return {
-        "relu": (a, a), "sigmoid": (a, a), "tanh": (a, a),
-        "relu_grad": (a, a, a), "sigmoid_grad": (a, a, a), "tanh_grad": (a, a, a),
-        "leaky_relu": (a, a, s), "leaky_relu_grad": (a, a, a, s),
-        "relu_mask": (a, a, t.uint32[::1], t.uint8[::1], t.int64),
-        "relu_grad_mask": (a, t.uint8[::1], a),
-    }[op]
+    if op in MAP1:
+        return (a, a, s)
+    if op in MAP2:
+        return (a, a, a, s)
+    return {"relu_mask": (a, a, t.uint32[::1], t.uint8[::1], t.int64),
+            "relu_grad_mask": (a, t.uint8[::1], a)}[op]
+
+
+def _python_kernel(op: str):
+    """op's kernel as a Python function for numba.cuda.jit: a driver around the op's scalar
+    function (compiled as a device function of the current target), or a kernel of its own."""
+    if op in MAP1:
+        return _map1_driver(cuda.jit(device=True)(MAP1[op]))
+    if op in MAP2:
+        return _map2_driver(cuda.jit(device=True)(MAP2[op]))
+    return globals()[f"_{op}_kernel"]
 
 
 @functools.cache
 def _kernel(op: str, dtype: str):
-    """`_<op>_kernel` compiled for dtype, on first use (a few hundred ms on a GPU), then cached."""
-    return cuda.jit(_signature(op, dtype))(globals()[f"_{op}_kernel"])
+    """op's kernel compiled for dtype, on first use (a few hundred ms on a GPU), then cached."""
+    return cuda.jit(_signature(op, dtype))(_python_kernel(op))
 
 
 def compile_ptx(op: str, dtype: str, cc: tuple[int, int] = (9, 0)) -> str:
-    """The PTX of `_<op>_kernel` for dtype and compute capability cc, as a real GPU would run it.
+    """The PTX of op's kernel for dtype and compute capability cc, as a real GPU would run it.
 
     Needs numba-cuda and libNVVM (a CUDA toolkit) but no GPU or driver, and the real CUDA target:
     it fails under NUMBA_ENABLE_CUDASIM=1. For tests and inspection (float32 kernels must not touch
     float64, no local memory, relu_mask must use vote.sync.ballot)."""
+    from types import SimpleNamespace
+    from unittest import mock
+
     from numba import cuda as _cuda
     if _simulator_enabled():
         raise RuntimeError("compile_ptx needs the real CUDA target; unset NUMBA_ENABLE_CUDASIM")
+    from numba.cuda import dispatcher
     saved = cuda, _ballot, _native_types
     _bind(_cuda, simulated=False)         # the kernels' globals, for numba to resolve
     try:
-        ptx, _ = _cuda.compile_ptx(globals()[f"_{op}_kernel"], _signature(op, dtype), cc=cc)
+        # numba-cuda compiles a device function for the current device's compute capability;
+        # without a GPU that lookup is answered with the cc asked for
+        with mock.patch.object(dispatcher, "get_current_device", lambda: SimpleNamespace(compute_capability=cc)):
+            ptx, _ = _cuda.compile_ptx(_python_kernel(op), _signature(op, dtype), cc=cc)
     finally:
         _restore(*saved)
     return ptx
@@ -485,44 +442,22 @@ def _elementwise(op: str, inputs: tuple, out, *scalars):
     return out
 
 
-@register("relu", "numba_cuda")
-def relu(x, out=None):
-    return _elementwise("relu", (x,), out)
+def _map_launcher(op: str):
+    """The launcher of a MAP1 / MAP2 op: its inputs, a new or given output, and its scalar
+    parameter (slope) typed as the arrays, zero when it has none."""
+    spec = OPS[op]
+
+    def launch(*inputs, out=None, **params):
+        first = inputs[0]
+        p = first.dtype.type(params[next(iter(spec.params))] if spec.params else 0)
+        return _elementwise(op, inputs, out, p)
+
+    launch.__name__ = launch.__qualname__ = op
+    return launch
 
 
-@register("relu_grad", "numba_cuda")
-def relu_grad(dy, x, out=None):
-    return _elementwise("relu_grad", (dy, x), out)
-
-
-@register("sigmoid", "numba_cuda")
-def sigmoid(x, out=None):
-    return _elementwise("sigmoid", (x,), out)
-
-
-@register("sigmoid_grad", "numba_cuda")
-def sigmoid_grad(dy, y, out=None):
-    return _elementwise("sigmoid_grad", (dy, y), out)
-
-
-@register("tanh", "numba_cuda")
-def tanh(x, out=None):
-    return _elementwise("tanh", (x,), out)
-
-
-@register("tanh_grad", "numba_cuda")
-def tanh_grad(dy, y, out=None):
-    return _elementwise("tanh_grad", (dy, y), out)
-
-
-@register("leaky_relu", "numba_cuda")
-def leaky_relu(x, out=None, slope=OPS["leaky_relu"].params["slope"]):
-    return _elementwise("leaky_relu", (x,), out, x.dtype.type(slope))
-
-
-@register("leaky_relu_grad", "numba_cuda")
-def leaky_relu_grad(dy, x, out=None, slope=OPS["leaky_relu_grad"].params["slope"]):
-    return _elementwise("leaky_relu_grad", (dy, x), out, x.dtype.type(slope))
+for _op in (*MAP1, *MAP2):
+    register(_op, "numba_cuda")(_map_launcher(_op))
 
 
 def _address(a) -> int:
