@@ -221,7 +221,7 @@ def _check_and_time(case: Case, be: registry.Backend, device: devices.HostAdapte
         return CaseResult(**base, status=Status.FAILED, reason=r.message)
     k = registry.kernel(case.op, case.backend)
     spec = OPS[case.op]
-    outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(spec, native[0]))
+    outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(spec, *native))
     kwargs = {**spec.params}
     if k.supports_out:
         kwargs["out"] = outs if len(outs) > 1 else outs[0]

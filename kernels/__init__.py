@@ -21,6 +21,8 @@ from .registry import Backend, Kernel
 
 # Importing a backend module declares its backend and registers its kernels; none touches a device.
 from . import numpy_cpu, numba_cpu, cupy_gpu, numba_gpu, torch_peer  # noqa: E402,F401
+# sparse_matmul: kernels on the backends above, and the two CSR backends (after those they extend)
+from . import numba_sparse, scipy_csr, cupy_sparse, numba_cuda_sparse  # noqa: E402,F401
 
 __all__ = ["get", "ops", "backends", "asarray", "asnumpy", "Backend", "Kernel", "OPS"]
 

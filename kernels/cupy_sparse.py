@@ -1,7 +1,7 @@
-"""sparse_matmul on the GPU with CuPy: the dense cuBLAS peer, cuSPARSE CSR, and the row-skipping
-RawKernels of kernels/cuda/sparse_matmul.cu.
+"""sparse_matmul on the GPU with CuPy: cuSPARSE CSR (the cupyx_csr backend, declared here) and the
+row-skipping RawKernels of kernels/cuda/sparse_matmul.cu (on the cupy_raw backend).
 
-- `dense(a, w)`: cupy.matmul, cuBLAS: the IEEE a @ w every sparse kernel is measured against.
+The dense cuBLAS peer is the cupy backend's sparse_matmul (kernels/numpy_cpu.py, xp = cupy).
 - `csr(a, w)`: a converted to cupyx.scipy.sparse.csr_matrix at call time (the activations appear
   at run time), then CSR @ dense through cuSPARSE. float32 and float64 (cuSPARSE's SpMM here).
 - `raw(a, w)`: split-K, per-tile detection of the present rows, 16-byte loads of whole rows of w,
@@ -14,9 +14,14 @@ the kernels compile on first use per device with the RawModules' options (kernel
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
+
+from .registry import Available, Backend, declare_backend, register
 
 CUDA_DIR = Path(__file__).parent / "cuda"
 SOURCE = "sparse_matmul.cu"
@@ -59,11 +64,57 @@ def launch_plan(batch: int, k: int, n: int, itemsize: int, sm_count: int) -> Pla
 
 # ---- CuPy (imported on first use) ------------------------------------------------------------
 
+cupy = None
+
+
+@functools.cache
+def _probe_cupy() -> str | None:
+    global cupy
+    if importlib.util.find_spec("cupy") is None:
+        return "cupy is not installed (pip install -e '.[cuda12]' or '.[cuda13]')"
+    try:
+        import cupy as _cupy
+        import cupyx.scipy.sparse  # noqa: F401
+        count = _cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # a broken install or no driver: say why  # noqa: BLE001
+        return f"no CUDA GPU for CuPy: {type(exc).__name__}: {exc}"
+    if count == 0:
+        return "no CUDA GPU (cupy.cuda.runtime.getDeviceCount() is 0)"
+    cupy = _cupy
+    return None
+
+
+def _probe() -> Available | str:
+    why = _probe_cupy()
+    if why:
+        return why
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    name = name.decode() if isinstance(name, bytes) else name
+    return Available(description=f"CuPy {cupy.__version__} cuSPARSE CSR (activations converted at call time) "
+                                 f"@ dense on {name}")
+
+
+declare_backend(Backend(
+    name="cupyx_csr",
+    library="cupy",
+    default_device="gpu",
+    probe=_probe,
+    to_native=lambda a: cupy.array(a, copy=True),
+    to_numpy=lambda a: cupy.asnumpy(a),
+    is_native=lambda a: cupy is not None and isinstance(a, cupy.ndarray),
+    empty=lambda shape, dtype: cupy.empty(shape, dtype),
+    dtypes=("float32", "float64"),
+    synchronize=lambda: cupy.cuda.get_current_stream().synchronize(),
+    contiguous=lambda a: cupy.ascontiguousarray(a),
+))
+
 _MODULES: dict = {}
 
 
 def _module(cp):
-    """The RawModule of sparse_matmul.cu for the current device, compiled once per device."""
+    """The RawModule of sparse_matmul.cu for the current device, compiled once per device. CuPy
+    caches compiled modules by their source text: a hash of the headers in the options makes a
+    change of common.cuh or fp16.cuh compile afresh."""
     dev = cp.cuda.Device().id
     if dev not in _MODULES:
         # the RawModules' options (kernels/cuda_build.py): no cuda_fp16.h folder of ours under
@@ -73,6 +124,7 @@ def _module(cp):
     return _MODULES[dev]
 
 
+@register("sparse_matmul", "cupy_raw")
 def raw(a, w, out=None):
     """a @ w with the row-skipping kernels; a, w C-contiguous CuPy arrays of one float dtype."""
     import cupy as cp
@@ -81,7 +133,7 @@ def raw(a, w, out=None):
     n = w.shape[1]
     y = cp.empty((batch, n), w.dtype) if out is None else out.reshape(batch, n)
     if batch == 0 or n == 0:
-        return y.reshape(*a.shape[:-1], n)
+        return y.reshape(*a.shape[:-1], n) if out is None else out
     dtype = str(w.dtype)
     sms = cp.cuda.Device().attributes["MultiProcessorCount"]
     plan = launch_plan(batch, k, n, w.dtype.itemsize, sms)
@@ -96,15 +148,10 @@ def raw(a, w, out=None):
     total = batch * n
     rgrid = max(1, min(math.ceil(total / BLOCK), sms * 8))
     reduce((rgrid,), (BLOCK,), (part, y, cp.int64(total), cp.uint32(plan.splits)))
-    return y.reshape(*a.shape[:-1], n)
+    return y.reshape(*a.shape[:-1], n) if out is None else out
 
 
-def dense(a, w, out=None):
-    """IEEE a @ w through cuBLAS."""
-    import cupy as cp
-    return cp.matmul(a, w, out=out)
-
-
+@register("sparse_matmul", "cupyx_csr")
 def csr(a, w, out=None):
     """a converted to CSR (cuSPARSE), then CSR @ dense w."""
     import cupy as cp
@@ -116,4 +163,4 @@ def csr(a, w, out=None):
     if out is not None:
         out[...] = y.reshape(out.shape)
         return out
-    return y.reshape(*a.shape[:-1], n)
+    return y.reshape(*a.shape[:-1], n) if out is None else out

@@ -18,6 +18,8 @@ import functools
 import math
 import os
 
+from .registry import register
+
 THREADS = 256          # threads per block (columns per block) on a GPU
 SIM_THREADS = 32       # on the simulator: one warp per block, each thread a Python thread
 BLOCKS_PER_SM = 8      # blocks the split aims at per SM
@@ -86,6 +88,7 @@ def _sm_count(device_id: int) -> int:
     return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
 
 
+@register("sparse_matmul", "numba_cuda")
 def sparse_matmul(a, w, out=None):
     """a @ w on numba device arrays (C-contiguous, one float dtype); a is (batch, K) or (K,)."""
     from numba import cuda
@@ -103,4 +106,4 @@ def sparse_matmul(a, w, out=None):
         if atomic:
             zero[math.ceil(batch * n / threads), threads](y.reshape(batch * n))
         matmul[ncol * splits * batch, threads](a2, w, y, ncol, splits, kchunk, atomic)
-    return y.reshape(*a.shape[:-1], n)
+    return y.reshape(*a.shape[:-1], n) if out is None else out

@@ -13,13 +13,16 @@ their bytes: at sparsity s the ideal speed-up over a dense GEMV is 1 / (1 - s).
   activation is non-zero (a zero activation contributes nothing, even beside an inf weight: the
   op's semantics).
 
-Kernels compile on the first call per dtype (never at import) and are cached on disk.
+Kernels compile on the first call per dtype (never at import) and are cached on disk. The launcher
+is registered on the numba_cpu backend (kernels/numba_cpu.py declares it).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import get_num_threads, njit, prange
+
+from .registry import register
 
 _DEVICE = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 _PARALLEL = dict(_DEVICE, parallel=True)
@@ -140,15 +143,16 @@ def _gemm_columns(idx, ptr, rows, vals, n, w, y, cols):
         y[:, lo:hi] = acc
 
 
+@register("sparse_matmul", "numba_cpu")
 def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """a @ w reading only the rows of w whose activation is non-zero. a: (batch, K) or (K,), w:
-    (K, N) C-contiguous, same float dtype (the caller has checked)."""
+    (K, N), C-contiguous, of one float dtype (the registry has checked)."""
     a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
     batch, k = a2.shape
     n = w.shape[1]
     y = np.empty((batch, n), w.dtype) if out is None else out.reshape(batch, n)
     if batch == 0 or n == 0:
-        return y.reshape(*a.shape[:-1], n)
+        return y.reshape(*a.shape[:-1], n) if out is None else out
     if batch == 1:
         idx = np.empty((1, k), np.int64)
         val = np.empty((1, k), w.dtype)
@@ -164,7 +168,7 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
         vals = np.empty(batch * k, w.dtype)
         nk = _present_by_k(a2, idx, ptr, rows, vals)
         _gemm_columns(idx, ptr, rows, vals, nk, w, y, _cols(n, batch, w.itemsize))
-    return y.reshape(*a.shape[:-1], n)
+    return y.reshape(*a.shape[:-1], n) if out is None else out
 
 
 def _cols(n: int, batch: int, itemsize: int) -> int:

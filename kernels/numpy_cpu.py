@@ -104,6 +104,11 @@ class ArrayModuleOps:
         xp.copyto(out, dy, where=keep)
         return out
 
+    def sparse_matmul(self, a, w, out=None):
+        # dense IEEE a @ w through the BLAS (cuBLAS under CuPy): zeros multiplied like any value.
+        # The baseline every sparse-aware kernel is measured against.
+        return self._xp().matmul(a, w, out=out)
+
 
 def register_all(backend: str, ops: ArrayModuleOps) -> None:
     """Register every op of `ops` on `backend`."""

@@ -238,7 +238,9 @@ def _check_call(spec: OpSpec, be: Backend, arrays, params):
             a = be.contiguous(a)
         checked.append(a)
     first = checked[0]
-    if spec.mask_input:
+    if spec.check is not None:
+        spec.check(*checked)                 # the op's own rules for how its arrays relate
+    elif spec.mask_input:
         mask = checked[1]
         n = math.prod(first.shape)
         if mask.ndim != 1 or mask.shape[0] != mask_nbytes(n):
@@ -255,8 +257,11 @@ def _check_call(spec: OpSpec, be: Backend, arrays, params):
     return tuple(checked), params
 
 
-def output_layout(spec: OpSpec, first) -> list[tuple[tuple, str]]:
-    """(shape, dtype) of each output of `spec` for a first input like `first`."""
+def output_layout(spec: OpSpec, first, *rest) -> list[tuple[tuple, str]]:
+    """(shape, dtype) of each output of `spec` for inputs like `first, *rest` (the op's own
+    `check` hook decides where it has one; else outputs are shaped like the first input)."""
+    if spec.check is not None:
+        return spec.check(first, *rest)
     shape, dt = tuple(first.shape), dtype_name(first)
     n = math.prod(shape)
     return [((mask_nbytes(n),), "uint8") if o == "mask" else (shape, dt) for o in spec.outputs]
@@ -264,7 +269,7 @@ def output_layout(spec: OpSpec, first) -> list[tuple[tuple, str]]:
 
 def _check_out(spec: OpSpec, be: Backend, arrays, out):
     outs = out if isinstance(out, tuple) else (out,)
-    want = output_layout(spec, arrays[0])
+    want = output_layout(spec, *arrays)
     if len(outs) != len(want):
         raise TypeError(f"{spec.name}: out= must be {len(want)} array(s) ({', '.join(spec.outputs)})")
     for o, (shape, dt), name in zip(outs, want, spec.outputs):

@@ -12,16 +12,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from .registry import Available, Backend, declare_backend, register
+
 DTYPES = ("float32", "float64")
 
 
-def reason() -> str | None:
-    """Why this backend cannot run here (None when it can)."""
+def _probe() -> Available | str:
     try:
+        import scipy
         import scipy.sparse  # noqa: F401
     except ImportError as exc:  # pragma: no cover - scipy is a core dependency
         return f"scipy is not importable: {exc}"
-    return None
+    return Available(description=f"SciPy {scipy.__version__} CSR (activations converted at call time) "
+                                 "@ dense, one thread")
+
+
+declare_backend(Backend(
+    name="scipy_csr",
+    library="numpy",
+    default_device="cpu",
+    probe=_probe,
+    to_native=np.asarray,
+    to_numpy=np.asarray,
+    is_native=lambda a: isinstance(a, np.ndarray),
+    empty=lambda shape, dtype: np.empty(shape, dtype),
+    dtypes=DTYPES,
+))
 
 
 def to_csr(a: np.ndarray):
@@ -40,8 +56,9 @@ def csr_matmul(csr, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+@register("sparse_matmul", "scipy_csr")
 def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """a @ w: convert a to CSR, then CSR @ dense (both timed as one call)."""
     n = w.shape[1]
     y = csr_matmul(to_csr(a), w, None if out is None else out.reshape(-1, n))
-    return y.reshape(*a.shape[:-1], n)
+    return y.reshape(*a.shape[:-1], n) if out is None else out

@@ -128,3 +128,9 @@ def relu_mask(x, out=None):
 def relu_grad_mask(dy, mask, out=None):
     zero = torch.zeros((), dtype=dy.dtype, device=dy.device)
     return torch.where(_unpack(mask, tuple(dy.shape)), dy, zero)
+
+
+@register("sparse_matmul", "torch")
+def sparse_matmul(a, w, out=None):
+    # the dense peer: torch.matmul (MKL/oneDNN on CPU, cuBLAS on CUDA), IEEE a @ w
+    return torch.matmul(a, w, out=out)

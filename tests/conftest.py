@@ -36,13 +36,14 @@ def _marks(be) -> list:
 def kernel_params():
     """One pytest param per registered (op, backend), with the backend's reason as skip mark."""
     return [pytest.param(k.op, k.backend, id=f"{k.op}-{k.backend}", marks=_marks(registry.backend(k.backend)))
-            for k in registry.kernels()]
+            for k in registry.kernels() if registry.spec_of(k.op).kind == "elementwise"]
 
 
 def kernel_dtype_params():
     """One pytest param per registered (op, backend) and each dtype that backend supports."""
     return [pytest.param(k.op, k.backend, dt, id=f"{k.op}-{k.backend}-{dt}", marks=_marks(registry.backend(k.backend)))
-            for k in registry.kernels() for dt in registry.backend(k.backend).dtypes]
+            for k in registry.kernels() if registry.spec_of(k.op).kind == "elementwise"
+            for dt in registry.backend(k.backend).dtypes]
 
 
 def dtypes_of(backend: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import roofline, timing
-from kernels.reference import OPS
+from kernels.reference import ELEMENTWISE_OPS
 
 # (op, bytes per element in float32): inputs read once + outputs written once
 EXPECTED_F32 = {
@@ -15,7 +15,7 @@ EXPECTED_F32 = {
 }
 
 
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", list(ELEMENTWISE_OPS))
 def test_bytes_per_element(op):
     assert roofline.bytes_per_element(op, "float32") == EXPECTED_F32[op]
     assert roofline.bytes_per_element(op, "float64") == EXPECTED_F32[op] * 2 - (0.125 if "mask" in op else 0)
@@ -29,7 +29,7 @@ def test_mask_bytes_round_up():
 
 
 def test_flops_cover_every_op():
-    assert set(roofline.FLOPS_PER_ELEMENT) == set(OPS)
+    assert set(roofline.FLOPS_PER_ELEMENT) == set(ELEMENTWISE_OPS)
     assert roofline.flops("sigmoid", 10) == 30
 
 

@@ -20,15 +20,21 @@ from kernels.reference import OPS
 
 from .conftest import kernel_params
 
-CPU_BACKENDS = [b.name for b in kernels.backends() if b.device == "cpu" and b.available]
+MATMUL_ONLY = ["scipy_csr", "cupyx_csr"]      # backends of sparse_matmul alone
+CPU_BACKENDS = [b.name for b in kernels.backends() if b.device == "cpu" and b.available and b.name not in MATMUL_ONLY]
 PUBLIC_OPS = ["relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "leaky_relu",
-              "leaky_relu_grad", "relu_mask", "relu_grad_mask"]
+              "leaky_relu_grad", "relu_mask", "relu_grad_mask", "sparse_matmul"]
+ELEMENTWISE = PUBLIC_OPS[:-1]
 PUBLIC_BACKENDS = ["numpy", "numba_cpu", "cupy", "cupy_elementwise", "cupy_raw", "numba_cuda", "torch"]
+
+
+def _an_op_of(backend: str) -> str:
+    return next(k.op for k in registry.kernels() if k.backend == backend)
 
 
 def test_ops_and_backends_are_the_public_ids():
     assert kernels.ops() == PUBLIC_OPS
-    assert {b.name for b in kernels.backends()} == set(PUBLIC_BACKENDS)
+    assert {b.name for b in kernels.backends()} == set(PUBLIC_BACKENDS + MATMUL_ONLY)
     for b in kernels.backends():
         assert b.device in ("cpu", "gpu")
         assert b.available or b.reason          # never unavailable without saying why
@@ -36,7 +42,9 @@ def test_ops_and_backends_are_the_public_ids():
 
 def test_every_backend_has_every_op():
     have = {(k.op, k.backend) for k in registry.kernels()}
-    missing = [(op, b) for op in PUBLIC_OPS for b in PUBLIC_BACKENDS if (op, b) not in have]
+    missing = [(op, b) for op in ELEMENTWISE for b in PUBLIC_BACKENDS if (op, b) not in have]
+    missing += [("sparse_matmul", b) for b in PUBLIC_BACKENDS + MATMUL_ONLY
+                if b != "cupy_elementwise" and ("sparse_matmul", b) not in have]
     assert not missing
 
 
@@ -72,7 +80,7 @@ def test_unavailable_backend_says_why(scratch_backends):
     assert "gone" in {b.name for b in gone}
     for b in gone:
         with pytest.raises(RuntimeError, match=f"backend {b.name!r} is not available here: .*{re.escape(b.reason)}"):
-            kernels.get("relu", b.name)
+            kernels.get(_an_op_of(b.name), b.name)
         with pytest.raises(RuntimeError, match="not available here"):
             kernels.asarray(b.name, np.zeros(3))
 
@@ -132,8 +140,9 @@ def test_unsupported_float16_is_a_type_error(scratch_backends):
     assert "no_half" in {b.name for b in lacking}
     for b in lacking:
         x = kernels.asarray(b.name, np.ones(4, dtype=np.float16))
+        op = _an_op_of(b.name)
         with pytest.raises(TypeError, match=f"{b.name} does not support float16"):
-            kernels.get("relu", b.name)(x)
+            kernels.get(op, b.name)(*[x] * registry.spec_of(op).n_inputs)
 
 
 def test_wrong_array_kind_is_a_type_error(scratch_backends):
@@ -142,8 +151,9 @@ def test_wrong_array_kind_is_a_type_error(scratch_backends):
     foreign = [b for b in kernels.backends() if b.available and b.library != "numpy"]
     assert "only_lists" in {b.name for b in foreign}
     for b in foreign:
+        op = _an_op_of(b.name)
         with pytest.raises(TypeError, match=f"must be an array of the {b.name} backend.*kernels.asarray"):
-            kernels.get("relu", b.name)(np.ones(4, dtype=np.float32))
+            kernels.get(op, b.name)(*[np.ones(4, dtype=np.float32)] * registry.spec_of(op).n_inputs)
 
 
 def test_unknown_keyword_and_bad_slope():

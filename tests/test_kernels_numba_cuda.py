@@ -27,7 +27,7 @@ from bench.check import check_call, compare
 from bench.inputs import random_array, random_inputs
 from kernels import numba_gpu, registry
 from kernels.numba_gpu import SIM_BLOCKS, SIM_THREADS, THREADS, UNROLL, WARP, launch_config
-from kernels.reference import OPS, pack_mask
+from kernels.reference import ELEMENTWISE_OPS, OPS, pack_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 BE = registry.backend("numba_cuda")
@@ -91,7 +91,7 @@ def test_float16_and_other_dtypes_are_type_errors(be):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", list(ELEMENTWISE_OPS))
 def test_zero_dimensional_arrays(be, op, rng):
     r = check_call(op, "numba_cuda", random_inputs(op, (), "float64", rng, 10.0))
     assert r.ok, r.message
@@ -260,7 +260,7 @@ def _run_in_place(op, inputs, mask_offset=PAD, **params):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", list(ELEMENTWISE_OPS))
 def test_grid_stride_tails(be, op, rng):
     for n in _edges():
         _run_in_place(op, random_inputs(op, (n,), "float32", rng, 10.0))
@@ -367,7 +367,7 @@ _PTX_SCRIPT = textwrap.dedent("""
     import json, sys
     from numba.cuda.cudadrv import nvvm
     from kernels import numba_gpu
-    from kernels.reference import OPS
+    from kernels.reference import ELEMENTWISE_OPS as OPS   # sparse_matmul: tests/test_kernels_sparse_matmul.py
     if not nvvm.is_available():         # no CUDA toolkit here: nothing to compile with
         print(json.dumps({"skip": "libNVVM not found"}))
         sys.exit(0)
@@ -401,7 +401,7 @@ def ptx_report():
 
 
 def test_ptx_compiles_for_sm80_and_sm90(ptx_report):
-    assert len(ptx_report) == 3 * len(OPS)
+    assert len(ptx_report) == 3 * len(ELEMENTWISE_OPS)
 
 
 def test_ptx_float32_kernels_stay_in_float32(ptx_report):
@@ -426,7 +426,7 @@ def test_ptx_relu_mask_uses_a_warp_ballot(ptx_report):
 @pytest.mark.gpu
 @requires_gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", list(ELEMENTWISE_OPS))
 def test_gpu_large_sizes(op, dtype, rng):
     for n in (2**20 + 3, 2**24 + 1):
         r = check_call(op, "numba_cuda", random_inputs(op, (n,), dtype, rng, 10.0))

@@ -1,5 +1,5 @@
 """sparse_matmul (y = a @ w skipping the rows of w of zero activations) on every backend this
-machine can run, against the float64 oracle of kernels/sparse_reference.py.
+machine can run, against the float64 oracle of kernels/reference.py.
 
 Here, without a GPU: the oracle's semantics and argument checks, the tolerance (it must reject a
 kernel that drops or doubles one present row), the numba_cpu and scipy_csr kernels on awkward
@@ -20,8 +20,12 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import cuda_build, cupy_sparse, numba_cuda_sparse, numba_sparse, nvrtc, scipy_csr
-from kernels import sparse_reference as ref
+import kernels
+from bench.check import check_call
+from kernels import cuda_build, cupy_sparse, numba_cuda_sparse, numba_sparse, nvrtc, registry, scipy_csr
+from kernels import reference as R
+
+from .conftest import SIMULATED_MAX
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 CUDA_DIR = cuda_build.CUDA_DIR
@@ -40,22 +44,21 @@ def weights(shape, dtype, rng):
 
 
 def assert_close(y, a, w):
-    assert y.shape == ref.check_args(a, w)[0]
+    assert y.shape == R.sparse_matmul_layout(a, w)[0]
     assert str(y.dtype) == str(w.dtype)
-    err = ref.worst_error(y, a, w)
-    tol = ref.tolerance(str(w.dtype), a.shape[-1])
+    err = R.sparse_matmul_error(y, a, w)
+    tol = R.sparse_matmul_tolerance(str(w.dtype), a.shape[-1])
     assert err <= tol, f"worst error {err:.3g} > tolerance {tol:.3g}"
 
 
-def checked(fn):
-    """A kernel behind the op's argument check and a C-contiguous w, as the registry will call it."""
-    def call(a, w):
-        ref.check_args(a, w)
-        return fn(np.ascontiguousarray(a), np.ascontiguousarray(w))
-    return call
+CPU_KERNELS = {name: kernels.get("sparse_matmul", name) for name in ("numba_cpu", "scipy_csr")}
+ALL = sorted(b for (op, b) in ((k.op, k.backend) for k in registry.kernels()) if op == "sparse_matmul")
+DENSE = ("numpy", "torch", "cupy")      # IEEE a @ w: agree with the oracle on finite weights
 
 
-CPU_KERNELS = {"numba_cpu": checked(numba_sparse.sparse_matmul), "scipy_csr": checked(scipy_csr.sparse_matmul)}
+def backend_param(name):
+    be = registry.backend(name)
+    return pytest.param(name, id=name, marks=[] if be.available else [pytest.mark.skip(reason=f"{name}: {be.reason}")])
 
 # (batch or None for a K-vector, K, N): awkward sizes, tails of every block and vector width
 SHAPES = [(None, 1, 1), (None, 127, 129), (1, 33, 1029), (3, 129, 127), (8, 255, 64), (65, 31, 7), (2, 1, 300)]
@@ -68,8 +71,8 @@ SPARSITIES = (0.0, 0.5, 0.9, 1.0)
 
 def test_oracle_is_the_dense_product_without_zeros(rng):
     a, w = activations((5, 40), 0.0, np.float64, rng), weights((40, 9), np.float64, rng)
-    np.testing.assert_allclose(ref.sparse_matmul(a, w), a @ w, rtol=1e-13)
-    np.testing.assert_allclose(ref.sparse_matmul(a[0], w), a[0] @ w, rtol=1e-13)
+    np.testing.assert_allclose(R.sparse_matmul(a, w), a @ w, rtol=1e-13)
+    np.testing.assert_allclose(R.sparse_matmul(a[0], w), a[0] @ w, rtol=1e-13)
 
 
 def test_oracle_skips_rows_of_zero_activations(rng):
@@ -80,7 +83,7 @@ def test_oracle_skips_rows_of_zero_activations(rng):
     w = weights((16, 6), np.float32, rng)
     w[3, :] = np.nan                       # never read: activation 3 is zero everywhere
     w[5, 0] = np.inf                       # read by row 0 only
-    y = ref.sparse_matmul(a, w)
+    y = R.sparse_matmul(a, w)
     assert np.isfinite(y[1:]).all() and np.isfinite(y[0, 1:]).all()
     assert y[0, 0] == np.inf or np.isnan(y[0, 0])
     with np.errstate(invalid="ignore"):
@@ -88,9 +91,9 @@ def test_oracle_skips_rows_of_zero_activations(rng):
 
 
 def test_oracle_edge_shapes():
-    assert ref.sparse_matmul(np.zeros((0, 4), np.float32), np.ones((4, 3), np.float32)).shape == (0, 3)
-    assert (ref.sparse_matmul(np.zeros((2, 4), np.float32), np.ones((4, 3), np.float32)) == 0).all()
-    assert ref.sparse_matmul(np.zeros(0, np.float32), np.ones((0, 3), np.float32)).tolist() == [0, 0, 0]
+    assert R.sparse_matmul(np.zeros((0, 4), np.float32), np.ones((4, 3), np.float32)).shape == (0, 3)
+    assert (R.sparse_matmul(np.zeros((2, 4), np.float32), np.ones((4, 3), np.float32)) == 0).all()
+    assert R.sparse_matmul(np.zeros(0, np.float32), np.ones((0, 3), np.float32)).tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("a, w, exc, match", [
@@ -106,17 +109,63 @@ def test_oracle_edge_shapes():
 ])
 def test_bad_arguments(a, w, exc, match):
     with pytest.raises(exc, match=match):
-        ref.check_args(a, w)
-    for call in CPU_KERNELS.values():
+        R.sparse_matmul_layout(a, w)
+    for name in ALL:
+        be = registry.backend(name)
+        if not be.available:
+            continue
         with pytest.raises(exc, match=match):
-            call(a, w)
+            kernels.get("sparse_matmul", name)(be.to_native(a), be.to_native(w))
+
+
+def test_every_backend_has_the_op():
+    assert set(ALL) == {"numpy", "numba_cpu", "scipy_csr", "torch", "cupy", "cupyx_csr", "cupy_raw", "numba_cuda"}
+    assert registry.backend("scipy_csr").device == "cpu" and registry.backend("cupyx_csr").default_device == "gpu"
+
+
+@pytest.mark.parametrize("backend", [backend_param(b) for b in ALL])
+def test_every_backend_through_the_gate(backend, rng):
+    """The benchmark's gate (bench.check.check_call: poisoned out=, then allocating, inputs
+    untouched) on every backend that runs here, each dtype it supports, awkward sizes."""
+    be = registry.backend(backend)
+    small = be.simulated
+    for dtype in be.dtypes:
+        for batch, k, n in [(None, 37, 129), (1, 300, 65), (5, 64, 40), (0, 8, 8)] + ([] if small else [(64, 1031, 517)]):
+            if small and (k * n > SIMULATED_MAX * 20):
+                continue
+            a = activations((k,) if batch is None else (batch, k), 0.6, dtype, rng)
+            w = weights((k, n), dtype, rng)
+            r = check_call("sparse_matmul", backend, (a, w))
+            assert r.ok, f"{dtype} {(batch, k, n)}: {r.message}"
+
+
+@pytest.mark.parametrize("backend", [backend_param(b) for b in ALL if b not in DENSE])
+def test_sparse_aware_backends_skip_non_finite_rows(backend, rng):
+    be = registry.backend(backend)
+    a = activations((3, 64), 0.7, "float32", rng)
+    w = weights((64, 40), "float32", rng)
+    w[np.flatnonzero((a == 0).all(axis=0))[:2]] = np.nan
+    y = be.to_numpy(kernels.get("sparse_matmul", backend)(be.to_native(a), be.to_native(w)))
+    assert np.isfinite(y).all()
+    assert_close(y, a, w)
+
+
+def test_large_weights_are_checked_on_sampled_columns(rng):
+    """Beyond 2**22 weights the gate samples columns, and still finds an unwritten output."""
+    a = activations((2, 1024), 0.5, "float32", rng)
+    w = weights((1024, 4099), "float32", rng)
+    assert check_call("sparse_matmul", "numba_cpu", (a, w)).ok
+    y = kernels.get("sparse_matmul", "numba_cpu")(a, w)
+    y[1, 2000] = np.nan
+    ok, message, _ = R.compare_sparse_matmul(y, a, w)
+    assert not ok and "never written" in message
 
 
 def test_tolerance_grows_with_sqrt_k():
-    assert ref.tolerance("float32", 10000) == pytest.approx(1e-3)
-    assert ref.tolerance("float32", 100) == pytest.approx(1e-4)
-    assert ref.tolerance("float16", 100) > 2.0 ** -11
-    assert ref.tolerance("float64", 10000) < 1e-11
+    assert R.sparse_matmul_tolerance("float32", 10000) == pytest.approx(1e-3)
+    assert R.sparse_matmul_tolerance("float32", 100) == pytest.approx(1e-4)
+    assert R.sparse_matmul_tolerance("float16", 100) > 2.0 ** -11
+    assert R.sparse_matmul_tolerance("float64", 10000) < 1e-11
 
 
 @pytest.mark.parametrize("wrong", ["drop one row", "double one row", "dense IEEE on a NaN row", "zeros",
@@ -143,10 +192,10 @@ def test_tolerance_rejects_wrong_kernels(wrong, rng):
     else:
         other = activations((2, k), 0.5, np.float32, rng)
         y = (other.astype(np.float64) @ w).astype(np.float32)
-    assert ref.worst_error(y, a, w) > ref.tolerance("float32", k)
+    assert R.sparse_matmul_error(y, a, w) > R.sparse_matmul_tolerance("float32", k)
     right = (a.astype(np.float64) @ np.nan_to_num(w)).astype(np.float32)
     if wrong != "dense IEEE on a NaN row":
-        assert ref.worst_error(right, a, w) <= ref.tolerance("float32", k)
+        assert R.sparse_matmul_error(right, a, w) <= R.sparse_matmul_tolerance("float32", k)
 
 
 # ================================================================================================
@@ -199,7 +248,7 @@ def test_numba_cpu_inputs_unchanged_and_out(rng):
     a, w = activations((2, 100), 0.5, np.float32, rng), weights((100, 50), np.float32, rng)
     a0, w0 = a.copy(), w.copy()
     out = np.full((2, 50), np.nan, np.float32)
-    y = numba_sparse.sparse_matmul(a, w, out=out)
+    y = kernels.get("sparse_matmul", "numba_cpu")(a, w, out=out)
     assert y is out or np.shares_memory(y, out)
     assert_close(out, a, w)
     assert np.array_equal(a, a0) and np.array_equal(w, w0)
@@ -208,7 +257,7 @@ def test_numba_cpu_inputs_unchanged_and_out(rng):
 def test_numba_cpu_split_k_on_many_rows(rng):
     """Enough present rows for every thread's share of split-K, and a column count off the blocks."""
     a, w = activations(4099, 0.2, np.float32, rng), weights((4099, 1031), np.float32, rng)
-    assert_close(numba_sparse.sparse_matmul(a, w), a, w)
+    assert_close(numba_sparse.sparse_matmul.__wrapped__(a, w), a, w)
 
 
 def test_scipy_csr_steps(rng):

@@ -1,7 +1,7 @@
 // sparse_matmul as CUDA RawKernels (cupy_raw backend): y = a @ w reading only the rows of w whose
 // activation is non-zero. a is batch x K, w is K x N row-major, y is batch x N, all of dtype T
 // (__half, float, double); arithmetic in the compute type (float for __half and float). Semantics
-// are those of kernels/sparse_reference.py: a zero activation is absent, its row of w never read.
+// are those of kernels/reference.py: a zero activation is absent, its row of w never read.
 //
 // Two kernels per dtype, launched by kernels/cupy_sparse.py:
 //  * _sparse_matmul_partial_kernel_*: split-K. The grid's warps each own one work item: a tile of

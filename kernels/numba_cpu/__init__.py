@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..machine import last_level_cache_bytes
-from ..reference import OPS, mask_nbytes
+from ..reference import ELEMENTWISE_OPS, OPS, mask_nbytes
 from ..registry import Available, Backend, declare_backend, register
 from .jit import X86_64
 
@@ -122,7 +122,7 @@ def _relu_grad_mask(dy, mask, out=None):
 
 
 _MASKED = {"relu_mask": _relu_mask, "relu_grad_mask": _relu_grad_mask}
-for _op in OPS:
+for _op in ELEMENTWISE_OPS:                   # sparse_matmul: kernels/numba_sparse.py
     register(_op, "numba_cpu")(_MASKED.get(_op) or _elementwise_launcher(_op))
 
 
