@@ -118,7 +118,7 @@ class GpuAdapter(HostAdapter):
         self.zero(self._flush_buf)
 
     def close(self) -> None:
-        self._flush_buf = None
+        self._flush_buf = self._spin = None
         self.release()
 
 

@@ -27,8 +27,9 @@ def as_dict() -> dict:
     have = {(k.op, k.backend) for k in registry.kernels()}
     bes = kernels.backends()
     return {
-        "backends": [{"name": b.name, "device": b.device, "available": b.available, "reason": b.reason,
-                      "simulated": b.simulated, "dtypes": list(b.dtypes), "description": b.description}
+        "backends": [{"name": b.name, "device": b.device, "library": b.library, "available": b.available,
+                      "reason": b.reason, "simulated": b.simulated, "dtypes": list(b.dtypes),
+                      "description": b.description}
                      for b in bes],
         "matrix": {op: {b.name: _state(op, b, have) for b in bes} for op in kernels.ops()},
     }

@@ -27,7 +27,7 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 @dataclass(frozen=True)
 class Available:
     """What a probe returns when its backend can run here (a probe that cannot returns the reason,
-    a string). Fields left at None / '' take the backend's declared values."""
+    a string; None counts as Available()). A device left at None is the backend's default_device."""
 
     device: str | None = None       # where it runs, when only the probe can tell (torch with CUDA)
     description: str = ""           # library version and device, for `bench list` and the reports

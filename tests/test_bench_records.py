@@ -112,6 +112,7 @@ def test_torch_on_cuda_is_a_gpu_backend_everywhere(torch_on_cuda, monkeypatch, c
     assert cli.main(["list", "--json"]) == 0
     listed = {b["name"]: b for b in json.loads(capsys.readouterr().out)["backends"]}
     assert listed["torch"]["device"] == "gpu" and "CUDA" in listed["torch"]["description"]
+    assert listed["torch"]["library"] == "torch" and listed["numba_cpu"]["library"] == "numpy"
 
 
 def test_torch_on_cpu_stays_a_cpu_backend(monkeypatch):
