@@ -54,7 +54,8 @@ def main(args, console, argv=None, usage_error=ValueError) -> int:
     import kernels
 
     from .. import environment
-    from . import CLAIMS, experiments, plots, report
+    from . import experiments, plots, report
+    from .catalog import CLAIMS
     from .nets import pick_backend
 
     ids = _only(args.only, usage_error)

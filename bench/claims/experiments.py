@@ -152,10 +152,10 @@ def derivatives(cfg: Config, ctx: Context) -> dict:
             "relu": kernels.asnumpy(k["relu_grad"](dy, X)),
             "leaky_relu": kernels.asnumpy(k["leaky_relu_grad"](dy, X)),
         }
-        i = int(np.argmax(d["sigmoid"]))
+        at = x[d["sigmoid"] == d["sigmoid"].max()]        # float32 rounds a small band around 0 to the max
         per_backend.append({
             "backend": be.name,
-            "sigmoid_grad_max": float(d["sigmoid"].max()), "sigmoid_grad_argmax_x": float(x[i]),
+            "sigmoid_grad_max": float(d["sigmoid"].max()), "sigmoid_grad_argmax_x": [float(at.min()), float(at.max())],
             "sigmoid_grad_min": float(d["sigmoid"].min()),
             "tanh_grad_max": float(d["tanh"].max()),
             "relu_grad_values": sorted(float(v) for v in np.unique(d["relu"])),

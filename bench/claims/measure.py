@@ -81,6 +81,16 @@ def _prepare(fn, args) -> tuple[dict, float]:
     return kwargs, time.perf_counter() - t0
 
 
+def _time_gpu(fn, args, kwargs, be: kernels.Backend, sampling: timing.Sampling) -> timing.Timing:
+    """timing.time_gpu through the backend's device adapter (events, L2 flush), closed after."""
+    from .. import devices
+    device = devices.adapter_for(be)
+    try:
+        return timing.time_gpu(fn, args, kwargs, sampling, device=device)
+    finally:
+        device.close()
+
+
 def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict]:
     """Time each (fn, args, backend) of `calls`, taking their samples in turns: `sampling.min_samples`
     rounds of one sample of every call (CPU, perf_counter_ns, warm calls repeated up to min_sample_s
@@ -91,7 +101,7 @@ def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict
     for fn, args, be in calls:
         kwargs, one = _prepare(fn, args)
         if be is not None and be.device == "gpu":
-            t = timing.time_gpu(fn, args, kwargs, sampling, library=timing.library_of(args[0]))
+            t = _time_gpu(fn, args, kwargs, be, sampling)
             prepared.append((None, None, None, t.samples_s, t.timer))
             continue
         if one < sampling.min_sample_s:       # short calls: a proper warm-up decides the repetitions

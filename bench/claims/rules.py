@@ -110,7 +110,8 @@ def derivatives(d: dict) -> Verdict:
     bes = d["backends"]
     sig = max(b["sigmoid_grad_max"] for b in bes)
     relu_vals = sorted({v for b in bes for v in b["relu_grad_values"]})
-    numbers = (f"max sigmoid' = {sig:.6g} at x = {bes[0]['sigmoid_grad_argmax_x']:.2g} ({', '.join(b['backend'] for b in bes)}); "
+    lo, hi = bes[0]["sigmoid_grad_argmax_x"]
+    numbers = (f"max sigmoid' = {sig:.6g} for x in [{lo:.2g}, {hi:.2g}] ({', '.join(b['backend'] for b in bes)}); "
                f"relu' takes {relu_vals}; sigmoid' < 0.1 on {bes[0]['sigmoid_grad_below_0.1']:.0%} of "
                f"[{d['grid']['from']:g}, {d['grid']['to']:g}]")
     change = "a kernel whose sigmoid' exceeds 0.25 (+1e-6) or whose relu' takes a value other than 0 and 1"
