@@ -392,3 +392,11 @@ def test_the_command_line_imports_no_matplotlib_or_threadpoolctl():
             "bad = [m for m in ('matplotlib', 'threadpoolctl', 'bench.claims.experiments') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_one_thread_restores_numba_threads():
+    import numba
+    before = numba.get_num_threads()
+    with measure.one_thread():
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before

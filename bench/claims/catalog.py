@@ -33,7 +33,7 @@ CLAIMS: tuple[Claim, ...] = (
           "fraction of exact zeros per hidden layer at init and after training (SGD, synthetic regression)",
           experiments.sparsity, rules.sparsity, plots.sparsity, "sparsity"),
     Claim(5, "sparse representations can be exploited by sparse matrix operations",
-          "sparse matmul speed-up over dense BLAS against sparsity, at ReLU's measured sparsity; crossover",
+          "sparse matmul speed-up over dense BLAS (one thread each) against sparsity, at ReLU's measured sparsity; crossover",
           experiments.sparse_matmul, rules.sparse_matmul, plots.sparse_matmul, "sparse-matmul"),
     Claim(6, "with a large learning rate ReLU units die; leaky ReLU avoids it",
           "SGD (plain, and clipped to norm 1) on a small MLP at several learning rates: dead units, final loss",

@@ -9,6 +9,7 @@ the minimum is the estimate it disturbs least (medians are kept beside them).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -141,6 +142,20 @@ def time_ops(ops: list[str], sizes: list[int], sampling: timing.Sampling, seed: 
                 rows.append({"backend": be.name, "device": be.device, "size": n, "op": op, **r})
             del calls
     return rows
+
+
+@contextlib.contextmanager
+def one_thread():
+    """BLAS (threadpoolctl) and numba's parallel loops on one thread each, restored after."""
+    import numba
+    from threadpoolctl import threadpool_limits
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def relu_like_activations(batch: int, k: int, sparsity: float, rng: np.random.Generator) -> np.ndarray:

@@ -155,13 +155,16 @@ def _fracs(v) -> str:
 
 def sparse_matmul(d: dict) -> Verdict:
     s_relu = d["relu_zero_fraction"].get("trained", d["relu_zero_fraction"].get("init"))
-    parts, best_at, cond = [], {}, []
+    parts = []
+    best: dict[tuple, tuple] = {}        # (shape, batch) -> (speed-up at ReLU's sparsity, impl, lowest crossover)
     for c in d["crossovers"]:
         at = [x for x in d["cases"] if x["shape"] == c["shape"] and x["batch"] == c["batch"]]
         near = min(at, key=lambda x: abs(x["sparsity"] - s_relu)) if s_relu is not None else None
         sp = near["speedup"][c["impl"]] if near else float("nan")
         key = (tuple(c["shape"]), c["batch"])
-        best_at[key] = max(best_at.get(key, 0.0), sp)
+        old = best.get(key, (0.0, "", None))
+        xs = [x for x in (old[2], c["crossover"]) if x is not None]
+        best[key] = (sp, c["impl"], min(xs) if xs else None) if sp > old[0] else (old[0], old[1], min(xs) if xs else None)
         xo = "never" if c["crossover"] is None else f"{c['crossover']:.2f}"
         parts.append(f"{c['impl']} {c['shape'][0]}x{c['shape'][1]} batch {c['batch']}: {_x(sp)} at s={s_relu:.2f}, "
                      f"crossover {xo}")
@@ -169,15 +172,19 @@ def sparse_matmul(d: dict) -> Verdict:
     numbers = "; ".join(parts) + src
     change = (f"a speed-up of at least {FASTER}x at ReLU's measured sparsity ({s_relu:.2f}) in every shape and batch "
               "(supported), or no crossover anywhere (refuted); a faster sparse kernel moves the crossover")
-    if all(v >= FASTER for v in best_at.values()):
+    if all(v[0] >= FASTER for v in best.values()):
         return Verdict(SUPPORTED, "", numbers, change)
-    if all(c["crossover"] is None for c in d["crossovers"]):
+    if all(v[2] is None for v in best.values()):
         return Verdict(REFUTED, "", numbers, change)
-    xs = [c["crossover"] for c in d["crossovers"] if c["crossover"] is not None]
-    yes = [f"batch {b}" for (_, b), v in best_at.items() if v >= FASTER]
-    cond = f"sparsity: pays from s ~ {min(xs):.2f} (best), ReLU gives {s_relu:.2f}"
-    if yes:
-        cond += "; already at " + ", ".join(yes)
+
+    def where(k):
+        shape, batch = k
+        return f"batch {batch}" + (f" {shape[0]}x{shape[1]}" if len({s for s, _ in best}) > 1 else "")
+    yes = [f"{where(k)} ({_x(v[0])} {v[1]})" for k, v in best.items() if v[0] >= FASTER]
+    no = [f"{where(k)} ({_x(v[0])}; pays from s ~ {v[2]:.2f})" if v[2] is not None else f"{where(k)} (never)"
+          for k, v in best.items() if v[0] < FASTER]
+    cond = f"sparsity and batch: ReLU's s={s_relu:.2f} pays at " + (", ".join(yes) or "no batch") + \
+        "; not at " + ", ".join(no)
     return Verdict(DEPENDS, cond, numbers, change)
 
 
