@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--sizes", help="comma-separated sizes in elements: 2**20, 2^20, 16M (=16*2**20), 16k, 1048576 "
                    "(default: the profile's)")
     r.add_argument("--device", default="all", help="cpu, gpu or all (default)")
+    r.add_argument("--shapes", help="sparse_matmul: comma-separated KxN weight shapes, e.g. 8192x8192,4096x11008")
+    r.add_argument("--batch", help="sparse_matmul: comma-separated batch sizes (rows of a), e.g. 1,64")
+    r.add_argument("--sparsity", help="sparse_matmul: comma-separated fractions of zero activations in [0, 1)")
+    r.add_argument("--pattern", help="sparse_matmul: relu (default), iid or correlated (comma-separated)")
     r.add_argument("--out", type=Path, help="results JSON path (default reports/results/<date>-<host>.json); "
                    "the Markdown report and the plots folder are written beside it")
     r.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
@@ -110,7 +114,7 @@ def _run(args, console, argv) -> int:
     from . import cases, results, runner, tables
 
     prof, todo, notes = cases.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device,
-                                    args.budget)
+                                    args.budget, args.shapes, args.batch, args.sparsity, args.pattern)
     if not todo:
         raise UsageError("nothing to run: no available backend matches --backends/--device"
                          + (f" ({'; '.join(notes)})" if notes else ""))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import kernels
 from kernels import registry
 
+from . import sparse
 from .timing import Sampling
 
 
@@ -50,10 +51,16 @@ class Case:
     backend: str
     device: str
     dtype: str
-    size: int
+    size: int                                  # elements of x; for sparse_matmul, of w (K x N)
+    shape: tuple[int, int] | None = None       # sparse_matmul only: w's K x N, rows of a,
+    batch: int | None = None                   # its fraction of zeros and their pattern
+    sparsity: float | None = None
+    pattern: str | None = None
 
     @property
     def name(self) -> str:
+        if self.shape is not None:
+            return f"{self.op} {self.backend} {self.dtype} {sparse.label(self.shape, self.batch, self.sparsity, self.pattern)}"
         return f"{self.op} {self.backend} {self.dtype} {size_label(self.size)}"
 
 
@@ -91,8 +98,11 @@ def _pick(kind: str, given: str | None, valid: list[str]) -> list[str]:
 
 def build(profile: str = "quick", ops: str | None = None, backends: str | None = None,
           dtypes: str | None = None, sizes: str | None = None, device: str = "all",
-          budget: float | None = None) -> tuple[Profile, list[Case], list[str]]:
+          budget: float | None = None, shapes: str | None = None, batch: str | None = None,
+          sparsity: str | None = None, pattern: str | None = None) -> tuple[Profile, list[Case], list[str]]:
     """The cases a run measures, and notes on what was left out and why (shown to the user).
+    sparse_matmul's cases are the profile's shapes x batches x sparsities (relu pattern), narrowed
+    by `shapes` ('8192x8192,4096x11008'), `batch` ('1,64'), `sparsity` ('0.5,0.9'), `pattern`.
 
     Raises UsageError for any unknown name or malformed size. Cases on a backend that cannot run
     here are included (they become 'skipped' with the reason) only when --backends names it."""
@@ -112,6 +122,10 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
     explicit_sizes = [parse_size(s) for s in sizes.split(",") if s.strip()] if sizes else None
     if sizes is not None and not explicit_sizes:
         raise UsageError(f"malformed size list {sizes!r}")
+    try:
+        matmul_axes = sparse.axes(prof.name, shapes, batch, sparsity, pattern)
+    except sparse.UsageError as exc:
+        raise UsageError(str(exc)) from None
 
     notes, cases = [], []
     have = {(k.op, k.backend) for k in registry.kernels()}
@@ -127,12 +141,20 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
             continue
         dev_sizes = explicit_sizes or (prof.gpu_sizes if be.device == "gpu" else prof.cpu_sizes)
         for op in op_list:
-            if (op, b) not in have or registry.spec_of(op).kind != "elementwise":
-                continue                      # matmul cases are not sized like elementwise ones
+            if (op, b) not in have:
+                continue
+            if registry.spec_of(op).kind == "matmul":
+                for dt in (dt_list if dtypes else sparse.profile_dtypes(prof.name, be.device)):
+                    for shape, bt, sp, pat in matmul_axes:
+                        cases.append(Case(op, b, be.device, dt, shape[0] * shape[1], shape, bt, sp, pat))
+                continue
             for dt in dt_list:
                 for n in dev_sizes:
                     cases.append(Case(op, b, be.device, dt, n))
     # numpy first within each (device, dtype, size, op): its median is every other row's x1
     order = {b: i for i, b in enumerate(["numpy"] + [b for b in be_list if b != "numpy"])}
-    cases.sort(key=lambda c: (c.device != "cpu", c.dtype, c.size, kernels.ops().index(c.op), order[c.backend]))
+    # sparse_matmul: one backend's sparsities in a row (a BLAS's threads spin for a while after
+    # each call, and would take the cores from the next backend's first samples)
+    cases.sort(key=lambda c: (c.device != "cpu", c.dtype, c.size, kernels.ops().index(c.op), c.batch or 0,
+                              c.pattern or "", order[c.backend], c.sparsity or 0.0))
     return prof, cases, notes

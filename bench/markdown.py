@@ -64,6 +64,10 @@ def markdown(run: Run, plots=None) -> str:
     out += ["", how_to_read(run), ""]
     notes, used = Notes(), set()
     for op, entries in by_op(run).items():
+        if op == "sparse_matmul":           # its own tables: rows by sparsity (bench/sparse.py)
+            from .sparse import markdown as sparse_markdown
+            out += [sparse_markdown(run), ""]
+            continue
         out += md_table(run, op, entries, notes) + [""]
         for img in images:
             if img.stem.rsplit("-", 1)[0] == op:

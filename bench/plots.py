@@ -78,6 +78,8 @@ def plot_keys(run: Run, dtypes=None) -> list[tuple[str, str]]:
     """(op, dtype) pairs that have a figure: every dtype of every op, or only those in `dtypes`."""
     keys = []
     for op, entries in by_op(run).items():
+        if op == "sparse_matmul":           # bench/sparse.py draws speed-up against sparsity
+            continue
         for dtype in dict.fromkeys(e.dtype for e in entries):
             if dtype and (dtypes is None or dtype in dtypes):
                 keys.append((op, dtype))
@@ -93,4 +95,5 @@ def write_plots(run: Run, folder, dtypes=None, dpi: int = 100) -> list[Path]:
         path = folder / f"{op}-{dtype}.png"
         figure(run, op, dtype).savefig(path, dpi=dpi)
         paths.append(path)
-    return paths
+    from .sparse import write_plots as sparse_plots
+    return paths + sparse_plots(run, folder, dpi=dpi)

@@ -86,17 +86,26 @@ class CaseResult:
     pct_peak: float | None = None
     speedup_vs_numpy: float | None = None
     check_worst: float | None = None
+    # sparse_matmul cases only (null for elementwise ones): the case's axes and figures
+    shape: str | None = None                   # "KxN" of the weights
+    batch: int | None = None                   # rows of the activations
+    sparsity: float | None = None              # fraction of exact zeros asked for
+    pattern: str | None = None                 # relu, iid or correlated (bench/sparse.py)
+    speedup_vs_dense: float | None = None      # best dense backend's median / this median
+    pct_of_ideal: float | None = None          # that speed-up as % of 1 / (1 - sparsity)
+    conversion_s: float | None = None          # scipy_csr: converting a to CSR, within median_s
 
     def __post_init__(self):
         # plain Python values whatever the caller passes (strings, lists, NumPy scalars), so that
         # records compare equal to what JSON gives back
         set_ = object.__setattr__
         set_(self, "status", Status(self.status))
-        for name in ("median_s", "iqr_s", "min_s", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst"):
+        for name in ("median_s", "iqr_s", "min_s", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst",
+                     "sparsity", "speedup_vs_dense", "pct_of_ideal", "conversion_s"):
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, float(v))
-        for name in ("size", "n", "bytes", "flops"):
+        for name in ("size", "n", "bytes", "flops", "batch"):
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, int(v))
@@ -110,6 +119,9 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        for name in MATMUL_FIELDS:              # written only by the cases that have them
+            if d[name] is None:
+                del d[name]
         d["status"] = self.status.value
         if self.samples_s is not None:
             d["samples_s"] = list(self.samples_s)
@@ -121,6 +133,7 @@ class CaseResult:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(CaseResult))
+MATMUL_FIELDS = ("shape", "batch", "sparsity", "pattern", "speedup_vs_dense", "pct_of_ideal", "conversion_s")
 
 
 def _now() -> str:
@@ -177,18 +190,22 @@ class Run:
 def derive(run: Run) -> Run:
     """The run with gbps, pct_peak and speedup_vs_numpy of every timed case computed from the
     medians, the bytes each op moves and the run's own peaks."""
-    numpy_median = {(e.op, e.dtype, e.size): e.median_s for e in run.results if e.backend == "numpy" and e.timed}
+    def key(e: CaseResult) -> tuple:
+        return (e.op, e.dtype, e.size, e.shape, e.batch, e.sparsity, e.pattern)
+
+    numpy_median = {key(e): e.median_s for e in run.results if e.backend == "numpy" and e.timed}
 
     def one(e: CaseResult) -> CaseResult:
         if not e.timed or not e.median_s:
             return e
         gbps = e.bytes / e.median_s / 1e9
         peak = run.peaks.get(e.device)
-        ref = numpy_median.get((e.op, e.dtype, e.size))
+        ref = numpy_median.get(key(e))
         return replace(e, gbps=gbps, pct_peak=100 * gbps / peak["gbps"] if peak else None,
                        speedup_vs_numpy=ref / e.median_s if ref else None)
 
-    return replace(run, results=tuple(one(e) for e in run.results))
+    from .sparse import derive as derive_sparse    # speed-up over the best dense, % of ideal
+    return replace(run, results=tuple(derive_sparse([one(e) for e in run.results])))
 
 
 def ratio(e: CaseResult | None, first: CaseResult | None) -> float | None:

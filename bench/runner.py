@@ -19,7 +19,7 @@ from kernels import registry
 from kernels.machine import last_level_cache_bytes as llc_bytes
 from kernels.reference import OPS
 
-from . import check, devices, inputs, roofline, timing
+from . import check, devices, inputs, roofline, sparse, timing
 from .cases import Case, Profile
 from .environment import environment
 from .results import CaseResult, Run, Status, derive
@@ -111,9 +111,17 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
             host_inputs: dict[tuple[str, int], _Inputs] = {}
             probed_again: set[str] = set()
             checked: dict[tuple[str, str, str], check.CheckResult] = {}
+            matmul_inputs = sparse.Inputs(seed)
             for case in cases:
                 if progress:
                     progress.update(task, description=case.name)
+                if case.shape is not None:        # sparse_matmul: its own inputs (bench/sparse.py)
+                    host_inputs.clear()
+                    run = run.adding(_run_matmul_case(case, matmul_inputs, sampling, checked, seed, scope))
+                    if on_case:
+                        on_case(run)
+                    advance(case.name)
+                    continue
                 key = (case.dtype, case.size)
                 if key not in host_inputs:
                     host_inputs.clear()           # one size at a time: large inputs are large
@@ -200,6 +208,28 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
             raise
         # the free-memory estimate let it through, the allocation did not: skip this case, keep the run
         host.forget_moved()
+        scope.release()
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return CaseResult(**base, status=Status.SKIPPED,
+                          reason=f"out of memory on the {be.device}: {type(exc).__name__}: {first_line}")
+
+
+def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.Sampling,
+                     checked: dict, seed: int, scope: RunScope) -> CaseResult:
+    be = registry.backend(case.backend)
+    base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
+                shape=f"{case.shape[0]}x{case.shape[1]}", batch=case.batch, sparsity=case.sparsity,
+                pattern=case.pattern)
+    device = scope.device(be) if be.available else None
+    why = _skip_reason(case, be, device)
+    if why:
+        return CaseResult(**base, status=Status.SKIPPED, reason=why)
+    try:
+        return sparse.run_case(case, matmul_inputs, sampling, checked, seed, scope, base, CaseResult, Status)
+    except Exception as exc:
+        if not devices.is_out_of_memory(exc):
+            raise
+        matmul_inputs.forget_moved()
         scope.release()
         first_line = (str(exc).strip().splitlines() or [""])[0]
         return CaseResult(**base, status=Status.SKIPPED,

@@ -70,7 +70,7 @@ def op_table(run: Run, op: str, entries: list[CaseResult]) -> Table:
 
 def op_tables(run: Run) -> list[Table]:
     """One rich Table per op: rows (dtype, size), columns backends (numpy first), cells of four lines."""
-    return [op_table(run, op, entries) for op, entries in by_op(run).items()]
+    return [op_table(run, op, entries) for op, entries in by_op(run).items() if op != "sparse_matmul"]
 
 
 # ------------------------------------------------------------------------------------ side by side
@@ -132,6 +132,7 @@ def print_run(run: Run, console: Console | None = None) -> None:
     """Print the summary, then a table per op (what `bench run` and `bench report` show)."""
     console = console or Console()
     console.print(summary(run))
-    for table in op_tables(run):
+    from .sparse import tables as sparse_tables    # per shape and batch, rows by sparsity
+    for table in op_tables(run) + sparse_tables(run):
         console.print()
         console.print(table)

@@ -1,0 +1,171 @@
+"""The sparse_matmul benchmark (bench/sparse.py): activation patterns at a target sparsity, the
+rotation of weight copies and activation pools beyond the last-level cache, the case axes and
+their command-line flags, the derived figures (speed-up over the best dense, % of ideal,
+crossover), the tables, plot and JSON fields, and one tiny run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import cases, results, sparse
+from bench.results import CaseResult, Run, Status
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("pattern", sparse.PATTERNS)
+@pytest.mark.parametrize("target", [0.0, 0.25, 0.5, 0.9, 0.99])
+def test_patterns_hit_the_target_sparsity(pattern, target, rng):
+    a = sparse.activations(64, 4096, target, pattern, "float32", rng)
+    assert a.shape == (64, 4096) and a.dtype == np.float32 and (a >= 0).all()
+    assert abs(np.mean(a == 0) - target) < 0.02
+    if pattern == "correlated":                  # the same units off in every row
+        assert ((a == 0).all(axis=0) == (a == 0).any(axis=0)).all()
+
+
+def test_relu_pattern_shares_zeros_across_the_batch_more_than_iid(rng):
+    """Units with a low bias are off in most rows: fewer rows of w are needed than with iid zeros."""
+    relu = sparse.activations(64, 4096, 0.9, "relu", "float32", rng)
+    iid = sparse.activations(64, 4096, 0.9, "iid", "float32", rng)
+    assert sparse.needed_rows(relu) < sparse.needed_rows(iid)
+    assert sparse.needed_rows(relu[:1]) == np.count_nonzero(relu[0])
+
+
+def test_rotation_reads_beyond_the_cache_before_any_repeat():
+    """Between two uses of the same (activations, weights) pair every other pair is used once, and
+    the weights they read exceed twice the last-level cache: the repeat finds nothing cached."""
+    llc = 32 * 2**20
+    w_bytes = 64 * 2**20
+    copies = sparse.weight_copies(w_bytes, llc)
+    assert copies >= 2 and copies * w_bytes > 2 * llc
+    needed = 0.01 * w_bytes                       # s = 0.99: each sample reads 1 % of w
+    pool = sparse.pool_size(needed, llc)
+    assert (pool - 1) * needed > 2 * llc or pool == sparse.POOL_MAX
+    rot = sparse.Rotation([f"a{i}" for i in range(pool)], [f"w{j}" for j in range(copies)])
+    seen = [rot.next() for _ in range(3 * rot.period)]
+    assert len(set(seen[:rot.period])) == rot.period            # every pair once per period
+    assert seen[rot.period:2 * rot.period] == seen[:rot.period]
+    first_repeat = seen.index(seen[0], 1)
+    assert first_repeat == rot.period
+    assert len({w for _, w in seen[:rot.period]}) == copies      # every copy is read
+
+
+def test_rotation_takes_other_arrays_each_sample(rng):
+    """The timed call really gets the next pair: a kernel that records what it was given sees
+    every activation matrix and every weight copy, and never the same pair twice in a row."""
+    inputs = sparse.Inputs(seed=0)
+    inputs.llc = 2**20                              # a small cache, so small arrays rotate
+    ws = inputs.weights("float32", (256, 128))
+    pool = inputs.pool("float32", (256, 128), 1, 0.5, "relu")
+    assert len(ws) >= 2 and len(pool) >= sparse.POOL_MIN
+    assert all(np.array_equal(w, ws[0]) and w is not ws[0] for w in ws[1:])
+    assert not np.array_equal(pool[0], pool[1])
+    rot = sparse.Rotation(pool, ws)
+    got = [rot.next() for _ in range(rot.period + 1)]
+    ids = [(id(a), id(w)) for a, w in got]
+    assert all(x != y for x, y in zip(ids, ids[1:]))
+    assert ids[rot.period] == ids[0] and len(set(ids[:rot.period])) == rot.period
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--shapes", "8192by8192", "malformed shape"),
+    ("--shapes", "0x5", "at least 1"),
+    ("--batch", "1,x", "malformed --batch"),
+    ("--batch", "0", "at least 1"),
+    ("--sparsity", "0.5,1", "in [0, 1)"),
+    ("--sparsity", "half", "malformed --sparsity"),
+    ("--pattern", "gaussian", "unknown --pattern gaussian; valid: relu, iid, correlated"),
+])
+def test_bad_flags_exit_2_with_one_line(flag, value, message):
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--ops", "sparse_matmul", flag, value],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_cases_and_profiles():
+    _, quick, _ = cases.build("quick", ops="sparse_matmul", backends="numpy,numba_cpu")
+    assert {(c.shape, c.batch, c.sparsity, c.pattern) for c in quick} == {
+        ((8192, 8192), b, s, "relu") for b in (1, 64) for s in (0.0, 0.5, 0.9)}
+    assert all(c.size == 8192 * 8192 and c.dtype == "float32" for c in quick)
+    _, full, _ = cases.build("full", ops="sparse_matmul", backends="numpy")
+    assert len(full) == 3 * 3 * 7
+    _, some, _ = cases.build("quick", ops="sparse_matmul", backends="scipy_csr", shapes="8192x8192,4096x11008",
+                             batch="1,64", sparsity="0.5,0.9", pattern="relu,iid")
+    assert len(some) == 2 * 2 * 2 * 2
+    assert {c.shape for c in some} == {(8192, 8192), (4096, 11008)}
+    order = [c.backend for c in cases.build("quick", ops="sparse_matmul", backends="numba_cpu,numpy")[1]]
+    assert order[:3] == ["numpy"] * 3              # one backend's sparsities in a row, numpy first
+
+
+def _entry(backend, s, median, batch=1, **kw):
+    return CaseResult(op="sparse_matmul", backend=backend, device="cpu", dtype="float32", size=64,
+                      status=Status.OK, median_s=median, bytes=1000, shape="8x8", batch=batch,
+                      sparsity=s, pattern="relu", **kw)
+
+
+def test_speedup_ideal_and_crossover():
+    run = Run(env={}, peaks={"cpu": {"gbps": 10.0}}, results=(
+        _entry("numpy", 0.0, 1.0), _entry("torch", 0.0, 0.8), _entry("numba_cpu", 0.0, 1.0),
+        _entry("numpy", 0.5, 1.0), _entry("torch", 0.5, 2.0), _entry("numba_cpu", 0.5, 0.5),
+        _entry("numpy", 0.9, 1.0), _entry("numba_cpu", 0.9, 0.125), _entry("scipy_csr", 0.9, 2.0),
+        _entry("numba_cpu", 0.5, 0.1, batch=8),
+    ))
+    run = results.derive(run)
+    got = {(e.backend, e.sparsity, e.batch): e for e in run.results}
+    assert got[("numba_cpu", 0.0, 1)].speedup_vs_dense == pytest.approx(0.8)     # torch is the best dense
+    assert got[("numba_cpu", 0.5, 1)].speedup_vs_dense == pytest.approx(2.0)
+    assert got[("numba_cpu", 0.5, 1)].pct_of_ideal == pytest.approx(100.0)
+    assert got[("numba_cpu", 0.9, 1)].pct_of_ideal == pytest.approx(80.0)
+    assert got[("numba_cpu", 0.5, 8)].speedup_vs_dense is None                  # no dense in that case
+    assert got[("numpy", 0.5, 1)].speedup_vs_numpy == pytest.approx(1.0)
+    cross = sparse.crossovers(run.results)
+    assert cross[("cpu", "float32", "8x8", 1, "relu")] == {"numba_cpu": 0.5, "scipy_csr": None}
+
+
+def test_tables_plot_markdown_and_json(tmp_path):
+    run = results.derive(Run(env={}, peaks={"cpu": {"gbps": 10.0}}, results=(
+        _entry("numpy", 0.0, 1.0), _entry("numba_cpu", 0.0, 1.1),
+        _entry("numpy", 0.9, 1.0), _entry("numba_cpu", 0.9, 0.12), _entry("scipy_csr", 0.9, 0.2, conversion_s=0.05),
+    )))
+    from rich.console import Console
+    console = Console(width=200, record=True)
+    for t in sparse.tables(run):
+        console.print(t)
+    text = " ".join(console.export_text().split())
+    assert "x8.33 · 83% ideal" in text and "CSR conversion 25%" in text
+    assert "crossover sparsity (lowest s beating the best dense): numba_cpu 0.9, scipy_csr 0.9" in text
+    md = sparse.markdown(run)
+    assert "## sparse_matmul" in md and "| 0.9 |" in md and "Crossover sparsity: numba_cpu 0.9" in md
+    paths = sparse.write_plots(run, tmp_path)
+    assert len(paths) == 1 and paths[0].stat().st_size > 1000
+    path = results.save(run, tmp_path / "r.json")
+    doc = json.loads(path.read_text())
+    e = next(c for c in doc["results"] if c["backend"] == "scipy_csr")
+    for field in ("shape", "batch", "sparsity", "pattern", "speedup_vs_dense", "pct_of_ideal", "conversion_s"):
+        assert e[field] is not None, field
+    assert results.load(path) == run
+
+
+def test_a_tiny_run_end_to_end(tmp_path):
+    """A run of the op on the CPU backends: checked, timed, derived, saved with its fields."""
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--ops", "sparse_matmul", "--backends",
+                           "numpy,numba_cpu,scipy_csr", "--shapes", "256x384", "--batch", "1,3",
+                           "--sparsity", "0,0.9", "--budget", "0.01", "--no-plots", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert len(doc["results"]) == 3 * 2 * 2
+    assert all(e["status"] == "ok" for e in doc["results"]), [e["reason"] for e in doc["results"]]
+    numba = [e for e in doc["results"] if e["backend"] == "numba_cpu"]
+    assert all(e["speedup_vs_dense"] and e["pct_of_ideal"] for e in numba)
+    assert all(e["conversion_s"] for e in doc["results"] if e["backend"] == "scipy_csr")
+    assert "crossover sparsity" in proc.stdout
