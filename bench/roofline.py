@@ -59,6 +59,19 @@ def flops(op: str, n: int) -> int:
     return FLOPS_PER_ELEMENT[op] * n
 
 
+def matmul_traffic(needed_rows: float, batch: int, k: int, n: int, dtype) -> int:
+    """Bytes a sparse-aware sparse_matmul must move: the rows of w of activations present in any
+    row of the batch (needed_rows x N), a once, y once. A dense kernel reads all K rows of w;
+    measured against this count, its GB/s is that of the weights the product actually needed."""
+    item = np.dtype(dtype).itemsize
+    return int(needed_rows * n * item + batch * k * item + batch * n * item)
+
+
+def matmul_flops(present: float, n: int) -> int:
+    """Useful flops of sparse_matmul: a multiply and an add per present activation and column."""
+    return int(2 * present * n)
+
+
 # ---------------------------------------------------------------------------------------- peaks
 
 _copy_kernel = None

@@ -240,18 +240,17 @@ class Inputs:
 # ------------------------------------------------------------------------------------- one case
 
 def traffic(a_list: list, shape, dtype: str) -> int:
-    """Bytes a sparse-aware kernel must move per call, averaged over the pool: the needed rows of
-    w, a once, y once (bench/roofline.py's rule for the op; the dense kernels read all of w)."""
-    item = np.dtype(dtype).itemsize
+    """bench/roofline.py's bytes of the op, averaged over the pool's activation matrices."""
+    from .roofline import matmul_traffic
     k, n = shape
-    rows = np.mean([needed_rows(a) for a in a_list])
     batch = a_list[0].reshape(-1, k).shape[0]
-    return int(rows * n * item + batch * k * item + batch * n * item)
+    return matmul_traffic(float(np.mean([needed_rows(a) for a in a_list])), batch, k, n, dtype)
 
 
 def useful_flops(a_list: list, n: int) -> int:
-    """2 flops (multiply, add) per present activation and output column, averaged over the pool."""
-    return int(2 * n * np.mean([np.count_nonzero(a) for a in a_list]))
+    """bench/roofline.py's useful flops of the op, averaged over the pool."""
+    from .roofline import matmul_flops
+    return matmul_flops(float(np.mean([np.count_nonzero(a) for a in a_list])), n)
 
 
 def _small_check(backend: str, dtype: str, seed: int, scratch):

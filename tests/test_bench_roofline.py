@@ -54,3 +54,9 @@ def test_cpu_peak_has_three_measured_methods():
         assert len(m["samples_s"]) >= 3
         assert m["gbps"] == pytest.approx(p["bytes"] / m["median_s"] / 1e9)
     assert p["method"] == max(p["measured"], key=lambda m: m["gbps"])["method"]
+
+
+def test_sparse_matmul_traffic_counts_the_needed_rows():
+    # 100 of K = 1000 rows needed, N = 50, batch 2, float32: rows + a + y
+    assert roofline.matmul_traffic(100, 2, 1000, 50, "float32") == 100 * 50 * 4 + 2 * 1000 * 4 + 2 * 50 * 4
+    assert roofline.matmul_flops(30, 50) == 3000

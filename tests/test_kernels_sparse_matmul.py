@@ -426,3 +426,24 @@ def test_every_kernel_module_imports_without_its_library():
             "sys.exit(('cupy' in sys.modules) or ('numba.cuda' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False,
                           cwd=str(CUDA_DIR.parents[1])).returncode == 0
+
+
+def test_numba_cuda_kernel_compiles_to_ptx_for_a_real_gpu():
+    """Outside the simulator the kernel compiles with numba-cuda's own compiler (libNVVM, no GPU
+    needed) for sm_80, and the float32 kernel multiplies and adds in float32."""
+    code = """
+import os
+from numba import cuda, types
+from kernels import numba_cuda_sparse as m
+m.cuda = cuda
+for dt in (types.float32, types.float64):
+    arr = types.Array(dt, 2, "C")
+    ptx, _ = cuda.compile_ptx(m._sparse_matmul_kernel, (arr, arr, arr, types.int64, types.int64, types.int64,
+                                                         types.boolean), cc=(8, 0))
+    print(dt, "fma.rn.f32" in ptx, ".f64" in ptx, "atom.global.add" in ptx)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(CUDA_DIR.parents[1]), env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["float32 True False True", "float64 False True True"], proc.stdout
