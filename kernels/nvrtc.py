@@ -74,23 +74,25 @@ def standalone_options(*, fp16: bool = True) -> tuple[str, ...]:
 
 # ---- compiling -------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class Resources:
-    """What ptxas reports for one kernel."""
+    """What ptxas reports for one kernel: registers per thread, and bytes of static shared memory,
+    stack frame and spill stores / loads per thread (barriers: named barriers used). A figure the
+    log leaves out is 0."""
 
-    registers: int = 0
-    shared_bytes: int = 0
-    stack_bytes: int = 0
-    spill_stores: int = 0
-    spill_loads: int = 0
-    barriers: int = 0
+    registers: int
+    shared_bytes: int
+    stack_bytes: int
+    spill_stores: int
+    spill_loads: int
+    barriers: int
 
     @property
     def spills(self) -> bool:
         return self.spill_stores > 0 or self.spill_loads > 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Compiled:
     """The outcome of compiling one source for one architecture."""
 
@@ -100,13 +102,16 @@ class Compiled:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     kernels: dict[str, Resources] = field(default_factory=dict)
+    entries: tuple[str, ...] = ()   # the kernels the compiled module defines (its PTX's .entry), in order
 
     @property
     def problems(self) -> list[str]:
-        """Everything that fails the check: errors, warnings, spilling kernels."""
+        """Everything that fails the check: errors, warnings, spilling kernels, and a kernel the
+        module defines that ptxas did not report on."""
         out = [f"error: {e}" for e in self.errors] + [f"warning: {w}" for w in self.warnings]
         out += [f"{k} spills {r.spill_stores} B stores / {r.spill_loads} B loads"
                 for k, r in self.kernels.items() if r.spills]
+        out += [f"{k}: no ptxas report" for k in self.entries if k not in self.kernels]
         return out
 
     @property
@@ -130,27 +135,25 @@ def parse_ptxas(log: str) -> dict[str, Resources]:
         ptxas info    : Used 24 registers, used 0 barriers, 16 bytes smem, 376 bytes cmem[0]
     Properties of non-entry (device) functions are not kernels and are skipped.
     """
-    kernels: dict[str, Resources] = {}
+    found: dict[str, dict[str, int]] = {}
     entry = current = None
     for line in log.splitlines():
         if m := _ENTRY.search(line):
             entry = current = m.group(1)
-            kernels.setdefault(entry, Resources())
+            found.setdefault(entry, {})
         elif m := _PROPS.search(line):
             current = m.group(1)
         elif (m := _FRAME.search(line)) and current is not None and current == entry:
-            r = kernels[entry]
-            r.stack_bytes, r.spill_stores, r.spill_loads = (int(g) for g in m.groups())
+            found[entry].update(zip(("stack_bytes", "spill_stores", "spill_loads"), map(int, m.groups())))
         elif (m := _USED.search(line)) and entry is not None:
-            r = kernels[entry]
-            r.registers = int(m.group(1))
+            found[entry]["registers"] = int(m.group(1))
             for item in m.group(2).split(","):
-                item = item.strip()
-                if mm := re.fullmatch(r"used (\d+) barriers", item):
-                    r.barriers = int(mm.group(1))
-                elif mm := re.fullmatch(r"(\d+) bytes smem", item):
-                    r.shared_bytes = int(mm.group(1))
-    return kernels
+                if mm := re.fullmatch(r"used (\d+) barriers", item.strip()):
+                    found[entry]["barriers"] = int(mm.group(1))
+                elif mm := re.fullmatch(r"(\d+) bytes smem", item.strip()):
+                    found[entry]["shared_bytes"] = int(mm.group(1))
+    zero = dict.fromkeys(Resources.__dataclass_fields__, 0)
+    return {name: Resources(**{**zero, **fields}) for name, fields in found.items()}
 
 
 def _log_problems(log: str) -> tuple[list[str], list[str]]:
@@ -174,19 +177,25 @@ def compile_source(source: str, label: str, arch: str, options: tuple[str, ...] 
     prog = _check(nv.nvrtcCreateProgram(source.encode(), label.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         (err,) = nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
-        size = _check(nv.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-        buf = b" " * size
-        _check(nv.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
-        log = buf.rstrip(b"\0 ").decode(errors="replace")
+        log = _text(nv, prog, nv.nvrtcGetProgramLogSize, nv.nvrtcGetProgramLog)
+        # the PTX is kept beside the binary: its .entry lines name the kernels as defined, macros expanded
+        entries = tuple(entry_names(_text(nv, prog, nv.nvrtcGetPTXSize, nv.nvrtcGetPTX))) if int(err) == 0 else ()
     finally:
         nv.nvrtcDestroyProgram(prog)
     errors, warnings = _log_problems(log)
     if int(err) != 0 and not errors:
         errors.append(f"{label}: {err}")
     kernels = parse_ptxas(log) if int(err) == 0 else {}
-    order = {k: i for i, k in enumerate(kernel_names(source))}     # as the source defines them
+    order = {k: i for i, k in enumerate(entries)}                 # as the source defines them
     kernels = dict(sorted(kernels.items(), key=lambda kv: order.get(kv[0], len(order))))
-    return Compiled(label, arch, log, errors, warnings, kernels)
+    return Compiled(label, arch, log, errors, warnings, kernels, entries)
+
+
+def _text(nv, prog, get_size, get) -> str:
+    """A program's log or PTX (NVRTC's size-then-copy calls)."""
+    buf = b" " * _check(get_size(prog), get_size.__name__)
+    _check(get(prog, buf), get.__name__)
+    return buf.rstrip(b"\0 ").decode(errors="replace")
 
 
 def ptx_of(source: str, label: str, arch: str, options: tuple[str, ...] | None = None) -> str:
@@ -196,20 +205,17 @@ def ptx_of(source: str, label: str, arch: str, options: tuple[str, ...] | None =
     prog = _check(nv.nvrtcCreateProgram(source.encode(), label.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         _check(nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts]), f"compiling {label}")
-        size = _check(nv.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-        buf = b" " * size
-        _check(nv.nvrtcGetPTX(prog, buf), "nvrtcGetPTX")
+        return _text(nv, prog, nv.nvrtcGetPTXSize, nv.nvrtcGetPTX)
     finally:
         nv.nvrtcDestroyProgram(prog)
-    return buf.rstrip(b"\0").decode()
 
 
 _KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(')
 
 
 def kernel_names(source: str) -> list[str]:
-    """The extern "C" __global__ kernels a CUDA C source defines, as written (a macro's expansions
-    are found in the PTX instead: `entry_names`)."""
+    """The extern "C" __global__ kernels a CUDA C source spells out (kernels/cuda's elementwise
+    kernels come from common.cuh's macros: `Compiled.entries` names those)."""
     return _KERNEL.findall(source)
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 import kernels
+from bench import roofline
 from bench.check import compare
 from bench.inputs import random_inputs, special_inputs
 from kernels import cuda_build, cupy_expand, cupy_gpu, registry, resources
@@ -109,21 +110,21 @@ SIZES = (0, 1, 7, 33, 255, 257, 1029, 4099)
 
 
 class HostKernels:
-    """A shared library of host-compiled kernels, each callable by name with NumPy arrays."""
+    """A shared library of host-compiled kernels, each callable by name with NumPy arrays and
+    scalars: in the kernel's argument order, or (`by_name`) by its parameter names."""
 
-    def __init__(self, lib: ctypes.CDLL, signatures: dict[str, list[tuple[str, str]]]):
-        self.lib, self.signatures = lib, signatures
+    def __init__(self, lib: ctypes.CDLL, signatures: dict[str, list[tuple[str, str]]], by_name: bool):
+        self.lib, self.signatures, self.by_name = lib, signatures, by_name
 
-    def __call__(self, name: str, grid: int, block: int, **args):
+    def __call__(self, name: str, grid: int, block: int, values: list):
         params = self.signatures[name]
-        values = []
-        for ctype, pname in params:
-            v = args[pname.removeprefix("_raw_")]
-            values.append(ctypes.c_void_p(v.ctypes.data) if ctype == "ptr" else _CTYPES[ctype](v))
+        assert len(values) == len(params), f"{name} takes {len(params)} arguments, got {len(values)}"
+        args = [ctypes.c_void_p(v.ctypes.data) if ctype == "ptr" else _CTYPES[ctype](v)
+                for (ctype, _), v in zip(params, values)]
         fn = getattr(self.lib, f"host_{name}")
         fn.argtypes = [ctypes.c_uint, ctypes.c_uint] + [ctypes.c_void_p if c == "ptr" else _CTYPES[c] for c, _ in params]
         fn.restype = None
-        fn(grid, block, *values)
+        fn(grid, block, *args)
 
 
 def _wrappers(source: str) -> tuple[str, dict]:
@@ -147,14 +148,23 @@ def _wrappers(source: str) -> tuple[str, dict]:
     return "\n".join(code), sigs
 
 
-def _build(tmp: Path, name: str, body: str, sigs: dict) -> HostKernels:
+def _preprocessed(path: Path) -> str:
+    """A .cu file with its macros expanded (the elementwise kernels are written as common.cuh's
+    ACT_*_KERNELS lines): the extern "C" signatures the host launchers are made from."""
+    cmd = [CXX, "-E", "-P", "-x", "c++", "-std=c++20", "-DACTBENCH_HOST_EMULATION", f"-I{CUDA_DIR}", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    return proc.stdout
+
+
+def _build(tmp: Path, name: str, body: str, sigs: dict, by_name: bool) -> HostKernels:
     src, lib = tmp / f"{name}.cpp", tmp / f"{name}.so"
     src.write_text(body)
     cmd = [CXX, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-DACTBENCH_HOST_EMULATION",
            "-include", str(CUDA_DIR / "host_shim.h"), f"-I{CUDA_DIR}", str(src), "-o", str(lib)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
-    return HostKernels(ctypes.CDLL(str(lib)), sigs)
+    return HostKernels(ctypes.CDLL(str(lib)), sigs, by_name)
 
 
 @functools.cache
@@ -186,10 +196,10 @@ def raw_host(tmp_path_factory) -> HostKernels:
     body, sigs = [], {}
     for path in resources.raw_sources():
         body.append(f'#include "{path.name}"')
-        code, s = _wrappers(path.read_text())
+        code, s = _wrappers(_preprocessed(path))
         body.append(code)
         sigs.update(s)
-    return _build(tmp_path_factory.mktemp("raw"), "raw", "\n".join(body) + "\n", sigs)
+    return _build(tmp_path_factory.mktemp("raw"), "raw", "\n".join(body) + "\n", sigs, by_name=False)
 
 
 # CuPy's float16 (cupy/_core/include/cupy/float16.cuh) for the host: __half storage, converts
@@ -253,7 +263,7 @@ def elementwise_host(tmp_path_factory) -> HostKernels:
             code, s = _wrappers(src)
             body.append(f"namespace {ns} {{\n{src}\n{code}\n}}")
             sigs.update(s)
-    return _build(tmp_path_factory.mktemp("ew"), "ew", "\n".join(body) + "\n", sigs)
+    return _build(tmp_path_factory.mktemp("ew"), "ew", "\n".join(body) + "\n", sigs, by_name=True)
 
 
 def _placed(a: np.ndarray, shift: int, guard: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -285,11 +295,14 @@ def _run_host(hk: HostKernels, name: str, op: str, inputs, grid: int, block: int
         args[pname] = view
         outs.append((view, buf))
     args["n"] = n
-    args["slope"] = params.get("slope", 0.0)
-    # the loop size of an ElementwiseKernel wrapper: the size of its first non-raw array
-    loop_over = [p.removeprefix("_raw_") for c, p in hk.signatures[name] if p.startswith("_raw_")]
-    args["_n"] = args[loop_over[0]].size if loop_over else n
-    hk(name, grid, block, **args)
+    if hk.by_name:                 # an ElementwiseKernel wrapper: its parameters are the op's names
+        args["slope"] = params.get("slope", 0.0)
+        # its loop size: the size of its first non-raw array
+        loop_over = [p.removeprefix("_raw_") for c, p in hk.signatures[name] if p.startswith("_raw_")]
+        args["_n"] = args[loop_over[0]].size if loop_over else n
+        hk(name, grid, block, [args[p.removeprefix("_raw_")] for _, p in hk.signatures[name]])
+    else:                          # a RawKernel: the cupy_raw launcher's order
+        hk(name, grid, block, [*(args[p] for p in (*spec.inputs, *spec.outputs, "n")), *(params[p] for p in spec.params)])
     where = f"{name} n={n} grid={grid}x{block} shift in/out={in_shift}/{out_shift}"
     for (view, buf), pname in zip(outs, spec.outputs):
         start = view.ctypes.data - buf.ctypes.data
@@ -333,10 +346,41 @@ def test_elementwise_bodies_on_the_cpu(elementwise_host, op, dtype, rng):
 
 
 def test_host_harness_catches_a_wrong_kernel(raw_host, rng):
-    """The harness must fail a wrong answer: relu's kernel run as if it were leaky_relu's."""
-    inputs = random_inputs("leaky_relu", (257,), "float32", rng, 10.0)
-    with pytest.raises(AssertionError):
-        _run_host(raw_host, "_relu_kernel_f32", "leaky_relu", inputs, 2, 64, 0, 0)
+    """The harness must fail a wrong answer: tanh's kernel run as if it were sigmoid's."""
+    inputs = random_inputs("sigmoid", (257,), "float32", rng, 10.0)
+    with pytest.raises(AssertionError, match="_tanh_kernel_f32 n=257"):
+        _run_host(raw_host, "_tanh_kernel_f32", "sigmoid", inputs, 2, 64, 0, 0)
+
+
+_ELEMENT_BYTES = {"__half": 2, "float": 4, "double": 8, "unsigned char": 1 / 8}   # a mask: 1 bit per element
+_C_TYPE = {"float16": "__half", "float32": "float", "float64": "double"}
+_COMPUTE = {"float16": "float", "float32": "float", "float64": "double"}     # the scalars' type
+
+
+def test_raw_kernel_arguments_are_what_roofline_counts():
+    """Each RawKernel's arguments, as its signature declares them once common.cuh's macros are
+    expanded: the op's inputs (const arrays of the dtype, or the packed mask), then its outputs,
+    then n and the op's scalars in the compute type, the order the cupy_raw launcher passes them;
+    and those arrays move per element exactly the bytes bench/roofline.py's traffic counts."""
+    _need_cxx()
+    decls: dict[str, str] = {}
+    for filename in set(cupy_gpu.RAW_SOURCES.values()):
+        decls.update(_SIGNATURE.findall(_preprocessed(CUDA_DIR / filename)))
+    checked = 0
+    for op, spec in ((op, OPS[op]) for op in cupy_gpu.RAW_SOURCES):
+        for dtype in DTYPES:
+            name = cuda_build.raw_kernel_name(op, dtype)
+            params = [" ".join(p.replace("__restrict__", "").split()) for p in decls[name].split(",")]
+            arrays = [p.rsplit("*", 1)[0].strip() for p in params if "*" in p]
+            want = ["const " + ("unsigned char" if a == "mask" else _C_TYPE[dtype]) for a in spec.inputs]
+            want += ["unsigned char" if a == "mask" else _C_TYPE[dtype] for a in spec.outputs]
+            assert arrays == want, f"{name}: arrays {arrays}, the op's {spec.inputs} -> {spec.outputs}"
+            scalars = [p.rsplit(" ", 1)[0] for p in params[len(arrays):]]
+            assert scalars == ["long long"] + [_COMPUTE[dtype]] * len(spec.params), f"{name}: {scalars}"
+            moved = sum(_ELEMENT_BYTES[a.removeprefix("const ")] for a in arrays)
+            assert moved == roofline.bytes_per_element(op, dtype), f"{name}: {moved} B per element"
+            checked += 1
+    assert checked == 3 * len(cupy_gpu.RAW_SOURCES)
 
 
 # ================================================================================================

@@ -42,24 +42,24 @@ def test_compiles_without_warnings_or_spills(compiled, label):
 
 
 def test_every_raw_kernel_is_compiled_and_reported(compiled):
-    """Each extern "C" kernel of each .cu file shows up in ptxas's report with its registers."""
+    """Each kernel a .cu file defines (its PTX entries, macros expanded) shows up in ptxas's report
+    with its registers, in the order the file defines them."""
     for path in resources.raw_sources():
-        names = nvrtc.kernel_names(path.read_text())
-        assert names, f"{path.name} defines no extern \"C\" kernel"
-        got = compiled[path.name].kernels
-        assert list(got) == names
-        assert all(r.registers > 0 for r in got.values())
+        got = compiled[path.name]
+        assert got.entries, f"{path.name} defines no extern \"C\" kernel"
+        assert list(got.kernels) == list(got.entries)
+        assert all(r.registers > 0 for r in got.kernels.values())
 
 
-def test_every_op_has_a_raw_kernel_and_an_elementwise_body():
-    """Nothing forgotten: each op x dtype has its RawKernel in the .cu file the launcher loads,
-    and each op an ElementwiseKernel."""
+def test_every_op_has_a_raw_kernel_and_an_elementwise_body(compiled):
+    """Nothing forgotten, nothing extra: the elementwise .cu files define exactly one RawKernel per
+    op x dtype the launcher loads from them, and each op has an ElementwiseKernel."""
     assert set(cupy_gpu.ELEMENTWISE) == set(OPS) - {"sparse_matmul"}
     assert set(cupy_gpu.RAW_SOURCES) == set(OPS) - {"sparse_matmul"}
-    for op, filename in cupy_gpu.RAW_SOURCES.items():
-        names = nvrtc.kernel_names((cuda_build.CUDA_DIR / filename).read_text())
-        for dtype in cuda_build.DTYPES:
-            assert cuda_build.raw_kernel_name(op, dtype) in names, f"{op} {dtype} missing from {filename}"
+    for filename in set(cupy_gpu.RAW_SOURCES.values()):
+        want = {cuda_build.raw_kernel_name(op, dtype) for op, f in cupy_gpu.RAW_SOURCES.items() if f == filename
+                for dtype in cuda_build.DTYPES}
+        assert set(compiled[filename].entries) == want, filename
     for op, ew in cupy_gpu.ELEMENTWISE.items():
         assert ew.name == f"_{op}_kernel"
         spec = OPS[op]
@@ -67,17 +67,6 @@ def test_every_op_has_a_raw_kernel_and_an_elementwise_body():
         assert params[:len(spec.inputs)] == list(spec.inputs), f"{op}: inputs in the op's order"
         for out in spec.outputs:
             assert out in params, f"{op}: output {out} missing"
-
-
-def test_every_raw_kernel_says_what_it_moves():
-    """The comment above each kernel: `// reads N B + writes M B per element (type); see bench/roofline.py`."""
-    for path in resources.raw_sources():
-        text = path.read_text()
-        for name in nvrtc.kernel_names(text):
-            head = text[: text.index(f"{name}(")]
-            comment = [ln for ln in head.splitlines() if ln.startswith("//")][-1]
-            assert re.fullmatch(r"// reads [\d.]+ B \+ writes [\d.]+ B per element \((__half|float|double)\); "
-                                r"see bench/roofline\.py", comment), f"{path.name} {name}: {comment!r}"
 
 
 def test_block_size_agrees():
@@ -90,7 +79,7 @@ def test_vector_loads_and_stores_in_ptx():
     for t in resources.raw_targets():
         ptx = nvrtc.ptx_of(t.source, t.label, "sm_90", t.options)
         entries = re.split(r"\.visible \.entry ", ptx)[1:]
-        assert len(entries) == len(nvrtc.kernel_names(t.source))
+        assert entries and len(entries) == len(nvrtc.entry_names(ptx))
         for entry in entries:
             name = entry.split("(")[0]
             assert re.search(r"ld\.global(\.nc)?\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte load"
@@ -174,6 +163,16 @@ def test_a_spilling_kernel_fails():
     assert not c.ok and any("_sigmoid_kernel_f32 spills" in p for p in c.problems)
 
 
+def test_an_unreported_kernel_fails():
+    """A kernel the module defines (its PTX entries) that ptxas's report leaves out is a problem."""
+    kernels = nvrtc.parse_ptxas(RECORDED_LOG)
+    assert nvrtc.Compiled("x.cu", "sm_90", "", kernels={"_relu_kernel_f16": kernels["_relu_kernel_f16"]},
+                          entries=("_relu_kernel_f16",)).ok
+    c = nvrtc.Compiled("x.cu", "sm_90", "", kernels={"_relu_kernel_f16": kernels["_relu_kernel_f16"]},
+                       entries=("_relu_kernel_f16", "_relu_kernel_f32"))
+    assert c.problems == ["_relu_kernel_f32: no ptxas report"]
+
+
 def test_a_broken_source_is_an_error():
     r = nvrtc.compile_source('extern "C" __global__ void k(float* x) { x[0] = not_declared; }', "broken.cu", "sm_90")
     assert not r.ok and r.errors and "not_declared" in r.log
@@ -184,13 +183,15 @@ def test_a_warning_is_a_failure():
     assert not r.ok and r.warnings and not r.errors
 
 
-def test_committed_report_lists_every_kernel():
+def test_committed_report_lists_every_kernel(compiled):
     """reports/kernels-resources.md (make resources) is there and names every kernel."""
     report = (ROOT / "reports" / "kernels-resources.md").read_text()
     assert "NVRTC" in report and "sm_80" in report and "sm_90" in report
-    for t in TARGETS:
-        for name in nvrtc.kernel_names(t.source):
-            assert f"`{name}`" in report, f"{name} ({t.label}) is not in the report: run make resources"
+    names = [name for r in compiled.values() for name in r.kernels]
+    assert len(names) >= 3 * len(cupy_gpu.RAW_SOURCES) + len(cupy_gpu.ELEMENTWISE)
+    for label, r in compiled.items():
+        for name in r.kernels:
+            assert f"| {label} | `{name}` |" in report, f"{name} ({label}) is not in the report: run make resources"
 
 
 def test_cli_reports(tmp_path):

@@ -128,3 +128,59 @@ __device__ __forceinline__ void map2(const T* __restrict__ a, const T* __restric
 }
 
 }  // namespace act
+
+// ---- extern "C" entry points ----------------------------------------------------------------------
+
+// Each op's kernels are _<op>_kernel_f16 / _f32 / _f64 (__half, float, double: the names
+// kernels/cuda_build.py's raw_kernel_name gives), with the arguments in the order the cupy_raw
+// launcher passes them: inputs, outputs, n, then the op's scalar in the compute type C. A .cu file
+// declares an op's three kernels in one line, by the shape of its arguments:
+//   ACT_MAP1_KERNELS(op, F)            (x, y, n)            y = F()(x), elementwise
+//   ACT_MAP2_KERNELS(op, F)            (dy, v, dx, n)       dx = F()(dy, v)
+//   ACT_MAP1_SCALAR_KERNELS(op, F)     (x, y, n, p)         y = F<C>{p}(x)
+//   ACT_MAP2_SCALAR_KERNELS(op, F)     (dy, v, dx, n, p)    dx = F<C>{p}(dy, v)
+//   ACT_MASK_OUT_KERNELS(op, f)        (x, y, mask, n)      f(x, y, mask, n)
+//   ACT_MASK_IN_KERNELS(op, f)         (dy, mask, dx, n)    f(dy, mask, dx, n)
+// (the mask: ceil(n / 8) bytes, 1 bit per element). What each kernel moves is bench/roofline.py's.
+#define ACT_FOR_DTYPES(DEFINE, ...)                                                                \
+    DEFINE(f16, __half, float, __VA_ARGS__)                                                        \
+    DEFINE(f32, float, float, __VA_ARGS__)                                                         \
+    DEFINE(f64, double, double, __VA_ARGS__)
+
+#define ACT_ENTRY(op, sfx) extern "C" __global__ void __launch_bounds__(ACT_BLOCK) _##op##_kernel_##sfx
+
+#define ACT_MAP1_(sfx, T, C, op, F)                                                                \
+    ACT_ENTRY(op, sfx)(const T* __restrict__ x, T* __restrict__ y, long long n) {                  \
+        act::map1(x, y, n, F());                                                                   \
+    }
+#define ACT_MAP2_(sfx, T, C, op, F)                                                                \
+    ACT_ENTRY(op, sfx)(const T* __restrict__ dy, const T* __restrict__ v, T* __restrict__ dx,      \
+                       long long n) {                                                              \
+        act::map2(dy, v, dx, n, F());                                                              \
+    }
+#define ACT_MAP1_SCALAR_(sfx, T, C, op, F)                                                         \
+    ACT_ENTRY(op, sfx)(const T* __restrict__ x, T* __restrict__ y, long long n, C p) {             \
+        act::map1(x, y, n, F<C>{p});                                                               \
+    }
+#define ACT_MAP2_SCALAR_(sfx, T, C, op, F)                                                         \
+    ACT_ENTRY(op, sfx)(const T* __restrict__ dy, const T* __restrict__ v, T* __restrict__ dx,      \
+                       long long n, C p) {                                                         \
+        act::map2(dy, v, dx, n, F<C>{p});                                                          \
+    }
+#define ACT_MASK_OUT_(sfx, T, C, op, f)                                                            \
+    ACT_ENTRY(op, sfx)(const T* __restrict__ x, T* __restrict__ y, unsigned char* __restrict__ mask, \
+                       long long n) {                                                              \
+        f(x, y, mask, n);                                                                          \
+    }
+#define ACT_MASK_IN_(sfx, T, C, op, f)                                                             \
+    ACT_ENTRY(op, sfx)(const T* __restrict__ dy, const unsigned char* __restrict__ mask,           \
+                       T* __restrict__ dx, long long n) {                                          \
+        f(dy, mask, dx, n);                                                                        \
+    }
+
+#define ACT_MAP1_KERNELS(op, F) ACT_FOR_DTYPES(ACT_MAP1_, op, F)
+#define ACT_MAP2_KERNELS(op, F) ACT_FOR_DTYPES(ACT_MAP2_, op, F)
+#define ACT_MAP1_SCALAR_KERNELS(op, F) ACT_FOR_DTYPES(ACT_MAP1_SCALAR_, op, F)
+#define ACT_MAP2_SCALAR_KERNELS(op, F) ACT_FOR_DTYPES(ACT_MAP2_SCALAR_, op, F)
+#define ACT_MASK_OUT_KERNELS(op, f) ACT_FOR_DTYPES(ACT_MASK_OUT_, op, f)
+#define ACT_MASK_IN_KERNELS(op, f) ACT_FOR_DTYPES(ACT_MASK_IN_, op, f)

@@ -1,7 +1,7 @@
 // The ReLU family as CUDA RawKernels (cupy_raw backend): relu, relu_grad, leaky_relu,
 // leaky_relu_grad, and relu_mask / relu_grad_mask, which keep the sign of x packed 1 bit per
 // element. Semantics are those of kernels/reference.py; common.cuh says how data moves.
-// One extern "C" kernel per op and dtype: _<op>_kernel_f16 / _f32 / _f64 (__half, float, double).
+// One extern "C" kernel per op and dtype, _<op>_kernel_f16 / _f32 / _f64, declared at the end.
 #include "common.cuh"
 
 namespace act {
@@ -126,134 +126,11 @@ __device__ __forceinline__ void relu_grad_mask(const T* __restrict__ dy, const u
 
 }  // namespace act
 
-// ---- relu --------------------------------------------------------------------------------------
+// ---- the kernels (common.cuh: names and arguments) --------------------------------------------
 
-// reads 2 B + writes 2 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_kernel_f16(const __half* __restrict__ x, __half* __restrict__ y, long long n) {
-    act::map1(x, y, n, act::Relu());
-}
-
-// reads 4 B + writes 4 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_kernel_f32(const float* __restrict__ x, float* __restrict__ y, long long n) {
-    act::map1(x, y, n, act::Relu());
-}
-
-// reads 8 B + writes 8 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_kernel_f64(const double* __restrict__ x, double* __restrict__ y, long long n) {
-    act::map1(x, y, n, act::Relu());
-}
-
-// ---- relu_grad ---------------------------------------------------------------------------------
-
-// reads 4 B + writes 2 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_grad_kernel_f16(const __half* __restrict__ dy, const __half* __restrict__ x, __half* __restrict__ dx,
-                      long long n) {
-    act::map2(dy, x, dx, n, act::ReluGrad());
-}
-
-// reads 8 B + writes 4 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_grad_kernel_f32(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ dx,
-                      long long n) {
-    act::map2(dy, x, dx, n, act::ReluGrad());
-}
-
-// reads 16 B + writes 8 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_grad_kernel_f64(const double* __restrict__ dy, const double* __restrict__ x, double* __restrict__ dx,
-                      long long n) {
-    act::map2(dy, x, dx, n, act::ReluGrad());
-}
-
-// ---- leaky_relu (slope in the compute type: float for __half and float, double for double) -----
-
-// reads 2 B + writes 2 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_leaky_relu_kernel_f16(const __half* __restrict__ x, __half* __restrict__ y, long long n, float slope) {
-    act::map1(x, y, n, act::LeakyRelu<float>{slope});
-}
-
-// reads 4 B + writes 4 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_leaky_relu_kernel_f32(const float* __restrict__ x, float* __restrict__ y, long long n, float slope) {
-    act::map1(x, y, n, act::LeakyRelu<float>{slope});
-}
-
-// reads 8 B + writes 8 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_leaky_relu_kernel_f64(const double* __restrict__ x, double* __restrict__ y, long long n, double slope) {
-    act::map1(x, y, n, act::LeakyRelu<double>{slope});
-}
-
-// ---- leaky_relu_grad ---------------------------------------------------------------------------
-
-// reads 4 B + writes 2 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_leaky_relu_grad_kernel_f16(const __half* __restrict__ dy, const __half* __restrict__ x,
-                            __half* __restrict__ dx, long long n, float slope) {
-    act::map2(dy, x, dx, n, act::LeakyReluGrad<float>{slope});
-}
-
-// reads 8 B + writes 4 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_leaky_relu_grad_kernel_f32(const float* __restrict__ dy, const float* __restrict__ x,
-                            float* __restrict__ dx, long long n, float slope) {
-    act::map2(dy, x, dx, n, act::LeakyReluGrad<float>{slope});
-}
-
-// reads 16 B + writes 8 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_leaky_relu_grad_kernel_f64(const double* __restrict__ dy, const double* __restrict__ x,
-                            double* __restrict__ dx, long long n, double slope) {
-    act::map2(dy, x, dx, n, act::LeakyReluGrad<double>{slope});
-}
-
-// ---- relu_mask (mask: ceil(n / 8) bytes) -------------------------------------------------------
-
-// reads 2 B + writes 2.125 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_mask_kernel_f16(const __half* __restrict__ x, __half* __restrict__ y, unsigned char* __restrict__ mask,
-                      long long n) {
-    act::relu_mask(x, y, mask, n);
-}
-
-// reads 4 B + writes 4.125 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_mask_kernel_f32(const float* __restrict__ x, float* __restrict__ y, unsigned char* __restrict__ mask,
-                      long long n) {
-    act::relu_mask(x, y, mask, n);
-}
-
-// reads 8 B + writes 8.125 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_mask_kernel_f64(const double* __restrict__ x, double* __restrict__ y, unsigned char* __restrict__ mask,
-                      long long n) {
-    act::relu_mask(x, y, mask, n);
-}
-
-// ---- relu_grad_mask ----------------------------------------------------------------------------
-
-// reads 2.125 B + writes 2 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_grad_mask_kernel_f16(const __half* __restrict__ dy, const unsigned char* __restrict__ mask,
-                           __half* __restrict__ dx, long long n) {
-    act::relu_grad_mask(dy, mask, dx, n);
-}
-
-// reads 4.125 B + writes 4 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_grad_mask_kernel_f32(const float* __restrict__ dy, const unsigned char* __restrict__ mask,
-                           float* __restrict__ dx, long long n) {
-    act::relu_grad_mask(dy, mask, dx, n);
-}
-
-// reads 8.125 B + writes 8 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_relu_grad_mask_kernel_f64(const double* __restrict__ dy, const unsigned char* __restrict__ mask,
-                           double* __restrict__ dx, long long n) {
-    act::relu_grad_mask(dy, mask, dx, n);
-}
+ACT_MAP1_KERNELS(relu, act::Relu)
+ACT_MAP2_KERNELS(relu_grad, act::ReluGrad)
+ACT_MAP1_SCALAR_KERNELS(leaky_relu, act::LeakyRelu)           // slope: float for __half and float
+ACT_MAP2_SCALAR_KERNELS(leaky_relu_grad, act::LeakyReluGrad)
+ACT_MASK_OUT_KERNELS(relu_mask, act::relu_mask)
+ACT_MASK_IN_KERNELS(relu_grad_mask, act::relu_grad_mask)

@@ -1,6 +1,6 @@
 // sigmoid and its gradient as CUDA RawKernels (cupy_raw backend). Semantics are those of
 // kernels/reference.py; common.cuh says how data moves.
-// One extern "C" kernel per op and dtype: _<op>_kernel_f16 / _f32 / _f64 (__half, float, double).
+// One extern "C" kernel per op and dtype, _<op>_kernel_f16 / _f32 / _f64, declared at the end.
 #include "common.cuh"
 
 namespace act {
@@ -38,45 +38,7 @@ struct SigmoidGrad {
 
 }  // namespace act
 
-// ---- sigmoid -----------------------------------------------------------------------------------
+// ---- the kernels (common.cuh: names and arguments) --------------------------------------------
 
-// reads 2 B + writes 2 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_sigmoid_kernel_f16(const __half* __restrict__ x, __half* __restrict__ y, long long n) {
-    act::map1(x, y, n, act::Sigmoid());
-}
-
-// reads 4 B + writes 4 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_sigmoid_kernel_f32(const float* __restrict__ x, float* __restrict__ y, long long n) {
-    act::map1(x, y, n, act::Sigmoid());
-}
-
-// reads 8 B + writes 8 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_sigmoid_kernel_f64(const double* __restrict__ x, double* __restrict__ y, long long n) {
-    act::map1(x, y, n, act::Sigmoid());
-}
-
-// ---- sigmoid_grad ------------------------------------------------------------------------------
-
-// reads 4 B + writes 2 B per element (__half); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_sigmoid_grad_kernel_f16(const __half* __restrict__ dy, const __half* __restrict__ y, __half* __restrict__ dx,
-                         long long n) {
-    act::map2(dy, y, dx, n, act::SigmoidGrad());
-}
-
-// reads 8 B + writes 4 B per element (float); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_sigmoid_grad_kernel_f32(const float* __restrict__ dy, const float* __restrict__ y, float* __restrict__ dx,
-                         long long n) {
-    act::map2(dy, y, dx, n, act::SigmoidGrad());
-}
-
-// reads 16 B + writes 8 B per element (double); see bench/roofline.py
-extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
-_sigmoid_grad_kernel_f64(const double* __restrict__ dy, const double* __restrict__ y, double* __restrict__ dx,
-                         long long n) {
-    act::map2(dy, y, dx, n, act::SigmoidGrad());
-}
+ACT_MAP1_KERNELS(sigmoid, act::Sigmoid)
+ACT_MAP2_KERNELS(sigmoid_grad, act::SigmoidGrad)
