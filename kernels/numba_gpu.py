@@ -1,17 +1,16 @@
 """numba.cuda backend ("numba_cuda"): hand-written numba.cuda.jit kernels for every elementwise op.
 
 Each elementwise op is a small scalar function (`_relu`, `_sigmoid_grad`, ...) run by one
-grid-stride driver per arity (`_map1_driver`, `_map2_driver`: a kernel factory), with one generic
-launcher per op registered from the MAP1 / MAP2 tables; relu_mask and relu_grad_mask have kernels
-of their own. A launcher allocates the output (unless out= is given), picks the grid
-(`launch_config`, from CUDA's occupancy API) and launches on the default stream. Every thread loads UNROLL elements
-before it computes and stores any of them, so that a real GPU has UNROLL independent reads in
-flight per thread: numba cannot tell that inputs and outputs do not overlap, so a plain loop would
-wait for each load in turn. relu_mask builds its packed mask with a warp ballot: one 32-bit word per
-32 elements, written by lane 0 of the warp.
+grid-stride driver per arity (a kernel factory in kernels/numba_gpu_device.py, which holds all the
+device code), with one generic launcher per op registered from the MAP1 / MAP2 tables; relu_mask
+has a kernel of its own, which builds its packed mask with a warp ballot: one 32-bit word per 32
+elements, written by lane 0 of the warp. A launcher allocates the output (unless out= is given),
+picks the grid (`launch_config`, from CUDA's occupancy API) and launches on the default stream.
+What the backend keeps (numba.cuda as probed, the compiled kernels, their occupancy) is one
+`Runtime`, RUNTIME, which `close()` empties.
 
 numba.cuda is imported by the probe, on first use, never at `import kernels`; kernels compile on
-first use, once per (op, dtype). Under NUMBA_ENABLE_CUDASIM=1 the same kernels run on numba-cuda's
+first use, once per (op, dtype) until RUNTIME is closed. Under NUMBA_ENABLE_CUDASIM=1 the same kernels run on numba-cuda's
 CPU simulator (a Python thread per CUDA thread: slow, small sizes only) with a grid of at most two
 blocks of one warp; the backend is then marked simulated, so the benchmark checks it but never times
 it. float16 is not offered: numba-cuda compiles half-precision math (exp, tanh) only where a GPU
@@ -21,7 +20,6 @@ half-precision arithmetic in NumPy, not as a GPU would.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import math
 import warnings
@@ -30,10 +28,6 @@ import numpy as np
 
 from .reference import OPS
 from .registry import Available, Backend, declare_backend, register
-
-cuda = None              # numba.cuda, set by the probe (and by compile_ptx)
-_ballot = None           # cuda.ballot_sync on a GPU, _simulated_ballot_sync on the simulator
-_native_types: tuple = ()  # numba's device-array class(es): DeviceNDArray, or the simulator's FakeCUDAArray
 
 WARP = 32                # threads per warp: bits per word of the relu_mask mask
 FULL_MASK = 0xFFFFFFFF   # every lane of a warp takes part in each ballot
@@ -65,22 +59,6 @@ def launch_config(n: int, *, simulated: bool, resident_blocks: int = 1,
     return min(needed, most), threads
 
 
-@functools.cache
-def _resident_blocks(op: str, dtype: str, device_id: int) -> int:
-    """Blocks of THREADS threads of op's kernel the whole device holds at once: numba-cuda's
-    occupancy query (cuOccupancyMaxActiveBlocksPerMultiprocessor x SMs), read once per kernel and
-    device, not per (timed) launch."""
-    overload = next(iter(_kernel(op, dtype).overloads.values()))
-    return int(overload.max_cooperative_grid_blocks(THREADS))
-
-
-def _grid(op: str, dtype: str, n: int) -> tuple[int, int]:
-    if _backend.simulated:
-        return launch_config(n, simulated=True)
-    resident = _resident_blocks(op, dtype, cuda.get_current_device().id)
-    return launch_config(n, simulated=False, resident_blocks=resident)
-
-
 def describe_device(dev) -> str:
     """'<name> (sm_XY, N SMs)' of a numba-cuda Device."""
     name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
@@ -88,14 +66,10 @@ def describe_device(dev) -> str:
     return f"{name} (sm_{cc[0]}{cc[1]}, {int(dev.MULTIPROCESSOR_COUNT)} SMs)"
 
 
-# Device code. Arrays are 1-D and C-contiguous; typed constants (zero, one: x.dtype.type(0), ...)
-# keep float32 arithmetic in float32 (a bare 1.0 is a float64 in numba and would promote the
-# whole expression). The elementwise ops are written once each as a scalar function of the
-# compute values and those constants, f(v, zero, one, p) or f(g, v, zero, one, p) with p the op's
-# scalar parameter (slope; zero where it has none), and run by one driver per arity
-# (`_map1_driver`, `_map2_driver`): each thread reads its UNROLL elements into a local array first
-# (registers on a GPU), then computes and stores them; `if j < n` handles the tail of the last
-# pass. What each kernel moves: bench/roofline.py.
+# The elementwise ops, each written once as a scalar function of the compute values and typed
+# constants, f(v, zero, one, p) or f(g, v, zero, one, p) with p the op's scalar parameter (slope;
+# zero where it has none), run by one driver per arity (kernels/numba_gpu_device.py). In
+# relu_grad_mask, v is the element's mask bit.
 
 def _relu(v, zero, one, p):
     return zero if v < zero else v                  # NaN < 0 is false: NaN stays NaN
@@ -130,127 +104,16 @@ def _leaky_relu_grad(g, v, zero, one, p):
     return g if v > zero else p * g
 
 
+def _relu_grad_mask(g, bit, zero, one, p):
+    return g if bit else zero
+
+
 MAP1 = {"relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "leaky_relu": _leaky_relu}
 MAP2 = {"relu_grad": _relu_grad, "sigmoid_grad": _sigmoid_grad, "tanh_grad": _tanh_grad,
-        "leaky_relu_grad": _leaky_relu_grad}
+        "leaky_relu_grad": _leaky_relu_grad, "relu_grad_mask": _relu_grad_mask}
 
 
-def _map1_driver(f):
-    """y[j] = f(x[j], ...) over a grid-stride loop with UNROLL loads in flight per thread."""
-    def kernel(x, y, p):
-        n, step = x.shape[0], cuda.gridsize(1)
-        zero, one = x.dtype.type(0), x.dtype.type(1)
-        v = cuda.local.array(UNROLL, x.dtype)
-        for i in range(cuda.grid(1), n, UNROLL * step):
-            for k in range(UNROLL):
-                j = i + k * step
-                if j < n:
-                    v[k] = x[j]
-            for k in range(UNROLL):
-                j = i + k * step
-                if j < n:
-                    y[j] = f(v[k], zero, one, p)
-    return kernel
-
-
-def _map2_driver(f):
-    """dx[j] = f(dy[j], x[j], ...) over a grid-stride loop with 2 x UNROLL loads in flight."""
-    def kernel(dy, x, dx, p):
-        n, step = x.shape[0], cuda.gridsize(1)
-        zero, one = x.dtype.type(0), x.dtype.type(1)
-        g = cuda.local.array(UNROLL, dy.dtype)
-        v = cuda.local.array(UNROLL, x.dtype)
-        for i in range(cuda.grid(1), n, UNROLL * step):
-            for k in range(UNROLL):
-                j = i + k * step
-                if j < n:
-                    g[k] = dy[j]
-                    v[k] = x[j]
-            for k in range(UNROLL):
-                j = i + k * step
-                if j < n:
-                    dx[j] = f(g[k], v[k], zero, one, p)
-    return kernel
-
-
-def _relu_mask_kernel(x, y, mask32, mask8, nfull):
-    # Warp w of the grid handles words w, w + warps, ...: word w is elements 32w .. 32w + 31, one per
-    # lane, and its 32 mask bits (little bit order: element 32w + k is bit k) come from one ballot.
-    # The loop bound is the same for all 32 lanes, so every lane reaches every ballot.
-    n = x.shape[0]
-    words = (n + WARP - 1) // WARP
-    warps = cuda.gridsize(1) // WARP
-    lane = cuda.laneid
-    zero = x.dtype.type(0)
-    v = cuda.local.array(UNROLL, x.dtype)
-    for w0 in range(cuda.grid(1) // WARP, words, UNROLL * warps):
-        for k in range(UNROLL):
-            j = (w0 + k * warps) * WARP + lane
-            if j < n:
-                v[k] = x[j]
-        for k in range(UNROLL):
-            w = w0 + k * warps
-            if w < words:                                    # the same for every lane of the warp
-                j = w * WARP + lane
-                keep = False
-                if j < n:
-                    keep = v[k] > zero
-                    y[j] = zero if v[k] < zero else v[k]
-                bits = _ballot(FULL_MASK, keep)
-                if lane == 0:
-                    if w < nfull:
-                        mask32[w] = bits                     # one 4-byte store per 32 elements
-                    else:                                    # the last word, or an unaligned mask
-                        for b in range(4):
-                            if 4 * w + b < mask8.shape[0]:
-                                mask8[4 * w + b] = (bits >> (8 * b)) & 0xFF
-
-
-def _relu_grad_mask_kernel(dy, mask, dx):
-    n, step = dy.shape[0], cuda.gridsize(1)
-    zero = dy.dtype.type(0)
-    g = cuda.local.array(UNROLL, dy.dtype)
-    m = cuda.local.array(UNROLL, mask.dtype)
-    for i in range(cuda.grid(1), n, UNROLL * step):
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                g[k] = dy[j]
-                m[k] = mask[j >> 3]                          # 8 neighbouring threads share a byte
-        for k in range(UNROLL):
-            j = i + k * step
-            if j < n:
-                dx[j] = g[k] if (m[k] >> (j & 7)) & 1 else zero
-
-
-_SIM_VOTES = ([False] * 1024, [False] * 1024)   # two rounds of one slot per thread of a block
-_SIM_ROUND = [0] * 1024                          # which of the two each thread votes in next
-
-
-def _simulated_ballot_sync(mask, predicate):
-    """cuda.ballot_sync for numba-cuda's simulator, which has none.
-
-    Each thread posts its vote, the block synchronises, and each thread gathers the votes of its
-    own warp's lanes. Votes alternate between two sets of slots, so one barrier per ballot is
-    enough: a thread cannot overwrite a slot until every thread has passed the next barrier, that
-    is, finished reading this round. A block-wide barrier stands in for the warp-wide one; that is
-    exact here because the simulator runs one block at a time, releases a barrier once every thread
-    still running has reached it, and every warp of _relu_mask_kernel runs the same number of
-    ballots on all its lanes."""
-    t = cuda.threadIdx.x
-    votes = _SIM_VOTES[_SIM_ROUND[t]]
-    _SIM_ROUND[t] ^= 1
-    votes[t] = bool(predicate)
-    cuda.syncthreads()
-    base = t - t % WARP
-    word = 0
-    for lane in range(WARP):
-        if (mask >> lane) & 1 and votes[base + lane]:
-            word |= 1 << lane
-    return word
-
-
-def _signature(op: str, dtype: str) -> tuple:
+def _signature(cuda, op: str, dtype: str) -> tuple:
     """The argument types of op's kernel for dtype: flat C-contiguous arrays, then scalars."""
     t = cuda.types
     s = getattr(t, dtype)
@@ -258,25 +121,77 @@ def _signature(op: str, dtype: str) -> tuple:
     if op in MAP1:
         return (a, a, s)
     if op in MAP2:
-        return (a, a, a, s)
-    return {"relu_mask": (a, a, t.uint32[::1], t.uint8[::1], t.int64),
-            "relu_grad_mask": (a, t.uint8[::1], a)}[op]
+        return (a, t.uint8[::1] if OPS[op].mask_input else a, a, s)
+    return (a, a, t.uint32[::1], t.uint8[::1], t.int64)          # relu_mask
 
 
-def _python_kernel(op: str):
+def _python_kernel(cuda, op: str, ballot):
     """op's kernel as a Python function for numba.cuda.jit: a driver around the op's scalar
-    function (compiled as a device function of the current target), or a kernel of its own."""
+    function (compiled as a device function of the current target); relu_mask's with `ballot`."""
+    from . import numba_gpu_device as device
     if op in MAP1:
-        return _map1_driver(cuda.jit(device=True)(MAP1[op]))
+        return device.map1_driver(cuda.jit(device=True)(MAP1[op]))
     if op in MAP2:
-        return _map2_driver(cuda.jit(device=True)(MAP2[op]))
-    return globals()[f"_{op}_kernel"]
+        load = device.mask_bit if OPS[op].mask_input else device.element
+        return device.map2_driver(cuda.jit(device=True)(MAP2[op]), cuda.jit(device=True)(load))
+    return device.relu_mask_driver(ballot)
 
 
-@functools.cache
-def _kernel(op: str, dtype: str):
-    """op's kernel compiled for dtype, on first use (a few hundred ms on a GPU), then cached."""
-    return cuda.jit(_signature(op, dtype))(_python_kernel(op))
+class Runtime:
+    """numba.cuda as the probe found it (a GPU, or the simulator), and what the backend built on it:
+    the kernels compiled so far and their occupancy. The one place this module keeps state; the
+    probe binds it, `close()` drops the compiled kernels and device facts (a later launch compiles
+    again), and unbinds nothing else."""
+
+    def __init__(self):
+        self.cuda = None                 # numba.cuda, once bound
+        self.simulated = False
+        self.native_types: tuple = ()    # numba's device-array class(es): DeviceNDArray, or FakeCUDAArray
+        self._ballot = None              # relu_mask's warp vote: cuda.ballot_sync, or the simulator's
+        self._kernels: dict[tuple[str, str], object] = {}
+        self._resident: dict[tuple[str, str, int], int] = {}
+
+    def bind(self, module, simulated: bool) -> None:
+        from . import numba_gpu_device as device
+        self.close()
+        self.cuda, self.simulated = module, simulated
+        if simulated:
+            from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+            self.native_types, self._ballot = (FakeCUDAArray,), device.simulated_ballot()
+        else:
+            from numba.cuda.cudadrv.devicearray import DeviceNDArray
+            self.native_types, self._ballot = (DeviceNDArray,), module.jit(device=True)(device.gpu_ballot)
+
+    def kernel(self, op: str, dtype: str):
+        """op's kernel compiled for dtype, on first use (a few hundred ms on a GPU), then kept."""
+        key = (op, dtype)
+        if key not in self._kernels:
+            cuda = self.cuda
+            self._kernels[key] = cuda.jit(_signature(cuda, op, dtype))(_python_kernel(cuda, op, self._ballot))
+        return self._kernels[key]
+
+    def resident_blocks(self, op: str, dtype: str, device_id: int) -> int:
+        """Blocks of THREADS threads of op's kernel the whole device holds at once: numba-cuda's
+        occupancy query (cuOccupancyMaxActiveBlocksPerMultiprocessor x SMs), read once per kernel
+        and device, not per (timed) launch."""
+        key = (op, dtype, device_id)
+        if key not in self._resident:
+            overload = next(iter(self.kernel(op, dtype).overloads.values()))
+            self._resident[key] = int(overload.max_cooperative_grid_blocks(THREADS))
+        return self._resident[key]
+
+    def grid(self, op: str, dtype: str, n: int) -> tuple[int, int]:
+        if self.simulated:
+            return launch_config(n, simulated=True)
+        resident = self.resident_blocks(op, dtype, self.cuda.get_current_device().id)
+        return launch_config(n, simulated=False, resident_blocks=resident)
+
+    def close(self) -> None:
+        self._kernels.clear()
+        self._resident.clear()
+
+
+RUNTIME = Runtime()
 
 
 def compile_ptx(op: str, dtype: str, cc: tuple[int, int] = (9, 0)) -> str:
@@ -284,23 +199,21 @@ def compile_ptx(op: str, dtype: str, cc: tuple[int, int] = (9, 0)) -> str:
 
     Needs numba-cuda and libNVVM (a CUDA toolkit) but no GPU or driver, and the real CUDA target:
     it fails under NUMBA_ENABLE_CUDASIM=1. For tests and inspection (float32 kernels must not touch
-    float64, no local memory, relu_mask must use vote.sync.ballot)."""
+    float64, no local memory, relu_mask must use vote.sync.ballot). Leaves RUNTIME as it is."""
     from types import SimpleNamespace
     from unittest import mock
 
-    from numba import cuda as _cuda
+    from numba import cuda
     if _simulator_enabled():
         raise RuntimeError("compile_ptx needs the real CUDA target; unset NUMBA_ENABLE_CUDASIM")
     from numba.cuda import dispatcher
-    saved = cuda, _ballot, _native_types
-    _bind(_cuda, simulated=False)         # the kernels' globals, for numba to resolve
-    try:
-        # numba-cuda compiles a device function for the current device's compute capability;
-        # without a GPU that lookup is answered with the cc asked for
-        with mock.patch.object(dispatcher, "get_current_device", lambda: SimpleNamespace(compute_capability=cc)):
-            ptx, _ = _cuda.compile_ptx(_python_kernel(op), _signature(op, dtype), cc=cc)
-    finally:
-        _restore(*saved)
+
+    from . import numba_gpu_device as device
+    # numba-cuda compiles a device function for the current device's compute capability;
+    # without a GPU that lookup is answered with the cc asked for
+    with mock.patch.object(dispatcher, "get_current_device", lambda: SimpleNamespace(compute_capability=cc)):
+        kernel = _python_kernel(cuda, op, cuda.jit(device=True)(device.gpu_ballot))
+        ptx, _ = cuda.compile_ptx(kernel, _signature(cuda, op, dtype), cc=cc)
     return ptx
 
 
@@ -312,23 +225,6 @@ def _simulator_enabled() -> bool:
     except ImportError:
         from numba.core import config
     return bool(getattr(config, "ENABLE_CUDASIM", 0))
-
-
-def _bind(module, simulated: bool) -> None:
-    """Point this module's globals at numba.cuda (the kernels read `cuda` and `_ballot`)."""
-    global cuda, _ballot, _native_types
-    cuda = module
-    if simulated:
-        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-        _ballot, _native_types = _simulated_ballot_sync, (FakeCUDAArray,)
-    else:
-        from numba.cuda.cudadrv.devicearray import DeviceNDArray
-        _ballot, _native_types = module.ballot_sync, (DeviceNDArray,)
-
-
-def _restore(module, ballot, native_types) -> None:
-    global cuda, _ballot, _native_types
-    cuda, _ballot, _native_types = module, ballot, native_types
 
 
 def _probe_kernel(a):
@@ -367,7 +263,7 @@ def _probe() -> Available | str:
         why = _probe_launch(_cuda)
         if why:
             return why
-    _bind(_cuda, simulated)
+    RUNTIME.bind(_cuda, simulated)
     if simulated:
         return Available(simulated=True, description=f"numba-cuda {version('numba-cuda')} kernels on its "
                          "CPU simulator (NUMBA_ENABLE_CUDASIM=1): checked, never timed")
@@ -376,7 +272,7 @@ def _probe() -> Available | str:
 
 
 def _is_native(a) -> bool:
-    return isinstance(a, _native_types)
+    return isinstance(a, RUNTIME.native_types)
 
 
 def _contiguous(a):
@@ -387,7 +283,7 @@ def _contiguous(a):
     numba's own assignment kernel (dst[:] = src), which handles any strides."""
     if a.is_c_contiguous():
         return a
-    c = cuda.device_array(a.shape, a.dtype)
+    c = RUNTIME.cuda.device_array(a.shape, a.dtype)
     if a.size:
         c[:] = a
     return c
@@ -395,9 +291,9 @@ def _contiguous(a):
 
 def _numba_cuda():
     """numba.cuda, probing first if nobody has yet (bench.check moves data before any kernel call)."""
-    if cuda is None and not _backend.available:
+    if RUNTIME.cuda is None and not _backend.available:
         raise RuntimeError(f"backend 'numba_cuda' is not available here: {_backend.reason}")
-    return cuda
+    return RUNTIME.cuda
 
 
 _backend = declare_backend(Backend(
@@ -422,9 +318,9 @@ def _flat(a):
 
 
 def _launch(op: str, n: int, first, *args) -> None:
-    blocks, threads = _grid(op, first.dtype.name, n)
-    kernel = _kernel(op, first.dtype.name)[blocks, threads]
-    if not _backend.simulated:
+    blocks, threads = RUNTIME.grid(op, first.dtype.name, n)
+    kernel = RUNTIME.kernel(op, first.dtype.name)[blocks, threads]
+    if not RUNTIME.simulated:
         kernel(*args)
         return
     with warnings.catch_warnings():
@@ -436,7 +332,7 @@ def _launch(op: str, n: int, first, *args) -> None:
 
 def _elementwise(op: str, inputs: tuple, out, *scalars):
     first = inputs[0]
-    out = cuda.device_array(first.shape, first.dtype) if out is None else out
+    out = RUNTIME.cuda.device_array(first.shape, first.dtype) if out is None else out
     if first.size:
         _launch(op, first.size, first, *(_flat(a) for a in inputs), _flat(out), *scalars)
     return out
@@ -470,8 +366,8 @@ def _address(a) -> int:
 def relu_mask(x, out=None):
     y, mask = (None, None) if out is None else out
     nbytes = (x.size + 7) // 8
-    y = cuda.device_array(x.shape, x.dtype) if y is None else y
-    mask = cuda.device_array((nbytes,), np.uint8) if mask is None else mask
+    y = RUNTIME.cuda.device_array(x.shape, x.dtype) if y is None else y
+    mask = RUNTIME.cuda.device_array((nbytes,), np.uint8) if mask is None else mask
     if x.size:
         # whole 32-bit words are stored as such when the mask is 4-byte aligned (always, unless out=
         # is an offset view); the last partial word, or every word of an unaligned mask, byte by byte
@@ -479,8 +375,3 @@ def relu_mask(x, out=None):
         mask32 = mask[:4 * nfull].view(np.uint32)
         _launch("relu_mask", x.size, x, _flat(x), _flat(y), mask32, mask, nfull)
     return y, mask
-
-
-@register("relu_grad_mask", "numba_cuda")
-def relu_grad_mask(dy, mask, out=None):
-    return _elementwise("relu_grad_mask", (dy, mask), out)

@@ -99,9 +99,22 @@ def test_zero_dimensional_arrays(be, op, rng):
 
 @pytest.mark.gpu
 def test_kernels_compile_once_per_dtype(be):
-    a = numba_gpu._kernel("relu", "float32")
-    assert numba_gpu._kernel("relu", "float32") is a
-    assert numba_gpu._kernel("relu", "float64") is not a
+    a = numba_gpu.RUNTIME.kernel("relu", "float32")
+    assert numba_gpu.RUNTIME.kernel("relu", "float32") is a
+    assert numba_gpu.RUNTIME.kernel("relu", "float64") is not a
+
+
+@pytest.mark.gpu
+def test_closing_the_runtime_drops_its_kernels_and_keeps_the_backend(be, rng):
+    """close() forgets every compiled kernel and device fact; the next launch compiles again and
+    runs as before (the backend stays bound to numba.cuda)."""
+    rt = numba_gpu.RUNTIME
+    a = rt.kernel("relu", "float32")
+    rt.close()
+    assert rt.kernel("relu", "float32") is not a
+    rt.close()
+    r = check_call("relu_grad_mask", "numba_cuda", random_inputs("relu_grad_mask", (257,), "float32", rng, 10.0))
+    assert r.ok, r.message
 
 
 # --------------------------------------------- device attributes, through numba-cuda's own lookup
@@ -219,7 +232,7 @@ def test_launch_config_rejects_empty():
 def _edges() -> list[int]:
     """Sizes that end exactly at, just before and just after each boundary of the grid-stride loop
     as this machine launches it: a warp, a block, the grid, one block's pass, one pass, two passes."""
-    blocks, threads = numba_gpu._grid("relu", "float32", 2**40)
+    blocks, threads = numba_gpu.RUNTIME.grid("relu", "float32", 2**40)
     bounds = {WARP, threads, threads * blocks, threads * UNROLL, threads * blocks * UNROLL,
               2 * threads * blocks * UNROLL}
     return sorted({b + d for b in bounds for d in (-1, 0, 1)})
@@ -271,7 +284,7 @@ def test_grid_stride_tails(be, op, rng):
 def test_several_warps_per_block(be, op, rng, monkeypatch):
     """An odd number of blocks of two warps each: warp and lane indices other than the default grid's."""
     blocks, threads = 3, 2 * WARP
-    monkeypatch.setattr(numba_gpu, "_grid", lambda op, dtype, n: (blocks, threads))
+    monkeypatch.setattr(numba_gpu.RUNTIME, "grid", lambda op, dtype, n: (blocks, threads))
     for b in (threads, blocks * threads, threads * UNROLL, blocks * threads * UNROLL):
         for n in (b - 1, b + 1):
             _run_in_place(op, random_inputs(op, (n,), "float32", rng))
@@ -439,7 +452,7 @@ def test_gpu_grid_fills_the_device():
     """A large array gets one full wave: the occupancy API's resident blocks per SM x the SMs."""
     from numba import cuda
     dev = cuda.get_current_device()
-    blocks, threads = numba_gpu._grid("relu", "float32", 2**26)
+    blocks, threads = numba_gpu.RUNTIME.grid("relu", "float32", 2**26)
     assert threads == THREADS and blocks % dev.MULTIPROCESSOR_COUNT == 0
     assert dev.MULTIPROCESSOR_COUNT <= blocks <= dev.MULTIPROCESSOR_COUNT * (dev.MAX_THREADS_PER_MULTIPROCESSOR // THREADS)
 
