@@ -1,8 +1,8 @@
 """numba.cuda backend ("numba_cuda"): hand-written numba.cuda.jit kernels for every elementwise op.
 
 Each elementwise op is a small scalar function (`_relu`, `_sigmoid_grad`, ...) run by one
-grid-stride driver per arity (a kernel factory in kernels/numba_gpu_device.py, which holds all the
-device code), with one generic launcher per op registered from the MAP1 / MAP2 tables; relu_mask
+grid-stride driver for both arities (a kernel factory in kernels/numba_gpu_device.py, which holds
+all the device code), with one generic launcher per op registered from the MAP1 / MAP2 tables; relu_mask
 has a kernel of its own, which builds its packed mask with a warp ballot: one 32-bit word per 32
 elements, written by lane 0 of the warp. A launcher allocates the output (unless out= is given),
 picks the grid (`launch_config`, from CUDA's occupancy API) and launches on the default stream.
@@ -68,7 +68,7 @@ def describe_device(dev) -> str:
 
 # The elementwise ops, each written once as a scalar function of the compute values and typed
 # constants, f(v, zero, one, p) or f(g, v, zero, one, p) with p the op's scalar parameter (slope;
-# zero where it has none), run by one driver per arity (kernels/numba_gpu_device.py). In
+# zero where it has none), run by one driver (kernels/numba_gpu_device.py's map_driver). In
 # relu_grad_mask, v is the element's mask bit.
 
 def _relu(v, zero, one, p):
@@ -119,7 +119,7 @@ def _signature(cuda, op: str, dtype: str) -> tuple:
     s = getattr(t, dtype)
     a = s[::1]
     if op in MAP1:
-        return (a, a, s)
+        return (a, a, a, s)                                        # x twice: one driver for both arities
     if op in MAP2:
         return (a, t.uint8[::1] if OPS[op].mask_input else a, a, s)
     return (a, a, t.uint32[::1], t.uint8[::1], t.int64)          # relu_mask
@@ -129,11 +129,10 @@ def _python_kernel(cuda, op: str, ballot):
     """op's kernel as a Python function for numba.cuda.jit: a driver around the op's scalar
     function (compiled as a device function of the current target); relu_mask's with `ballot`."""
     from . import numba_gpu_device as device
-    if op in MAP1:
-        return device.map1_driver(cuda.jit(device=True)(MAP1[op]))
-    if op in MAP2:
+    if op in MAP1 or op in MAP2:
         load = device.mask_bit if OPS[op].mask_input else device.element
-        return device.map2_driver(cuda.jit(device=True)(MAP2[op]), cuda.jit(device=True)(load))
+        f = MAP1.get(op) or MAP2[op]
+        return device.map_driver(cuda.jit(device=True)(f), cuda.jit(device=True)(load), op in MAP2)
     return device.relu_mask_driver(ballot)
 
 
@@ -332,6 +331,8 @@ def _launch(op: str, n: int, first, *args) -> None:
 
 def _elementwise(op: str, inputs: tuple, out, *scalars):
     first = inputs[0]
+    if len(inputs) == 1:
+        inputs = (first, first)            # the driver's second input, never read by a unary op
     out = RUNTIME.cuda.device_array(first.shape, first.dtype) if out is None else out
     if first.size:
         _launch(op, first.size, first, *(_flat(a) for a in inputs), _flat(out), *scalars)

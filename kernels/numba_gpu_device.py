@@ -21,42 +21,30 @@ from numba import cuda
 from .numba_gpu import FULL_MASK, UNROLL, WARP
 
 
-def map1_driver(f):
-    """y[j] = f(x[j], zero, one, p) over a grid-stride loop with UNROLL loads in flight per thread."""
-    def kernel(x, y, p):
-        n, step = x.shape[0], cuda.gridsize(1)
-        zero, one = y.dtype.type(0), y.dtype.type(1)
-        v = cuda.local.array(UNROLL, x.dtype)
-        for i in range(cuda.grid(1), n, UNROLL * step):
-            for k in range(UNROLL):
-                j = i + k * step
-                if j < n:
-                    v[k] = x[j]
-            for k in range(UNROLL):
-                j = i + k * step
-                if j < n:
-                    y[j] = f(v[k], zero, one, p)
-    return kernel
-
-
-def map2_driver(f, load):
-    """dx[j] = f(dy[j], load(b, j), zero, one, p) over a grid-stride loop with 2 x UNROLL loads in
-    flight; `load` reads b's value for element j (b[j], or bit j of a packed mask)."""
-    def kernel(dy, b, dx, p):
-        n, step = dy.shape[0], cuda.gridsize(1)
-        zero, one = dx.dtype.type(0), dx.dtype.type(1)
-        g = cuda.local.array(UNROLL, dy.dtype)
+def map_driver(f, load, binary: bool):
+    """out[j] = f(a[j], load(b, j), zero, one, p) when `binary`, else f(a[j], zero, one, p) (b is
+    then not read: the unary kernels are passed their input twice), over a grid-stride loop with
+    UNROLL loads per input in flight per thread. `load` reads b's value for element j: b[j], or bit
+    j of a packed mask. `binary` is a constant of the closure: numba drops the branch not taken."""
+    def kernel(a, b, out, p):
+        n, step = a.shape[0], cuda.gridsize(1)
+        zero, one = out.dtype.type(0), out.dtype.type(1)
+        g = cuda.local.array(UNROLL, a.dtype)
         v = cuda.local.array(UNROLL, b.dtype)
         for i in range(cuda.grid(1), n, UNROLL * step):
             for k in range(UNROLL):
                 j = i + k * step
                 if j < n:
-                    g[k] = dy[j]
-                    v[k] = load(b, j)
+                    g[k] = a[j]
+                    if binary:
+                        v[k] = load(b, j)
             for k in range(UNROLL):
                 j = i + k * step
                 if j < n:
-                    dx[j] = f(g[k], v[k], zero, one, p)
+                    if binary:
+                        out[j] = f(g[k], v[k], zero, one, p)
+                    else:
+                        out[j] = f(g[k], zero, one, p)
     return kernel
 
 
