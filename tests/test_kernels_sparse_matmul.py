@@ -151,8 +151,8 @@ def test_sparse_aware_backends_skip_non_finite_rows(backend, rng):
 
 
 def test_large_weights_are_checked_on_sampled_columns(rng):
-    """Beyond 2**22 weights the gate samples columns, and still finds an unwritten output."""
-    a = activations((2, 1024), 0.5, "float32", rng)
+    """Beyond 2**25 multiply-adds the gate samples columns, and still finds an unwritten output."""
+    a = activations((8, 1024), 0.5, "float32", rng)
     w = weights((1024, 4099), "float32", rng)
     assert check_call("sparse_matmul", "numba_cpu", (a, w)).ok
     y = kernels.get("sparse_matmul", "numba_cpu")(a, w)
