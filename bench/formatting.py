@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .results import CaseResult, Run, devices_of, dtypes_of
+from .results import PEAK_LEVELS, CaseResult, Run, devices_of, dtypes_of
 
 BEST = "★"          # the fastest (lowest median) cell of a row
 UNSTABLE = "~"      # the median did not stabilise within the case's time budget
@@ -63,8 +63,18 @@ def fmt_iqr(e: CaseResult) -> str:
     return f" ±{pct:.1f}%" if pct < 10 else f" ±{pct:.0f}%"
 
 
-def fmt_pct_peak(pct: float | None) -> str:
-    return f"{sig3(pct)}% peak" if pct is not None else "- % peak"
+def fmt_bytes(n: float) -> str:
+    """Bytes in binary units with 3 significant digits: '64.0 MiB'."""
+    for suffix, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{sig3(n / scale)} {suffix}"
+    return f"{int(n)} B"
+
+
+def fmt_pct_peak(pct: float | None, level: str | None = None) -> str:
+    """'74.4% mem peak', '21.9% cache peak' ('74.4% peak' for a run that names no level)."""
+    name = f"{PEAK_LEVELS.get(level, level)} peak" if level else "peak"
+    return f"{sig3(pct)}% {name}" if pct is not None else f"- % {name}"
 
 
 def ok_lines(e: CaseResult, best: bool) -> list[str]:
@@ -72,7 +82,7 @@ def ok_lines(e: CaseResult, best: bool) -> list[str]:
     mark = (f"{BEST} " if best else "") + (UNSTABLE if e.stable is False else "")
     return [f"{mark}{fmt_time(e.median_s)}{fmt_iqr(e)}",
             f"{sig3(e.gbps)} GB/s" if e.gbps is not None else "- GB/s",
-            fmt_pct_peak(e.pct_peak),
+            fmt_pct_peak(e.pct_peak, e.peak_level),
             fmt_speedup(e.speedup_vs_numpy)]
 
 
@@ -97,12 +107,34 @@ class Notes:
 # ------------------------------------------------------------------------------------ labels
 
 def peak_label(run: Run, device: str) -> str:
-    """'cpu peak 24.1 GB/s (2-thread copy)', or that no peak was measured."""
+    """'cpu peak 24.1 GB/s (2-thread copy)', with a cache peak 'cpu mem peak 24.1 GB/s (...),
+    cache peak 310 GB/s below 64.0 MiB', or that no peak was measured."""
     peak = run.peaks.get(device) or {}
     if peak.get("gbps") is None:
         return f"{device} peak not measured"
     method = f" ({peak['method']})" if peak.get("method") else ""
-    return f"{device} peak {sig3(peak['gbps'])} GB/s{method}"
+    cache = peak.get("cache") or {}
+    if cache.get("gbps") is None:
+        return f"{device} peak {sig3(peak['gbps'])} GB/s{method}"
+    return (f"{device} mem peak {sig3(peak['gbps'])} GB/s{method}, cache peak {sig3(cache['gbps'])} GB/s"
+            + cache_scope(cache))
+
+
+def cache_scope(cache: dict) -> str:
+    """' below 64.0 MiB': the working sets the cache peak judges ('' when unknown)."""
+    below = cache.get("applies_below_bytes")
+    return f" below {fmt_bytes(below)}" if below else ""
+
+
+def level_legend(run: Run, entries: list[CaseResult]) -> str | None:
+    """The legend line saying which peak each '% ... peak' is of (None when no case names a level)."""
+    if not any(e.peak_level for e in entries):
+        return None
+    scopes = [cache_scope((run.peaks.get(d) or {}).get("cache") or {}) for d in devices_of(entries)]
+    below = next((s for s in scopes if s), "")
+    return ("% mem peak: of the memory copy peak; % cache peak: of the cache-resident copy peak, which "
+            f"judges cases whose bytes (inputs + outputs) are{below or ' below the measured boundary'}, "
+            "the working set up to which a copy ran clearly faster than from memory (measured sweep)")
 
 
 def op_title(run: Run, op: str, entries: list[CaseResult]) -> str:
@@ -163,4 +195,10 @@ def env_lines(run: Run) -> list[tuple[str, str]]:
                           + (", INTERRUPTED (partial results)" if run.interrupted else ""))]
     for dev in run.peaks:
         lines.append(("peak", peak_label(run, dev)))
+        cache = (run.peaks.get(dev) or {}).get("cache") or {}
+        if cache.get("method"):
+            sweep = ", ".join(f"{fmt_bytes(p['working_set_bytes'])} {sig3(p['gbps'])}"
+                              for p in cache.get("sweep") or [])
+            lines.append(("cache peak", f"{cache['method']}" + (f"; sweep (working set GB/s): {sweep}"
+                                                                    if sweep else "")))
     return lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .formatting import BEST, UNSTABLE, Notes, env_lines, fmt_size, ok_lines, op_title, run_label
+from .formatting import BEST, UNSTABLE, Notes, env_lines, fmt_size, level_legend, ok_lines, op_title, run_label
 from .results import CaseResult, Run, Status, backend_order, best_backend, by_op, rows
 
 
@@ -46,12 +46,14 @@ def md_table(run: Run, op: str, entries: list[CaseResult], notes: Notes) -> list
 def how_to_read(run: Run) -> str:
     ns = [e.n for e in run.results if e.n]
     n = f"{min(ns)}-{max(ns)}" if ns and min(ns) != max(ns) else (str(ns[0]) if ns else "n")
+    levels = level_legend(run, list(run.results))
     return (f"How to read: each time is the median of {n} samples ± its IQR (relative); GB/s counts "
             "the bytes the op must move (each input read once, each output written once, GB = 1e9 B); "
             "% of peak is relative to the copy bandwidth measured on the same device in the same run; "
             "speed-up = numpy median / this median. Ratios within one run (% of peak, speed-ups) are "
             f"what travel between machines; absolute times do not. **{BEST}** marks the fastest in "
-            f"its row, {_md(UNSTABLE)} a timing that did not stabilise.")
+            f"its row, {_md(UNSTABLE)} a timing that did not stabilise."
+            + (f" {_md(levels)}." if levels else ""))
 
 
 def markdown(run: Run, plots=None) -> str:

@@ -5,7 +5,7 @@ A `Run` holds one `CaseResult` per case; both are frozen, so a figure is derived
 record (`derive`), never by editing one in place. On disk a run is one JSON document:
 
     {
-      "schema": "actbench.results/2",
+      "schema": "actbench.results/3",
       "created": "2026-11-28T12:00:00+00:00",
       "interrupted": false,                 # true when Ctrl-C ended the run early
       "env": {                              # bench/environment.py: where and how it ran
@@ -18,14 +18,22 @@ record (`derive`), never by editing one in place. On disk a run is one JSON docu
         "git": {"commit", "dirty"}
       },
       "peaks": {                            # per device, measured in the same run: the fastest
-        "cpu": {"gbps", "method", "bytes", "median_s", "samples_s": [...],   # of several probes
-                "measured": [{"method", "gbps", "median_s", "samples_s", "probe"}, ...]},
-        "gpu": {...}
+        "cpu": {"gbps", "method", "bytes", "median_s", "samples_s": [...],   # of several probes:
+                "fastest_gbps",                                              # the memory peak
+                "measured": [{"method", "gbps", "median_s", "samples_s", "probe"}, ...],
+                "cache": {"gbps", "method", "bytes", "median_s", "samples_s", "measured",
+                          "working_set_bytes",       # src + dst of the cache probe
+                          "sweep": [{"working_set_bytes", "gbps"}, ...],
+                          "applies_below_bytes"}},   # the cache peak judges smaller working sets
+        "gpu": {...}                                 # memory peak only
       },
       "results": [{CaseResult's fields}, ...]   # one entry per case, status "ok" | "failed" | "skipped"
     }
 
-Fields that a failed or skipped case cannot have are null. Schema 1 files (the same, plus shape,
+Fields that a failed or skipped case cannot have are null. Each timed case's `peak_level` says
+which peak its pct_peak is of: "cache" when its working set (the bytes it moves, inputs + outputs)
+is below the cache peak's `applies_below_bytes`, else "memory". Schema 2 files (one peak per device,
+no `peak_level`: every % is of the memory peak) and schema 1 files (the same, plus shape,
 batch and sparsity fields that were always null) still load. Saving writes a temporary file in the
 same folder and renames it over the target, so a crash or Ctrl-C never leaves half a file.
 """
@@ -43,7 +51,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-SCHEMA = "actbench.results/2"
+SCHEMA = "actbench.results/3"
+SCHEMA_2 = "actbench.results/2"     # no cache peak, no peak_level: read as they are
 SCHEMA_1 = "actbench.results/1"
 _DROPPED_IN_2 = ("shape", "batch", "sparsity")     # schema 1 fields nothing ever filled
 
@@ -94,6 +103,7 @@ class CaseResult:
     speedup_vs_dense: float | None = None      # best dense backend's median / this median
     pct_of_ideal: float | None = None          # that speed-up as % of 1 / (1 - sparsity)
     conversion_s: float | None = None          # scipy_csr: converting a to CSR, within median_s
+    peak_level: str | None = None              # "memory" | "cache": the peak pct_peak is of (None: schema 1-2)
 
     def __post_init__(self):
         # plain Python values whatever the caller passes (strings, lists, NumPy scalars), so that
@@ -163,9 +173,9 @@ class Run:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Run:
-        """A run from its JSON document (schema 2, or 1); ResultsError when it is neither."""
+        """A run from its JSON document (schema 3, 2 or 1); ResultsError when it is none of them."""
         schema = d.get("schema") if isinstance(d, Mapping) else None
-        if schema not in (SCHEMA, SCHEMA_1):
+        if schema not in (SCHEMA, SCHEMA_2, SCHEMA_1):
             raise ResultsError(f"not an actbench results file (expected schema {SCHEMA!r})")
         cases = []
         for i, e in enumerate(d.get("results") or []):
@@ -187,9 +197,26 @@ class Run:
 
 # ------------------------------------------------------------------------------------ derived figures
 
+PEAK_LEVELS = {"memory": "mem", "cache": "cache"}    # level -> its short name in a cell
+
+
+def peak_for(peak: Mapping[str, Any] | None, working_set: int | None) -> tuple[str | None, float | None]:
+    """(level, GB/s) of the peak that judges a case moving `working_set` bytes on a device whose
+    peaks entry is `peak`: the cache peak below its measured `applies_below_bytes`, the memory peak
+    from there on (and wherever no cache peak was measured: the GPU, schema 2 runs)."""
+    if not peak or peak.get("gbps") is None:
+        return None, None
+    cache = peak.get("cache") or {}
+    below = cache.get("applies_below_bytes")
+    if cache.get("gbps") and below is not None and working_set is not None and working_set < below:
+        return "cache", float(cache["gbps"])
+    return "memory", float(peak["gbps"])
+
+
 def derive(run: Run) -> Run:
-    """The run with gbps, pct_peak and speedup_vs_numpy of every timed case computed from the
-    medians, the bytes each op moves and the run's own peaks."""
+    """The run with gbps, pct_peak (of the peak of the level the case's bytes fit in: `peak_for`),
+    peak_level and speedup_vs_numpy of every timed case computed from the medians, the bytes each
+    op moves and the run's own peaks."""
     def key(e: CaseResult) -> tuple:
         return (e.op, e.dtype, e.size, e.shape, e.batch, e.sparsity, e.pattern)
 
@@ -199,9 +226,9 @@ def derive(run: Run) -> Run:
         if not e.timed or not e.median_s:
             return e
         gbps = e.bytes / e.median_s / 1e9
-        peak = run.peaks.get(e.device)
+        level, peak = peak_for(run.peaks.get(e.device), e.bytes)
         ref = numpy_median.get(key(e))
-        return replace(e, gbps=gbps, pct_peak=100 * gbps / peak["gbps"] if peak else None,
+        return replace(e, gbps=gbps, pct_peak=100 * gbps / peak if peak else None, peak_level=level,
                        speedup_vs_numpy=ref / e.median_s if ref else None)
 
     from .sparse import derive as derive_sparse    # speed-up over the best dense, % of ideal

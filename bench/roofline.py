@@ -5,13 +5,16 @@ output written once, a packed mask 1 bit per element. It is the one place of tru
 "reads 4 B + writes 4 B per element" comments above the kernels. Write-allocate traffic and
 temporaries are not counted: a kernel that needs them shows a lower % of peak, as it should.
 
-The peak of a device is a copy, which moves exactly the bytes relu does, measured in the same run:
-CPU: a multi-threaded copy of at least 8x the last-level cache, three ways, the fastest counts:
-numba prange (LLVM makes it one memcpy per thread), NumPy copies on one thread per core, and
-numba_cpu's streaming-store copy (`kernels.numba_cpu.stream_copy`: non-temporal stores, no read
-for ownership of the destination; the same store instruction as the kernels' streaming path, so a
-kernel's % of peak compares like with like). GPU: a device-to-device copy of at least 1 GiB, timed
-with CUDA events.
+The peaks of a device are copies, which move exactly the bytes relu does, measured in the same run.
+CPU memory peak: a multi-threaded copy of two 1 GiB arrays (a fixed size, beyond the LLC share of
+any VM whatever size the OS reports for the host's cache), four ways, the fastest counts: numba
+prange (LLVM makes it one memcpy per thread), glibc's memcpy called on one block per numba thread,
+NumPy copies on one thread per core, and numba_cpu's streaming-store copy
+(`kernels.numba_cpu.stream_copy`: the kernels' own streaming store instruction). CPU cache peak:
+glibc's memcpy on blocks of half the per-core L2, repeated inside each thread; a measured sweep
+of the same copy over growing working sets says up to which working set it applies
+(`cpu_cache_peak`). GPU: a device-to-device copy of at least 1 GiB, timed with CUDA events (no
+cache peak: its inputs are made cold before every sample).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from kernels.machine import last_level_cache_bytes as llc_bytes
 from kernels.reference import OPS, mask_nbytes
 
 from . import timing
@@ -74,7 +76,17 @@ def matmul_flops(present: float, n: int) -> int:
 
 # ---------------------------------------------------------------------------------------- peaks
 
+MEMORY_ARRAY_BYTES = 2**30     # each array of the memory probe: beyond any LLC share a VM can hold
+MEMORY_ARRAY_MIN_BYTES = 2**28  # ... unless the memory free now cannot hold two of them
+CACHE_BLOCK_FALLBACK = 2**20   # per-core L2 when sysfs does not say (1 MiB: most x86 cores since 2017)
+CACHE_CALL_BYTES = 4 * 2**20   # a cache-probe call copies at least this much (repeats its block):
+                               # short, so that some calls run with no thread descheduled on a busy machine
+SWEEP_MAX_BYTES = 2**30        # the largest working set of the boundary sweep
+MEMORY_LIKE = 1.5              # a working set whose copy is at most this x the memory peak is "memory"
+SWEEP_SAMPLING = timing.Sampling(min_samples=10, max_samples=100, budget_s=0.2, rel_tol=0.05, warmup_s=0.005)
+
 _copy_kernel = None
+_block_kernel = None
 
 
 def _numba_copy():
@@ -91,6 +103,36 @@ def _numba_copy():
 
         _copy_kernel = _copy_kernel_impl
     return _copy_kernel
+
+
+def _glibc_blocks():
+    """copy(src, dst, blocks, reps): glibc's memcpy itself on every numba thread, one contiguous
+    block per thread. With reps > 1 each block goes back and forth (src -> dst, dst -> src, ...)
+    inside the thread, so a block that fits in the core's cache is timed there and not the
+    fork-join of one parallel call. Not cached on disk: the memcpy address is baked into the code."""
+    global _block_kernel
+    if _block_kernel is None:
+        import ctypes
+
+        import numba
+        memcpy = ctypes.CDLL(None).memcpy
+        memcpy.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t]   # addresses as integers
+        memcpy.restype = ctypes.c_size_t
+
+        @numba.njit(parallel=True)
+        def _blocks(src, dst, blocks, reps):      # reads + writes src.nbytes per rep
+            per = src.nbytes // blocks
+            for b in numba.prange(blocks):
+                a = src.ctypes.data + b * per
+                d = dst.ctypes.data + b * per
+                for r in range(reps):
+                    if r % 2 == 0:
+                        memcpy(d, a, per)
+                    else:
+                        memcpy(a, d, per)
+
+        _block_kernel = _blocks
+    return _block_kernel
 
 
 class CopyPools:
@@ -124,18 +166,51 @@ def _numba_threads() -> int:
 
 
 def _streaming_copy():
-    """numba_cpu's copy with streaming stores, on every numba thread (kernels/numba_cpu.py)."""
+    """numba_cpu's copy with streaming stores, on every numba thread (kernels/numba_cpu)."""
     from kernels.numba_cpu import stream_copy
     return stream_copy
+
+
+def _available_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def memory_array_bytes() -> int:
+    """Bytes of each array of the memory probe: MEMORY_ARRAY_BYTES, less on a machine whose free
+    memory cannot hold the two arrays four times over (never below MEMORY_ARRAY_MIN_BYTES)."""
+    free = _available_bytes()
+    if free is None or free >= 8 * MEMORY_ARRAY_BYTES:
+        return MEMORY_ARRAY_BYTES
+    return max(MEMORY_ARRAY_MIN_BYTES, 2 ** int(np.log2(max(free // 8, 1))))
+
+
+def _timed(name: str, fn, args, moved: int, sampling: timing.Sampling) -> dict:
+    t = timing.time_cpu(fn, args, {}, sampling)
+    med = float(np.median(t.samples_s))
+    return {"method": name, "median_s": med, "gbps": moved / med / 1e9, "samples_s": t.samples_s}
+
+
+def _fastest(measured: list[dict], moved: int) -> dict:
+    """The peak entry: the method with the best median, and `fastest_gbps`, the best single sample
+    of any method (what the boundary sweep, which keeps fastest samples, is compared with)."""
+    best = max(measured, key=lambda m: m["gbps"])
+    fastest = max(moved / min(m["samples_s"]) / 1e9 for m in measured)
+    return {"gbps": best["gbps"], "method": best["method"], "bytes": moved, "median_s": best["median_s"],
+            "samples_s": best["samples_s"], "fastest_gbps": fastest, "measured": measured}
 
 
 def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads: int | None = None,
                   pools: CopyPools | None = None) -> dict:
     """Copy bandwidth of this machine's memory, in GB/s (1e9 bytes), counting read + write.
 
-    Three copies of an array >= 8x the last-level cache are timed (numba prange; numba with
-    streaming stores; NumPy copyto on one thread per core) and the fastest is the peak. Returns
-    the schema's `peaks.cpu` entry. `pools`: the run's threads (else made and shut down here)."""
+    Four copies of two `nbytes` arrays (default `memory_array_bytes()`, 1 GiB each: a fixed size,
+    never scaled by a cache size the OS reports) are timed: numba prange, glibc's memcpy on every
+    numba thread, numba with streaming stores, NumPy copyto on one thread per core. The fastest
+    is the peak. Returns the schema's `peaks.cpu` entry (without its `cache` part: `cpu_cache_peak`).
+    `pools`: the run's threads (else made and shut down here)."""
     if pools is None:
         own = CopyPools()
         try:
@@ -143,22 +218,89 @@ def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads:
         finally:
             own.close()
     threads = threads or os.cpu_count() or 1
-    nbytes = nbytes or max(8 * llc_bytes(), 256 * 2**20)
+    nbytes = nbytes or memory_array_bytes()
     n = nbytes // 4
     src = np.ones(n, dtype=np.float32)
     dst = np.zeros_like(src)
-    methods = {f"numba prange copy, {threads} threads": _numba_copy(),
-               f"numba streaming-store copy, {_numba_threads()} threads": _streaming_copy(),
-               f"NumPy copyto on {threads} threads": pools.copy(threads)}
-    measured = []
-    for name, fn in methods.items():
-        t = timing.time_cpu(fn, (src, dst), {}, sampling)
-        med = float(np.median(t.samples_s))
-        measured.append({"method": name, "median_s": med, "gbps": 2 * nbytes / med / 1e9,
-                         "samples_s": t.samples_s})
-    best = max(measured, key=lambda m: m["gbps"])
-    return {"gbps": best["gbps"], "method": best["method"], "bytes": 2 * nbytes,
-            "median_s": best["median_s"], "samples_s": best["samples_s"], "measured": measured}
+    nt = _numba_threads()
+    glibc = _glibc_blocks()
+    methods = {f"numba prange copy, {threads} threads": (_numba_copy(), (src, dst)),
+               f"glibc memcpy, one block per numba thread, {nt} threads": (glibc, (src, dst, nt, 1)),
+               f"numba streaming-store copy, {nt} threads": (_streaming_copy(), (src, dst)),
+               f"NumPy copyto on {threads} threads": (pools.copy(threads), (src, dst))}
+    measured = [_timed(name, fn, args, 2 * nbytes, sampling) for name, (fn, args) in methods.items()]
+    return _fastest(measured, 2 * nbytes)
+
+
+def l2_per_core_bytes() -> int:
+    """The per-core L2 the OS lists (a per-core cache: a VM is not shown its host's), else 1 MiB."""
+    from kernels.machine import cache_sizes
+    return cache_sizes().get("L2") or CACHE_BLOCK_FALLBACK
+
+
+def _block_copy(total: int, threads: int, sampling: timing.Sampling) -> dict:
+    """glibc memcpy of `total` working-set bytes (src + dst) split over `threads` blocks, repeated
+    inside each thread until a call moves CACHE_CALL_BYTES."""
+    per = max(64, total // 2 // threads // 64 * 64)
+    src = np.ones(per * threads // 4, dtype=np.float32)
+    dst = np.zeros_like(src)
+    reps = max(1, CACHE_CALL_BYTES // (2 * src.nbytes))
+    r = _timed("", _glibc_blocks(), (src, dst, threads, reps), 2 * src.nbytes * reps, sampling)
+    return dict(r, working_set_bytes=2 * src.nbytes, reps=reps)
+
+
+def cpu_cache_peak(sampling: timing.Sampling, memory_fastest_gbps: float, threads: int | None = None,
+                   l2_bytes: int | None = None, sweep: bool = True) -> dict:
+    """The cache-resident copy peak, and the working set below which it applies.
+
+    Peak: glibc's memcpy on every numba thread, each thread copying a block of half its core's L2
+    (source + destination fill the L2) back and forth many times per call, so that the copy, not
+    the fork-join, is timed; its fastest sample counts (`median_gbps` keeps the median).
+    Boundary: a measured sweep of the same copy over working sets that double from twice the
+    probe's (up to SWEEP_MAX_BYTES, or two memory-like sizes in a row), timed as the kernels are
+    (the same arrays again and again). The cache peak applies below the
+    smallest working set from which every larger one copies at no more than MEMORY_LIKE x
+    `memory_fastest_gbps` (the memory probe's fastest sample), the memory peak from there on: the
+    boundary is where this machine's caches stop helping, whatever size the OS reports for them.
+    The sweep's figures use each size's fastest sample (a busy moment of a shared machine only
+    slows a sample down). Returns the schema's `peaks.cpu.cache` entry."""
+    threads = threads or _numba_threads()
+    l2 = l2_bytes or l2_per_core_bytes()
+    probe = _block_copy(l2 // 2 * threads, threads, sampling)
+    name = f"glibc memcpy of {probe['working_set_bytes'] // threads // 1024} KiB per thread " \
+           f"(half of L2), {threads} threads, {probe['reps']} times per call"
+    out = _fastest([dict(probe, method=name)], probe["working_set_bytes"] * probe["reps"])
+    # the cache peak is the fastest sample, not the median: its calls last microseconds, and on a
+    # shared machine most of them meet a descheduled thread, which times the scheduler, not the cache
+    out.update(gbps=out["fastest_gbps"], median_gbps=out["gbps"])
+    out["working_set_bytes"] = probe["working_set_bytes"]
+    points = []
+    if sweep:
+        total, memory_like = 2 * probe["working_set_bytes"], 0
+        while total <= SWEEP_MAX_BYTES and memory_like < 2:     # two memory-like sizes in a row end it
+            p = _block_copy(total, threads, SWEEP_SAMPLING)
+            fastest = p["working_set_bytes"] * p["reps"] / min(p["samples_s"]) / 1e9
+            points.append({"working_set_bytes": p["working_set_bytes"], "gbps": fastest})
+            memory_like = memory_like + 1 if fastest <= MEMORY_LIKE * memory_fastest_gbps else 0
+            total *= 2
+    out["sweep"] = points
+    out["applies_below_bytes"] = cache_boundary(points, memory_fastest_gbps, probe["working_set_bytes"])
+    return out
+
+
+def cache_boundary(points: list[dict], memory_gbps: float, fits_bytes: int) -> int:
+    """The working set (bytes) from which the memory peak applies: the smallest swept size from
+    which every larger one copies at <= MEMORY_LIKE x memory_gbps; twice the largest swept size when
+    none does; 2 * fits_bytes (just above the cache probe's working set) without a sweep."""
+    if not points:
+        return 2 * fits_bytes
+    points = sorted(points, key=lambda p: p["working_set_bytes"])
+    boundary = 2 * points[-1]["working_set_bytes"]
+    for p in reversed(points):
+        if p["gbps"] > MEMORY_LIKE * memory_gbps:
+            break
+        boundary = p["working_set_bytes"]
+    return boundary
 
 
 def gpu_copy_peak(device, sampling: timing.Sampling, nbytes: int = 2**30) -> dict:

@@ -13,8 +13,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .formatting import (BEST, UNSTABLE, Notes, env_lines, fmt_pct_peak, fmt_size, fmt_time, ok_lines,
-                         op_title, peak_label, ratio_label, run_label)
+from .formatting import (BEST, UNSTABLE, Notes, env_lines, fmt_pct_peak, fmt_size, fmt_time, level_legend,
+                         ok_lines, op_title, peak_label, ratio_label, run_label)
 from .results import (CaseResult, Run, Status, backend_order, best_backend, by_op, devices_of, dtypes_of,
                       op_order, ratio, rows)
 
@@ -32,12 +32,16 @@ def cell(e: CaseResult | None, best: bool, notes: Notes) -> Text:
     return Text("\n".join(ok_lines(e, best)), style="bold green" if best else "")
 
 
-def legend(notes: Notes, entries: list[CaseResult], how: str = CELL_HELP, best: bool = True) -> Text:
-    """The caption: how to read a cell, the markers, and the footnotes of failed / skipped cases."""
+def legend(notes: Notes, entries: list[CaseResult], how: str = CELL_HELP, best: bool = True,
+           levels: list[str] = ()) -> Text:
+    """The caption: how to read a cell, which peak each % is of (`levels`: level_legend's lines),
+    the markers, and the footnotes of failed / skipped cases."""
     text = Text(how, style="dim")
+    for line in levels:
+        text.append("\n" + line, style="dim")
     if best:
         text.append(f"\n{BEST} fastest in its row (bold green)", style="dim")
-    if any((e.pct_peak or 0) > 100 for e in entries):
+    if any((e.pct_peak or 0) > 100 and not e.peak_level for e in entries):   # a run without a cache peak
         text.append("\n% peak above 100: the arrays fit in a cache, which is faster than the memory "
                     "the copy peak streams through", style="dim")
     if any(e.stable is False for e in entries):
@@ -64,7 +68,7 @@ def op_table(run: Run, op: str, entries: list[CaseResult]) -> Table:
     for (dtype, size), cells in rows(entries).items():
         best = best_backend(cells)
         table.add_row(dtype, fmt_size(size), *(cell(cells.get(b), b == best, notes) for b in backends))
-    table.caption = legend(notes, entries)
+    table.caption = legend(notes, entries, levels=[x for x in [level_legend(run, entries)] if x])
     return table
 
 
@@ -78,7 +82,7 @@ def op_tables(run: Run) -> list[Table]:
 def _run_cell(e: CaseResult | None, first: CaseResult | None, later: bool, notes: Notes) -> Text:
     if e is None or e.status is not Status.OK:
         return cell(e, False, notes)
-    lines = [(UNSTABLE if e.stable is False else "") + fmt_time(e.median_s), fmt_pct_peak(e.pct_peak)]
+    lines = [(UNSTABLE if e.stable is False else "") + fmt_time(e.median_s), fmt_pct_peak(e.pct_peak, e.peak_level)]
     if later:
         lines.append(ratio_label(ratio(e, first)))
     return Text("\n".join(lines))
@@ -110,7 +114,8 @@ def _side_table(runs: list[Run], labels: list[str], op: str, per_run: list[list[
             first = cells[0].get(key, {}).get(b)
             row += [_run_cell(c.get(key, {}).get(b), first, i > 0, notes) for i, c in enumerate(cells)]
         table.add_row(key[0], fmt_size(key[1]), *row)
-    table.caption = legend(notes, everything, best=False, how=(
+    levels = list(dict.fromkeys(x for r, entries in zip(runs, per_run) if (x := level_legend(r, entries))))
+    table.caption = legend(notes, everything, best=False, levels=levels, how=(
         f"median · % of that run's own copy peak · ratio = this run's median / {labels[0]}'s median "
         "(below 1: faster) · - : not in that run"))
     return table

@@ -23,10 +23,16 @@ def _fake_peak(sampling, *a, **k):
             "measured": [{"method": "fake copy", "median_s": 1e-9, "gbps": 10.0}]}
 
 
+def _fake_cache_peak(sampling, *a, **k):
+    return {"gbps": 100.0, "method": "fake cache copy", "bytes": 2, "median_s": 1e-9, "samples_s": [1e-9],
+            "measured": [], "working_set_bytes": 2**12, "sweep": [], "applies_below_bytes": 2**13}
+
+
 @pytest.fixture(autouse=True)
 def no_peak_probe(monkeypatch):
-    """The real probe copies 256 MiB; the CLI tests only need a number."""
+    """The real probes copy 2 GiB and sweep the caches; the CLI tests only need numbers."""
     monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
+    monkeypatch.setattr(roofline, "cpu_cache_peak", _fake_cache_peak)
 
 
 @pytest.mark.parametrize("argv,expected", [

@@ -30,15 +30,23 @@ def test_the_example_loads_as_typed_records(example_run):
         e.median_s = 1.0
 
 
-def test_round_trip_writes_schema_2(example_run, tmp_path):
+def test_round_trip_writes_schema_3_and_reads_schema_2(example_run, tmp_path):
     p = results.save(example_run, tmp_path / "sub" / "r.json")
     doc = json.loads(p.read_text())
-    assert doc["schema"] == results.SCHEMA == "actbench.results/2"
+    assert doc["schema"] == results.SCHEMA == "actbench.results/3"
+    old = dict(json.loads(EXAMPLE_RUN.read_text()), schema="actbench.results/2")    # one peak per device
+    for e in old["results"]:
+        for k in ("shape", "batch", "sparsity"):
+            e.pop(k, None)
+    (tmp_path / "two.json").write_text(json.dumps(old))
+    assert results.load(tmp_path / "two.json") == example_run
+    assert {e["peak_level"] for e in doc["results"]} == {None}     # read as recorded: no level named
     assert "shape" not in doc["results"][0] and doc["results"][0]["status"] == "ok"
     assert results.load(p) == example_run
     old = json.loads(EXAMPLE_RUN.read_text())
     for new_e, old_e in zip(doc["results"], old["results"]):
-        assert new_e == {k: v for k, v in old_e.items() if k not in ("shape", "batch", "sparsity")}
+        assert new_e == dict({k: v for k, v in old_e.items() if k not in ("shape", "batch", "sparsity")},
+                             peak_level=None)
 
 
 def test_schema_1_with_a_matmul_field_is_refused(tmp_path):
@@ -65,7 +73,10 @@ def test_records_hold_plain_values():
 
 
 def test_derive_reproduces_the_recorded_figures(example_run):
-    assert results.derive(example_run) == example_run
+    """A schema 2 run has the memory peak only: derived again, every % is of it, as recorded."""
+    again = results.derive(example_run)
+    assert again == replace(example_run, results=tuple(replace(e, peak_level="memory") if e.timed else e
+                                                       for e in example_run.results))
 
 
 def test_derive_speedup_bandwidth_and_peak(example_run):
@@ -160,3 +171,26 @@ def test_peak_is_the_fastest_probe_and_every_probe_is_kept():
     assert peak["gbps"] == 31.0 and peak["method"] == "copy 31.0"
     assert [m["probe"] for m in peak["measured"]] == [0, 1, 2]
     assert [m["gbps"] for m in peak["measured"]] == [20.0, 31.0, 25.0]
+
+
+CPU_PEAKS = {"gbps": 40.0, "method": "fake memory copy",
+             "cache": {"gbps": 400.0, "method": "fake cache copy", "applies_below_bytes": 2**20}}
+
+
+@pytest.mark.parametrize("peak,working_set,expected", [
+    (CPU_PEAKS, 2**20 - 1, ("cache", 400.0)),         # fits: judged against the cache peak
+    (CPU_PEAKS, 2**20, ("memory", 40.0)),             # at the measured boundary: the memory peak
+    ({"gbps": 40.0}, 64, ("memory", 40.0)),           # no cache peak (GPU, schema 2): memory
+    ({}, 64, (None, None)),
+    (None, 64, (None, None)),
+])
+def test_peak_for_picks_the_level_the_bytes_fit_in(peak, working_set, expected):
+    assert results.peak_for(peak, working_set) == expected
+
+
+def test_derive_judges_each_case_against_its_level(example_run):
+    run = results.derive(replace(example_run, peaks={"cpu": CPU_PEAKS}))
+    small, large = _case(run, "relu", "numba_cpu", 4096), _case(run, "relu", "numba_cpu", 2**25)
+    assert small.bytes < 2**20 <= large.bytes
+    assert small.peak_level == "cache" and small.pct_peak == pytest.approx(100 * small.gbps / 400.0)
+    assert large.peak_level == "memory" and large.pct_peak == pytest.approx(100 * large.gbps / 40.0)

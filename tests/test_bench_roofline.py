@@ -37,17 +37,20 @@ def test_cpu_peak_probe_reports_read_plus_write():
     p = roofline.cpu_copy_peak(timing.Sampling(min_samples=3, budget_s=0.05), nbytes=2**22, threads=2)
     assert p["bytes"] == 2 * 2**22
     assert p["gbps"] == pytest.approx(p["bytes"] / p["median_s"] / 1e9)
-    assert len(p["measured"]) == 3 and p["gbps"] == max(m["gbps"] for m in p["measured"])
+    assert len(p["measured"]) == 4 and p["gbps"] == max(m["gbps"] for m in p["measured"])
+    assert p["fastest_gbps"] >= p["gbps"]
     assert p["gbps"] > 0.1                      # any machine copies faster than 100 MB/s
 
 
-def test_cpu_peak_has_three_measured_methods():
-    """numba prange, numba with streaming stores (the kernels' own store instruction) and
-    threaded NumPy: each timed, each with a positive bandwidth, the fastest reported."""
+def test_cpu_peak_has_four_measured_methods():
+    """numba prange, glibc's memcpy per numba thread, numba with streaming stores (the kernels' own
+    store instruction) and threaded NumPy: each timed, each with a positive bandwidth, the fastest
+    reported."""
     p = roofline.cpu_copy_peak(timing.Sampling(min_samples=3, budget_s=0.05), nbytes=2**22, threads=2)
     names = [m["method"] for m in p["measured"]]
-    assert len(names) == 3 and len(set(names)) == 3
+    assert len(names) == 4 and len(set(names)) == 4
     assert any(n.startswith("numba prange copy") for n in names)
+    assert any(n.startswith("glibc memcpy") for n in names)
     assert any(n.startswith("numba streaming-store copy") for n in names)
     assert any(n.startswith("NumPy copyto") for n in names)
     for m in p["measured"]:
@@ -60,3 +63,45 @@ def test_sparse_matmul_traffic_counts_the_needed_rows():
     # 100 of K = 1000 rows needed, N = 50, batch 2, float32: rows + a + y
     assert roofline.matmul_traffic(100, 2, 1000, 50, "float32") == 100 * 50 * 4 + 2 * 1000 * 4 + 2 * 50 * 4
     assert roofline.matmul_flops(30, 50) == 3000
+
+
+def test_memory_probe_size_is_fixed_not_a_cache_size(monkeypatch):
+    """1 GiB arrays whatever the OS says of its caches; less only when free memory is short."""
+    monkeypatch.setattr(roofline, "_available_bytes", lambda: 64 * 2**30)
+    assert roofline.memory_array_bytes() == 2**30
+    monkeypatch.setattr(roofline, "_available_bytes", lambda: 3 * 2**30)
+    assert roofline.memory_array_bytes() == 2**28
+    monkeypatch.setattr(roofline, "_available_bytes", lambda: None)
+    assert roofline.memory_array_bytes() == 2**30
+
+
+def _sweep(*gbps, start=2**22):
+    return [{"working_set_bytes": start * 2**i, "gbps": g} for i, g in enumerate(gbps)]
+
+
+@pytest.mark.parametrize("gbps,boundary", [
+    ((300, 250, 200, 60, 40, 38), 2**22 * 2**3),     # memory-like (<= 1.5 x 40) from the 4th size on
+    ((300, 50, 200, 60, 40, 38), 2**22 * 2**3),      # a slow moment inside the cache does not move it
+    ((300, 250, 200, 150, 100, 90), 2**22 * 2**6),   # never memory-like: twice the largest swept size
+    ((50, 40), 2**22),                               # memory-like from the first
+])
+def test_cache_boundary_from_a_fake_sweep(gbps, boundary):
+    assert roofline.cache_boundary(_sweep(*gbps), memory_gbps=40.0, fits_bytes=2**21) == boundary
+
+
+def test_cache_boundary_without_a_sweep_is_just_above_the_probe():
+    assert roofline.cache_boundary([], memory_gbps=40.0, fits_bytes=2**21) == 2**22
+
+
+def test_cpu_cache_peak_entry(monkeypatch):
+    monkeypatch.setattr(roofline, "SWEEP_MAX_BYTES", 2**20)
+    monkeypatch.setattr(roofline, "CACHE_CALL_BYTES", 2**20)
+    c = roofline.cpu_cache_peak(timing.Sampling(min_samples=3, budget_s=0.05), memory_fastest_gbps=1e9,
+                                threads=2, l2_bytes=2**17)
+    assert c["working_set_bytes"] == 2**17                  # half of each core's L2 per thread, src + dst
+    assert c["gbps"] == pytest.approx(c["bytes"] / min(c["samples_s"]) / 1e9)     # the fastest sample
+    assert c["median_gbps"] == pytest.approx(c["bytes"] / c["median_s"] / 1e9)
+    assert c["median_gbps"] <= c["gbps"]
+    assert c["method"].startswith("glibc memcpy of 64 KiB per thread")
+    assert [p["working_set_bytes"] for p in c["sweep"]] == [2**18, 2**19]   # stopped at two memory-like
+    assert c["applies_below_bytes"] == 2**18                # memory-like from the first (fake huge memory peak)

@@ -58,6 +58,8 @@ def closes(monkeypatch):
     monkeypatch.setattr(roofline, "cpu_copy_peak", lambda sampling, **k: {
         "gbps": 1.0, "method": "fake", "bytes": 2, "median_s": 1.0, "samples_s": [1.0],
         "measured": [{"method": "fake", "median_s": 1.0, "gbps": 1.0}]})
+    monkeypatch.setattr(roofline, "cpu_cache_peak", lambda sampling, memory, **k: {
+        "gbps": 10.0, "method": "fake cache copy", "applies_below_bytes": 2**13})
     return closed
 
 

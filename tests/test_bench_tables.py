@@ -91,7 +91,7 @@ def test_side_by_side_ratios_and_missing_cases(example_run):
     cells = {h: [str(c) for c in col._cells] for h, col in zip(headers, relu.columns)}
     assert cells["numba_cpu\nafter"][0].endswith("1.50x") and cells["numpy\nafter"][0].endswith("1.00x")
     assert "40.6% peak" in cells["numba_cpu\nbefore"][0]
-    assert "54.1% peak" in cells["numba_cpu\nafter"][0]            # 1.5 x the time, half the peak
+    assert "54.1% mem peak" in cells["numba_cpu\nafter"][0]        # 1.5 x the time, half the peak
     assert cells["torch\nafter"][2] == "-"                          # not in the later run
     assert "before: cpu peak 38.7 GB/s" in relu.title and "after: cpu peak 19.4 GB/s" in relu.title
     assert BEST not in text_of(relu)                                        # no "fastest" across runs
@@ -110,3 +110,16 @@ def test_summary_names_environment_and_peaks(example_run):
     for needle in ("vm", "AMD EPYC, 2 cores", "openblas 0.3.31", "2 threads", "Haswell", "numba", "no GPU",
                    "b6d8a4b741", "quick", "cpu peak 38.7 GB/s"):
         assert needle in text, needle
+
+
+def test_cells_and_legend_name_the_peak_level(example_run):
+    peaks = {"cpu": dict(example_run.peaks["cpu"], cache={"gbps": 400.0, "method": "fake cache copy",
+                                                           "applies_below_bytes": 2**20})}
+    run = derive(replace(example_run, peaks=peaks))
+    relu = tables.op_tables(run)[0]
+    text = text_of(relu)
+    assert "cache peak" in text and "mem peak" in text
+    caption = str(relu.caption)
+    assert "% mem peak: of the memory copy peak; % cache peak: of the cache-resident copy peak" in caption
+    assert "below 1.00 MiB" in caption and "% peak above 100" not in caption
+    assert "cache peak 400 GB/s below 1.00 MiB" in relu.title
