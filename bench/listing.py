@@ -2,7 +2,9 @@
 
 A cell says whether the op runs on the backend here: "ok", "sim" (numba-cuda's simulator: checked
 in tests, never timed), "n/a" (the backend cannot run here; the reason is in the backend table),
-or "-" (no kernel for that op on that backend).
+"omit" (left out on purpose: the backend has no kernel of its own for it, and timing a composition
+would not measure the peer at its best; the reason is listed under the tables), or "-" (no kernel
+for that op on that backend).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from kernels import registry
 
 def _state(op: str, be: registry.Backend, have: set) -> str:
     if (op, be.name) not in have:
-        return "-"
+        return "omit" if op in be.omitted else "-"
     if not be.available:
         return "n/a"
     return "sim" if be.simulated else "ok"
@@ -29,13 +31,13 @@ def as_dict() -> dict:
     return {
         "backends": [{"name": b.name, "device": b.device, "library": b.library, "available": b.available,
                       "reason": b.reason, "simulated": b.simulated, "dtypes": list(b.dtypes),
-                      "description": b.description}
+                      "description": b.description, "omitted": dict(b.omitted)}
                      for b in bes],
         "matrix": {op: {b.name: _state(op, b, have) for b in bes} for op in kernels.ops()},
     }
 
 
-_STYLE = {"ok": "green", "sim": "yellow", "n/a": "dim red", "-": "dim"}
+_STYLE = {"ok": "green", "sim": "yellow", "n/a": "dim red", "omit": "dim yellow", "-": "dim"}
 
 
 def show(console: Console) -> None:
@@ -56,5 +58,17 @@ def show(console: Console) -> None:
                   else f"[red]not available:[/] {escape(b['reason'])}")
         bt.add_row(b["name"], b["device"], ", ".join(b["dtypes"]), status)
     console.print(bt)
+    for b in d["backends"]:
+        for why, ops in _grouped(b["omitted"]).items():
+            console.print(f"{b['name']} leaves out {', '.join(ops)}: {escape(why)}", highlight=False)
     console.print("ok: runs here  sim: numba-cuda simulator (checked in tests, never timed)  "
-                  "n/a: backend not available here  -: no kernel", style="dim", highlight=False)
+                  "n/a: backend not available here  omit: left out on purpose (reason above)  -: no kernel",
+                  style="dim", highlight=False)
+
+
+def _grouped(omitted: dict) -> dict:
+    """{reason: [ops]}: one line per reason, however many ops share it."""
+    out: dict = {}
+    for op, why in omitted.items():
+        out.setdefault(why, []).append(op)
+    return out

@@ -164,8 +164,8 @@ _C = "typedef act_compute<T>::type C;\n"
 
 # relu: NaN < 0 is false, so NaN passes through (fmax(x, 0) would give 0).
 RELU_BODY = _C + "const C v = x;\ny = v < C(0) ? C(0) : v;"
-# relu_grad: dy where x > 0, else 0 (also where x is NaN).
-RELU_GRAD_BODY = _C + "dx = C(x) > C(0) ? C(dy) : C(0);"
+# relu_grad: dy unless x <= 0, as torch's threshold_backward (a NaN x passes dy).
+RELU_GRAD_BODY = _C + "dx = C(x) <= C(0) ? C(0) : C(dy);"
 # sigmoid without overflow: exp of -|x| only; exactly 0 and 1 at -inf and +inf; NaN stays NaN.
 SIGMOID_BODY = _C + (
     "const C v = x;\n"

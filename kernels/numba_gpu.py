@@ -89,7 +89,7 @@ def _leaky_relu(v, zero, one, p):
 
 
 def _relu_grad(g, v, zero, one, p):
-    return g if v > zero else zero                  # 0 where x <= 0 or x is NaN
+    return zero if v <= zero else g                 # torch's threshold_backward: a NaN x passes dy
 
 
 def _sigmoid_grad(g, v, zero, one, p):

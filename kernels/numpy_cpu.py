@@ -49,9 +49,11 @@ class ArrayModuleOps:
         return self._xp().maximum(x, 0, out=self._out(out, x))         # NaN propagates
 
     def relu_grad(self, dy, x, out=None):
-        out = self._out(out, dy)
-        out.fill(0)
-        self._xp().copyto(out, dy, where=x > 0)     # not dy * (x > 0): that keeps NaN and inf where x <= 0
+        # dy unless x <= 0 (a NaN x passes dy, as torch's threshold_backward); not dy * (x > 0),
+        # which turns an inf or NaN dy into NaN where x <= 0
+        xp, out = self._xp(), self._out(out, dy)
+        xp.copyto(out, dy)
+        xp.copyto(out, 0, where=x <= 0)
         return out
 
     def sigmoid(self, x, out=None):

@@ -101,8 +101,9 @@ def relu(x):
 
 def relu_grad(dy, x):
     dy, x = _f64(dy), _f64(x)
-    # dy where x > 0, else 0: 0 at x == 0 (PyTorch's choice) and 0 where x is NaN.
-    return np.where(x > 0, dy, 0.0)
+    # PyTorch's threshold_backward: 0 where x <= 0 (x == 0 included), else dy. A NaN x is not <= 0,
+    # so it passes dy, and +inf passes dy too.
+    return np.where(x <= 0, 0.0, dy)
 
 
 def sigmoid(x):
@@ -136,6 +137,8 @@ def leaky_relu(x, slope=LEAKY_SLOPE):
 
 def leaky_relu_grad(dy, x, slope=LEAKY_SLOPE):
     dy, x = _f64(dy), _f64(x)
+    # PyTorch's leaky_relu_backward: dy where x > 0, else slope * dy, so a NaN x gives slope * dy
+    # (not relu_grad's choice for NaN: each follows its own torch kernel).
     return np.where(x > 0, dy, slope * dy)
 
 

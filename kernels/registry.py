@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -74,6 +75,8 @@ class Backend:
     dtypes: tuple[str, ...] = ("float32", "float64")
     synchronize: Callable[[], None] = lambda: None
     contiguous: Callable[[Any], Any] | None = None  # a C-contiguous version of an array (copy if needed)
+    # ops left out on purpose, {op: why}: shown by `bench list`, and said by kernel()'s LookupError
+    omitted: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def state(self) -> BackendState:
@@ -150,6 +153,9 @@ def kernel(op: str, backend_name: str) -> Kernel:
     spec_of(op)
     backend(backend_name)
     if (op, backend_name) not in _KERNELS:
+        why = backend(backend_name).omitted.get(op)
+        if why:
+            raise LookupError(f"op {op!r} has no kernel on backend {backend_name!r}: {why}")
         have = sorted(b for (o, b) in _KERNELS if o == op)
         raise LookupError(f"op {op!r} has no kernel on backend {backend_name!r}; it has: {', '.join(have)}")
     return _KERNELS[(op, backend_name)]

@@ -2,7 +2,9 @@
 
 These are the kernels to beat: each op calls the function PyTorch itself runs in a forward or
 backward pass (torch.relu, torch.sigmoid, the aten *_backward ops), writing into `out` where
-PyTorch can. torch is imported on first use, never at `import kernels` (it takes seconds).
+PyTorch can. relu_mask and relu_grad_mask are left out (the record's `omitted` says why): torch has
+no packed-mask kernel, and a composition of torch ops would not be torch at its best. torch is
+imported on first use, never at `import kernels` (it takes seconds).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ _backend = declare_backend(Backend(
     dtypes=("float16", "float32", "float64"),
     synchronize=_synchronize,
     contiguous=lambda a: a.contiguous(),
+    omitted=dict.fromkeys(("relu_mask", "relu_grad_mask"),
+                          "torch has no packed-mask kernel, and a composition of torch ops is no peer"),
 ))
 
 
@@ -59,14 +63,6 @@ _backend = declare_backend(Backend(
 def relu(x, out=None):
     # torch.relu is clamp_min(x, 0) inside PyTorch; clamp_min can write in place, relu cannot.
     return torch.relu(x) if out is None else torch.clamp_min(x, 0, out=out)
-
-
-@register("relu_grad", "torch")
-def relu_grad(dy, x, out=None):
-    # Not aten.threshold_backward: it tests x <= 0 and so passes dy through where x is NaN; the
-    # definition here is dy where x > 0. One fused where-kernel either way.
-    zero = torch.zeros((), dtype=dy.dtype, device=dy.device)
-    return torch.where(x > 0, dy, zero) if out is None else torch.where(x > 0, dy, zero, out=out)
 
 
 @register("sigmoid", "torch")
@@ -80,8 +76,10 @@ def tanh(x, out=None):
 
 
 # The ops PyTorch runs as one aten function: (function, the keyword its out= overload writes into,
-# arguments after the op's arrays and params). leaky_relu_backward's False: x is the forward input.
+# arguments after the op's arrays and params). threshold_backward(dy, x, 0) is relu's backward
+# (dy unless x <= 0); leaky_relu_backward's False: x is the forward input, not the output.
 _ATEN = {
+    "relu_grad": ("threshold_backward", "grad_input", (0,)),
     "sigmoid_grad": ("sigmoid_backward", "grad_input", ()),
     "tanh_grad": ("tanh_backward", "grad_input", ()),
     "leaky_relu": ("leaky_relu", "out", ()),
@@ -102,32 +100,6 @@ def _aten_launcher(function: str, out_keyword: str, tail: tuple):
 
 for _op, (_function, _keyword, _tail) in _ATEN.items():
     register(_op, "torch")(_aten_launcher(_function, _keyword, _tail))
-
-
-def _pack(keep):
-    """(keep) packed 1 bit per element, little bit order, on keep's device."""
-    bits = keep.reshape(-1).to(torch.uint8)
-    bits = torch.nn.functional.pad(bits, (0, (-bits.numel()) % 8)).reshape(-1, 8)
-    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=keep.device)
-    return (bits * weights).sum(dim=1, dtype=torch.uint8)
-
-
-def _unpack(mask, shape):
-    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
-    n = int(np.prod(shape, dtype=np.int64))
-    return ((mask.reshape(-1, 1) & weights) != 0).reshape(-1)[:n].reshape(shape)
-
-
-@register("relu_mask", "torch", supports_out=False)
-def relu_mask(x, out=None):
-    # torch has no packed-bit mask: what a torch user would write (relu, then pack the bool mask).
-    return torch.relu(x), _pack(x > 0)
-
-
-@register("relu_grad_mask", "torch", supports_out=False)
-def relu_grad_mask(dy, mask, out=None):
-    zero = torch.zeros((), dtype=dy.dtype, device=dy.device)
-    return torch.where(_unpack(mask, tuple(dy.shape)), dy, zero)
 
 
 @register("sparse_matmul", "torch")

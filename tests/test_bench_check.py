@@ -128,6 +128,20 @@ def test_nan_dropping_relu_is_rejected(wrong_backend, rng):
     assert not check.check_call("relu", "wrong", args).ok
 
 
+def test_relu_grad_that_drops_dy_at_nan_x_is_rejected(wrong_backend, rng):
+    """dy where x > 0 differs from torch's threshold_backward only where x is NaN: only the special
+    values catch it."""
+    def where_positive(dy, x, out=None):
+        out = _out(out, dy)
+        out[...] = np.where(x > 0, dy, 0)
+        return out
+    wrong_backend("relu_grad", where_positive)
+    assert check.check_call("relu_grad", "wrong", inputs.random_inputs("relu_grad", (100,), "float32", rng)).ok
+    label, args = inputs.special_inputs("relu_grad", "float32", rng)[0]
+    r = check.check_call("relu_grad", "wrong", args)
+    assert not r.ok and label == "x special"
+
+
 def test_overflowing_sigmoid_at_minus_inf_is_accepted_only_when_right(wrong_backend, rng):
     """exp(x) / (1 + exp(x)) gives NaN at +inf (inf / inf): rejected."""
     def naive(x, out=None):

@@ -80,6 +80,9 @@ def test_list_json(capsys):
     d = json.loads(capsys.readouterr().out)
     assert set(d["matrix"]) == set(registry.OPS)
     assert d["matrix"]["relu"]["numpy"] == "ok"
+    assert d["matrix"]["relu_mask"]["torch"] == "omit"
+    torch = next(b for b in d["backends"] if b["name"] == "torch")
+    assert "packed-mask" in torch["omitted"]["relu_grad_mask"]
     for b in d["backends"]:
         assert b["available"] or b["reason"]
 
@@ -88,6 +91,7 @@ def test_list_table(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "relu_grad_mask" in out and "numba_cuda" in out
+    assert "torch leaves out relu_mask, relu_grad_mask: torch has no packed-mask kernel" in out
 
 
 def test_run_end_to_end(tmp_path, capsys):

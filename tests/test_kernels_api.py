@@ -40,12 +40,30 @@ def test_ops_and_backends_are_the_public_ids():
         assert b.available or b.reason          # never unavailable without saying why
 
 
-def test_every_backend_has_every_op():
+def test_every_backend_has_every_op_or_says_why_not():
     have = {(k.op, k.backend) for k in registry.kernels()}
-    missing = [(op, b) for op in ELEMENTWISE for b in PUBLIC_BACKENDS if (op, b) not in have]
+    missing = [(op, b) for op in ELEMENTWISE for b in PUBLIC_BACKENDS
+               if (op, b) not in have and not registry.backend(b).omitted.get(op)]
     missing += [("sparse_matmul", b) for b in PUBLIC_BACKENDS + MATMUL_ONLY
                 if b != "cupy_elementwise" and ("sparse_matmul", b) not in have]
     assert not missing
+
+
+def test_torch_leaves_out_the_mask_ops_and_says_why():
+    """torch has no packed-mask kernel: no composition is timed in its place, and asking says why."""
+    assert {"relu_mask", "relu_grad_mask"} <= set(registry.backend("torch").omitted)
+    have = {(k.op, k.backend) for k in registry.kernels()}
+    assert not {("relu_mask", "torch"), ("relu_grad_mask", "torch")} & have
+    with pytest.raises(LookupError, match="no packed-mask kernel"):
+        kernels.get("relu_mask", "torch")
+
+
+def test_torch_runs_its_own_backward_kernels():
+    """The peer at its best: each gradient is the aten backward function PyTorch's autograd runs."""
+    names = {op: registry.kernel(op, "torch").raw.__name__
+             for op in ("relu_grad", "sigmoid_grad", "tanh_grad", "leaky_relu_grad")}
+    assert names == {"relu_grad": "threshold_backward", "sigmoid_grad": "sigmoid_backward",
+                     "tanh_grad": "tanh_backward", "leaky_relu_grad": "leaky_relu_backward"}
 
 
 def test_unknown_names_list_the_valid_ones():
@@ -90,6 +108,8 @@ def test_unavailable_backend_says_why(scratch_backends):
 def test_non_float_dtypes_are_type_errors(backend, bad):
     x = kernels.asarray(backend, np.ones(8, dtype=bad))
     for op, spec in OPS.items():
+        if op in registry.backend(backend).omitted:
+            continue
         fn = kernels.get(op, backend)
         args = [x] * spec.n_inputs
         if spec.mask_input:
@@ -113,6 +133,8 @@ def test_mixed_dtypes_and_bad_masks(backend):
     f64 = kernels.asarray(backend, np.ones(9, dtype=np.float64))
     with pytest.raises(TypeError, match="same dtype"):
         kernels.get("relu_grad", backend)(f32, f64)
+    if "relu_grad_mask" in registry.backend(backend).omitted:
+        return
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         kernels.get("relu_grad_mask", backend)(f32, kernels.asarray(backend, np.zeros(1, dtype=np.uint8)))
     with pytest.raises(TypeError, match="uint8"):

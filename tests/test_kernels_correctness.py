@@ -7,11 +7,13 @@ preallocated out= is fully written. Simulated GPU backends get the small sizes o
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+import kernels
 from bench.check import check_call
 from bench.inputs import SCALES, op_inputs, random_array, random_inputs, special_inputs
-from kernels.reference import OPS, pack_mask
+from kernels.reference import LEAKY_SLOPE, OPS, pack_mask
 
 from .conftest import dtypes_of, kernel_dtype_params, kernel_params, max_size
 
@@ -47,6 +49,26 @@ def test_special_values(op, backend, dtype, rng):
     for label, inputs in special_inputs(op, dtype, rng):
         r = check_call(op, backend, inputs)
         assert r.ok, f"{label}: {r.message}"
+
+
+# relu_grad is torch's threshold_backward (0 where x <= 0, so a NaN x passes dy) and leaky_relu_grad
+# its leaky_relu_backward (dy where x > 0, else slope * dy, so a NaN x gives slope * dy): which x
+# pass dy. 1e-40 is 0 in float16 and passes nothing there.
+SPECIAL_X = [np.nan, 0.0, -0.0, np.inf, -np.inf, 1.0, -1.0, 1e-40, -1e-40]
+PASSES_DY = {"relu_grad": [1, 0, 0, 1, 0, 1, 0, 1, 0], "leaky_relu_grad": [0, 0, 0, 1, 0, 1, 0, 1, 0]}
+
+
+@pytest.mark.parametrize("op,backend", [p for p in kernel_params() if p.values[0] in PASSES_DY])
+def test_relu_gradients_follow_torch_at_special_x(op, backend):
+    """Exact values on every backend, repeated so vector bodies and scalar tails both see them; dy
+    powers of two, so slope * dy is exact whatever precision the slope is multiplied in."""
+    for dtype in dtypes_of(backend):
+        x = np.tile(np.array(SPECIAL_X, dtype=dtype), 7)
+        dy = np.tile(2.0 ** np.arange(-4, 5), 7).astype(dtype)
+        passes = np.tile(np.array(PASSES_DY[op], dtype=bool), 7) & (x != 0)     # (x != 0: float16's 1e-40)
+        other = np.zeros_like(dy) if op == "relu_grad" else np.dtype(dtype).type(LEAKY_SLOPE) * dy
+        dx = kernels.asnumpy(kernels.get(op, backend)(kernels.asarray(backend, dy), kernels.asarray(backend, x)))
+        np.testing.assert_array_equal(dx, np.where(passes, dy, other), err_msg=f"{op} on {backend}, {dtype}")
 
 
 @each_kernel

@@ -13,10 +13,10 @@ struct Relu {
     }
 };
 
-// relu_grad: dy where x > 0, else 0 (0 at x == 0 and where x is NaN).
+// relu_grad: dy unless x <= 0, as torch's threshold_backward (0 at x == +-0; a NaN x passes dy).
 struct ReluGrad {
     template <typename C> __device__ __forceinline__ C operator()(C dy, C x) const {
-        return x > C(0) ? dy : C(0);
+        return x <= C(0) ? C(0) : dy;
     }
 };
 
@@ -26,7 +26,8 @@ template <typename C> struct LeakyRelu {
     __device__ __forceinline__ C operator()(C x) const { return x > C(0) ? x : slope * x; }
 };
 
-// leaky_relu_grad: dy where x > 0, else slope * dy.
+// leaky_relu_grad: dy where x > 0, else slope * dy (a NaN x gives slope * dy, as torch's
+// leaky_relu_backward).
 template <typename C> struct LeakyReluGrad {
     C slope;
     __device__ __forceinline__ C operator()(C dy, C x) const { return x > C(0) ? dy : slope * dy; }

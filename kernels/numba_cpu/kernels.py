@@ -33,7 +33,7 @@ def _relu(x, p):
 @register_jitable
 def _relu_grad(dy, x, p):
     zero = like(x, 0.0)
-    return dy if x > zero else zero              # 0 where x <= 0 or x is NaN
+    return zero if x <= zero else dy             # torch's threshold_backward: a NaN x passes dy
 
 
 @register_jitable
