@@ -1,12 +1,14 @@
 """What one run keeps between its cases, and releases when it ends.
 
-The correctness gate's poison buffers and input snapshots, the copy probe's threads and the device
-adapters (their flush buffers and spin kernels) are worth keeping from one case to the next, but
-not beyond the run: `runner.run_cases` opens a `RunScope` and closes it at the end, Ctrl-C and
-errors included. Nothing here is process-wide.
+The correctness gate's poison buffers and input snapshots, the copy probe's threads, the device
+adapters (their flush buffers and spin kernels) and the numba_cuda backend's compiled kernels are
+worth keeping from one case to the next, but not beyond the run: `runner.run_cases` opens a
+`RunScope` and closes it at the end, Ctrl-C and errors included. Nothing here is process-wide.
 """
 
 from __future__ import annotations
+
+from kernels import numba_gpu
 
 from . import check, devices, roofline
 
@@ -37,6 +39,9 @@ class RunScope:
         for d in self._devices.values():
             d.close()
         self._devices.clear()
+        # numba-cuda's kernels compiled in this run (and their occupancy): kernels.numba_gpu imports
+        # numba-cuda only in its probe, so this imports nothing where numba-cuda is not installed
+        numba_gpu.RUNTIME.close()
 
     def __enter__(self) -> RunScope:
         return self

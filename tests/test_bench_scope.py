@@ -3,6 +3,10 @@ Ctrl-C included; nothing is left in the process between runs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -76,3 +80,18 @@ def test_an_interrupted_run_closes_its_scope_too(closes, monkeypatch):
     prof, todo, _ = cases.build(ops="relu", backends="numpy", sizes="64")
     run = runner.run_cases(prof, todo)
     assert run.interrupted and len(closes) == 1
+
+
+def test_closing_a_scope_drops_the_numba_cuda_kernels(monkeypatch):
+    from kernels import numba_gpu
+    monkeypatch.setitem(numba_gpu.RUNTIME._kernels, ("relu", "float32"), object())
+    monkeypatch.setitem(numba_gpu.RUNTIME._resident, ("relu", "float32", 0), 1)
+    scope.RunScope().close()
+    assert not numba_gpu.RUNTIME._kernels and not numba_gpu.RUNTIME._resident
+
+
+def test_closing_a_scope_imports_no_numba_cuda():
+    """Where numba-cuda is absent (or never probed), closing its runtime must not import it."""
+    code = ("import sys; from bench import scope; scope.RunScope().close(); "
+            "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
