@@ -104,5 +104,10 @@ for _op, (_function, _keyword, _tail) in _ATEN.items():
 
 @register("sparse_matmul", "torch")
 def sparse_matmul(a, w, out=None):
-    # the dense peer: torch.matmul (MKL/oneDNN on CPU, cuBLAS on CUDA), IEEE a @ w
+    # the dense peer: torch.matmul (MKL/oneDNN on CPU, cuBLAS on CUDA), IEEE a @ w. A vector times
+    # a matrix into out= is computed as 1 x K @ K x N, which resizes a 1-D out (deprecated): give
+    # it the 1 x N view it expects
+    if out is not None and a.dim() == 1:
+        torch.matmul(a.unsqueeze(0), w, out=out.unsqueeze(0))
+        return out
     return torch.matmul(a, w, out=out)

@@ -447,3 +447,20 @@ for dt in (types.float32, types.float64):
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:2] == ["float32 True False True", "float64 False True True"], proc.stdout
+
+
+def test_dense_peers_write_a_vector_into_out_without_resizing(rng):
+    """torch.matmul resizes a 1-D out= of a vector-matrix product (with a warning): the launcher
+    must hand back the out it was given, of shape (N,)."""
+    import warnings
+    for name in ("numpy", "torch"):
+        be = registry.backend(name)
+        if not be.available:
+            continue
+        a, w = activations(300, 0.5, "float32", rng), weights((300, 70), "float32", rng)
+        out = be.empty((70,), "float32")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            y = kernels.get("sparse_matmul", name)(be.to_native(a), be.to_native(w), out=out)
+        assert y is out and tuple(out.shape) == (70,)
+        assert_close(be.to_numpy(out), a, w)
