@@ -1,6 +1,7 @@
 # actbench: every command sets itself up (creates .venv, installs the project) and then runs.
 #   make bench      quick benchmark of every available kernel: tables, JSON, Markdown, plots
 #   make test       the test suite (numba-cuda simulator and NVRTC compile tests included)
+#   make accuracy   max error in ULPs of sigmoid and tanh per CPU backend (every 16th float32, a float64 sample)
 #   make lint       ruff (rules in pyproject.toml)
 #   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
 #   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
@@ -22,7 +23,7 @@ EXTRAS ?= dev,torch
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv bench bench-full test lint gpu-check resources clean compare baseline bench-check bench-pytest bench-pytest-compare claims claims-full
+.PHONY: venv bench bench-full accuracy test lint gpu-check resources clean compare baseline bench-check bench-pytest bench-pytest-compare claims claims-full
 
 venv: $(STAMP)
 
@@ -36,6 +37,9 @@ bench: venv
 
 bench-full: venv
 	$(PY) -m bench run --profile full
+
+accuracy: venv
+	$(PY) -m bench.accuracy
 
 test: venv
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q

@@ -18,7 +18,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, register_jitable
 
-from .math import exp_neg, expm1_m2, like
+from .math import exp_neg, like, tanh_pos
 from .streaming import align, elementwise, masked, store, stream_split, streamed
 
 # --- elementwise ops -----------------------------------------------------------------------------
@@ -52,11 +52,8 @@ def _sigmoid_grad(dy, y, p):
 
 @register_jitable
 def _tanh(x, p):
-    a = min(abs(x), like(x, 20.0))               # tanh(20) is 1 to the last bit in float64; NaN stays
-    em = expm1_m2(a)                             # exp(-2|x|) - 1, in [-1, 0]
-    # tanh|x| = (1 - e)/(1 + e) = -em/(2 + em), no cancellation near 0 since em keeps its digits;
-    # the sign of x goes on the numerator, off the division's critical path.
-    return math.copysign(em, x) / (em + like(x, 2.0))
+    # tanh(20) is 1 to the last bit in float64; NaN stays NaN; the sign of x (-0 included) goes on last
+    return math.copysign(tanh_pos(min(abs(x), like(x, 20.0))), x)
 
 
 @register_jitable

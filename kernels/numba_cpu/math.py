@@ -1,11 +1,13 @@
-"""exp and expm1 for numba_cpu's kernels, without libm: branch-free, so that every loop calling
-them vectorises (with libm's exp per element a sigmoid cannot run at memory speed). Device code:
-call them from numba.njit functions only.
+"""exp, expm1 and tanh for numba_cpu's kernels, without libm: branch-free, so that every loop
+calling them vectorises (with libm's exp per element a sigmoid cannot run at memory speed). Device
+code: call them from numba.njit functions only. float32 or float64 by the argument's type.
 
-- `exp_neg(v)` = exp(-v), `exp(t)`, `expm1_m2(a)` = exp(-2a) - 1 for 0 <= a <= 20: float32 or
-  float64 by the argument's type, within a few ulp (see below for the flush to zero).
+- `exp_neg(v)` = exp(-v), `exp(t)`: within about an ulp (see below for the flush to zero).
+- `expm1_m2(a)` = exp(-2a) - 1 and `exp_m2_parts(a)`, its pieces, for 0 <= a <= 20.
+- `tanh_pos(a)`: tanh(a) for 0 <= a <= 20, within 1.5 ulp (bench/accuracy.py measures it).
 - `like(v, c)`: the constant c in v's float type, so that an op written once serves both dtypes.
-"""
+- `fma(a, b, c)`, `sum_err(a, b, s)` and `div(n, n_lo, d, d_lo)`: exact pieces that keep a
+  quotient of rounded sums within about half an ulp (float64 tanh uses them)."""
 
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ from .jit import DEVICE
 #
 # k = round(t / ln2) comes from the "magic number" trick: z = t*log2(e) + 1.5*2**m (m = 23 or 52,
 # the mantissa width) is rounded to an integer by the addition itself, so k = z - MAGIC exactly,
-# and the low bits of z's pattern hold k. r = t - k*ln2: in float32 one fused multiply-add with
-# float32(ln2), whose error of 1.9e-9 adds at most 2.4e-7 (|k| <= 128) to exp's relative error;
-# in float64 two (Cody-Waite: ln2 = LN2_HI + LN2_LO, k*LN2_HI exact). exp(r) = 1 + r*g(r), g a
-# polynomial. 2**k is the bit pattern (k + bias) << m, built by integer add and shift on z's bits
+# and the low bits of z's pattern hold k. r = t - k*ln2 in two steps (Cody-Waite: ln2 = LN2_HI +
+# LN2_LO): t - k*LN2_HI is exact (in float32 a fused multiply-add with LN2_HI = float32(ln2) makes
+# it so; in float64 LN2_HI has trailing zeros), so only LN2_LO's product rounds, and k*ln2 costs
+# exp no digits even at |k| = 128 (one float32 constant alone would cost it up to 4 ulp there).
+# exp(r) = 1 + r*g(r), g a polynomial. 2**k is the bit pattern (k + bias) << m, built by integer add and shift on z's bits
 # (`_pow2`). No branch anywhere: the loops that call these helpers vectorise (8 float32 lanes per
 # AVX2 instruction).
 #
@@ -66,17 +69,41 @@ def _pow2(typingctx, z, bias):
     return z(z, types.int64), codegen
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a*b + c rounded once (llvm.fma: one vfmadd instruction on x86-64 with FMA), for three
+    float32 or three float64 values in njit code."""
+    if not (a == b == c and a in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
 _F = np.float32
 _EXPNEG_MIN_F32, _EXPNEG_MAX_F32 = _F(-89.0), _F(87.6)   # k in [-126, 128]: 2**(k-1) is 0 or normal
 _MAGIC_F32 = _F(12582912.0)                               # 1.5 * 2**23
 _NLOG2E_F32, _M2LOG2E_F32 = _F(-1.4426950408889634), _F(-2 * 1.4426950408889634)
-_LN2_F32 = _F(math.log(2))
-# g(r) ~ (exp(r) - 1)/r on [-ln2/2, ln2/2]: minimax for relative error (4.5e-7 on g, 1.8e-7 on
-# 1 + r*g), fitted in float64 by Lawson's iteration, rounded to float32.
-_G_F32 = (1.0, 0.49999403953552246, 0.16666831076145172, 0.04187256842851639, 0.008338072337210178)
-_G0_F32, _G1_F32, _G2_F32, _G3_F32, _G4_F32 = (_F(c) for c in _G_F32)
-_2G0_F32, _2G1_F32, _2G2_F32, _2G3_F32, _2G4_F32 = (_F(2 * c) for c in _G_F32)
+_LN2_HI_F32 = _F(math.log(2))
+_LN2_LO_F32 = _F(math.log(2) - float(_LN2_HI_F32))
+# g(r) ~ (exp(r) - 1)/r on [-ln2/2, ln2/2], degree 5: minimax for relative error (1.5e-8 on g,
+# a quarter of a float32 ulp), fitted in float64 by Lawson's iteration with 1 and 1/2 fixed, each
+# further coefficient rounded to float32 before the next was fitted.
+_G_F32 = (1.0, 0.5, 0.16666541993618011, 0.041666485369205475, 0.008366708643734455,
+          0.0013933980371803045)
+_G0_F32, _G1_F32, _G2_F32, _G3_F32, _G4_F32, _G5_F32 = (_F(c) for c in _G_F32)
+_2G0_F32, _2G1_F32, _2G2_F32, _2G3_F32, _2G4_F32, _2G5_F32 = (_F(2 * c) for c in _G_F32)
 _ONE_F32, _TWO_F32 = _F(1.0), _F(2.0)
+# tanh(a) = a + a**3 * P(a**2) below atanh(1/2): P minimax for tanh's relative error, degree 4,
+# fitted like g (Lawson's iteration, coefficients rounded to float32 one by one).
+_TH0_F32, _TH1_F32, _TH2_F32, _TH3_F32, _TH4_F32 = (_F(c) for c in (
+    -0.33333316445350647, 0.13332532346248627, -0.053845327347517014, 0.021037785336375237,
+    -0.006219463888555765))
+_TANH_HALF_F32 = _F(0.5493061443340549)                 # atanh(1/2)
 
 _D = np.float64
 _EXPNEG_MIN_F64, _EXPNEG_MAX_F64 = _D(-710.0), _D(708.5)    # k in [-1022, 1024]
@@ -101,16 +128,29 @@ def _g_f64(w):
 
 
 @njit(inline="always", **DEVICE)
+def _h_f64(w):
+    """g(-w) - 1, without the 1 (its rounding would cost tanh's expm1 digits)."""
+    w2 = w * w
+    w4 = w2 * w2
+    q0 = w2 * (_G2_F64 - w * _G3_F64) - w * _G1_F64
+    q1 = (_G4_F64 - w * _G5_F64) + w2 * (_G6_F64 - w * _G7_F64)
+    q2 = (_G8_F64 - w * _G9_F64) + w2 * (_G10_F64 - w * _G11_F64) + w4 * _G12_F64
+    return (q0 + w4 * q1) + (w4 * w4) * q2
+
+
+@njit(inline="always", **DEVICE)
 def _exp_neg_f32(v):
     v = min(v, _EXPNEG_MAX_F32)
     v = max(v, _EXPNEG_MIN_F32)    # numba's min/max follow Python's: a NaN first argument stays
     z = v * _NLOG2E_F32 + _MAGIC_F32             # k = round(-v*log2(e)), in z's low bits
     k = z - _MAGIC_F32
-    w = v + k * _LN2_F32                         # w = -r, with -v = k*ln2 + r
-    # 2*exp(r) = 2 + r*2g(r) at r = -w, Estrin's scheme (a shorter dependency chain than Horner's)
+    w = fma(k, _LN2_LO_F32, fma(k, _LN2_HI_F32, v))   # w = -r, with -v = k*ln2 + r
+    # 2*exp(r) = 2 + r*2g(r) at r = -w = 2 - 2w + w**2 * (2g1 - w*2g2 + ...): everything but the
+    # 2 is summed first (|m| < 0.9: its roundings are small in units of the result), so the
+    # result rounds once at its own magnitude
     w2 = w * w
-    p = (_TWO_F32 - w * _2G0_F32) + w2 * ((_2G1_F32 - w * _2G2_F32) + w2 * (_2G3_F32 - w * _2G4_F32))
-    return p * _pow2(z, 126)                     # 2*exp(r) * 2**(k-1)
+    m = fma(w2, (_2G1_F32 + w2 * (_2G3_F32 + w2 * _2G5_F32)) - w * (_2G2_F32 + w2 * _2G4_F32), -(w + w))
+    return (_TWO_F32 + m) * _pow2(z, 126)        # 2*exp(r) * 2**(k-1)
 
 
 @njit(inline="always", **DEVICE)
@@ -125,23 +165,23 @@ def _exp_neg_f64(v):
 
 
 @njit(inline="always", **DEVICE)
-def _expm1_m2_f32(a):
+def _exp_m2_parts_f32(a):
     z = a * _M2LOG2E_F32 + _MAGIC_F32            # k = round(-2a*log2(e)), in [-58, 0]
     k = z - _MAGIC_F32
-    w = a + a + k * _LN2_F32                     # w = -r, with -2a = k*ln2 + r
+    w = fma(k, _LN2_LO_F32, fma(k, _LN2_HI_F32, a + a))   # w = -r, with -2a = k*ln2 + r
     w2 = w * w
-    g = (_G0_F32 - w * _G1_F32) + w2 * ((_G2_F32 - w * _G3_F32) + w2 * _G4_F32)   # g(r)
+    h = w2 * (_G2_F32 + w2 * _G4_F32) - w * (_G1_F32 + w2 * (_G3_F32 + w2 * _G5_F32))  # g(r) - 1
     s = _pow2(z, 127)                            # 2**k
-    return (s * w) * (-g) + (s - _ONE_F32)       # 2**k * (exp(r) - 1) + (2**k - 1)
+    return s, s * w, h
 
 
 @njit(inline="always", **DEVICE)
-def _expm1_m2_f64(a):
+def _exp_m2_parts_f64(a):
     z = a * _M2LOG2E_F64 + _MAGIC_F64
     k = z - _MAGIC_F64
     w = (a + a + k * _LN2_HI_F64) + k * _LN2_LO_F64
     s = _pow2(z, 1023)
-    return (s * w) * (-_g_f64(w)) + (s - _ONE_F64)
+    return s, s * w, _h_f64(w)
 
 
 @njit(inline="always", **DEVICE)
@@ -152,6 +192,74 @@ def _exp_f32(t):
 @njit(inline="always", **DEVICE)
 def _exp_f64(t):
     return _exp_neg_f64(-t)
+
+
+@njit(inline="always", **DEVICE)
+def div(n, n_lo, d, d_lo):
+    """(n + n_lo) / (d + d_lo) to about half an ulp, where n_lo and d_lo are small corrections
+    (the rounding errors of n and d, say): one division, r = 1/d, and a correction. The quotient
+    q = n*r leaves the residual n - q*d, exact in one fused multiply-add, and to first order the
+    result is q + (n - q*d + n_lo - q*d_lo)/d. Where the correction is not a number (d infinite:
+    0 * inf) the uncorrected q stands; a NaN n or d gives NaN either way."""
+    r = like(d, 1.0) / d
+    q = n * r
+    y = fma((fma(-q, d, n) + n_lo) - q * d_lo, r, q)
+    return y if y == y else q
+
+
+@njit(inline="always", **DEVICE)
+def sum_err(a, b, s):
+    """The rounding error of s = a + b, a + b - s exactly (Knuth's TwoSum: no order of magnitude
+    assumed, no branch)."""
+    bv = s - a
+    return (a - (s - bv)) + (b - bv)
+
+
+@njit(inline="always", **DEVICE)
+def expm1_m2(a):
+    """exp(-2a) - 1 for 0 <= a <= 20 (or NaN) in njit code: branch-free, vectorisable."""
+    s, t, h = exp_m2_parts(a)
+    # 2**k * (exp(r) - 1) + (2**k - 1) = (2**k - 1) - t(1 + h): 2**k - 1 is exact, t(1 + h) is
+    # rounded at its own (smaller) size, and the sum rounds once; near a = 0 (k = 0) only t(1 + h)
+    # rounds, and h's own rounding errors are scaled by |h| < 0.2.
+    return (s - like(a, 1.0)) + fma(-t, h, -t)
+
+
+@njit(inline="always", **DEVICE)
+def _tanh_pos_f64(a):
+    """tanh(a) for 0 <= a <= 20 (or NaN), float64. With e = exp(-2a) = 2**k - t - t*h
+    (`exp_m2_parts`), tanh(a) = (1 - e)/(1 + e). Below a = ln2/2 (e > 1/2) it is -em/(2 + em)
+    with em = e - 1, which keeps its digits as a -> 0; above, (1 - e)/(1 + e) itself, well
+    conditioned there (-em/(2 + em) would double em's error as em -> -1). Either way the quotient
+    is (c - x)/(c' + x) for x = em or e, and the roundings of 2**k - t (or 2**k - 1 - t), c - x
+    and c' + x are kept and put back by `div`."""
+    s, t, h = exp_m2_parts(a)
+    one = like(a, 1.0)
+    zero = like(a, 0.0)
+    small = a < like(a, 0.34657359027997264)     # ln2/2
+    c = s - one if small else s                  # exact: 2**k - 1, or 2**k
+    u = c - t
+    u_lo = sum_err(c, -t, u)
+    x = fma(-t, h, u)                            # em or e; x + u_lo is it to about half an ulp
+    cn = zero if small else one
+    cd = one + one if small else one
+    n = cn - x                                   # |cn| >= |x| or cn = 0: Fast2Sum is exact
+    d = cd + x
+    return div(n, ((cn - n) - x) - u_lo, d, ((cd - d) + x) + u_lo)
+
+
+@njit(inline="always", **DEVICE)
+def _tanh_pos_f32(a):
+    """tanh(a) for 0 <= a <= 20 (or NaN), float32. Below tanh(a) = 1/2: a + a**3 * P(a**2), P
+    minimax (relative error 1.9e-9 on tanh): the leading a is exact, the rest is under a tenth
+    of it. Above: 1 - 2e/(1 + e) with e = exp(-2a) <= 1/3, where 2e/(1 + e) <= 1/2 carries all
+    the rounding and the result keeps the exponent of 1/2; no quotient of a rounded sum near 1."""
+    u = a * a
+    small = fma(a * u, _TH0_F32 + u * (_TH1_F32 + u * (_TH2_F32 + u * (_TH3_F32 + u * _TH4_F32))), a)
+    s, t, h = _exp_m2_parts_f32(a)
+    e = s + fma(-t, h, -t)                       # 2**k - t - t*h, rounded once at e's size
+    large = fma(-(e + e), _ONE_F32 / (_ONE_F32 + e), _ONE_F32)
+    return small if a < _TANH_HALF_F32 else large
 
 
 def exp_neg(v):
@@ -165,9 +273,15 @@ def exp(t):
     raise TypeError("exp is device code: call it from numba.njit functions")
 
 
-def expm1_m2(a):
-    """exp(-2a) - 1 for 0 <= a <= 20 (or NaN) in njit code: branch-free, vectorisable."""
-    raise TypeError("expm1_m2 is device code: call it from numba.njit functions")
+def tanh_pos(a):
+    """tanh(a) for 0 <= a <= 20 (or NaN) in njit code, within about 1.5 ulp: branch-free."""
+    raise TypeError("tanh_pos is device code: call it from numba.njit functions")
+
+
+def exp_m2_parts(a):
+    """(2**k, t, h) with exp(-2a) = 2**k - t - t*h for 0 <= a <= 20, in njit code: the pieces
+    from which tanh keeps its digits. 2**k and t = 2**k * w are exact, |w| <= ln2/2, |h| < 0.2."""
+    raise TypeError("exp_m2_parts is device code: call it from numba.njit functions")
 
 
 def like(v, c):
@@ -188,7 +302,8 @@ def _by_dtype(f32, f64):
 
 overload(exp_neg, inline="always")(_by_dtype(_exp_neg_f32, _exp_neg_f64))
 overload(exp, inline="always")(_by_dtype(_exp_f32, _exp_f64))
-overload(expm1_m2, inline="always")(_by_dtype(_expm1_m2_f32, _expm1_m2_f64))
+overload(tanh_pos, inline="always")(_by_dtype(_tanh_pos_f32, _tanh_pos_f64))
+overload(exp_m2_parts, inline="always")(_by_dtype(_exp_m2_parts_f32, _exp_m2_parts_f64))
 
 
 @overload(like, inline="always")
