@@ -23,6 +23,7 @@ from kernels.numba_cpu import kernels as ops_module
 from kernels.numba_cpu import math as M
 from kernels.numba_cpu import streaming as S
 from kernels.numba_cpu.jit import X86_64
+from kernels.numba_cpu.strategy import StoreStrategy
 from bench.check import check_call, compare
 from bench.inputs import random_array, special_array
 from kernels.reference import ELEMENTWISE_OPS, OPS, pack_mask, reference
@@ -299,6 +300,11 @@ def test_sigmoid_tanh_are_vector_code_without_libm_exp(op, dtype):
 _STREAM_TEST_BYTES = 4096
 
 
+def _fixed_strategy(stores, min_bytes):
+    """A store strategy that streams (or not) every output of at least min_bytes, unmeasured."""
+    return StoreStrategy(env={"ACTBENCH_STORES": stores}, llc_bytes=min_bytes, key="test")
+
+
 def _poisoned_views(like, offset):
     """(view, buffer) pairs: a view like each of `like`'s arrays, `offset` elements into a buffer
     of poison (0x5A bytes) 16 elements longer."""
@@ -343,9 +349,9 @@ def test_streaming_path_is_bit_identical_to_ordinary(op, dtype, monkeypatch):
     for n in (at - 1, at, at + 1, at + 63, 2 * K.BLOCK + 37):
         inputs = _inputs(op, n, dtype, rng)
         before = _bits(inputs)
-        monkeypatch.setattr(K, "STREAM_MIN_BYTES", None)
+        monkeypatch.setattr(K, "STRATEGY", _fixed_strategy("ordinary", 1 << 62))
         ref = _as_tuple(f(*inputs))
-        monkeypatch.setattr(K, "STREAM_MIN_BYTES", _STREAM_TEST_BYTES)
+        monkeypatch.setattr(K, "STRATEGY", _fixed_strategy("stream", _STREAM_TEST_BYTES))
         for offset in range(8):
             pairs = _poisoned_views(ref, offset)
             outs = [v for v, _ in pairs]

@@ -16,13 +16,14 @@ made the inputs C-contiguous; the launcher allocates the output when `out` is No
 kernel on the flat views, serially below `SERIAL_MAX` elements (where waking threads costs more
 than the work), else in parallel blocks of `BLOCK` elements.
 
-Streaming stores. An output of at least `STREAM_MIN_BYTES` (far larger than the last-level cache)
-is written with non-temporal stores (x86-64: vmovntps/vmovntpd): the line goes to memory without
-first being read for ownership, so a relu moves 8 bytes per element instead of 12. Below that size
-the ordinary stores stay, and leave the output in cache for whoever reads it next. The kernel's
-source is the same in both paths, so its values are bit for bit the same. The threshold is read at
-each call, so tests can lower it; `stream_copy` is the same path as a copy, the CPU peak probe of
-bench/roofline.py.
+Streaming stores. An output of at least `STRATEGY.min_bytes` (as large as the last-level cache) is
+written as strategy.py measured best on this machine for its family and dtype: with non-temporal
+stores (x86-64: vmovntps/vmovntpd, the line goes to memory without first being read for
+ownership, so a relu moves 8 bytes per element instead of 12) or ordinary ones, in blocks of the
+measured size. Smaller outputs keep ordinary stores, which leave them in cache for whoever reads
+them next. The kernel's source is the same in both paths, so its values are bit for bit the same.
+`store_strategy()` says what was chosen; `stream_copy` is the streaming path as a copy, the CPU
+peak probe of bench/roofline.py.
 
 Kernels compile on the first call per dtype (never at import) and are cached on disk. float16 is
 not supported (the registry raises TypeError): numba has no float16 arithmetic on the CPU.
@@ -32,10 +33,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..machine import last_level_cache_bytes
 from ..reference import ELEMENTWISE_OPS, OPS, mask_nbytes
 from ..registry import Available, Backend, declare_backend, register
 from .jit import X86_64
+from .strategy import DEFAULT_BLOCK, StoreStrategy
 
 
 def _probe() -> Available | str:
@@ -63,30 +64,32 @@ _backend = declare_backend(Backend(
 
 from .kernels import FAMILIES  # noqa: E402  (the backend first: kernels.py never registers)
 
-BLOCK = 16384          # elements per parallel work item: a multiple of 64 (whole mask bytes)
+BLOCK = DEFAULT_BLOCK  # elements per parallel work item below STRATEGY.min_bytes
 SERIAL_MAX = 1 << 15   # below this many elements a kernel runs on the calling thread only
 
 
-# Outputs of at least this many bytes are written with streaming stores (see "Streaming stores"
-# above); None: never. The size of the last-level cache: an output that large cannot stay in the
-# cache for the next reader anyway, so streaming costs nothing there, and it saves the read for
-# ownership of every line. Smaller outputs keep ordinary stores, which leave them in cache for the
-# next layer. Only on x86-64, where it was measured; elsewhere the same code runs when a test
-# lowers the threshold. Read at every call.
-STREAM_MIN_BYTES: int | None = last_level_cache_bytes() if X86_64 else None
+# The family whose measured store strategy each op follows (strategy.py)
+TUNING = {"relu": "memory", "relu_grad": "memory", "leaky_relu": "memory",
+          "leaky_relu_grad": "memory", "sigmoid_grad": "memory", "tanh_grad": "memory",
+          "sigmoid": "exp", "tanh": "exp", "relu_mask": "mask", "relu_grad_mask": "mask"}
+STRATEGY = StoreStrategy(enabled=X86_64)     # read at every call, so tests can replace it
 
 
-def _streams(out) -> bool:
-    """Whether an output this large is written with streaming stores (STREAM_MIN_BYTES)."""
-    return STREAM_MIN_BYTES is not None and out.nbytes >= STREAM_MIN_BYTES
+def store_strategy() -> dict:
+    """How numba_cpu writes large outputs on this machine, per family and dtype: streaming or
+    ordinary stores and the block size, measured at first use (or read from the disk cache or the
+    environment), with the machine key and the size from which it applies. JSON-ready."""
+    return STRATEGY.report()
 
 
 def _run(op: str, out, *args) -> None:
-    """Run op's family on `args` (its output is `out`): streaming through the parallel driver at
-    any size when `out` is that large, else serially below SERIAL_MAX elements, else in parallel."""
+    """Run op's family on `args` (its output is `out`): an output of at least `STRATEGY.min_bytes`
+    as the measured strategy says, else serially below SERIAL_MAX elements, else in parallel
+    with ordinary stores."""
     family = FAMILIES[op]
-    if _streams(out):
-        family.parallel(True, BLOCK, *args)
+    if out.nbytes >= STRATEGY.min_bytes:
+        choice = STRATEGY.choose(TUNING[op], out.dtype.name)
+        family.parallel(choice.stream, choice.block, *args)
     elif out.size < SERIAL_MAX:
         family.kernel(*args)
     else:

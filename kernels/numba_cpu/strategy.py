@@ -1,0 +1,216 @@
+"""How numba_cpu writes a large output, chosen by measuring on this machine: streaming
+(non-temporal) or ordinary stores, and the parallel block size, per kernel family and dtype.
+
+Whether streaming pays is a property of the machine and of the kernel, not of one number: it
+saves the read-for-ownership of every output line, which is most of a copy-like kernel's extra
+traffic, but a kernel with an exp per element may lose more to the stores' ordering than it saves.
+So at first use (the first output of at least `min_bytes`), a short probe runs the family's
+representative kernel on an output of `PROBE_BYTES` (far beyond any cache a few cores get) with
+each store strategy and block size, interleaved, and keeps the fastest; streaming must win by
+`MARGIN` in two independent halves of the rounds (where they disagree, the probe says so and the
+prior, streaming, holds until a later process measures again). The choice is saved in
+~/.cache/actbench/ (or $ACTBENCH_CACHE_DIR), keyed by CPU model, core and thread count and numba
+version, so later processes skip the probe. $ACTBENCH_STORES (stream, ordinary or measure) and
+$ACTBENCH_BLOCK override it. Outputs below `min_bytes`, the smaller of the last-level cache sysfs
+reports and the probe's size, keep ordinary stores and the default block: they can stay in cache
+for the next reader.
+
+`StoreStrategy.report()` (kernels.numba_cpu.store_strategy()) says what was chosen and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+FAMILIES = ("memory", "exp", "mask")          # copy-like ops, ops with an exp, packed-mask ops
+DTYPES = ("float32", "float64")
+DEFAULT_BLOCK = 16384                          # elements; a multiple of 64 (whole mask bytes)
+BLOCKS = (DEFAULT_BLOCK, 65536)                # candidates the probe tries
+PROBE_BYTES = 64 * 2**20                       # output size of a probe
+MARGIN = 1.03                                  # streaming (or another block) must be 3 % faster
+PRIOR_STREAM = True                            # where the probe cannot tell: stream (x86-64 only)
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How a family writes outputs of at least `min_bytes` in one dtype."""
+
+    stream: bool
+    block: int
+    source: str                                 # measured, cached, environment or default
+    speedup: float | None = None                # ordinary time / chosen time in the probe
+
+
+# A probe: (family, dtype, nbytes, variants) -> the seconds of each round per variant, variants
+# being (stream, block) pairs. The real one is `measure` below; tests pass fakes.
+Probe = Callable[[str, str, int, list[tuple[bool, int]]], dict[tuple[bool, int], list[float]]]
+
+
+def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    if env.get("ACTBENCH_CACHE_DIR"):
+        return Path(env["ACTBENCH_CACHE_DIR"])
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "actbench"
+
+
+def machine_key(threads: int | None = None) -> str:
+    """CPU model, logical cores, numba threads and numba version: what the choice depends on."""
+    import numba
+
+    from ..machine import cpu_count, cpu_model
+    threads = numba.config.NUMBA_NUM_THREADS if threads is None else threads
+    return f"{cpu_model()} | {cpu_count()} cores | {threads} threads | numba {numba.__version__}"
+
+
+def decide(times: Mapping[tuple[bool, int], Sequence[float]], margin: float = MARGIN) -> Choice:
+    """The choice a probe's timings make: the fastest block with ordinary stores, unless a
+    streaming variant beats it by `margin`; a block other than the default only where it beats the
+    default by `margin` too. "Beats" must hold in the fastest of the even rounds and of the odd
+    rounds alike, so that one quiet moment on a busy machine does not decide alone. Where the two
+    halves disagree about streaming, the probe was inconclusive (source "inconclusive"): the prior
+    holds, streaming stores from `min_bytes` up, and nothing is cached."""
+    def halves(v):
+        t = list(times[v])
+        return min(t[0::2]), min(t[1::2] or t)
+
+    def beats(a, b):
+        return all(x * margin < y for x, y in zip(halves(a), halves(b)))
+
+    def best(stream: bool) -> tuple[bool, int]:
+        default = (stream, DEFAULT_BLOCK)
+        better = [v for v in times if v[0] == stream and v != default and beats(v, default)]
+        return min(better, key=lambda v: min(times[v])) if better else default
+
+    ordinary, streaming = best(False), best(True)
+    speedup = min(times[ordinary]) / min(times[streaming])
+    if beats(streaming, ordinary):
+        return Choice(True, streaming[1], "measured", speedup)
+    wins = [x * margin < y for x, y in zip(halves(streaming), halves(ordinary))]
+    if any(wins):                                  # one half says stream, the other does not
+        return Choice(PRIOR_STREAM, DEFAULT_BLOCK, "inconclusive", speedup)
+    return Choice(False, ordinary[1], "measured", speedup)
+
+
+class StoreStrategy:
+    """The store strategy of every family and dtype on this machine: measured once, cached on disk."""
+
+    def __init__(self, probe: Probe | None = None, *, llc_bytes: int | None = None,
+                 env: Mapping[str, str] | None = None, key: str | None = None,
+                 enabled: bool = True):
+        from ..machine import last_level_cache_bytes
+        self._probe = probe or measure
+        self._env = os.environ if env is None else env
+        self._key = key
+        self.enabled = enabled                     # False where streaming stores are not x86's
+        llc = last_level_cache_bytes() if llc_bytes is None else llc_bytes
+        self.min_bytes = min(llc, PROBE_BYTES)
+        self._choices: dict[tuple[str, str], Choice] = {}
+
+    @property
+    def key(self) -> str:
+        if self._key is None:
+            self._key = machine_key()
+        return self._key
+
+    @property
+    def path(self) -> Path:
+        return cache_dir(self._env) / "numba_cpu-stores.json"
+
+    def choose(self, family: str, dtype: str) -> Choice:
+        """The choice for outputs of at least `min_bytes`: from the environment, this object,
+        the disk cache, or a probe now (then saved)."""
+        got = self._choices.get((family, dtype))
+        if got is None:
+            got = self._override() or self._cached(family, dtype) or self._measure(family, dtype)
+            self._choices[(family, dtype)] = got
+        return got
+
+    def report(self) -> dict:
+        """Every family's choice per dtype (probing what was not chosen yet), JSON-ready."""
+        return {"key": self.key, "min_bytes": self.min_bytes, "probe_bytes": PROBE_BYTES,
+                "choices": {f"{f}/{d}": asdict(self.choose(f, d)) for f in FAMILIES for d in DTYPES}}
+
+    def _override(self) -> Choice | None:
+        stores = self._env.get("ACTBENCH_STORES", "measure").strip().lower()
+        block = self._env.get("ACTBENCH_BLOCK", "").strip()
+        if stores not in ("stream", "ordinary", "measure"):
+            raise ValueError(f"ACTBENCH_STORES must be stream, ordinary or measure, not {stores!r}")
+        if block and (not block.isdigit() or int(block) <= 0 or int(block) % 64):
+            raise ValueError(f"ACTBENCH_BLOCK must be a positive multiple of 64, not {block!r}")
+        if not self.enabled:
+            return Choice(False, int(block or DEFAULT_BLOCK), "default (no streaming stores here)")
+        if stores == "measure":
+            return None
+        return Choice(stores == "stream", int(block or DEFAULT_BLOCK), "environment")
+
+    def _load(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) and data.get("schema") == SCHEMA else {}
+
+    def _cached(self, family: str, dtype: str) -> Choice | None:
+        entry = self._load().get("machines", {}).get(self.key, {}).get(f"{family}/{dtype}")
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return Choice(bool(entry["stream"]), int(entry["block"]), "cached", entry.get("speedup"))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _measure(self, family: str, dtype: str) -> Choice:
+        variants = [(s, b) for s in (False, True) for b in BLOCKS]
+        choice = decide(self._probe(family, dtype, PROBE_BYTES, variants))
+        if choice.source == "measured":            # an inconclusive probe is tried again next time
+            self._save(family, dtype, choice)
+        return choice
+
+    def _save(self, family: str, dtype: str, choice: Choice) -> None:
+        """Add the choice to the cache file (atomically: a reader never sees half a file)."""
+        data = self._load() or {"schema": SCHEMA, "machines": {}}
+        data["machines"].setdefault(self.key, {})[f"{family}/{dtype}"] = {
+            "stream": choice.stream, "block": choice.block, "speedup": choice.speedup}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+        except OSError:
+            pass                                   # a read-only home: measure again next time
+
+
+def measure(family: str, dtype: str, nbytes: int, variants: list[tuple[bool, int]],
+            budget: float = 0.5, rounds: tuple[int, int] = (6, 40)) -> dict[tuple[bool, int], list[float]]:
+    """Seconds of each round of the family's representative kernel (relu, sigmoid, relu_mask) on
+    an output of `nbytes`, per (stream, block) variant, the variants interleaved in every round so
+    that a change of load hits them alike: at least rounds[0] rounds, more while under `budget`
+    seconds, at most rounds[1]."""
+    import numpy as np
+
+    from .kernels import FAMILIES as COMPILED
+    n = nbytes // np.dtype(dtype).itemsize
+    x = np.random.default_rng(0).standard_normal(n).astype(dtype)
+    y = np.empty_like(x)
+    if family == "mask":
+        run, args = COMPILED["relu_mask"].parallel, (x, np.empty((n + 7) // 8, np.uint8), 0.0, y)
+    else:
+        run, args = COMPILED["sigmoid" if family == "exp" else "relu"].parallel, (x, None, 0.0, y)
+    times: dict[tuple[bool, int], list[float]] = {v: [] for v in variants}
+    for v in variants:                             # compiles once, and touches every page
+        run(*v, *args)
+    start = time.perf_counter()
+    for r in range(rounds[1]):
+        if r >= rounds[0] and time.perf_counter() - start > budget:
+            break
+        for v in variants:
+            t0 = time.perf_counter()
+            run(*v, *args)
+            times[v].append(time.perf_counter() - t0)
+    return times

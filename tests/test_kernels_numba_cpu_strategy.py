@@ -1,0 +1,169 @@
+"""kernels/numba_cpu/strategy.py: the measured store strategy. Fake probes drive every branch (a
+machine where streaming wins, one where it loses, a tie, a better block), the disk cache is
+written and read back under its machine key, the environment overrides, and the launchers follow
+the choice of their op's family. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import kernels
+import kernels.numba_cpu as K
+from kernels.numba_cpu import strategy as S
+from kernels.reference import ELEMENTWISE_OPS
+
+BIG = 65536
+
+
+def _times(ordinary, streaming, big_block=None):
+    """Probe timings, two rounds alike: the default block at these times, the big block at the
+    same unless given."""
+    big = big_block or (ordinary, streaming)
+    return {(False, S.DEFAULT_BLOCK): [ordinary] * 2, (True, S.DEFAULT_BLOCK): [streaming] * 2,
+            (False, BIG): [big[0]] * 2, (True, BIG): [big[1]] * 2}
+
+
+class FakeProbe:
+    """Canned timings per family (AMD-like: streaming wins for copy-like kernels and masks, loses
+    for exp kernels); records what it was asked."""
+
+    def __init__(self, table=None):
+        self.table = table or {"memory": _times(1.0, 0.7), "exp": _times(1.0, 1.4), "mask": _times(1.0, 0.9)}
+        self.calls = []
+
+    def __call__(self, family, dtype, nbytes, variants):
+        self.calls.append((family, dtype))
+        assert nbytes == S.PROBE_BYTES and set(variants) <= set(self.table[family])
+        return self.table[family]
+
+
+def _strategy(tmp_path, probe, key="cpu A | 2 cores", **env):
+    return S.StoreStrategy(probe, llc_bytes=32 * 2**20, key=key,
+                           env={"ACTBENCH_CACHE_DIR": str(tmp_path), **env})
+
+
+def test_decide_streams_only_when_it_wins_by_the_margin():
+    assert S.decide(_times(1.0, 0.7)) == S.Choice(True, S.DEFAULT_BLOCK, "measured", pytest.approx(1 / 0.7))
+    assert S.decide(_times(1.0, 1.4)) == S.Choice(False, S.DEFAULT_BLOCK, "measured", pytest.approx(1 / 1.4))
+    assert not S.decide(_times(1.0, 0.99)).stream                 # within the noise margin
+    assert not S.decide(_times(1.0, 1.0)).stream
+
+
+def test_an_inconclusive_probe_keeps_the_prior_and_is_not_cached(tmp_path):
+    """A busy machine: streaming looked 30 % faster in one half of the rounds, not in the other."""
+    times = _times(1.0, 1.0)
+    times[(True, S.DEFAULT_BLOCK)] = [0.7, 1.05, 1.1, 1.02]
+    times[(False, S.DEFAULT_BLOCK)] = [1.0, 1.0, 1.0, 1.0]
+    choice = S.decide(times)
+    assert choice.source == "inconclusive" and choice.stream == S.PRIOR_STREAM
+    probe = FakeProbe({"memory": times})
+    st = _strategy(tmp_path, probe)
+    assert st.choose("memory", "float32").source == "inconclusive"
+    assert not (tmp_path / "numba_cpu-stores.json").exists()
+    _strategy(tmp_path, probe).choose("memory", "float32")
+    assert len(probe.calls) == 2                                   # measured again next time
+
+
+def test_decide_takes_a_larger_block_only_when_it_wins_too():
+    assert S.decide(_times(1.0, 0.8, big_block=(1.0, 0.6))) == S.Choice(True, BIG, "measured", pytest.approx(1 / 0.6))
+    assert S.decide(_times(1.0, 1.5, big_block=(0.8, 1.5))).block == BIG
+    assert S.decide(_times(1.0, 1.5, big_block=(0.99, 1.5))).block == S.DEFAULT_BLOCK
+
+
+def test_measured_once_then_cached_on_disk_per_machine(tmp_path):
+    probe = FakeProbe()
+    st = _strategy(tmp_path, probe)
+    assert st.choose("memory", "float32").stream and st.choose("memory", "float32").source == "measured"
+    assert not st.choose("exp", "float32").stream
+    st.choose("memory", "float32")
+    assert probe.calls == [("memory", "float32"), ("exp", "float32")]      # once per family and dtype
+
+    saved = json.loads((tmp_path / "numba_cpu-stores.json").read_text())
+    assert saved["machines"]["cpu A | 2 cores"]["memory/float32"]["stream"] is True
+
+    again = FakeProbe()
+    st2 = _strategy(tmp_path, again)                               # a later process, same machine
+    assert st2.choose("memory", "float32") == S.Choice(True, S.DEFAULT_BLOCK, "cached", pytest.approx(1 / 0.7))
+    assert again.calls == []
+    other = FakeProbe({"memory": _times(1.0, 1.2), "exp": _times(1.0, 1.2), "mask": _times(1.0, 1.2)})
+    st3 = _strategy(tmp_path, other, key="cpu B | 2 cores")        # another CPU: its own probe
+    assert not st3.choose("memory", "float32").stream and other.calls == [("memory", "float32")]
+    saved = json.loads((tmp_path / "numba_cpu-stores.json").read_text())
+    assert set(saved["machines"]) == {"cpu A | 2 cores", "cpu B | 2 cores"}
+
+
+def test_a_corrupt_cache_is_measured_again(tmp_path):
+    (tmp_path / "numba_cpu-stores.json").write_text("{not json")
+    probe = FakeProbe()
+    assert _strategy(tmp_path, probe).choose("mask", "float64").stream
+    assert probe.calls == [("mask", "float64")]
+
+
+def test_environment_overrides_without_measuring(tmp_path):
+    probe = FakeProbe()
+    st = _strategy(tmp_path, probe, ACTBENCH_STORES="ordinary", ACTBENCH_BLOCK="4096")
+    assert st.choose("memory", "float32") == S.Choice(False, 4096, "environment")
+    assert _strategy(tmp_path, probe, ACTBENCH_STORES="stream").choose("exp", "float64").stream
+    assert probe.calls == []
+    with pytest.raises(ValueError, match="ACTBENCH_STORES"):
+        _strategy(tmp_path, probe, ACTBENCH_STORES="sometimes").choose("exp", "float64")
+    with pytest.raises(ValueError, match="ACTBENCH_BLOCK"):
+        _strategy(tmp_path, probe, ACTBENCH_BLOCK="1000").choose("exp", "float64")
+
+
+def test_no_streaming_where_the_stores_are_not_x86(tmp_path):
+    probe = FakeProbe()
+    st = S.StoreStrategy(probe, llc_bytes=2**20, key="arm", enabled=False,
+                         env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
+    assert not st.choose("memory", "float32").stream and probe.calls == []
+
+
+def test_min_bytes_is_not_a_sysfs_figure_alone(tmp_path):
+    """A VM that reports its host's 480 MiB L3 still gets the measured choice from 64 MiB up."""
+    assert S.StoreStrategy(FakeProbe(), llc_bytes=480 * 2**20, key="k").min_bytes == S.PROBE_BYTES
+    assert S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="k").min_bytes == 32 * 2**20
+
+
+def test_report_is_json_and_covers_every_family_and_dtype(tmp_path):
+    report = _strategy(tmp_path, FakeProbe()).report()
+    json.dumps(report)
+    assert set(report["choices"]) == {f"{f}/{d}" for f in S.FAMILIES for d in S.DTYPES}
+    assert report["choices"]["memory/float64"]["stream"] is True
+    assert report["choices"]["exp/float32"]["stream"] is False
+
+
+def test_every_op_follows_a_family():
+    assert set(K.TUNING) == set(ELEMENTWISE_OPS) and set(K.TUNING.values()) <= set(S.FAMILIES)
+
+
+def test_launchers_follow_their_familys_choice(tmp_path, monkeypatch):
+    """With the fake AMD-like choices and a 4 KiB threshold: relu streams, sigmoid does not, and
+    an output below the threshold never asks the strategy."""
+    probe = FakeProbe()
+    st = S.StoreStrategy(probe, llc_bytes=4096, key="fake", env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
+    monkeypatch.setattr(K, "STRATEGY", st)
+    seen = []
+    for op in ("relu", "sigmoid"):
+        fam = K.FAMILIES[op]
+
+        def spy(stream, block, *args, _fam=fam, _op=op):
+            seen.append((_op, stream, block))
+            return _fam.parallel(stream, block, *args)
+        monkeypatch.setitem(K.FAMILIES, op, K.streaming.Family(fam.kernel, spy))
+    x = np.linspace(-3, 3, 4096, dtype=np.float32)
+    np.testing.assert_array_equal(kernels.get("relu", "numba_cpu")(x), np.maximum(x, 0))
+    kernels.get("sigmoid", "numba_cpu")(x)
+    kernels.get("relu", "numba_cpu")(x[:100])                      # 400 B: serial, not asked
+    assert seen == [("relu", True, S.DEFAULT_BLOCK), ("sigmoid", False, S.DEFAULT_BLOCK)]
+    assert probe.calls == [("memory", "float32"), ("exp", "float32")]
+
+
+def test_the_real_probe_times_every_variant():
+    variants = [(False, S.DEFAULT_BLOCK), (True, S.DEFAULT_BLOCK), (True, BIG)]
+    for family in S.FAMILIES:
+        times = S.measure(family, "float32", 2**20, variants, budget=0.0, rounds=(2, 3))
+        assert set(times) == set(variants)
+        assert all(len(t) == 2 and all(0 < s < 10 for s in t) for t in times.values())
