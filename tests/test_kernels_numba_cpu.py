@@ -293,7 +293,7 @@ def test_sigmoid_tanh_are_vector_code_without_libm_exp(op, dtype):
 # --- streaming (non-temporal) stores ------------------------------------------------------------
 #
 # The threshold is lowered so that small arrays take the streaming path; the ordinary path (no
-# threshold) on the same inputs is the reference, bit for bit. Outputs are views offset by 0..7
+# threshold) on the same inputs is the reference, bit for bit. Outputs are views offset by 0..15
 # elements into a poisoned buffer, so every head length occurs, and the poison around them must
 # survive.
 
@@ -352,7 +352,7 @@ def test_streaming_path_is_bit_identical_to_ordinary(op, dtype, monkeypatch):
         monkeypatch.setattr(K, "STRATEGY", _fixed_strategy("ordinary", 1 << 62))
         ref = _as_tuple(f(*inputs))
         monkeypatch.setattr(K, "STRATEGY", _fixed_strategy("stream", _STREAM_TEST_BYTES))
-        for offset in range(8):
+        for offset in range(16):
             pairs = _poisoned_views(ref, offset)
             outs = [v for v, _ in pairs]
             flags.clear()
@@ -377,14 +377,14 @@ def test_stream_split_aligns_the_body(dtype):
 
     item = np.dtype(dtype).itemsize
     buf = np.zeros(4096 + 64, dtype)
-    for offset in range(8):
+    for offset in range(16):
         y = buf[offset:offset + 4096]
         for lo, hi in [(0, 4096), (8, 4096), (64, 200), (0, 70), (5, 9), (100, 100)]:
             h0, h1, b0, b1, t0, t1 = split(y, lo, hi)
             assert (h0, h1, b1, t1) == (lo, b0, t0, hi) and lo <= b0 <= b1 <= hi
             if b1 > b0:
-                assert (y.ctypes.data + b0 * item) % 32 == 0 and (b1 - b0) % 64 == 0
-                assert b0 - lo < 32 // item                       # the head is under one vector
+                assert (y.ctypes.data + b0 * item) % S._STREAM_ALIGN == 0 and (b1 - b0) % 64 == 0
+                assert b0 - lo < S._STREAM_ALIGN // item          # the head is under one line
             assert hi - t0 < 64
     raw = np.zeros(4096 * item + 1, np.uint8)
     unaligned = raw[1:].view(dtype)
@@ -397,7 +397,7 @@ def test_stream_copy_copies_exactly(dtype):
     rng = np.random.default_rng(4)
     for n in (0, 1, 63, 64, 65, 1000, K.BLOCK + 3):
         src = random_array((n,), dtype, rng)
-        for offset in range(8):
+        for offset in range(16):
             [(dst, buf)] = _poisoned_views((src,), offset)
             K.stream_copy(src, dst)
             np.testing.assert_array_equal(dst.view(np.uint8), src.view(np.uint8))
@@ -414,8 +414,8 @@ def _streamed_and_ordinary_asm(op, dtype):
     jit = njit(**_TEST_JIT)
     n = 512
     x = np.linspace(-3, 3, n).astype(dtype)
-    y = np.empty(n + 8, dtype)
-    y = y[(-y.ctypes.data // y.itemsize) % (32 // y.itemsize):][:n]        # 32-byte aligned
+    y = np.empty(n + 16, dtype)
+    y = y[(-y.ctypes.data // y.itemsize) % (64 // y.itemsize):][:n]        # 64-byte aligned
     if op in ("relu_mask", "relu_grad_mask"):
         streamed = jit(getattr(ops_module, f"_{op}_streamed_kernel"))
         ordinary = jit(getattr(ops_module, f"_{op}_kernel"))
@@ -430,7 +430,7 @@ def _streamed_and_ordinary_asm(op, dtype):
     return _asm(streamed), _asm(ordinary)
 
 
-_NT_VECTOR_STORE = re.compile(r"\bvmovnt(ps|pd|dq)\s+%[xy]mm\d+, ")
+_NT_VECTOR_STORE = re.compile(r"\bvmovnt(ps|pd|dq)\s+%[xyz]mm\d+, ")
 
 
 @pytest.mark.skipif(not X86_64, reason="the instructions checked are x86-64's")

@@ -91,7 +91,7 @@ def _load8(context, builder, arrty, arr, index):
 
 def _store8(context, builder, arrty, arr, index, value):
     """arr[index:index+8] = value, through `store`: non-temporal into a streamed array, where the
-    caller keeps arr[index] on a 32-byte boundary."""
+    caller keeps arr[index] on a _STREAM_ALIGN boundary."""
     store(builder, value, _vector_ptr(context, builder, arrty, arr, index, value.type), arrty)
 
 
@@ -103,7 +103,7 @@ def _is_float_array(a) -> bool:
 def _relu_pack8(typingctx, x, y, i):
     """y[i:i+8] = relu(x[i:i+8]); returns the byte of bits (x[i+k] > 0). One 8-lane load, compare,
     max, store and a movemask: no branch, no bounds check (the caller keeps i + 8 <= size; and
-    y[i] on a 32-byte boundary if y is streamed)."""
+    y[i] on a _STREAM_ALIGN boundary if y is streamed)."""
     if not (_is_float_array(x) and _is_float_array(y) and x.dtype == y.dtype
             and isinstance(i, types.Integer)):
         return None
@@ -122,7 +122,7 @@ def _relu_pack8(typingctx, x, y, i):
 @intrinsic
 def _unpack_select8(typingctx, dy, bits, dx, i):
     """dx[i+k] = dy[i+k] where bit k of `bits` is set, else 0, for k < 8: one 8-lane load, select
-    and store (the caller keeps i + 8 <= size, and dx[i] on a 32-byte boundary if dx is
+    and store (the caller keeps i + 8 <= size, and dx[i] on a _STREAM_ALIGN boundary if dx is
     streamed)."""
     if not (_is_float_array(dy) and _is_float_array(dx) and dy.dtype == dx.dtype
             and bits == types.uint8 and isinstance(i, types.Integer)):
@@ -161,7 +161,7 @@ def _relu_mask_kernel(x, mask, y):
 @register_jitable
 def _relu_mask_streamed_kernel(x, mask, y):
     """_relu_mask_kernel with y split by `stream_split`: element by element in the head and
-    tail, and in the body 8 elements per streaming 8-lane store on y's 32-byte boundaries. Those
+    tail, and in the body 8 elements per streaming 8-lane store on y's _STREAM_ALIGN boundaries. Those
     groups start `shift` elements into a mask byte: each group's 8 bits complete the current byte
     and begin the next. x, y: a block whose start is a multiple of 8 elements; mask: its bytes."""
     head, body, tail = stream_split(y, slice(0, x.size))
@@ -210,7 +210,7 @@ def _relu_grad_mask_kernel(dy, mask, dx):
 @register_jitable
 def _relu_grad_mask_streamed_kernel(dy, mask, dx):
     """_relu_grad_mask_kernel with dx split by `stream_split`: element by element in the head
-    and tail, and in the body 8 elements per streaming 8-lane store on dx's 32-byte boundaries.
+    and tail, and in the body 8 elements per streaming 8-lane store on dx's _STREAM_ALIGN boundaries.
     Those need not be whole mask bytes: each group takes its 8 bits from two bytes at once.
     dy, dx: a block whose start is a multiple of 8 elements; mask: its bytes."""
     head, body, tail = stream_split(dx, slice(0, dx.size))

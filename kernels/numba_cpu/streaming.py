@@ -14,6 +14,7 @@ from __future__ import annotations
 import operator
 from typing import NamedTuple
 
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core.datamodel.models import ArrayModel
@@ -35,25 +36,38 @@ from .jit import DEVICE, PARALLEL, X86_64
 # Alignment. x86 has non-temporal stores only for aligned vectors, and LLVM's loop vectorizer
 # widens a !nontemporal element store only if the widened store is legal at the element store's
 # alignment (LoopVectorizationLegality asks TTI::isLegalNTStore). So an element store into a
-# streamed array says `align 32`. That is true of every store the compiled loop makes: the
-# streamed part of a block starts on a 32-byte boundary and holds a whole number of
+# streamed array says `align _STREAM_ALIGN` (a vector store: at most its own size). That is true
+# of every store the compiled loop makes: the streamed part of a block starts on such a boundary
+# and holds a whole number of
 # `_STREAM_GROUP` elements, a multiple of the vector width times the interleave count LLVM picks
 # on AVX2 and AVX-512 (at most 16 lanes x 4), so the vector loop covers it exactly and no scalar
 # remainder iteration runs. It would not be true of a lone element store, which only the
 # vectorizer's fallback for overlapping arrays could make (the registry rejects an `out=` that
 # overlaps an input), and x86's scalar stores have no alignment requirement. `streamed(y)`
-# requires y's first element on a 32-byte boundary: `stream_split` gives exactly such blocks.
+# requires y's first element on that boundary: `stream_split` gives exactly such blocks.
 #
 # Ordering. Non-temporal stores are weakly ordered: every block that streamed ends with
 # `store_fence` (x86-64: sfence; elsewhere an LLVM seq_cst fence) before its thread reports the
 # block done, so the caller sees the whole output.
 
-_STREAM_ALIGN = 32     # bytes: one AVX vector; the streamed part of a block starts on this boundary
+
+
+def _has_avx512() -> bool:
+    try:
+        return bool(llvm.get_host_cpu_features().get("avx512f"))
+    except RuntimeError:                  # llvmlite cannot tell on this host
+        return False
+
+
+# bytes: the streamed part of a block starts on this boundary. A whole cache line where the CPU
+# has 64-byte vectors (AVX-512): each non-temporal store then writes a full line, which the write-
+# combining buffers send as one (two 32-byte halves of a line cost more; copy and relu here: ~5 %).
+_STREAM_ALIGN = 64 if X86_64 and _has_avx512() else 32
 _STREAM_GROUP = 64     # elements: the streamed part of a block is a whole number of these
 
 
 class StreamedArray(types.Array):
-    """A 1-D C-contiguous output block, starting on a 32-byte boundary, whose stores are
+    """A 1-D C-contiguous output block, starting on a `_STREAM_ALIGN` boundary, whose stores are
     non-temporal. Made by `streamed` only."""
 
     def __init__(self, dtype, ndim=1, layout="C", readonly=False, aligned=True):
@@ -68,7 +82,9 @@ def store(builder, value, ptr, arrty) -> None:
     """Store `value` (an element or a vector) at `ptr` in an array of numba type `arrty`: a
     non-temporal store into a `StreamedArray` (alignment: see above), else an ordinary one."""
     if isinstance(arrty, StreamedArray):
-        st = builder.store(value, ptr, align=_STREAM_ALIGN)
+        vector = isinstance(value.type, ir.VectorType)
+        size = value.type.count * arrty.dtype.bitwidth // 8 if vector else _STREAM_ALIGN
+        st = builder.store(value, ptr, align=min(_STREAM_ALIGN, size))
         st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
     else:
         builder.store(value, ptr, align=align(arrty))
@@ -81,7 +97,7 @@ def align(arrty) -> int:
 
 @intrinsic
 def streamed(typingctx, a):
-    """`a`, a 1-D C-contiguous float array whose first element is on a 32-byte boundary, typed so
+    """`a`, a 1-D C-contiguous float array whose first element is on a `_STREAM_ALIGN` boundary, typed so
     that its stores are non-temporal: the same memory, no copy."""
     if not (isinstance(a, types.Array) and not isinstance(a, StreamedArray) and a.ndim == 1
             and a.layout == "C" and a.dtype in (types.float32, types.float64)):
@@ -147,7 +163,7 @@ def _block(b, n, block):
 @njit(inline="always", **DEVICE)
 def stream_split(y, s):
     """Block s of the output y as slices (head, body, tail): the body, written with streaming
-    stores, starts at the first 32-byte boundary in s and holds a whole number of _STREAM_GROUP
+    stores, starts at the first _STREAM_ALIGN boundary in s and holds a whole number of _STREAM_GROUP
     elements; head and tail, the rest, are written as usual. An output whose address is not a
     multiple of its element size (a misaligned view of a buffer) gets no body."""
     item = y.itemsize
