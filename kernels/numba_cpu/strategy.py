@@ -7,8 +7,9 @@ traffic, but a kernel with an exp per element may lose more to the stores' order
 So at first use (the first output of at least `min_bytes`), a short probe runs the family's
 representative kernel on an output of `PROBE_BYTES` (far beyond any cache a few cores get) with
 each store strategy and block size, interleaved, and keeps the fastest; streaming must win by
-`MARGIN` in two independent halves of the rounds (where they disagree, the probe says so and the
-prior, streaming, holds until a later process measures again). The choice is saved in
+`MARGIN` in two independent halves of the rounds (where they disagree, or the machine was too
+busy to tell, the probe says so and the prior, streaming, holds until a process a day later
+measures again). The choice is saved in
 ~/.cache/actbench/ (or $ACTBENCH_CACHE_DIR), keyed by CPU model, core and thread count and numba
 version, so later processes skip the probe. $ACTBENCH_STORES (stream, ordinary or measure) and
 $ACTBENCH_BLOCK override it. Outputs below `min_bytes`, the smaller of the last-level cache sysfs
@@ -34,6 +35,8 @@ BLOCKS = (DEFAULT_BLOCK, 65536)                # candidates the probe tries
 PROBE_BYTES = 64 * 2**20                       # output size of a probe
 MARGIN = 1.03                                  # streaming (or another block) must be 3 % faster
 PRIOR_STREAM = True                            # where the probe cannot tell: stream (x86-64 only)
+NOISE = 1.25                                   # a variant's two halves further apart: too busy to tell
+RETRY_S = 24 * 3600                            # an inconclusive probe is tried again after this
 SCHEMA = 1
 
 
@@ -43,7 +46,7 @@ class Choice:
 
     stream: bool
     block: int
-    source: str                                 # measured, cached, environment or default
+    source: str                      # measured, inconclusive, cached (...), environment or default
     speedup: float | None = None                # ordinary time / chosen time in the probe
 
 
@@ -73,8 +76,9 @@ def decide(times: Mapping[tuple[bool, int], Sequence[float]], margin: float = MA
     streaming variant beats it by `margin`; a block other than the default only where it beats the
     default by `margin` too. "Beats" must hold in the fastest of the even rounds and of the odd
     rounds alike, so that one quiet moment on a busy machine does not decide alone. Where the two
-    halves disagree about streaming, the probe was inconclusive (source "inconclusive"): the prior
-    holds, streaming stores from `min_bytes` up, and nothing is cached."""
+    halves disagree about streaming, or about any variant's time by more than `NOISE`, the probe
+    was inconclusive (source "inconclusive"): the prior holds, streaming stores from `min_bytes`
+    up, and a later process measures again once `RETRY_S` have passed."""
     def halves(v):
         t = list(times[v])
         return min(t[0::2]), min(t[1::2] or t)
@@ -89,6 +93,8 @@ def decide(times: Mapping[tuple[bool, int], Sequence[float]], margin: float = MA
 
     ordinary, streaming = best(False), best(True)
     speedup = min(times[ordinary]) / min(times[streaming])
+    if any(max(halves(v)) > NOISE * min(halves(v)) for v in times):   # a busy machine
+        return Choice(PRIOR_STREAM, DEFAULT_BLOCK, "inconclusive", speedup)
     if beats(streaming, ordinary):
         return Choice(True, streaming[1], "measured", speedup)
     wins = [x * margin < y for x, y in zip(halves(streaming), halves(ordinary))]
@@ -160,23 +166,26 @@ class StoreStrategy:
         entry = self._load().get("machines", {}).get(self.key, {}).get(f"{family}/{dtype}")
         if not isinstance(entry, dict):
             return None
+        if entry.get("inconclusive") and not time.time() - float(entry.get("time", 0)) < RETRY_S:
+            return None                            # a busy machine then: measure again now
+        source = "cached (inconclusive)" if entry.get("inconclusive") else "cached"
         try:
-            return Choice(bool(entry["stream"]), int(entry["block"]), "cached", entry.get("speedup"))
+            return Choice(bool(entry["stream"]), int(entry["block"]), source, entry.get("speedup"))
         except (KeyError, TypeError, ValueError):
             return None
 
     def _measure(self, family: str, dtype: str) -> Choice:
         variants = [(s, b) for s in (False, True) for b in BLOCKS]
         choice = decide(self._probe(family, dtype, PROBE_BYTES, variants))
-        if choice.source == "measured":            # an inconclusive probe is tried again next time
-            self._save(family, dtype, choice)
+        self._save(family, dtype, choice)
         return choice
 
     def _save(self, family: str, dtype: str, choice: Choice) -> None:
         """Add the choice to the cache file (atomically: a reader never sees half a file)."""
         data = self._load() or {"schema": SCHEMA, "machines": {}}
         data["machines"].setdefault(self.key, {})[f"{family}/{dtype}"] = {
-            "stream": choice.stream, "block": choice.block, "speedup": choice.speedup}
+            "stream": choice.stream, "block": choice.block, "speedup": choice.speedup,
+            "inconclusive": choice.source == "inconclusive", "time": time.time()}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
