@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=float, help="sampling time budget per case in seconds (default: the "
                    "profile's; at least 10 samples are always taken)")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=False,
+                   help="sample the backends of each (op, dtype, size) round-robin, with a copy probe beside "
+                   "the CPU cases beyond the cache, so ratios and %% of peak come from samples taken side by side")
 
     rep = sub.add_parser("report", help="render saved results again; several files side by side",
                          description="Print the tables of saved results; with several files, the same cases "
@@ -133,7 +136,7 @@ def _run(args, console, argv) -> int:
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
-                               on_case=save_partial)
+                               on_case=save_partial, interleave=args.interleave)
     paths = _write_outputs(run, out, plots=not args.no_plots)
     tables.print_run(run, console)
     for p in paths:

@@ -104,6 +104,7 @@ class CaseResult:
     pct_of_ideal: float | None = None          # that speed-up as % of 1 / (1 - sparsity)
     conversion_s: float | None = None          # scipy_csr: converting a to CSR, within median_s
     peak_level: str | None = None              # "memory" | "cache": the peak pct_peak is of (None: schema 1-2)
+    peak_gbps: float | None = None             # the memory copy peak sampled beside this case (--interleave)
 
     def __post_init__(self):
         # plain Python values whatever the caller passes (strings, lists, NumPy scalars), so that
@@ -111,7 +112,7 @@ class CaseResult:
         set_ = object.__setattr__
         set_(self, "status", Status(self.status))
         for name in ("median_s", "iqr_s", "min_s", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst",
-                     "sparsity", "speedup_vs_dense", "pct_of_ideal", "conversion_s"):
+                     "sparsity", "speedup_vs_dense", "pct_of_ideal", "conversion_s", "peak_gbps"):
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, float(v))
@@ -129,7 +130,7 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for name in MATMUL_FIELDS:              # written only by the cases that have them
+        for name in (*MATMUL_FIELDS, "peak_gbps"):   # written only by the cases that have them
             if d[name] is None:
                 del d[name]
         d["status"] = self.status.value
@@ -226,7 +227,7 @@ def derive(run: Run) -> Run:
         if not e.timed or not e.median_s:
             return e
         gbps = e.bytes / e.median_s / 1e9
-        level, peak = peak_for(run.peaks.get(e.device), e.bytes)
+        level, peak = ("memory", e.peak_gbps) if e.peak_gbps else peak_for(run.peaks.get(e.device), e.bytes)
         ref = numpy_median.get(key(e))
         return replace(e, gbps=gbps, pct_peak=100 * gbps / peak if peak else None, peak_level=level,
                        speedup_vs_numpy=ref / e.median_s if ref else None)

@@ -12,6 +12,8 @@ cleanly: what was measured is kept and the run is marked interrupted.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import random
 from typing import Callable
 
 import numpy as np
@@ -20,6 +22,7 @@ from kernels import registry
 from kernels.reference import OPS
 
 from . import check, devices, inputs, roofline, sparse, timing
+from . import interleave as _interleave
 from .cases import Case, Profile
 from .environment import environment
 from .results import CaseResult, Run, Status, derive
@@ -88,9 +91,10 @@ def _small_checks(op: str, backend: str, dtype: str, seed: int,
 
 
 def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: str | None = None,
-              progress=None, on_case: Callable[[Run], None] | None = None) -> Run:
+              progress=None, on_case: Callable[[Run], None] | None = None, interleave: bool = False) -> Run:
     """Measure `cases`; returns the Run (bench/results.py). `progress` is a rich Progress (or
-    None); `on_case` is called with the run so far after each case (for saving as it goes)."""
+    None); `on_case` is called with the run so far after each case (for saving as it goes).
+    `interleave`: the backends of each (op, dtype, size) are sampled round-robin (bench/interleave.py)."""
     run = Run(env=environment(command, profile=profile.name, seed=seed, gpu=_gpu_info(cases)))
     interrupted = False
     sampling = profile.sampling
@@ -112,9 +116,12 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
             probed_again: set[str] = set()
             checked: dict[tuple[str, str, str], check.CheckResult] = {}
             matmul_inputs = sparse.Inputs(seed)
-            for case in cases:
+            probe = _interleave.CopyProbe()
+            for group in _groups(cases, interleave):
+                case = group[0]
                 if progress:
-                    progress.update(task, description=case.name)
+                    progress.update(task, description=case.name if len(group) == 1 else
+                                    f"{case.op} {case.dtype} {case.size} x {len(group)} interleaved")
                 if case.shape is not None:        # sparse_matmul: its own inputs (bench/sparse.py)
                     host_inputs.clear()
                     run = run.adding(_run_matmul_case(case, matmul_inputs, sampling, checked, seed, scope))
@@ -125,6 +132,7 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                 key = (case.dtype, case.size)
                 if key not in host_inputs:
                     host_inputs.clear()           # one size at a time: large inputs are large
+                    probe.release()
                     scope.release()               # and what the libraries pooled for them goes back
                     if case.device == "cpu" and _beyond_cache(case, first_peaks.get("cpu")):
                         # before the largest arrays, probe the peak again: a probe that happened to
@@ -133,11 +141,16 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                         first_peaks["cpu"] = _combine_peaks(first_peaks["cpu"], again)
                         probed_again.add("cpu")
                     host_inputs[key] = _Inputs(case.dtype, case.size, seed)
-                entry = _run_case(case, host_inputs[key], sampling, checked, seed, scope)
-                run = run.adding(entry)
-                if on_case:
-                    on_case(run)
-                advance(case.name)
+                if len(group) == 1:
+                    entries = [_run_case(case, host_inputs[key], sampling, checked, seed, scope)]
+                else:
+                    entries = _run_group(group, host_inputs[key], sampling, checked, seed, scope, probe)
+                for entry in entries:
+                    run = run.adding(entry)
+                    if on_case:
+                        on_case(run)
+                    advance(f"{entry.op} {entry.backend}")
+            probe.release()
             for dev in devices:
                 advance(f"peak bandwidth again ({dev})")
                 if dev not in probed_again:           # at the end, unless probed beside the large arrays
@@ -145,6 +158,15 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
         except KeyboardInterrupt:
             interrupted = True
     return derive(dataclasses.replace(run, peaks=first_peaks, interrupted=interrupted))
+
+
+def _groups(cases: list[Case], interleave: bool) -> list[list[Case]]:
+    """Consecutive elementwise cases of one (device, op, dtype, size) together when interleaving,
+    else (and for sparse_matmul cases, which have inputs of their own) one by one."""
+    if not interleave:
+        return [[c] for c in cases]
+    groups = itertools.groupby(cases, key=lambda c: (c.device, c.op, c.dtype, c.size) if c.shape is None else id(c))
+    return [list(g) for _, g in groups]
 
 
 def _timeable(be: registry.Backend) -> bool:
@@ -208,8 +230,7 @@ def _skip_reason(case: Case, be: registry.Backend, device: devices.HostAdapter) 
 def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
               checked: dict, seed: int, scope: RunScope) -> CaseResult:
     be = registry.backend(case.backend)
-    base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
-                bytes=roofline.traffic(case.op, case.size, case.dtype), flops=roofline.flops(case.op, case.size))
+    base = _base(case)
     device = scope.device(be) if be.available else None
     why = _skip_reason(case, be, device)
     if why:
@@ -249,8 +270,35 @@ def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.
                           reason=f"out of memory on the {be.device}: {type(exc).__name__}: {first_line}")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Ready:
+    """A case that passed its correctness gate, with everything its timing needs."""
+    case: Case
+    be: registry.Backend
+    device: devices.HostAdapter
+    fn: Callable
+    native: tuple
+    kwargs: dict
+    worst: float
+    reason: str
+    base: dict
+
+
 def _check_and_time(case: Case, be: registry.Backend, device: devices.HostAdapter, host: _Inputs,
                     sampling: timing.Sampling, checked: dict, seed: int, scope: RunScope, base: dict) -> CaseResult:
+    ready = _check(case, be, device, host, checked, seed, scope, base)
+    if isinstance(ready, CaseResult):
+        return ready
+    if be.device == "gpu":
+        t = timing.time_gpu(ready.fn, ready.native, ready.kwargs, sampling, device=device)
+    else:
+        t = timing.time_cpu(ready.fn, ready.native, ready.kwargs, sampling)
+    return _timed(ready, t)
+
+
+def _check(case: Case, be: registry.Backend, device: devices.HostAdapter, host: _Inputs,
+           checked: dict, seed: int, scope: RunScope, base: dict) -> CaseResult | _Ready:
+    """The correctness gate, then the outputs and arguments of the timed call."""
     args = host.of(case.op)
     key = (case.op, case.backend, case.dtype)
     if key not in checked:
@@ -270,14 +318,56 @@ def _check_and_time(case: Case, be: registry.Backend, device: devices.HostAdapte
         kwargs["out"] = outs if len(outs) > 1 else outs[0]
     else:
         kwargs["out"] = None
-    if be.device == "gpu":
-        t = timing.time_gpu(k.raw, native, kwargs, sampling, device=device)
-    else:
-        t = timing.time_cpu(k.raw, native, kwargs, sampling)
-    s = t.summary
     reason = "" if k.supports_out else "allocates its output (no out= on this backend): allocation is timed"
-    return CaseResult(**base, status=Status.OK, reason=reason, median_s=s.median, iqr_s=s.iqr, min_s=s.min,
-                      n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer, check_worst=r.worst)
+    return _Ready(case, be, device, k.raw, native, kwargs, r.worst, reason, base)
+
+
+def _timed(ready: _Ready, t: timing.Timing, peak_gbps: float | None = None) -> CaseResult:
+    s = t.summary
+    return CaseResult(**ready.base, status=Status.OK, reason=ready.reason, median_s=s.median, iqr_s=s.iqr,
+                      min_s=s.min, n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer,
+                      check_worst=ready.worst, peak_gbps=peak_gbps)
+
+
+def _run_group(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,
+               scope: RunScope, probe: _interleave.CopyProbe) -> list[CaseResult]:
+    """The cases of one (op, dtype, size), sampled round-robin (bench/interleave.py), with a copy
+    probe beside the CPU cases beyond the cache; a case skipped or failed is left out of the rounds."""
+    done: dict[int, CaseResult] = {}
+    ready: dict[int, _Ready] = {}
+    for i, case in enumerate(group):
+        be = registry.backend(case.backend)
+        base = _base(case)
+        device = scope.device(be) if be.available else None
+        why = _skip_reason(case, be, device)
+        if why:
+            done[i] = CaseResult(**base, status=Status.SKIPPED, reason=why)
+            continue
+        r = _check(case, be, device, host, checked, seed, scope, base)
+        if isinstance(r, CaseResult):
+            done[i] = r
+        else:
+            ready[i] = r
+    if ready:
+        members = [_interleave.gpu_member(str(i), r.fn, r.native, r.kwargs, r.device) if r.be.device == "gpu"
+                   else _interleave.cpu_member(str(i), r.fn, r.native, r.kwargs, sampling) for i, r in ready.items()]
+        first = group[min(ready)]
+        probe_bytes = None
+        if first.device == "cpu" and _interleave.beyond_cache(first.dtype, first.size):
+            m, probe_bytes = probe.member(first.dtype, first.size, sampling)
+            members.append(m)
+        times = _interleave.round_robin(members, sampling, random.Random(seed))
+        peak = None
+        if probe_bytes:
+            peak = probe_bytes / float(np.median(times[_interleave.PROBE].samples_s)) / 1e9
+        for i, r in ready.items():
+            done[i] = _timed(r, times[str(i)], peak if r.be.device == "cpu" else None)
+    return [done[i] for i in range(len(group))]
+
+
+def _base(case: Case) -> dict:
+    return dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
+                bytes=roofline.traffic(case.op, case.size, case.dtype), flops=roofline.flops(case.op, case.size))
 
 
 def _gpu_info(cases: list[Case]) -> dict | None:

@@ -89,8 +89,10 @@ def warm_up(call: Callable[[], None], sampling: Sampling, clock: Callable[[], fl
     return best
 
 
-def time_cpu(fn, args, kwargs, sampling: Sampling, clock_ns: Callable[[], int] = time.perf_counter_ns) -> Timing:
-    """Time fn(*args, **kwargs) on the CPU with perf_counter_ns."""
+def cpu_sampler(fn, args, kwargs, sampling: Sampling,
+                clock_ns: Callable[[], int] = time.perf_counter_ns) -> tuple[Callable[[], float], int]:
+    """Warm fn(*args, **kwargs) up and return (measure, reps): measure() takes one sample, in
+    seconds per call, of `reps` calls timed together with perf_counter_ns."""
     def call():
         fn(*args, **kwargs)
 
@@ -103,6 +105,12 @@ def time_cpu(fn, args, kwargs, sampling: Sampling, clock_ns: Callable[[], int] =
             fn(*args, **kwargs)
         return (clock_ns() - t0) / 1e9 / reps
 
+    return measure, reps
+
+
+def time_cpu(fn, args, kwargs, sampling: Sampling, clock_ns: Callable[[], int] = time.perf_counter_ns) -> Timing:
+    """Time fn(*args, **kwargs) on the CPU with perf_counter_ns."""
+    measure, reps = cpu_sampler(fn, args, kwargs, sampling, clock_ns)
     samples, stable = sample(measure, sampling, clock=lambda: clock_ns() / 1e9)
     return Timing(samples, stable, "perf_counter_ns", reps)
 
@@ -119,12 +127,13 @@ def spin_for(host_s: float) -> float:
     return min(SPIN_MAX_S, max(SPIN_MIN_S, 2 * host_s))
 
 
-def time_gpu(fn, args, kwargs, sampling: Sampling, device, flush: bool = True,
-             clock: Callable[[], float] = time.perf_counter) -> Timing:
-    """Time fn(*args, **kwargs) on the GPU with CUDA events, through `device` (a
-    bench.devices.GpuAdapter). Before each sample: the L2 flushed, then a short spin enqueued
-    before the start event, so the time the host spends preparing the launch (argument
-    conversion, views, the dispatcher) overlaps device work instead of counting as kernel time."""
+def gpu_sampler(fn, args, kwargs, device, flush: bool = True,
+                clock: Callable[[], float] = time.perf_counter) -> Callable[[], float]:
+    """Warm fn(*args, **kwargs) up on the GPU and return measure(): one sample in seconds, taken
+    with CUDA events through `device` (a bench.devices.GpuAdapter). Before each sample: the L2
+    flushed, then a short spin enqueued before the start event, so the time the host spends
+    preparing the launch (argument conversion, views, the dispatcher) overlaps device work
+    instead of counting as kernel time."""
     start, end = device.events()
 
     def enqueue():
@@ -149,5 +158,12 @@ def time_gpu(fn, args, kwargs, sampling: Sampling, device, flush: bool = True,
         enqueue()
         return device.elapsed_s(start, end)
 
+    return measure
+
+
+def time_gpu(fn, args, kwargs, sampling: Sampling, device, flush: bool = True,
+             clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Time fn(*args, **kwargs) on the GPU with CUDA events (see gpu_sampler)."""
+    measure = gpu_sampler(fn, args, kwargs, device, flush, clock)
     samples, stable = sample(measure, sampling, clock=clock)
     return Timing(samples, stable, "cuda_event", 1)

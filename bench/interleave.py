@@ -1,0 +1,95 @@
+"""Interleaved sampling (`bench run --interleave`): the backends of one (op, dtype, size) sampled
+round-robin, in a new random order each round, so that every ratio between them comes from samples
+taken side by side rather than seconds apart on a machine whose load changes meanwhile.
+
+For CPU cases beyond the last-level cache a copy probe joins the rounds: a copy of the case's size
+with the run's streaming stores (bench/roofline.py's fastest method on this project's machines),
+so the case's % of peak comes from a peak measured beside it too (`CaseResult.peak_gbps`).
+
+A group's time budget is the profile's budget per case times its members; it ends as soon as
+every member's median is stable (bench/timing.py's rule), after at least `min_samples` rounds.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from kernels.machine import last_level_cache_bytes as llc_bytes
+
+from . import roofline, stats, timing
+
+
+@dataclass(frozen=True)
+class Member:
+    """One thing sampled in the rounds: measure() returns one sample in seconds."""
+
+    name: str
+    measure: Callable[[], float]
+    timer: str
+    reps: int = 1
+
+
+def round_robin(members: list[Member], sampling: timing.Sampling, rng: random.Random | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, timing.Timing]:
+    """Sample every member once per round, in a shuffled order, until all are stable or the
+    group's budget (budget_s per member) is spent; at least min_samples rounds."""
+    rng = rng or random.Random(0)
+    samples: dict[str, list[float]] = {m.name: [] for m in members}
+    budget = sampling.budget_s * len(members)
+    start = clock()
+    rounds = 0
+    while True:
+        order = list(members)
+        rng.shuffle(order)
+        for m in order:
+            samples[m.name].append(m.measure())
+        rounds += 1
+        if rounds < sampling.min_samples:
+            continue
+        stable = {k: stats.is_stable(v, sampling.rel_tol, sampling.min_samples) for k, v in samples.items()}
+        if all(stable.values()) or rounds >= sampling.max_samples or clock() - start >= budget:
+            return {m.name: timing.Timing(samples[m.name], stable[m.name], m.timer, m.reps) for m in members}
+
+
+def cpu_member(name: str, fn, args, kwargs, sampling: timing.Sampling) -> Member:
+    measure, reps = timing.cpu_sampler(fn, args, kwargs, sampling)
+    return Member(name, measure, "perf_counter_ns", reps)
+
+
+def gpu_member(name: str, fn, args, kwargs, device) -> Member:
+    return Member(name, timing.gpu_sampler(fn, args, kwargs, device), "cuda_event", 1)
+
+
+PROBE = "copy probe"
+
+
+def beyond_cache(dtype: str, size: int) -> bool:
+    """An input and an output of this size do not fit in the last-level cache together."""
+    return 2 * np.dtype(dtype).itemsize * size > llc_bytes()
+
+
+class CopyProbe:
+    """The CPU copy probe of one (dtype, size), its two arrays kept while the size lasts."""
+
+    def __init__(self):
+        self._arrays: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def member(self, dtype: str, size: int, sampling: timing.Sampling) -> tuple[Member, int]:
+        """The probe as a round member, and the bytes one copy moves (read + write)."""
+        key = (dtype, size)
+        if key not in self._arrays:
+            self._arrays.clear()
+            src = np.ones(size, dtype=dtype)
+            self._arrays[key] = (src, np.zeros_like(src))
+        src, dst = self._arrays[key]
+        copy = roofline._streaming_copy() if src.dtype in (np.float32, np.float64) else roofline._numba_copy()
+        measure, reps = timing.cpu_sampler(copy, (src, dst), {}, sampling)
+        return Member(PROBE, measure, "perf_counter_ns", reps), 2 * src.nbytes
+
+    def release(self) -> None:
+        self._arrays.clear()

@@ -1,0 +1,92 @@
+"""bench run --interleave: round-robin sampling in a shuffled order, its stopping rule and budget,
+the grouping of cases by (op, dtype, size), and the copy probe beside the CPU cases beyond the
+cache (peak_gbps, which % of peak then uses). Fake members and clocks: nothing here is timed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+
+from bench import __main__ as cli
+from bench import interleave, roofline, runner, timing
+from bench.cases import Case
+
+
+def _fake_peak(sampling, *a, **k):
+    return {"gbps": 10.0, "method": "fake copy", "bytes": 2, "median_s": 1e-9, "samples_s": [1e-9],
+            "measured": [{"method": "fake copy", "median_s": 1e-9, "gbps": 10.0}]}
+
+
+class Recorder:
+    """Members that log the order they are sampled in; each returns a fixed value plus jitter."""
+
+    def __init__(self, values: dict[str, float], jitter: float = 0.0):
+        self.log: list[str] = []
+        self.rng = random.Random(1)
+        self.members = [interleave.Member(k, self._measure(k, v, jitter), "fake") for k, v in values.items()]
+
+    def _measure(self, name, value, jitter):
+        def measure():
+            self.log.append(name)
+            return value * (1 + jitter * self.rng.random())
+        return measure
+
+
+def test_every_round_samples_each_member_once_in_a_shuffled_order():
+    rec = Recorder({"a": 1.0, "b": 2.0, "c": 3.0}, jitter=0.5)
+    sampling = timing.Sampling(min_samples=10, rel_tol=1e-9, budget_s=1e9, max_samples=30)
+    out = interleave.round_robin(rec.members, sampling, random.Random(0))
+    rounds = [rec.log[i:i + 3] for i in range(0, len(rec.log), 3)]
+    assert len(rounds) == 30 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1                    # the order changes between rounds
+    assert {k: len(t.samples_s) for k, t in out.items()} == {"a": 30, "b": 30, "c": 30}
+
+
+def test_stops_once_every_member_is_stable():
+    rec = Recorder({"a": 1.0, "b": 2.0})                        # constant: stable at min_samples
+    out = interleave.round_robin(rec.members, timing.Sampling(min_samples=10, rel_tol=0.01), random.Random(0))
+    assert all(t.stable and len(t.samples_s) == 10 for t in out.values())
+
+
+def test_the_budget_is_per_member():
+    ticks = itertools.count()
+    rec = Recorder({"a": 1.0, "b": 2.0}, jitter=1.0)
+    sampling = timing.Sampling(min_samples=10, rel_tol=1e-9, budget_s=20.0)
+    out = interleave.round_robin(rec.members, sampling, random.Random(0), clock=lambda: float(next(ticks)))
+    # the fake clock advances 1 s per reading; it is read at the start and after each round from
+    # the tenth on: 2 members x 20 s = 40 s of budget end after round 10 + 39
+    assert len(out["a"].samples_s) == 49 and not out["a"].stable
+
+
+def test_cases_group_by_op_dtype_and_size_only_when_interleaving():
+    cases = [Case("relu", b, "cpu", "float32", n) for n in (64, 128) for b in ("numpy", "numba_cpu")]
+    cases.append(Case("sigmoid", "numpy", "cpu", "float32", 128))
+    assert [len(g) for g in runner._groups(cases, True)] == [2, 2, 1]
+    assert [len(g) for g in runner._groups(cases, False)] == [1] * 5
+
+
+def test_beyond_cache_means_input_and_output_do_not_fit(monkeypatch):
+    monkeypatch.setattr(interleave, "llc_bytes", lambda: 2**20)
+    assert interleave.beyond_cache("float32", 2**17 + 1) and not interleave.beyond_cache("float32", 2**17)
+
+
+def test_an_interleaved_run_end_to_end_with_a_probe_beside_the_large_cases(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
+    monkeypatch.setattr(interleave, "llc_bytes", lambda: 2**14)      # 2**12 float32 x2 is "beyond" it
+    out = tmp_path / "r.json"
+    rc = cli.main(["run", "--ops", "relu,sigmoid", "--backends", "numpy,numba_cpu", "--sizes", "2**10,2**12",
+                   "--budget", "0.01", "--interleave", "--out", str(out), "--no-plots"])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    by = {(e["op"], e["backend"], e["size"]): e for e in doc["results"]}
+    assert len(by) == 8 and all(e["status"] == "ok" for e in by.values())
+    # backends of one group were sampled in the same rounds: the same number of samples
+    for op, n in itertools.product(("relu", "sigmoid"), (2**10, 2**12)):
+        assert by[(op, "numpy", n)]["n"] == by[(op, "numba_cpu", n)]["n"] >= 10
+    small, large = by[("relu", "numpy", 2**10)], by[("relu", "numpy", 2**12)]
+    assert "peak_gbps" not in small and small["pct_peak"] == pytest.approx(100 * small["gbps"] / 10.0)
+    assert large["peak_gbps"] > 0 and large["pct_peak"] == pytest.approx(100 * large["gbps"] / large["peak_gbps"])
+    assert large["peak_gbps"] == by[("relu", "numba_cpu", 2**12)]["peak_gbps"]
