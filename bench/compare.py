@@ -6,12 +6,13 @@ distributions at alpha. A case whose samples spread wider than the threshold its
 unless its change is larger than that spread too: such a run cannot tell a change of the
 threshold's size from noise, and saying "same" would be a claim it cannot back.
 
-A shared machine drifts as a whole: on a busy day every kernel and the copy peak that the same run
-measured are slower together. With `--normalise peak` each case's time is multiplied by its run's
-copy peak of that device (time x GB/s: the fraction of the machine's bandwidth it took), so such
-drift cancels; `raw` compares the times as measured. The default is the one with the lower
-false-positive rate in A/A runs (two runs of the same code) at the same detection power; the
-README gives the figures.
+A shared machine drifts: on a busy day the kernels and the copy peak measured beside them are
+slower together. `--normalise auto` (the default) compares a case that has a copy probe sampled
+beside it in both runs (`bench run --interleave`, CPU arrays beyond the cache) as time x that
+probe's GB/s (the fraction of the machine's bandwidth it took at that moment), so such drift
+cancels, and every other case raw. `peak` multiplies every time by its run's copy peak, probed at
+the start and end of the run; `raw` compares times as measured. The README gives the A/A
+false-positive and detection rates behind the default.
 
 Exit codes: 0 when nothing is slower, 1 when some case is, 2 for bad input (a missing, corrupt,
 truncated or other-schema file, two runs with no case in common, another device model without
@@ -33,10 +34,10 @@ from .formatting import fmt_size, fmt_time
 
 SLOWER, FASTER, SAME, NOISY = "slower", "faster", "same", "noisy"
 VERDICTS = (SLOWER, FASTER, NOISY, SAME)
-NORMALISE = ("raw", "peak")
+NORMALISE = ("auto", "peak", "raw")
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ALPHA = 0.01
-DEFAULT_NORMALISE = "raw"
+DEFAULT_NORMALISE = "auto"
 KEY_FIELDS = ("op", "backend", "device", "dtype", "size")
 
 
@@ -52,6 +53,11 @@ class Loaded:
     samples: dict                   # case key -> np.ndarray of seconds (timed cases only)
     status: dict                    # case key -> "ok" | "failed" | "skipped"
     created: str = ""
+    case_peaks: dict = field(default_factory=dict)   # case key -> copy peak sampled beside it (--interleave)
+
+    def run_peak(self, key: tuple) -> float | None:
+        """The run's copy peak of the case's device."""
+        return self.peaks.get(dict(zip(KEY_FIELDS, key))["device"])
 
 
 def case_key(e) -> tuple:
@@ -77,10 +83,12 @@ def load(path: str | Path) -> Loaded:
 
 def from_run(run, path: str = "<run>") -> Loaded:
     """The comparable content of a results.Run."""
-    samples, status = {}, {}
+    samples, status, case_peaks = {}, {}, {}
     for e in run.results:
         k = case_key(e)
         status[k] = str(e.status)
+        if getattr(e, "peak_gbps", None):
+            case_peaks[k] = float(e.peak_gbps)
         if e.timed:
             x = np.asarray(e.samples_s or (), dtype=float)
             if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
@@ -90,7 +98,7 @@ def from_run(run, path: str = "<run>") -> Loaded:
     for dev, p in (run.peaks or {}).items():
         if isinstance(p, dict) and isinstance(p.get("gbps"), (int, float)) and p["gbps"] > 0:
             peaks[dev] = float(p["gbps"])
-    return Loaded(path, dict(run.env or {}), peaks, samples, status, str(run.created or ""))
+    return Loaded(path, dict(run.env or {}), peaks, samples, status, str(run.created or ""), case_peaks)
 
 
 # ----------------------------------------------------------------------------------- one case
@@ -249,9 +257,13 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
     for k in common:
         dev = dict(zip(KEY_FIELDS, k))["device"]
         scale = 1.0
-        if normalise == "peak":
-            if dev in drift:
-                scale = drift[dev]
+        beside = base.case_peaks.get(k), new.case_peaks.get(k)
+        if normalise == "auto" and all(beside):
+            scale = beside[1] / beside[0]
+        elif normalise == "peak":
+            pb, pn = base.run_peak(k), new.run_peak(k)
+            if pb and pn:
+                scale = pn / pb
             elif f"no {dev} peak" not in " ".join(warnings):
                 warnings.append(f"no {dev} peak in both runs: its cases are compared raw")
         b, n = base.samples[k], new.samples[k]
@@ -279,11 +291,19 @@ def _p(p: float) -> str:
     return f"{p:.0e}" if p < 1e-3 else f"{p:.3f}"
 
 
+_HOW = {"raw": "raw times", "peak": "times x the run's copy peak",
+        "auto": "times x the copy probe beside them where both runs have one, else raw"}
+
+
+def _normalised(rep: Report) -> bool:
+    return any(r.change.ratio != r.change.raw_ratio for r in rep.rows)
+
+
 def summary_line(rep: Report) -> str:
     c = rep.counts()
     return (f"{len(rep.rows)} cases compared: {c[SLOWER]} slower, {c[FASTER]} faster, {c[NOISY]} noisy, "
             f"{c[SAME]} same (threshold {100 * rep.threshold:g}%, Mann-Whitney alpha {rep.alpha:g}, "
-            f"{'times x copy peak' if rep.normalise == 'peak' else 'raw times'})")
+            f"{_HOW[rep.normalise]})")
 
 
 def print_report(rep: Report, console) -> None:
@@ -297,13 +317,14 @@ def print_report(rep: Report, console) -> None:
     t = Table(box=box.ROUNDED, title=f"{rep.base} -> {rep.new}")
     t.add_column("verdict")
     t.add_column("case")
-    for name in ("base", "new", "change", "raw change" if rep.normalise == "peak" else None, "p", "spread"):
+    raw = _normalised(rep)
+    for name in ("base", "new", "change", "raw change" if raw else None, "p", "spread"):
         if name:
             t.add_column(name, justify="right")
     for r in rep.rows:
         c = r.change
         cells = [c.verdict, r.label, fmt_time(r.base_median), fmt_time(r.new_median), _pct(c.ratio)]
-        if rep.normalise == "peak":
+        if raw:
             cells.append(_pct(c.raw_ratio))
         cells += [_p(c.p), f"±{100 * c.spread:.1f}%"]
         t.add_row(*cells, style=STYLE[c.verdict])
@@ -330,7 +351,7 @@ def markdown(rep: Report) -> str:
         lines.append(f"> ⚠️ {w}")
     if rep.warnings:
         lines.append("")
-    raw = rep.normalise == "peak"
+    raw = _normalised(rep)
     lines.append("| verdict | case | base | new | change |" + (" raw change |" if raw else "") + " p | spread |")
     lines.append("|---|---|---:|---:|---:|" + ("---:|" if raw else "") + "---:|---:|")
     for r in rep.rows:
@@ -373,8 +394,10 @@ def add_parser(sub) -> None:
     c.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level of the Mann-Whitney "
                    f"U test (default {DEFAULT_ALPHA})")
     c.add_argument("--normalise", choices=NORMALISE, default=DEFAULT_NORMALISE,
-                   help="raw: times as measured; peak: times x the same run's copy peak, which cancels a "
-                   f"machine-wide drift (default {DEFAULT_NORMALISE}, the lower A/A false-positive rate here)")
+                   help="auto (default): a case with a copy probe sampled beside it in both runs "
+                   "(bench run --interleave, beyond the cache) is compared as time x that probe's GB/s, others "
+                   "raw; peak: every time x its run's copy peak; raw: times as measured. auto had the lowest "
+                   "A/A false-positive rate here (README)")
     c.add_argument("--markdown", type=Path, help="also write the comparison as Markdown (a PR comment) here")
     c.add_argument("--force", action="store_true", help="compare runs from different CPU or GPU models")
 

@@ -38,16 +38,20 @@ def _busy():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def collect(folder: Path, runs: int, extra: list[str]) -> None:
+def collect(folder: Path, runs: int, extra: list[str], alternate: bool = False) -> None:
+    """`alternate`: every other run interleaved (the same factor twice in a row, once each way),
+    so both ways meet the same load."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "runs.jsonl"
     for i in range(runs):
-        factor = FACTORS[i % len(FACTORS)]
-        loaded = i % 3 == 2
-        out = folder / f"run{i:03d}-f{factor:g}.json"
+        factor = FACTORS[(i // 2 if alternate else i) % len(FACTORS)]
+        inter = alternate and i % 2 == 1
+        extra_i = [*extra, "--interleave"] if inter else extra
+        loaded = (i // 2 if alternate else i) % 3 == 2
+        out = folder / f"run{i:03d}-f{factor:g}{'-il' if inter else ''}.json"
         code = ("import sys, tests.planted; from bench.__main__ import main; "
                 f"sys.exit(main(['run', '--ops', {OPS!r}, '--backends', {BACKENDS!r}, '--out', {str(out)!r}, "
-                f"'--no-plots', *{extra!r}]))")
+                f"'--no-plots', *{extra_i!r}]))")
         busy = _busy() if loaded else None
         load_before = os.getloadavg()[0]
         t0 = time.time()
@@ -58,7 +62,8 @@ def collect(folder: Path, runs: int, extra: list[str]) -> None:
             if busy:
                 busy.kill()
                 busy.wait()
-        row = {"i": i, "file": out.name, "factor": factor, "busy_process": loaded, "loadavg_before": load_before,
+        row = {"i": i, "file": out.name, "factor": factor, "interleave": inter or "--interleave" in extra,
+               "busy_process": loaded, "loadavg_before": load_before,
                "loadavg_after": os.getloadavg()[0], "wall_s": round(time.time() - t0, 1), "rc": p.returncode}
         with log.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -149,8 +154,13 @@ def _only(loaded, backends: set[str], keep: bool):
 def analyse(folders: list[Path], thresholds=(0.10, 0.15, 0.20), alpha=0.01) -> dict:
     from bench import compare
     out = {}
+    parts = []
     for folder in folders:
-        runs = _runs(folder)
+        every = _runs(folder)
+        for mode in sorted({bool(r.get("interleave")) for r in every}):
+            parts.append((folder, f"{folder} {'interleaved' if mode else 'sequential'}",
+                          [r for r in every if bool(r.get("interleave")) == mode]))
+    for folder, label, runs in parts:
         loaded = {r["file"]: compare.load(folder / r["file"]) for r in runs}
         planted = {"planted"}
         aa_pairs = list(itertools.pairwise(runs))
@@ -193,7 +203,7 @@ def analyse(folders: list[Path], thresholds=(0.10, 0.15, 0.20), alpha=0.01) -> d
                     "detected": {f: f"{d[0]}/{d[1]} = {d[0] / max(d[1], 1):.2f} (median ratio {np.median(d[2]):.2f})"
                                  for f, d in sorted(det.items())}}
         res["speedup_spread"] = speedup_spread(folder, runs)
-        out[str(folder)] = res
+        out[label] = res
     return out
 
 
@@ -224,6 +234,7 @@ def main(argv=None) -> int:
     c.add_argument("folder", type=Path)
     c.add_argument("--runs", type=int, default=24)
     c.add_argument("--interleave", action="store_true")
+    c.add_argument("--alternate", action="store_true", help="every other run with --interleave")
     g = sub.add_parser("gate")
     g.add_argument("folder", type=Path)
     g.add_argument("--checks", type=int, default=18)
@@ -234,7 +245,7 @@ def main(argv=None) -> int:
     a.add_argument("folders", type=Path, nargs="+")
     args = p.parse_args(argv)
     if args.cmd == "collect":
-        collect(args.folder, args.runs, ["--interleave"] if args.interleave else [])
+        collect(args.folder, args.runs, ["--interleave"] if args.interleave else [], args.alternate)
     elif args.cmd == "gate":
         gate(args.folder, args.checks, ["--interleave"] if args.interleave else [])
     elif args.cmd == "analyse-gate":

@@ -8,6 +8,7 @@ Every sample set is drawn from a fixed seed, so nothing here depends on how busy
 from __future__ import annotations
 
 import copy
+import os
 import dataclasses
 import json
 import math
@@ -164,6 +165,25 @@ def test_machine_wide_drift_cancels_when_normalised_by_the_copy_peak(tmp_path):
     cases[("relu", "numpy", 2**12)] = samples(2e-6 * 2 * 1.15, 0.02, seed=7)
     peak = compare.compare_runs(base, compare.from_run(make_run(cases, peak=40.0 / 1.15)), normalise="peak")
     assert [compare.case_label(r.key) for r in peak.slower] == ["relu numpy float32 2^12 (4.10k)"]
+
+
+def test_auto_normalises_by_the_probe_beside_a_case_and_leaves_the_others_raw():
+    big = [k for k in base_cases(0) if k[2] == 2**25]
+
+    def run(seed, scale_big, probe_gbps, run_peak):
+        cases = {k: [t * (scale_big if k in big else 1.0) for t in v] for k, v in base_cases(seed).items()}
+        r = make_run(cases, peak=run_peak)
+        return dataclasses.replace(r, results=tuple(
+            dataclasses.replace(e, peak_gbps=probe_gbps) if (e.op, e.backend, e.size) in big else e for e in r.results))
+
+    # memory bandwidth 40 % lower while the large cases ran, and their probes saw it; the run's own
+    # peak (the fastest probe of the run) did not move
+    base, busy = compare.from_run(run(0, 1.0, 30.0, 40.0)), compare.from_run(run(100, 1 / 0.6, 18.0, 40.0))
+    auto = compare.compare_runs(base, busy)
+    assert auto.normalise == "auto" and auto.slower == []
+    assert {r.change.ratio == r.change.raw_ratio for r in auto.rows if r.key[4] != 2**25} == {True}
+    assert len(compare.compare_runs(base, busy, normalise="raw").slower) == len(big)
+    assert len(compare.compare_runs(base, busy, normalise="peak").slower) == len(big)
 
 
 def test_geometric_means_per_device_and_backend():
@@ -387,5 +407,5 @@ def test_the_planted_backend_is_correct_and_registers_in_its_own_process():
             "assert np.array_equal(kernels.get('relu', 'planted')(x), np.maximum(x, 0)); "
             "assert np.allclose(kernels.get('sigmoid', 'planted')(x), 1 / (1 + np.exp(-x)), rtol=1e-6); print('ok')")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                       env={**__import__("os").environ, "ACTBENCH_PLANTED_FACTOR": "1.3"})
+                       env={**os.environ, "ACTBENCH_PLANTED_FACTOR": "1.3"})
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
