@@ -63,9 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=float, help="sampling time budget per case in seconds (default: the "
                    "profile's; at least 10 samples are always taken)")
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    r.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=False,
-                   help="sample the backends of each (op, dtype, size) round-robin, with a copy probe beside "
-                   "the CPU cases beyond the cache, so ratios and %% of peak come from samples taken side by side")
+    r.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
+                   help="sample the backends of each (op, dtype, size) round-robin in a shuffled order, with a "
+                   "copy probe beside the CPU cases beyond the cache, so ratios and %% of peak come from samples "
+                   "taken side by side (default; --no-interleave times one case after another)")
 
     rep = sub.add_parser("report", help="render saved results again; several files side by side",
                          description="Print the tables of saved results; with several files, the same cases "

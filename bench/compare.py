@@ -38,7 +38,7 @@ NORMALISE = ("auto", "peak", "raw")
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ALPHA = 0.01
 DEFAULT_NORMALISE = "auto"
-KEY_FIELDS = ("op", "backend", "device", "dtype", "size")
+KEY_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity", "pattern")
 
 
 # ----------------------------------------------------------------------------------- loading
@@ -61,14 +61,19 @@ class Loaded:
 
 
 def case_key(e) -> tuple:
-    """A case's identity: (op, backend, device, dtype, size) of a CaseResult (or a Case)."""
-    return tuple(getattr(e, k) for k in KEY_FIELDS)
+    """A case's identity in a CaseResult: op, backend, device, dtype, size, and for sparse_matmul
+    cases shape ("KxN"), batch, sparsity and pattern (None for elementwise ones)."""
+    return tuple(getattr(e, k, None) for k in KEY_FIELDS)
 
 
 def case_label(key: tuple) -> str:
-    """'relu numba_cpu float32 2^25 (33.6M)'."""
+    """'relu numba_cpu float32 2^25 (33.6M)'; 'sparse_matmul scipy_csr float32 4096x4096 batch 64
+    90% zeros relu'."""
     d = dict(zip(KEY_FIELDS, key))
-    return f"{d['op']} {d['backend']} {d['dtype']} {fmt_size(d['size'])}"
+    if d["shape"] is None:
+        return f"{d['op']} {d['backend']} {d['dtype']} {fmt_size(d['size'])}"
+    return (f"{d['op']} {d['backend']} {d['dtype']} {d['shape']} batch {d['batch']} "
+            f"{100 * (d['sparsity'] or 0):g}% zeros {d['pattern']}")
 
 
 def load(path: str | Path) -> Loaded:

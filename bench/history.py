@@ -35,7 +35,7 @@ BASELINES = Path("reports/baselines")
 HISTORY = Path("reports/history.jsonl")
 PLOTS = Path("reports/history")
 CHECKS = Path("reports/results")
-ROW_FIELDS = ("op", "backend", "device", "dtype", "size")
+ROW_FIELDS = compare.KEY_FIELDS
 
 
 def _slug(text: str) -> str:
@@ -107,7 +107,6 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
     from matplotlib.ticker import EngFormatter
 
     from .plots import style
-    from .formatting import fmt_size
 
     if not history:
         return []
@@ -125,18 +124,19 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
         series: dict[tuple, list[tuple[int, float]]] = {}
         for r in mine:
             if r["op"] == op and r.get("median_s") and r.get("date") in index:
-                series.setdefault((r["backend"], r["dtype"], r["size"]), []).append((index[r["date"]], r["median_s"]))
+                key = tuple(r.get(k) for k in compare.KEY_FIELDS)
+                series.setdefault(key, []).append((index[r["date"]], r["median_s"]))
         fig = Figure(figsize=(10, 4.5))
         fig.subplots_adjust(left=0.09, right=0.74, bottom=0.2, top=0.9)
         ax = fig.subplots()
-        sizes = sorted({k[2] for k in series})
+        sizes = sorted({k[4] for k in series})
         dashes = ["-", "--", ":", "-."]
-        for (backend, dtype, size), pts in sorted(series.items()):
+        for key, pts in sorted(series.items(), key=lambda kv: str(kv[0])):
             pts.sort()
-            st = style(backend)
+            st = style(key[1])
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=st["color"], marker=st["marker"],
-                     linestyle=dashes[sizes.index(size) % len(dashes)], markersize=4,
-                     label=f"{backend} {dtype} {fmt_size(size)}")
+                     linestyle=dashes[sizes.index(key[4]) % len(dashes)], markersize=4,
+                     label=compare.case_label(key).split(" ", 1)[1])
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(EngFormatter(unit="s"))
         ax.set_ylabel("time per call (median)")
@@ -182,9 +182,10 @@ def _say(console, text: str) -> None:
 
 
 def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, profile: str, seed: int,
-            attempts: int, console=None) -> results.Run:
+            attempts: int, console=None, interleave: bool = True) -> results.Run:
     """Measure the cases called slower again, up to `attempts` times, keeping each one's fastest
-    measurement (lowest median) in the new run, which is returned."""
+    measurement (lowest median) in the new run, which is returned. `interleave` as the run was
+    measured, so that a case keeps its copy probe beside it."""
     from . import cases as cases_mod
     from . import runner
 
@@ -193,8 +194,9 @@ def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, pro
         if not rep.slower:
             break
         _say(console, f"measuring {len(rep.slower)} slower case(s) again ({attempt} of {attempts})")
-        todo = [cases_mod.Case(*r.key) for r in rep.slower]
-        again = {compare.case_key(e): e for e in runner.run_cases(prof, todo, seed=seed).results if e.timed}
+        todo = [_case(cases_mod.Case, r.key) for r in rep.slower]
+        again = runner.run_cases(prof, todo, seed=seed, interleave=interleave).results
+        again = {compare.case_key(e): e for e in again if e.timed}
         kept = []
         for e in new_run.results:
             a = again.get(compare.case_key(e))
@@ -203,6 +205,14 @@ def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, pro
         rep = compare.compare_runs(base, compare.from_run(new_run, rep.new), threshold=rep.threshold,
                                    alpha=rep.alpha, normalise=rep.normalise, force=True)
     return new_run
+
+
+def _case(make, key: tuple):
+    """The bench.cases.Case of a comparison key (shape "KxN" back to (K, N))."""
+    d = dict(zip(compare.KEY_FIELDS, key))
+    if d["shape"] is not None:
+        d["shape"] = tuple(int(v) for v in str(d["shape"]).split("x"))
+    return make(**d)
 
 
 def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, alpha: float = compare.DEFAULT_ALPHA,
@@ -225,7 +235,8 @@ def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, 
                                normalise=normalise, force=force)
     first = rep
     if rep.slower and confirm_attempts:
-        run = confirm(base, run, rep, profile, seed, confirm_attempts, console)
+        run = confirm(base, run, rep, profile, seed, confirm_attempts, console,
+                      interleave="--no-interleave" not in run_args)
         results.save(run, out)
         rep = compare.compare_runs(base, compare.from_run(run, str(out)), threshold=threshold, alpha=alpha,
                                    normalise=normalise, force=force)

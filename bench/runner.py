@@ -141,10 +141,10 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                         first_peaks["cpu"] = _combine_peaks(first_peaks["cpu"], again)
                         probed_again.add("cpu")
                     host_inputs[key] = _Inputs(case.dtype, case.size, seed)
-                if len(group) == 1:
-                    entries = [_run_case(case, host_inputs[key], sampling, checked, seed, scope)]
-                else:
+                if interleave:
                     entries = _run_group(group, host_inputs[key], sampling, checked, seed, scope, probe)
+                else:
+                    entries = [_run_case(case, host_inputs[key], sampling, checked, seed, scope)]
                 for entry in entries:
                     run = run.adding(entry)
                     if on_case:
@@ -332,7 +332,21 @@ def _timed(ready: _Ready, t: timing.Timing, peak_gbps: float | None = None) -> C
 def _run_group(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,
                scope: RunScope, probe: _interleave.CopyProbe) -> list[CaseResult]:
     """The cases of one (op, dtype, size), sampled round-robin (bench/interleave.py), with a copy
-    probe beside the CPU cases beyond the cache; a case skipped or failed is left out of the rounds."""
+    probe beside the CPU cases beyond the cache; a case skipped or failed is left out of the rounds.
+    Out of memory: the group's cases one by one instead, each skipped if it still does not fit."""
+    try:
+        return _interleaved(group, host, sampling, checked, seed, scope, probe)
+    except Exception as exc:
+        if not devices.is_out_of_memory(exc):
+            raise
+        host.forget_moved()
+        probe.release()
+        scope.release()
+        return [_run_case(c, host, sampling, checked, seed, scope) for c in group]
+
+
+def _interleaved(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,
+                 scope: RunScope, probe: _interleave.CopyProbe) -> list[CaseResult]:
     done: dict[int, CaseResult] = {}
     ready: dict[int, _Ready] = {}
     for i, case in enumerate(group):

@@ -148,7 +148,8 @@ def _only(loaded, backends: set[str], keep: bool):
     from bench.compare import KEY_FIELDS, Loaded
     ix = KEY_FIELDS.index("backend")
     pick = {k: v for k, v in loaded.samples.items() if (k[ix] in backends) == keep}
-    return Loaded(loaded.path, loaded.env, loaded.peaks, pick, {k: "ok" for k in pick}, loaded.created)
+    return Loaded(loaded.path, loaded.env, loaded.peaks, pick, {k: "ok" for k in pick}, loaded.created,
+                  {k: v for k, v in loaded.case_peaks.items() if k in pick})
 
 
 def analyse(folders: list[Path], thresholds=(0.10, 0.15, 0.20), alpha=0.01) -> dict:
@@ -218,13 +219,16 @@ def speedup_spread(folder: Path, runs: list[dict]) -> dict:
             if e["status"] == "ok" and e["backend"] not in ("numpy", "planted") and e.get("speedup_vs_numpy"):
                 per_case.setdefault((e["op"], e["backend"], e["dtype"], e["size"]), []).append(e["speedup_vs_numpy"])
     rel_iqr, steps = [], []
-    for v in per_case.values():
+    by_size: dict[int, list[float]] = {}
+    for k, v in per_case.items():
         v = np.asarray(v)
         q1, med, q3 = np.percentile(v, [25, 50, 75])
         rel_iqr.append((q3 - q1) / med)
         steps += list(np.abs(np.diff(np.log(v))))
+        by_size.setdefault(k[3], []).append((q3 - q1) / med)
     return {"cases": len(per_case), "median_rel_iqr_across_runs": float(np.median(rel_iqr)),
-            "median_abs_log_step": float(np.median(steps)), "p90_abs_log_step": float(np.percentile(steps, 90))}
+            "median_abs_log_step": float(np.median(steps)), "p90_abs_log_step": float(np.percentile(steps, 90)),
+            "rel_iqr_by_size": {n: [round(x, 3) for x in v] for n, v in sorted(by_size.items())}}
 
 
 def main(argv=None) -> int:

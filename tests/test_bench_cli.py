@@ -123,7 +123,8 @@ def test_ctrl_c_saves_what_was_measured(tmp_path, monkeypatch, capsys):
         return real(*a, **k)
     monkeypatch.setattr(runner, "_run_case", interrupted_after_two)
     out = tmp_path / "r.json"
-    rc = cli.main(["run", "--ops", "relu", "--backends", "numpy", "--sizes", "100,200,300,400", "--out", str(out)])
+    rc = cli.main(["run", "--ops", "relu", "--backends", "numpy", "--sizes", "100,200,300,400", "--out", str(out),
+                   "--no-interleave"])     # one case at a time (interleaved: tests/test_bench_interleave.py)
     assert rc == 130
     run = results.load(out)
     assert run.interrupted is True and len(run.results) == 2

@@ -377,7 +377,7 @@ def test_confirm_keeps_the_fastest_measurement_of_a_slower_case(monkeypatch):
     base = compare.from_run(make_run(base_cases(0)))
     measured = []
 
-    def again(prof, todo, seed=0):
+    def again(prof, todo, seed=0, interleave=True):
         measured.append([c.name for c in todo])
         return make_run({(c.op, c.backend, c.size): samples(3e-3, 0.02, seed=12) for c in todo})
 
@@ -391,7 +391,7 @@ def test_confirm_keeps_the_fastest_measurement_of_a_slower_case(monkeypatch):
 
     # a real regression stays slower however often it is measured again
     real[slow_key] = samples(3e-3 * 1.5, 0.02, seed=13)
-    monkeypatch.setattr(runner, "run_cases", lambda prof, todo, seed=0: make_run(
+    monkeypatch.setattr(runner, "run_cases", lambda prof, todo, seed=0, interleave=True: make_run(
         {(c.op, c.backend, c.size): samples(3e-3 * 1.5, 0.02, seed=14) for c in todo}))
     new = make_run(real)
     rep = compare.compare_runs(base, compare.from_run(new))
@@ -409,3 +409,20 @@ def test_the_planted_backend_is_correct_and_registers_in_its_own_process():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                        env={**os.environ, "ACTBENCH_PLANTED_FACTOR": "1.3"})
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+def test_sparse_matmul_cases_are_told_apart_by_shape_batch_sparsity_and_pattern():
+    from bench import history
+    from bench.cases import Case
+
+    def mm(sparsity, s):
+        return results.CaseResult("sparse_matmul", "scipy_csr", "cpu", "float32", 2**24, "ok", samples_s=s,
+                                  median_s=float(np.median(s)), n=len(s), shape="4096x4096", batch=64,
+                                  sparsity=sparsity, pattern="relu")
+    base = compare.from_run(results.Run(env=env(), results=[mm(0.5, samples(1e-3, 0.01)), mm(0.9, samples(4e-4, 0.01))]))
+    new = compare.from_run(results.Run(env=env(), results=[mm(0.5, samples(1e-3, 0.01, seed=3)),
+                                                           mm(0.9, samples(8e-4, 0.01, seed=4))]))
+    rep = compare.compare_runs(base, new)
+    assert [r.label for r in rep.slower] == ["sparse_matmul scipy_csr float32 4096x4096 batch 64 90% zeros relu"]
+    case = history._case(Case, rep.slower[0].key)
+    assert case.shape == (4096, 4096) and case.sparsity == 0.9 and case.pattern == "relu"

@@ -4,6 +4,7 @@ cache (peak_gbps, which % of peak then uses). Fake members and clocks: nothing h
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
@@ -12,7 +13,7 @@ import pytest
 
 from bench import __main__ as cli
 from bench import interleave, roofline, runner, timing
-from bench.cases import Case
+from bench.cases import PROFILES, Case
 
 
 def _fake_peak(sampling, *a, **k):
@@ -90,3 +91,32 @@ def test_an_interleaved_run_end_to_end_with_a_probe_beside_the_large_cases(monke
     assert "peak_gbps" not in small and small["pct_peak"] == pytest.approx(100 * small["gbps"] / 10.0)
     assert large["peak_gbps"] > 0 and large["pct_peak"] == pytest.approx(100 * large["gbps"] / large["peak_gbps"])
     assert large["peak_gbps"] == by[("relu", "numba_cpu", 2**12)]["peak_gbps"]
+
+
+def test_a_case_measured_alone_keeps_its_probe(monkeypatch):
+    # bench-check measures a suspect again on its own: beyond the cache it still gets a probe
+    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
+    monkeypatch.setattr(interleave, "llc_bytes", lambda: 2**14)
+    profile = dataclasses.replace(PROFILES["quick"], sampling=timing.Sampling(budget_s=0.01))
+    run = runner.run_cases(profile, [Case("relu", "numpy", "cpu", "float32", 2**12)], interleave=True)
+    assert run.results[0].peak_gbps > 0
+    run = runner.run_cases(profile, [Case("relu", "numpy", "cpu", "float32", 2**12)], interleave=False)
+    assert run.results[0].peak_gbps is None
+
+
+def test_ctrl_c_in_an_interleaved_run_saves_the_groups_measured(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
+    real, calls = runner._run_group, []
+
+    def interrupted_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(runner, "_run_group", interrupted_third)
+    out = tmp_path / "r.json"
+    rc = cli.main(["run", "--ops", "relu", "--backends", "numpy,numba_cpu", "--sizes", "100,200,300",
+                   "--budget", "0.01", "--out", str(out), "--no-plots"])
+    assert rc == 130
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True and len(doc["results"]) == 4       # two groups of two backends

@@ -1,5 +1,6 @@
 """One pytest-benchmark per available (op, backend) at a mid size: 2**22 elements on the CPU,
-2**26 on a GPU (beyond every cache, so the figure is the memory-bound one).
+2**26 on a GPU (beyond every cache, so the figure is the memory-bound one); and sparse_matmul at
+one weight shape, batch 64, 50 % and 90 % ReLU zeros.
 
 `make bench-pytest` runs and saves them (--benchmark-only --benchmark-autosave); `make
 bench-pytest-compare` compares with the last saved run and fails on a median 15 % slower. In `make
@@ -18,47 +19,50 @@ import numpy as np
 import pytest
 
 import kernels
-from bench import inputs
+from bench import inputs, sparse
 from kernels import registry
 from kernels.reference import OPS
 
 SIZES = {"cpu": 2**22, "gpu": 2**26}
+MATMUL = {"cpu": (2048, 2048), "gpu": (8192, 8192)}     # w's K x N
+BATCH, SPARSITIES = 64, (0.5, 0.9)
 DTYPE = "float32"
 ROUNDS = {"cpu": 40, "gpu": 100}
+MATMUL_ROUNDS = 20                  # a CPU matmul call takes 0.1 s or more
 
 
-def _params():
+def _skip(be) -> list:
+    if not be.available:
+        return [pytest.mark.skip(reason=f"{be.name}: {be.reason}")]
+    if be.simulated:
+        return [pytest.mark.skip(reason=f"{be.name} runs on the CUDA simulator here: never timed")]
+    if DTYPE not in be.dtypes:
+        return [pytest.mark.skip(reason=f"{be.name} does not support {DTYPE}")]
+    return []
+
+
+def _params(kind: str):
     out = []
     for k in registry.kernels():
+        if OPS[k.op].kind != kind:
+            continue
         be = registry.backend(k.backend)
-        spec = OPS[k.op]
-        marks = []
-        if not be.available:
-            marks.append(pytest.mark.skip(reason=f"{be.name}: {be.reason}"))
-        elif be.simulated:
-            marks.append(pytest.mark.skip(reason=f"{be.name} runs on the CUDA simulator here: never timed"))
-        elif DTYPE not in be.dtypes:
-            marks.append(pytest.mark.skip(reason=f"{be.name} does not support {DTYPE}"))
-        if getattr(spec, "inputs", None) is None or not set(spec.inputs) <= {"x", "dy", "y", "mask"}:
-            marks.append(pytest.mark.skip(reason=f"{k.op}: no pytest-benchmark inputs for this op yet"))
-        out.append(pytest.param(k.op, k.backend, id=f"{k.op}-{k.backend}", marks=marks))
+        if kind == "matmul":
+            out += [pytest.param(k.op, k.backend, s, id=f"{k.op}-{k.backend}-{int(100 * s)}", marks=_skip(be))
+                    for s in SPARSITIES]
+        else:
+            out.append(pytest.param(k.op, k.backend, id=f"{k.op}-{k.backend}", marks=_skip(be)))
     return out
 
 
-@pytest.mark.parametrize("op,backend", _params())
-def test_kernel(benchmark, op, backend):
+def _bench(benchmark, op: str, backend: str, host: tuple[np.ndarray, ...], rounds: int | None = None):
+    """Time op on backend with host's arrays moved there, outputs preallocated where it can."""
     be = registry.backend(backend)
-    n = SIZES[be.device]
-    benchmark.group = f"{op} {DTYPE} 2**{n.bit_length() - 1}"
-    benchmark.extra_info.update(op=op, backend=backend, device=be.device, dtype=DTYPE, size=n)
-    rng = np.random.default_rng(0)
-    host = inputs.random_inputs(op, (n,), DTYPE, rng)
     args = tuple(be.to_native(a) for a in host)
-    k = registry.kernel(op, backend)
     fn = kernels.get(op, backend)
     kwargs = {}
-    if k.supports_out:
-        outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(OPS[op], args[0]))
+    if registry.kernel(op, backend).supports_out:
+        outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(OPS[op], *args))
         kwargs["out"] = outs if len(outs) > 1 else outs[0]
     sync = be.synchronize
 
@@ -67,4 +71,26 @@ def test_kernel(benchmark, op, backend):
         sync()
 
     call()                    # compile (numba), first touch of the outputs
-    benchmark.pedantic(call, setup=sync, rounds=ROUNDS[be.device], iterations=1, warmup_rounds=3)
+    benchmark.pedantic(call, setup=sync, rounds=rounds or ROUNDS[be.device], iterations=1, warmup_rounds=3)
+
+
+@pytest.mark.parametrize("op,backend", _params("elementwise"))
+def test_kernel(benchmark, op, backend):
+    dev = registry.backend(backend).device
+    n = SIZES[dev]
+    benchmark.group = f"{op} {DTYPE} 2**{n.bit_length() - 1}"
+    benchmark.extra_info.update(op=op, backend=backend, device=dev, dtype=DTYPE, size=n)
+    _bench(benchmark, op, backend, inputs.random_inputs(op, (n,), DTYPE, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("op,backend,sparsity", _params("matmul"))
+def test_sparse_matmul(benchmark, op, backend, sparsity):
+    dev = registry.backend(backend).device
+    k, n = MATMUL[dev]
+    rng = np.random.default_rng(0)
+    a = sparse.activations(BATCH, k, sparsity, "relu", DTYPE, rng)
+    w = inputs.random_array((k, n), DTYPE, rng)
+    benchmark.group = f"{op} {DTYPE} {k}x{n} batch {BATCH} {100 * sparsity:g}% zeros"
+    benchmark.extra_info.update(op=op, backend=backend, device=dev, dtype=DTYPE, shape=f"{k}x{n}", batch=BATCH,
+                                sparsity=sparsity, pattern="relu")
+    _bench(benchmark, op, backend, (a, w), MATMUL_ROUNDS if dev == "cpu" else None)
