@@ -2,9 +2,9 @@
 round-robin, in a new random order each round, so that every ratio between them comes from samples
 taken side by side rather than seconds apart on a machine whose load changes meanwhile.
 
-For CPU cases beyond the last-level cache a copy probe joins the rounds: a copy of the case's size
-with the run's streaming stores (bench/roofline.py's fastest method on this project's machines),
-so the case's % of peak comes from a peak measured beside it too (`CaseResult.peak_gbps`).
+For CPU cases past the run's measured cache boundary (where the memory peak judges them) a copy
+probe joins the rounds: a copy of the case's size with numba_cpu's streaming stores, so the
+case's % of peak comes from a memory peak measured beside it too (`CaseResult.peak_gbps`).
 
 A group's time budget is the profile's budget per case times its members; it ends as soon as
 every member's median is stable (bench/timing.py's rule), after at least `min_samples` rounds.
@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-
-from kernels.machine import last_level_cache_bytes as llc_bytes
 
 from . import roofline, stats, timing
 
@@ -66,11 +64,6 @@ def gpu_member(name: str, fn, args, kwargs, device) -> Member:
 
 
 PROBE = "copy probe"
-
-
-def beyond_cache(dtype: str, size: int) -> bool:
-    """An input and an output of this size do not fit in the last-level cache together."""
-    return 2 * np.dtype(dtype).itemsize * size > llc_bytes()
 
 
 class CopyProbe:

@@ -142,7 +142,8 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                         probed_again.add("cpu")
                     host_inputs[key] = _Inputs(case.dtype, case.size, seed)
                 if interleave:
-                    entries = _run_group(group, host_inputs[key], sampling, checked, seed, scope, probe)
+                    entries = _run_group(group, host_inputs[key], sampling, checked, seed, scope, probe,
+                                         beyond=_beyond_cache(case, first_peaks.get("cpu")))
                 else:
                     entries = [_run_case(case, host_inputs[key], sampling, checked, seed, scope)]
                 for entry in entries:
@@ -330,12 +331,13 @@ def _timed(ready: _Ready, t: timing.Timing, peak_gbps: float | None = None) -> C
 
 
 def _run_group(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,
-               scope: RunScope, probe: _interleave.CopyProbe) -> list[CaseResult]:
+               scope: RunScope, probe: _interleave.CopyProbe, beyond: bool = False) -> list[CaseResult]:
     """The cases of one (op, dtype, size), sampled round-robin (bench/interleave.py), with a copy
-    probe beside the CPU cases beyond the cache; a case skipped or failed is left out of the rounds.
+    probe beside the CPU cases past the measured cache boundary (`beyond`); a case skipped or failed
+    is left out of the rounds.
     Out of memory: the group's cases one by one instead, each skipped if it still does not fit."""
     try:
-        return _interleaved(group, host, sampling, checked, seed, scope, probe)
+        return _interleaved(group, host, sampling, checked, seed, scope, probe, beyond)
     except Exception as exc:
         if not devices.is_out_of_memory(exc):
             raise
@@ -346,7 +348,7 @@ def _run_group(group: list[Case], host: _Inputs, sampling: timing.Sampling, chec
 
 
 def _interleaved(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,
-                 scope: RunScope, probe: _interleave.CopyProbe) -> list[CaseResult]:
+                 scope: RunScope, probe: _interleave.CopyProbe, beyond: bool) -> list[CaseResult]:
     done: dict[int, CaseResult] = {}
     ready: dict[int, _Ready] = {}
     for i, case in enumerate(group):
@@ -367,7 +369,7 @@ def _interleaved(group: list[Case], host: _Inputs, sampling: timing.Sampling, ch
                    else _interleave.cpu_member(str(i), r.fn, r.native, r.kwargs, sampling) for i, r in ready.items()]
         first = group[min(ready)]
         probe_bytes = None
-        if first.device == "cpu" and _interleave.beyond_cache(first.dtype, first.size):
+        if first.device == "cpu" and beyond:
             m, probe_bytes = probe.member(first.dtype, first.size, sampling)
             members.append(m)
         times = _interleave.round_robin(members, sampling, random.Random(seed))

@@ -21,6 +21,17 @@ def _fake_peak(sampling, *a, **k):
             "measured": [{"method": "fake copy", "median_s": 1e-9, "gbps": 10.0}]}
 
 
+def _fake_cache_peak(sampling, *a, **k):      # the memory peak judges cases of 16 KiB and more
+    return {"gbps": 100.0, "method": "fake cache copy", "bytes": 2, "median_s": 1e-9, "samples_s": [1e-9],
+            "measured": [], "working_set_bytes": 2**12, "sweep": [], "applies_below_bytes": 2**14}
+
+
+@pytest.fixture(autouse=True)
+def fake_peaks(monkeypatch):
+    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
+    monkeypatch.setattr(roofline, "cpu_cache_peak", _fake_cache_peak)
+
+
 class Recorder:
     """Members that log the order they are sampled in; each returns a fixed value plus jitter."""
 
@@ -69,14 +80,7 @@ def test_cases_group_by_op_dtype_and_size_only_when_interleaving():
     assert [len(g) for g in runner._groups(cases, False)] == [1] * 5
 
 
-def test_beyond_cache_means_input_and_output_do_not_fit(monkeypatch):
-    monkeypatch.setattr(interleave, "llc_bytes", lambda: 2**20)
-    assert interleave.beyond_cache("float32", 2**17 + 1) and not interleave.beyond_cache("float32", 2**17)
-
-
-def test_an_interleaved_run_end_to_end_with_a_probe_beside_the_large_cases(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
-    monkeypatch.setattr(interleave, "llc_bytes", lambda: 2**14)      # 2**12 float32 x2 is "beyond" it
+def test_an_interleaved_run_end_to_end_with_a_probe_beside_the_large_cases(tmp_path):
     out = tmp_path / "r.json"
     rc = cli.main(["run", "--ops", "relu,sigmoid", "--backends", "numpy,numba_cpu", "--sizes", "2**10,2**12",
                    "--budget", "0.01", "--interleave", "--out", str(out), "--no-plots"])
@@ -87,16 +91,16 @@ def test_an_interleaved_run_end_to_end_with_a_probe_beside_the_large_cases(monke
     # backends of one group were sampled in the same rounds: the same number of samples
     for op, n in itertools.product(("relu", "sigmoid"), (2**10, 2**12)):
         assert by[(op, "numpy", n)]["n"] == by[(op, "numba_cpu", n)]["n"] >= 10
-    small, large = by[("relu", "numpy", 2**10)], by[("relu", "numpy", 2**12)]
-    assert "peak_gbps" not in small and small["pct_peak"] == pytest.approx(100 * small["gbps"] / 10.0)
-    assert large["peak_gbps"] > 0 and large["pct_peak"] == pytest.approx(100 * large["gbps"] / large["peak_gbps"])
+    small, large = by[("relu", "numpy", 2**10)], by[("relu", "numpy", 2**12)]    # 8 KiB and 32 KiB moved
+    assert "peak_gbps" not in small and small["peak_level"] == "cache"
+    assert small["pct_peak"] == pytest.approx(100 * small["gbps"] / 100.0)
+    assert large["peak_gbps"] > 0 and large["peak_level"] == "memory"
+    assert large["pct_peak"] == pytest.approx(100 * large["gbps"] / large["peak_gbps"])
     assert large["peak_gbps"] == by[("relu", "numba_cpu", 2**12)]["peak_gbps"]
 
 
-def test_a_case_measured_alone_keeps_its_probe(monkeypatch):
+def test_a_case_measured_alone_keeps_its_probe():
     # bench-check measures a suspect again on its own: beyond the cache it still gets a probe
-    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
-    monkeypatch.setattr(interleave, "llc_bytes", lambda: 2**14)
     profile = dataclasses.replace(PROFILES["quick"], sampling=timing.Sampling(budget_s=0.01))
     run = runner.run_cases(profile, [Case("relu", "numpy", "cpu", "float32", 2**12)], interleave=True)
     assert run.results[0].peak_gbps > 0
@@ -105,7 +109,6 @@ def test_a_case_measured_alone_keeps_its_probe(monkeypatch):
 
 
 def test_ctrl_c_in_an_interleaved_run_saves_the_groups_measured(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
     real, calls = runner._run_group, []
 
     def interrupted_third(*a, **k):
