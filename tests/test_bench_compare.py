@@ -426,3 +426,12 @@ def test_sparse_matmul_cases_are_told_apart_by_shape_batch_sparsity_and_pattern(
     assert [r.label for r in rep.slower] == ["sparse_matmul scipy_csr float32 4096x4096 batch 64 90% zeros relu"]
     case = history._case(Case, rep.slower[0].key)
     assert case.shape == (4096, 4096) and case.sparsity == 0.9 and case.pattern == "relu"
+
+
+def test_confirm_judges_fastest_as_compare_will_with_the_probe_beside():
+    from bench import history
+    slow_mem = results.CaseResult("relu", "numpy", "cpu", "float32", 2**25, "ok", median_s=2e-2, peak_gbps=10.0)
+    fast_raw = results.CaseResult("relu", "numpy", "cpu", "float32", 2**25, "ok", median_s=1.5e-2, peak_gbps=30.0)
+    # raw, 15 ms is faster; normalised by the memory bandwidth each met, 20 ms x 10 GB/s is the better run
+    assert history._cost(fast_raw, slow_mem, "raw") < history._cost(slow_mem, fast_raw, "raw")
+    assert history._cost(slow_mem, fast_raw, "auto") < history._cost(fast_raw, slow_mem, "auto")
