@@ -188,6 +188,13 @@ def env_lines(run: Run) -> list[tuple[str, str]]:
     if nb:
         lines.append(("numba", f"{nb.get('version', '?')}, {nb.get('threads', '?')} threads"
                       + (f" ({nb['threading_layer']})" if nb.get("threading_layer") else "")))
+    stores = (env.get("numba_cpu_stores") or {}).get("choices") or {}
+    if stores:
+        lines.append(("stores", "numba_cpu beyond " + fmt_bytes(env["numba_cpu_stores"].get("min_bytes") or 0) + ": "
+                      + "; ".join(f"{k} {'streaming' if c.get('stream') else 'ordinary'}, block {c.get('block')} "
+                                  f"({c.get('source')}"
+                                  + (f", x{c['speedup']:.2f}" if c.get("speedup") else "") + ")"
+                                  for k, c in stores.items())))
     lines += [("gpu", _gpu_line(env.get("gpu"))),
               ("git", _git_line(env.get("git"))),
               ("profile", f"{env.get('profile') or '-'}, seed {env.get('seed', '-')}, "

@@ -158,7 +158,17 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                     first_peaks[dev] = _combine_peaks(first_peaks[dev], _measure_peak(dev, cases, sampling, scope))
         except KeyboardInterrupt:
             interrupted = True
-    return derive(dataclasses.replace(run, peaks=first_peaks, interrupted=interrupted))
+    env = dict(run.env, **_store_strategy(cases))
+    return derive(dataclasses.replace(run, env=env, peaks=first_peaks, interrupted=interrupted))
+
+
+def _store_strategy(cases: list[Case]) -> dict:
+    """numba_cpu's store choices that this run used (measured on this machine at first use), for
+    the header and the JSON; nothing when numba_cpu was not timed."""
+    if not any(c.backend == "numba_cpu" for c in cases) or not _timeable(registry.backend("numba_cpu")):
+        return {}
+    from kernels.numba_cpu import store_strategy
+    return {"numba_cpu_stores": store_strategy(probe=False)}
 
 
 def _groups(cases: list[Case], interleave: bool) -> list[list[Case]]:

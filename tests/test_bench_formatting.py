@@ -62,3 +62,14 @@ def test_env_lines_cope_with_missing_fields_and_a_gpu():
     assert "INTERRUPTED" in dict(lines)["profile"]
     assert fmt.peak_label(run, "cpu") == "cpu peak not measured"
     assert fmt.run_label(run, 1) == "run 2"
+
+
+def test_env_lines_show_the_store_strategy_a_run_used():
+    stores = {"key": "k", "min_bytes": 32 * 2**20, "probe_bytes": 64 * 2**20,
+              "choices": {"exp/float32": {"stream": False, "block": 16384, "source": "measured", "speedup": 0.71},
+                          "memory/float32": {"stream": True, "block": 65536, "source": "inconclusive",
+                                             "speedup": None}}}
+    line = dict(fmt.env_lines(Run(env={"numba_cpu_stores": stores})))["stores"]
+    assert line == ("numba_cpu beyond 32.0 MiB: exp/float32 ordinary, block 16384 (measured, x0.71); "
+                    "memory/float32 streaming, block 65536 (inconclusive)")
+    assert "stores" not in dict(fmt.env_lines(Run(env={})))

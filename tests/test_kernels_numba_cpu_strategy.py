@@ -174,3 +174,13 @@ def test_the_real_probe_times_every_variant():
         times = S.measure(family, "float32", 2**20, variants, budget=0.0, rounds=(2, 3))
         assert set(times) == set(variants)
         assert all(len(t) == 2 and all(0 < s < 10 for s in t) for t in times.values())
+
+
+def test_report_without_probing_lists_only_what_this_process_chose(tmp_path):
+    probe = FakeProbe()
+    st = _strategy(tmp_path, probe)
+    assert st.report(probe=False)["choices"] == {} and probe.calls == []
+    st.choose("exp", "float32")
+    report = st.report(probe=False)
+    assert list(report["choices"]) == ["exp/float32"] and probe.calls == [("exp", "float32")]
+    assert report["choices"]["exp/float32"]["stream"] is False

@@ -75,11 +75,12 @@ TUNING = {"relu": "memory", "relu_grad": "memory", "leaky_relu": "memory",
 STRATEGY = StoreStrategy(enabled=X86_64)     # read at every call, so tests can replace it
 
 
-def store_strategy() -> dict:
+def store_strategy(probe: bool = True) -> dict:
     """How numba_cpu writes large outputs on this machine, per family and dtype: streaming or
     ordinary stores and the block size, measured at first use (or read from the disk cache or the
-    environment), with the machine key and the size from which it applies. JSON-ready."""
-    return STRATEGY.report()
+    environment), with the machine key and the size from which it applies. JSON-ready. With
+    probe=False only the choices made so far in this process (those a run used)."""
+    return STRATEGY.report(probe)
 
 
 def _run(op: str, out, *args) -> None:

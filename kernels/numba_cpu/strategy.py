@@ -137,10 +137,15 @@ class StoreStrategy:
             self._choices[(family, dtype)] = got
         return got
 
-    def report(self) -> dict:
-        """Every family's choice per dtype (probing what was not chosen yet), JSON-ready."""
+    def report(self, probe: bool = True) -> dict:
+        """Every family's choice per dtype, JSON-ready: probing what was not chosen yet, or with
+        probe=False only the choices this process has made (what a run actually used)."""
+        if probe:
+            choices = {(f, d): self.choose(f, d) for f in FAMILIES for d in DTYPES}
+        else:
+            choices = dict(sorted(self._choices.items()))
         return {"key": self.key, "min_bytes": self.min_bytes, "probe_bytes": PROBE_BYTES,
-                "choices": {f"{f}/{d}": asdict(self.choose(f, d)) for f in FAMILIES for d in DTYPES}}
+                "choices": {f"{f}/{d}": asdict(c) for (f, d), c in choices.items()}}
 
     def _override(self) -> Choice | None:
         stores = self._env.get("ACTBENCH_STORES", "measure").strip().lower()
