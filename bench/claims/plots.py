@@ -17,16 +17,23 @@ def _fig(ncols: int = 1, w: float = 6.4, h: float = 4.0):
     return fig, axes
 
 
-def cost(d: dict) -> Figure:
-    fig, (ax,) = _fig(w=8)
-    labels = [f"{r['backend']}\n2^{int(np.log2(r['size']))}" for r in d["ratios"]]
+def _ratio_bars(ax, ratios: list[dict], left: tuple[str, str], right: tuple[str, str], **tick_kw) -> None:
+    """Time ratios per (backend, size) as pairs of bars on a log axis with 1 marked; left and right
+    are (the ratio's key, its label)."""
+    labels = [f"{r['backend']}\n2^{int(np.log2(r['size']))}" for r in ratios]
     x = np.arange(len(labels))
-    ax.bar(x - 0.2, [r["forward"] for r in d["ratios"]], 0.4, label="forward: sigmoid / relu")
-    ax.bar(x + 0.2, [r["backward"] for r in d["ratios"]], 0.4, label="backward: sigmoid_grad / relu_grad")
+    for dx, (key, label) in ((-0.2, left), (0.2, right)):
+        ax.bar(x + dx, [r[key] for r in ratios], 0.4, label=label)
     ax.axhline(1, color="k", lw=0.8)
-    ax.set_xticks(x, labels)
+    ax.set_xticks(x, labels, **tick_kw)
     ax.set_yscale("log")
     ax.set_ylabel("time ratio (min of samples)")
+
+
+def cost(d: dict) -> Figure:
+    fig, (ax,) = _fig(w=8)
+    _ratio_bars(ax, d["ratios"], ("forward", "forward: sigmoid / relu"),
+                ("backward", "backward: sigmoid_grad / relu_grad"))
     ax.set_title("1. Is sigmoid costlier than ReLU? (float32)")
     ax.legend()
     return fig
@@ -39,9 +46,8 @@ def derivatives(d: dict) -> Figure:
         col, _ = ACT_STYLE[act]
         ax.plot(c["x"], c[act], color=col, label=f"{act}'")
     ax.axhline(0.25, color="C0", ls=":", lw=0.8)
-    ax.set_xlabel("x")
-    ax.set_ylabel("derivative (gradient kernel, dy = 1)")
-    ax.set_title("2. Derivatives: sigmoid' <= 0.25, relu' in {0, 1}")
+    ax.set(xlabel="x", ylabel="derivative (gradient kernel, dy = 1)",
+           title="2. Derivatives: sigmoid' <= 0.25, relu' in {0, 1}")
     ax.legend()
     return fig
 
@@ -56,12 +62,9 @@ def vanishing(d: dict) -> Figure:
     for a in (a1, a2):
         a.set_yscale("log")
         a.legend(fontsize=8)
-    a1.set_xlabel("depth (hidden layers)")
-    a1.set_ylabel("|dL/dW first| / |dL/dW last|")
-    a1.set_title(f"3. Gradient ratio, width {d['width']}, batch {d['batch']}")
-    a2.set_xlabel("layer")
-    a2.set_ylabel("|dL/dW|")
-    a2.set_title(f"per layer, depth {d['depths'][-1]}")
+    a1.set(xlabel="depth (hidden layers)", ylabel="|dL/dW first| / |dL/dW last|",
+           title=f"3. Gradient ratio, width {d['width']}, batch {d['batch']}")
+    a2.set(xlabel="layer", ylabel="|dL/dW|", title=f"per layer, depth {d['depths'][-1]}")
     return fig
 
 
@@ -77,9 +80,7 @@ def sparsity(d: dict) -> Figure:
         ax.bar(x + (2 * i) * wd - 0.4, v["zero_fraction_init"], wd, color=col, alpha=0.45, label=f"{act} init")
         ax.bar(x + (2 * i + 1) * wd - 0.4, v["zero_fraction_trained"], wd, color=col, label=f"{act} trained")
     ax.set_xticks(x, [f"layer {i + 1}" for i in range(n)])
-    ax.set_ylabel("fraction of exact zeros")
-    ax.set_ylim(0, 1)
-    ax.set_title("4. Exact zeros per hidden layer")
+    ax.set(ylabel="fraction of exact zeros", ylim=(0, 1), title="4. Exact zeros per hidden layer")
     ax.legend(fontsize=7, ncols=2)
     return fig
 
@@ -98,10 +99,8 @@ def sparse_matmul(d: dict) -> Figure:
         ax.axvline(v, color="C2", ls="--", lw=0.8)
         ax.annotate(f"ReLU {k}", (v, 1), rotation=90, fontsize=7, va="bottom")
     ax.axhline(1, color="k", lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("sparsity s (fraction of exact zeros in the activations)")
-    ax.set_ylabel(f"speed-up over dense {d['dense']}")
-    ax.set_title("5. Sparse matmul speed-up")
+    ax.set(yscale="log", xlabel="sparsity s (fraction of exact zeros in the activations)",
+           ylabel=f"speed-up over dense {d['dense']}", title="5. Sparse matmul speed-up")
     ax.legend(fontsize=7)
     return fig
 
@@ -117,11 +116,9 @@ def dying(d: dict) -> Figure:
             for r in rs:
                 if r["diverged_at"] is not None:
                     ax.annotate("diverged", (r["lr"], r["dead"]), fontsize=7, color=col)
-        ax.set_xscale("log")
-        ax.set_ylim(-0.02, 1)
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("fraction of units negative on every input")
-        ax.set_title(f"6. Dead units after {d['steps']} steps, {opt}")
+        ax.set(xscale="log", ylim=(-0.02, 1), xlabel="learning rate",
+               ylabel="fraction of units negative on every input",
+               title=f"6. Dead units after {d['steps']} steps, {opt}")
         ax.legend()
     return fig
 
@@ -132,10 +129,8 @@ def blowup(d: dict) -> Figure:
         col, _ = ACT_STYLE[r["act"]]
         ax.plot(range(1, len(r["rms_by_layer"]) + 1), r["rms_by_layer"], color=col,
                 ls="-" if r["gain"] != 1.0 else ":", label=f"{r['act']} gain {r['gain']:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("RMS activation")
-    ax.set_title(f"7. Activations with depth (init x gain), width {d['width']}")
+    ax.set(yscale="log", xlabel="layer", ylabel="RMS activation",
+           title=f"7. Activations with depth (init x gain), width {d['width']}")
     ax.legend(fontsize=7, ncols=2)
     return fig
 
@@ -147,10 +142,8 @@ def batchnorm(d: dict) -> Figure:
         ax.plot(st, v, color=f"C{i // 2}", ls="-" if r["bn"] else ":",
                 label=f"lr {r['lr']:g} {'with' if r['bn'] else 'without'} standardisation")
     ax.axhline(d["runs"][0]["mean_predictor_loss"], color="k", lw=0.8, ls="--", label="predict the mean")
-    ax.set_yscale("log")
-    ax.set_xlabel("SGD step")
-    ax.set_ylabel("loss (evaluation batch)")
-    ax.set_title(f"8. Depth-{d['depth']} sigmoid MLP")
+    ax.set(yscale="log", xlabel="SGD step", ylabel="loss (evaluation batch)",
+           title=f"8. Depth-{d['depth']} sigmoid MLP")
     ax.legend(fontsize=8)
     return fig
 
@@ -160,16 +153,9 @@ def mask_backward(d: dict) -> Figure:
     kept = d["bytes_kept_per_activation"]
     a1.bar(range(len(kept)), list(kept.values()), color=["C0", "C2", "C4"])
     a1.set_xticks(range(len(kept)), [k.replace(" (", "\n(") for k in kept], fontsize=8)
-    a1.set_ylabel("bytes kept per activation for the backward")
-    a1.set_title("9. Memory kept for the backward")
-    labels = [f"{r['backend']}\n2^{int(np.log2(r['size']))}" for r in d["ratios"]]
-    x = np.arange(len(labels))
-    a2.bar(x - 0.2, [r["mask_over_sigmoid_grad"] for r in d["ratios"]], 0.4, label="relu_grad_mask / sigmoid_grad")
-    a2.bar(x + 0.2, [r["mask_over_relu_grad"] for r in d["ratios"]], 0.4, label="relu_grad_mask / relu_grad")
-    a2.axhline(1, color="k", lw=0.8)
-    a2.set_yscale("log")
-    a2.set_xticks(x, labels, fontsize=8)
-    a2.set_ylabel("time ratio (min of samples)")
+    a1.set(ylabel="bytes kept per activation for the backward", title="9. Memory kept for the backward")
+    _ratio_bars(a2, d["ratios"], ("mask_over_sigmoid_grad", "relu_grad_mask / sigmoid_grad"),
+                ("mask_over_relu_grad", "relu_grad_mask / relu_grad"), fontsize=8)
     a2.set_title("backward time")
     a2.legend(fontsize=8)
     return fig
