@@ -307,12 +307,18 @@ def _jsonable(o):
 
 def save(run: Run, path: str | Path) -> Path:
     """Write run as JSON to path atomically (temp file in the same folder, then rename)."""
+    return write_json(run.to_json(), path)
+
+
+def write_json(doc: Any, path: str | Path) -> Path:
+    """Write doc as JSON to path atomically (temp file in the same folder, then rename): a reader
+    never sees half a file. NumPy values and paths are written as lists, numbers and strings."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(run.to_json(), f, indent=1, default=_jsonable, allow_nan=True)
+            json.dump(doc, f, indent=1, default=_jsonable, allow_nan=True)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

@@ -7,12 +7,11 @@ saved run renders the same again.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from rich.table import Table
+
+from ..results import write_json
 
 SCHEMA = "actbench-claims/1"
 COLOUR = {"supported": "green", "refuted": "red", "depends on": "yellow"}
@@ -73,25 +72,6 @@ def _md(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def _plain(o):
-    """JSON for what json cannot write: NumPy scalars and arrays, paths."""
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def save_json(run: dict, path: Path) -> Path:
-    """Write the run atomically (a temporary file in the same folder, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(run, f, indent=1, default=_plain, allow_nan=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the run atomically (bench/results.py's writer: a temporary file, then a rename)."""
+    return write_json(run, path)
