@@ -65,21 +65,23 @@ def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(dict.fromkeys(out))
 
 
-def parse_batches(text: str) -> tuple[int, ...]:
+def _numbers(text: str, convert, flag: str, use: str) -> tuple:
+    """The comma-separated values of a flag, each through convert; UsageError saying what to use."""
     try:
-        out = tuple(int(v) for v in text.split(","))
+        return tuple(convert(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"malformed --batch {text!r}: use positive integers, e.g. 1,8,64") from None
+        raise UsageError(f"malformed {flag} {text!r}: use {use}") from None
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    out = _numbers(text, int, "--batch", "positive integers, e.g. 1,8,64")
     if not out or min(out) < 1:
         raise UsageError(f"--batch {text!r}: every batch must be at least 1")
     return tuple(dict.fromkeys(out))
 
 
 def parse_sparsities(text: str) -> tuple[float, ...]:
-    try:
-        out = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"malformed --sparsity {text!r}: use fractions in [0, 1), e.g. 0,0.5,0.9") from None
+    out = _numbers(text, float, "--sparsity", "fractions in [0, 1), e.g. 0,0.5,0.9")
     if not out or not all(0.0 <= s < 1.0 for s in out):
         raise UsageError(f"--sparsity {text!r}: every sparsity must be in [0, 1) (1 would leave nothing to read)")
     return tuple(sorted(dict.fromkeys(out)))
