@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,9 @@ extern "C" __global__ void _actbench_probe(__half* y) { y[0] = act::from_c<__hal
 
 
 @functools.cache
-def _probe_cupy() -> str | None:
+def import_cupy() -> str | None:
+    """Import CuPy and find a GPU, binding this module's `cupy` (which every CuPy backend's array
+    functions use, kernels/cupy_sparse.py's too): None, or why not."""
     global cupy
     if importlib.util.find_spec("cupy") is None:
         return "cupy is not installed (pip install -e '.[cuda12]' or '.[cuda13]')"
@@ -62,45 +65,56 @@ def _probe_cupy() -> str | None:
         return f"no CUDA GPU: cupy.cuda.runtime.getDeviceCount() failed: {type(exc).__name__}: {exc}"
     if count == 0:
         return "no CUDA GPU (cupy.cuda.runtime.getDeviceCount() is 0)"
-    try:       # CuPy's headers, NVRTC and a launch: what every ElementwiseKernel needs
-        y = _cupy.ElementwiseKernel("T x", "T y", "y = x", "_actbench_probe")(_cupy.ones(1, _cupy.float16))
-        _cupy.cuda.get_current_stream().synchronize()
-        if float(y[0]) != 1.0:
-            return "CuPy's probe kernel gave a wrong value"
-    except Exception as exc:
-        return f"CuPy cannot compile and launch a kernel: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     cupy = _cupy
     return None
 
 
-@functools.cache
-def _probe_raw() -> str | None:
-    reason = _probe_cupy()
-    if reason is not None:
-        return reason
-    try:       # kernels/cuda's headers (cuda_fp16.h through CuPy's include path) and a launch
-        y = cupy.zeros(1, cupy.float16)
-        cupy.RawModule(code=_PROBE_RAW, options=raw_options()).get_function("_actbench_probe")((1,), (1,), (y,))
+def _probe_launch(launch, wrong: str, failed: str) -> str | None:
+    """Run a probe kernel: launch() returns a float16 array whose first element it set to 1.
+    None when it did; else why not (wrong: it ran but gave another value; failed: it raised)."""
+    try:
+        y = launch()
         cupy.cuda.get_current_stream().synchronize()
         if float(y[0]) != 1.0:
-            return "the RawModule probe kernel gave a wrong value"
+            return wrong
     except Exception as exc:
-        return (f"CuPy cannot compile kernels/cuda's headers: {type(exc).__name__}: "
-                f"{' '.join(str(exc).split())[:300]}")
+        return f"{failed}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     return None
 
 
+@functools.cache
+def _probe_cupy() -> str | None:
+    # CuPy's headers, NVRTC and a launch: what every ElementwiseKernel needs
+    return import_cupy() or _probe_launch(
+        lambda: cupy.ElementwiseKernel("T x", "T y", "y = x", "_actbench_probe")(cupy.ones(1, cupy.float16)),
+        "CuPy's probe kernel gave a wrong value", "CuPy cannot compile and launch a kernel")
+
+
+@functools.cache
+def _probe_raw() -> str | None:
+    def launch():       # kernels/cuda's headers (cuda_fp16.h through CuPy's include path) and a launch
+        y = cupy.zeros(1, cupy.float16)
+        cupy.RawModule(code=_PROBE_RAW, options=raw_options()).get_function("_actbench_probe")((1,), (1,), (y,))
+        return y
+
+    return _probe_cupy() or _probe_launch(launch, "the RawModule probe kernel gave a wrong value",
+                                          "CuPy cannot compile kernels/cuda's headers")
+
+
+def device_name() -> str:
+    """The current device's name (after `import_cupy`)."""
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    return name.decode() if isinstance(name, bytes) else name
+
+
 def _describe() -> str:
-    dev = cupy.cuda.Device()
-    name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"]
-    name = name.decode() if isinstance(name, bytes) else name
-    return f"CuPy {cupy.__version__} on {name} (sm_{dev.compute_capability})"
+    return f"CuPy {cupy.__version__} on {device_name()} (sm_{cupy.cuda.Device().compute_capability})"
 
 
-def _declare(name: str, what: str, probe_fn) -> Backend:
-    def probe() -> Available | str:
-        return probe_fn() or Available(description=f"{what}; {_describe()}")
-
+def declare_cupy_backend(name: str, probe: Callable[[], Available | str],
+                         dtypes: tuple[str, ...] = DTYPES) -> Backend:
+    """Declare a backend on CuPy arrays (current device and stream). Its probe must call
+    `import_cupy` first: the array functions use the module it binds."""
     return declare_backend(Backend(
         name=name,
         library="cupy",
@@ -110,10 +124,17 @@ def _declare(name: str, what: str, probe_fn) -> Backend:
         to_numpy=lambda a: cupy.asnumpy(a),
         is_native=lambda a: cupy is not None and isinstance(a, cupy.ndarray),
         empty=lambda shape, dtype: cupy.empty(shape, dtype),
-        dtypes=DTYPES,
+        dtypes=dtypes,
         synchronize=lambda: cupy.cuda.get_current_stream().synchronize(),
         contiguous=lambda a: cupy.ascontiguousarray(a),
     ))
+
+
+def _declare(name: str, what: str, probe_fn) -> Backend:
+    def probe() -> Available | str:
+        return probe_fn() or Available(description=f"{what}; {_describe()}")
+
+    return declare_cupy_backend(name, probe)
 
 
 _declare("cupy", "CuPy's own ufuncs, as a GPU user would write them", _probe_cupy)

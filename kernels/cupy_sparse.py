@@ -15,20 +15,17 @@ the kernels compile on first use per device with the RawModules' options (kernel
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
+from . import cupy_gpu
+from .cuda_build import BLOCK, CUDA_DIR, SUFFIX, raw_options
+from .reference import as_rows, matmul_operands, matmul_result
+from .registry import Available, register
 
-from .registry import Available, Backend, declare_backend, register
-
-CUDA_DIR = Path(__file__).parent / "cuda"
 SOURCE = "sparse_matmul.cu"
-BLOCK = 256            # ACT_BLOCK of kernels/cuda/common.cuh
 GROUP = 4              # ACT_SM_GROUP of sparse_matmul.cu: batch rows per warp
 WARPS_PER_SM = 32      # work items in flight per SM the split aims at (4 rows of 512 B each in flight)
-SUFFIX = {"float16": "f16", "float32": "f32", "float64": "f64"}
 
 
 @dataclass(frozen=True)
@@ -62,25 +59,18 @@ def launch_plan(batch: int, k: int, n: int, itemsize: int, sm_count: int) -> Pla
     return Plan(ntiles, splits, ngroups, per_split * 32, math.ceil(items * 32 / BLOCK))
 
 
-# ---- CuPy (imported on first use) ------------------------------------------------------------
-
-cupy = None
+# ---- CuPy (imported on first use, by kernels/cupy_gpu.py) ------------------------------------
 
 
 @functools.cache
 def _probe_cupy() -> str | None:
-    global cupy
-    if importlib.util.find_spec("cupy") is None:
-        return "cupy is not installed (pip install -e '.[cuda12]' or '.[cuda13]')"
+    why = cupy_gpu.import_cupy()
+    if why:
+        return why
     try:
-        import cupy as _cupy
         import cupyx.scipy.sparse  # noqa: F401
-        count = _cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # a broken install or no driver: say why  # noqa: BLE001
-        return f"no CUDA GPU for CuPy: {type(exc).__name__}: {exc}"
-    if count == 0:
-        return "no CUDA GPU (cupy.cuda.runtime.getDeviceCount() is 0)"
-    cupy = _cupy
+    except Exception as exc:  # a broken install says why
+        return f"cupyx.scipy.sparse failed to import: {type(exc).__name__}: {exc}"
     return None
 
 
@@ -88,25 +78,11 @@ def _probe() -> Available | str:
     why = _probe_cupy()
     if why:
         return why
-    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
-    name = name.decode() if isinstance(name, bytes) else name
-    return Available(description=f"CuPy {cupy.__version__} cuSPARSE CSR (activations converted at call time) "
-                                 f"@ dense on {name}")
+    return Available(description=f"CuPy {cupy_gpu.cupy.__version__} cuSPARSE CSR (activations converted at "
+                                 f"call time) @ dense on {cupy_gpu.device_name()}")
 
 
-declare_backend(Backend(
-    name="cupyx_csr",
-    library="cupy",
-    default_device="gpu",
-    probe=_probe,
-    to_native=lambda a: cupy.array(a, copy=True),
-    to_numpy=lambda a: cupy.asnumpy(a),
-    is_native=lambda a: cupy is not None and isinstance(a, cupy.ndarray),
-    empty=lambda shape, dtype: cupy.empty(shape, dtype),
-    dtypes=("float32", "float64"),
-    synchronize=lambda: cupy.cuda.get_current_stream().synchronize(),
-    contiguous=lambda a: cupy.ascontiguousarray(a),
-))
+cupy_gpu.declare_cupy_backend("cupyx_csr", _probe, dtypes=("float32", "float64"))
 
 _MODULES: dict = {}
 
@@ -119,7 +95,6 @@ def _module(cp):
     if dev not in _MODULES:
         # the RawModules' options (kernels/cuda_build.py): no cuda_fp16.h folder of ours under
         # CuPy, which adds the CUDA headers' own; the headers' hash for CuPy's cache key
-        from .cuda_build import raw_options
         _MODULES[dev] = cp.RawModule(code=(CUDA_DIR / SOURCE).read_text(), options=raw_options())
     return _MODULES[dev]
 
@@ -128,12 +103,10 @@ def _module(cp):
 def raw(a, w, out=None):
     """a @ w with the row-skipping kernels; a, w C-contiguous CuPy arrays of one float dtype."""
     import cupy as cp
-    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
-    batch, k = a2.shape
-    n = w.shape[1]
-    y = cp.empty((batch, n), w.dtype) if out is None else out.reshape(batch, n)
+    a2, y = matmul_operands(a, w, out, cp.empty)
+    (batch, k), n = a2.shape, w.shape[1]
     if batch == 0 or n == 0:
-        return y.reshape(*a.shape[:-1], n) if out is None else out
+        return matmul_result(a, y, out)
     dtype = str(w.dtype)
     sms = cp.cuda.Device().attributes["MultiProcessorCount"]
     plan = launch_plan(batch, k, n, w.dtype.itemsize, sms)
@@ -148,7 +121,7 @@ def raw(a, w, out=None):
     total = batch * n
     rgrid = max(1, min(math.ceil(total / BLOCK), sms * 8))
     reduce((rgrid,), (BLOCK,), (part, y, cp.int64(total), cp.uint32(plan.splits)))
-    return y.reshape(*a.shape[:-1], n) if out is None else out
+    return matmul_result(a, y, out)
 
 
 @register("sparse_matmul", "cupyx_csr")
@@ -156,11 +129,7 @@ def csr(a, w, out=None):
     """a converted to CSR (cuSPARSE), then CSR @ dense w."""
     import cupy as cp
     from cupyx.scipy import sparse
-    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
-    n = w.shape[1]
-    y = sparse.csr_matrix(a2) @ w
-    y = cp.asarray(y, dtype=w.dtype)
+    y = cp.asarray(sparse.csr_matrix(as_rows(a)) @ w, dtype=w.dtype)
     if out is not None:
         out[...] = y.reshape(out.shape)
-        return out
-    return y.reshape(*a.shape[:-1], n) if out is None else out
+    return matmul_result(a, y, out)

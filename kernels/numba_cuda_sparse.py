@@ -18,6 +18,7 @@ import functools
 import math
 import os
 
+from .reference import matmul_operands, matmul_result
 from .registry import register
 
 THREADS = 256          # threads per block (columns per block) on a GPU
@@ -92,10 +93,8 @@ def _sm_count(device_id: int) -> int:
 def sparse_matmul(a, w, out=None):
     """a @ w on numba device arrays (C-contiguous, one float dtype); a is (batch, K) or (K,)."""
     from numba import cuda
-    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
-    batch, k = a2.shape
-    n = w.shape[1]
-    y = cuda.device_array((batch, n), w.dtype) if out is None else out.reshape(batch, n)
+    a2, y = matmul_operands(a, w, out, cuda.device_array)
+    (batch, k), n = a2.shape, w.shape[1]
     if batch and n:
         sim = simulated()
         threads = SIM_THREADS if sim else THREADS
@@ -106,4 +105,4 @@ def sparse_matmul(a, w, out=None):
         if atomic:
             zero[math.ceil(batch * n / threads), threads](y.reshape(batch * n))
         matmul[ncol * splits * batch, threads](a2, w, y, ncol, splits, kchunk, atomic)
-    return y.reshape(*a.shape[:-1], n) if out is None else out
+    return matmul_result(a, y, out)

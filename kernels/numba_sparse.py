@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from .reference import matmul_operands, matmul_result
 from .registry import register
 
 _DEVICE = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
@@ -147,12 +148,10 @@ def _gemm_columns(idx, ptr, rows, vals, n, w, y, cols):
 def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """a @ w reading only the rows of w whose activation is non-zero. a: (batch, K) or (K,), w:
     (K, N), C-contiguous, of one float dtype (the registry has checked)."""
-    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
-    batch, k = a2.shape
-    n = w.shape[1]
-    y = np.empty((batch, n), w.dtype) if out is None else out.reshape(batch, n)
+    a2, y = matmul_operands(a, w, out, np.empty)
+    (batch, k), n = a2.shape, w.shape[1]
     if batch == 0 or n == 0:
-        return y.reshape(*a.shape[:-1], n) if out is None else out
+        return matmul_result(a, y, out)
     if batch == 1:
         idx = np.empty((1, k), np.int64)
         val = np.empty((1, k), w.dtype)
@@ -168,7 +167,7 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
         vals = np.empty(batch * k, w.dtype)
         nk = _present_by_k(a2, idx, ptr, rows, vals)
         _gemm_columns(idx, ptr, rows, vals, nk, w, y, _cols(n, batch, w.itemsize))
-    return y.reshape(*a.shape[:-1], n) if out is None else out
+    return matmul_result(a, y, out)
 
 
 def _cols(n: int, batch: int, itemsize: int) -> int:

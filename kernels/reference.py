@@ -193,6 +193,25 @@ def sparse_matmul_layout(a, w) -> tuple[tuple[int, ...], str]:
     return (*sa[:-1], sw[1]), da
 
 
+def as_rows(a):
+    """a as the batch x K matrix sparse_matmul works on: a K-vector is one row (a view)."""
+    return a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+
+
+def matmul_operands(a, w, out, empty):
+    """A sparse_matmul launcher's operands, arrays of its library: (a as batch x K, the batch x N
+    output), the output a view of out when given, else empty((batch, N), w.dtype)."""
+    a2 = as_rows(a)
+    shape = (a2.shape[0], w.shape[1])
+    return a2, (empty(shape, w.dtype) if out is None else out.reshape(*shape))
+
+
+def matmul_result(a, y, out):
+    """What a sparse_matmul launcher returns: out when given (y, its batch x N view, holds the
+    product), else the batch x N y in a's shape (a K-vector gives an N-vector)."""
+    return y.reshape(*a.shape[:-1], y.shape[1]) if out is None else out
+
+
 def sparse_matmul(a, w) -> np.ndarray:
     """a @ w in float64, each row of a reading only the rows of w of its non-zero activations.
     Reads a once and the rows of w some row of a needs; writes one float64 (batch x N) array.
@@ -202,7 +221,7 @@ def sparse_matmul(a, w) -> np.ndarray:
     of a is summed over its own present rows."""
     sparse_matmul_layout(a, w)
     a64 = np.asarray(a, np.float64)
-    rows = a64.reshape(1, a64.shape[0]) if a64.ndim == 1 else a64
+    rows = as_rows(a64)
     needed = np.flatnonzero((rows != 0).any(axis=0))          # NaN != 0: a NaN activation is present
     w_needed = np.asarray(w[needed], np.float64)
     if np.isfinite(w_needed).all():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .reference import as_rows, matmul_result
 from .registry import Available, Backend, declare_backend, register
 
 DTYPES = ("float32", "float64")
@@ -44,7 +45,7 @@ def to_csr(a: np.ndarray):
     """a (batch x K, or a K-vector as 1 x K) as a CSR array: reads a once, keeps its non-zeros
     (NaN included)."""
     import scipy.sparse as sp
-    return sp.csr_array(a.reshape(1, a.shape[0]) if a.ndim == 1 else a)
+    return sp.csr_array(as_rows(a))
 
 
 def csr_matmul(csr, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -61,4 +62,4 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
     """a @ w: convert a to CSR, then CSR @ dense (both timed as one call)."""
     n = w.shape[1]
     y = csr_matmul(to_csr(a), w, None if out is None else out.reshape(-1, n))
-    return y.reshape(*a.shape[:-1], n) if out is None else out
+    return matmul_result(a, y, out)
