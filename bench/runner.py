@@ -241,40 +241,35 @@ def _skip_reason(case: Case, be: registry.Backend, device: devices.HostAdapter) 
 def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
               checked: dict, seed: int, scope: RunScope) -> CaseResult:
     be = registry.backend(case.backend)
-    base = _base(case)
-    device = scope.device(be) if be.available else None
-    why = _skip_reason(case, be, device)
-    if why:
-        return CaseResult(**base, status=Status.SKIPPED, reason=why)
-    try:
-        return _check_and_time(case, be, device, host, sampling, checked, seed, scope, base)
-    except Exception as exc:
-        if not devices.is_out_of_memory(exc):
-            raise
-        # the free-memory estimate let it through, the allocation did not: skip this case, keep the run
-        host.forget_moved()
-        scope.release()
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        return CaseResult(**base, status=Status.SKIPPED,
-                          reason=f"out of memory on the {be.device}: {type(exc).__name__}: {first_line}")
+    return _guarded(case, be, _base(case), host, scope,
+                    lambda device, base: _check_and_time(case, be, device, host, sampling, checked, seed,
+                                                         scope, base))
 
 
 def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.Sampling,
                      checked: dict, seed: int, scope: RunScope) -> CaseResult:
-    be = registry.backend(case.backend)
     base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
                 shape=f"{case.shape[0]}x{case.shape[1]}", batch=case.batch, sparsity=case.sparsity,
                 pattern=case.pattern)
+    return _guarded(case, registry.backend(case.backend), base, matmul_inputs, scope,
+                    lambda device, base: sparse.run_case(case, matmul_inputs, sampling, checked, seed, scope,
+                                                         base, CaseResult, Status))
+
+
+def _guarded(case: Case, be: registry.Backend, base: dict, inputs, scope: RunScope, measure) -> CaseResult:
+    """A skipped case where `be` cannot run it, else measure(device, base); an out-of-memory error
+    in it skips this case (with the reason) and the run goes on."""
     device = scope.device(be) if be.available else None
     why = _skip_reason(case, be, device)
     if why:
         return CaseResult(**base, status=Status.SKIPPED, reason=why)
     try:
-        return sparse.run_case(case, matmul_inputs, sampling, checked, seed, scope, base, CaseResult, Status)
+        return measure(device, base)
     except Exception as exc:
         if not devices.is_out_of_memory(exc):
             raise
-        matmul_inputs.forget_moved()
+        # the free-memory estimate let it through, the allocation did not: skip this case, keep the run
+        inputs.forget_moved()
         scope.release()
         first_line = (str(exc).strip().splitlines() or [""])[0]
         return CaseResult(**base, status=Status.SKIPPED,

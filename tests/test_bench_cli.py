@@ -13,26 +13,16 @@ import numpy as np
 import pytest
 
 from bench import __main__ as cli
-from bench import cases, results, roofline, runner
+from bench import cases, results, runner
 from bench.results import Status
 from kernels import registry
-
-
-def _fake_peak(sampling, *a, **k):
-    return {"gbps": 10.0, "method": "fake copy", "bytes": 2, "median_s": 1e-9, "samples_s": [1e-9],
-            "measured": [{"method": "fake copy", "median_s": 1e-9, "gbps": 10.0}]}
-
-
-def _fake_cache_peak(sampling, *a, **k):
-    return {"gbps": 100.0, "method": "fake cache copy", "bytes": 2, "median_s": 1e-9, "samples_s": [1e-9],
-            "measured": [], "working_set_bytes": 2**12, "sweep": [], "applies_below_bytes": 2**13}
+from tests.fakes import interrupt_on_call, patch_peaks
 
 
 @pytest.fixture(autouse=True)
 def no_peak_probe(monkeypatch):
     """The real probes copy 2 GiB and sweep the caches; the CLI tests only need numbers."""
-    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
-    monkeypatch.setattr(roofline, "cpu_cache_peak", _fake_cache_peak)
+    patch_peaks(monkeypatch)
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -113,15 +103,7 @@ def test_run_end_to_end(tmp_path, capsys):
 
 
 def test_ctrl_c_saves_what_was_measured(tmp_path, monkeypatch, capsys):
-    real = runner._run_case
-    calls = []
-
-    def interrupted_after_two(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(runner, "_run_case", interrupted_after_two)
+    interrupt_on_call(monkeypatch, runner, "_run_case", 3)       # Ctrl-C during the third case
     out = tmp_path / "r.json"
     rc = cli.main(["run", "--ops", "relu", "--backends", "numpy", "--sizes", "100,200,300,400", "--out", str(out),
                    "--no-interleave"])     # one case at a time (interleaved: tests/test_bench_interleave.py)

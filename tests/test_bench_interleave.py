@@ -12,24 +12,15 @@ import random
 import pytest
 
 from bench import __main__ as cli
-from bench import interleave, roofline, runner, timing
+from bench import interleave, runner, timing
 from bench.cases import PROFILES, Case
+from tests.fakes import interrupt_on_call, patch_peaks
 
 
-def _fake_peak(sampling, *a, **k):
-    return {"gbps": 10.0, "method": "fake copy", "bytes": 2, "median_s": 1e-9, "samples_s": [1e-9],
-            "measured": [{"method": "fake copy", "median_s": 1e-9, "gbps": 10.0}]}
-
-
-def _fake_cache_peak(sampling, *a, **k):      # the memory peak judges cases of 16 KiB and more
-    return {"gbps": 100.0, "method": "fake cache copy", "bytes": 2, "median_s": 1e-9, "samples_s": [1e-9],
-            "measured": [], "working_set_bytes": 2**12, "sweep": [], "applies_below_bytes": 2**14}
-
-
+# the memory peak judges cases of 16 KiB and more
 @pytest.fixture(autouse=True)
 def fake_peaks(monkeypatch):
-    monkeypatch.setattr(roofline, "cpu_copy_peak", _fake_peak)
-    monkeypatch.setattr(roofline, "cpu_cache_peak", _fake_cache_peak)
+    patch_peaks(monkeypatch, applies_below=2**14)
 
 
 class Recorder:
@@ -109,14 +100,7 @@ def test_a_case_measured_alone_keeps_its_probe():
 
 
 def test_ctrl_c_in_an_interleaved_run_saves_the_groups_measured(tmp_path, monkeypatch, capsys):
-    real, calls = runner._run_group, []
-
-    def interrupted_third(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(runner, "_run_group", interrupted_third)
+    interrupt_on_call(monkeypatch, runner, "_run_group", 3)      # Ctrl-C during the third group
     out = tmp_path / "r.json"
     rc = cli.main(["run", "--ops", "relu", "--backends", "numpy,numba_cpu", "--sizes", "100,200,300",
                    "--budget", "0.01", "--out", str(out), "--no-plots"])

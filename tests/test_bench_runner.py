@@ -8,8 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench import cases, devices, roofline, runner
+from bench import cases, devices, runner
 from kernels import registry
+from tests.fakes import patch_peaks
 
 
 class FakeAdapter(devices.HostAdapter):
@@ -43,11 +44,7 @@ def greedy(monkeypatch):
 
     log = []
     monkeypatch.setattr(devices, "adapter_for", lambda be: FakeAdapter(log))
-    monkeypatch.setattr(roofline, "cpu_copy_peak", lambda sampling, **k: {
-        "gbps": 1.0, "method": "fake", "bytes": 2, "median_s": 1.0, "samples_s": [1.0],
-        "measured": [{"method": "fake", "median_s": 1.0, "gbps": 1.0}]})
-    monkeypatch.setattr(roofline, "cpu_cache_peak", lambda sampling, memory, **k: {
-        "gbps": 10.0, "method": "fake cache copy", "applies_below_bytes": 2**13})
+    patch_peaks(monkeypatch, gbps=1.0, cache_gbps=10.0)
     yield log
     registry.forget_states("greedy")
 

@@ -12,6 +12,7 @@ import pytest
 
 from bench import cases, check, roofline, runner, scope
 from bench.inputs import random_inputs
+from tests.fakes import patch_peaks
 
 
 def test_scratch_reuses_large_poison_buffers_and_close_drops_them():
@@ -59,11 +60,7 @@ def closes(monkeypatch):
         closed.append(self)
         real(self)
     monkeypatch.setattr(scope.RunScope, "close", close)
-    monkeypatch.setattr(roofline, "cpu_copy_peak", lambda sampling, **k: {
-        "gbps": 1.0, "method": "fake", "bytes": 2, "median_s": 1.0, "samples_s": [1.0],
-        "measured": [{"method": "fake", "median_s": 1.0, "gbps": 1.0}]})
-    monkeypatch.setattr(roofline, "cpu_cache_peak", lambda sampling, memory, **k: {
-        "gbps": 10.0, "method": "fake cache copy", "applies_below_bytes": 2**13})
+    patch_peaks(monkeypatch, gbps=1.0, cache_gbps=10.0)
     return closed
 
 
