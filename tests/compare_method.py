@@ -38,6 +38,26 @@ def _busy():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+def _run_logged(log: Path, code: str, factor: float, loaded: bool, row: dict) -> None:
+    """Run `code` in a fresh interpreter with the planted backend `factor` times slower (and a busy
+    process beside it when `loaded`); append its row, with the load and wall time, to `log`."""
+    busy = _busy() if loaded else None
+    load_before = os.getloadavg()[0]
+    t0 = time.time()
+    try:
+        p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                           env={**os.environ, "ACTBENCH_PLANTED_FACTOR": str(factor)})
+    finally:
+        if busy:
+            busy.kill()
+            busy.wait()
+    row = {**row, "factor": factor, "busy_process": loaded, "loadavg_before": load_before,
+           "loadavg_after": os.getloadavg()[0], "wall_s": round(time.time() - t0, 1), "rc": p.returncode}
+    with log.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
 def collect(folder: Path, runs: int, extra: list[str], alternate: bool = False) -> None:
     """`alternate`: every other run interleaved (the same factor twice in a row, once each way),
     so both ways meet the same load."""
@@ -52,22 +72,8 @@ def collect(folder: Path, runs: int, extra: list[str], alternate: bool = False) 
         code = ("import sys, tests.planted; from bench.__main__ import main; "
                 f"sys.exit(main(['run', '--ops', {OPS!r}, '--backends', {BACKENDS!r}, '--out', {str(out)!r}, "
                 f"'--no-plots', *{extra_i!r}]))")
-        busy = _busy() if loaded else None
-        load_before = os.getloadavg()[0]
-        t0 = time.time()
-        try:
-            p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                               env={**os.environ, "ACTBENCH_PLANTED_FACTOR": str(factor)})
-        finally:
-            if busy:
-                busy.kill()
-                busy.wait()
-        row = {"i": i, "file": out.name, "factor": factor, "interleave": inter or "--interleave" in extra,
-               "busy_process": loaded, "loadavg_before": load_before,
-               "loadavg_after": os.getloadavg()[0], "wall_s": round(time.time() - t0, 1), "rc": p.returncode}
-        with log.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
+        _run_logged(log, code, factor, loaded,
+                    {"i": i, "file": out.name, "interleave": inter or "--interleave" in extra})
 
 
 def gate(folder: Path, checks: int, extra: list[str]) -> None:
@@ -92,24 +98,9 @@ def gate(folder: Path, checks: int, extra: list[str]) -> None:
                 "--out", str(out)]
         code = f"import sys, tests.planted; from bench.history import main; sys.exit(main({argv!r}))"
         loaded = i >= 0 and i % 3 == 2
-        busy = _busy() if loaded else None
-        load_before = os.getloadavg()[0]
-        t0 = time.time()
-        try:
-            p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                               env={**os.environ, "ACTBENCH_PLANTED_FACTOR": str(factor)})
-        finally:
-            if busy:
-                busy.kill()
-                busy.wait()
+        _run_logged(log, code, factor, loaded, {"i": i, "report": f"check{i:03d}.json"})
         if factor == 1.0:
             last_one = out
-        row = {"i": i, "factor": factor, "busy_process": loaded, "loadavg_before": load_before,
-               "loadavg_after": os.getloadavg()[0], "wall_s": round(time.time() - t0, 1), "rc": p.returncode,
-               "report": f"check{i:03d}.json"}
-        with log.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
 
 
 def analyse_gate(folder: Path) -> dict:
@@ -171,20 +162,15 @@ def analyse(folders: list[Path], thresholds=(0.10, 0.15, 0.20), alpha=0.01) -> d
             for t in thresholds:
                 fp = n_aa = 0
                 noisy = 0
-                for a, b in aa_pairs:
-                    rep = compare.compare_runs(_only(loaded[a["file"]], planted, False),
-                                               _only(loaded[b["file"]], planted, False),
-                                               threshold=t, alpha=alpha, normalise=normalise, force=True)
-                    fp += len(rep.slower)
-                    noisy += rep.counts()["noisy"]
-                    n_aa += len(rep.rows)
-                for a, b in itertools.pairwise(ones):
-                    rep = compare.compare_runs(_only(loaded[a["file"]], planted, True),
-                                               _only(loaded[b["file"]], planted, True),
-                                               threshold=t, alpha=alpha, normalise=normalise, force=True)
-                    fp += len(rep.slower)
-                    noisy += rep.counts()["noisy"]
-                    n_aa += len(rep.rows)
+                # A/A: consecutive runs without the planted backend, and factor-1.0 runs with it only
+                for pairs, keep in ((aa_pairs, False), (list(itertools.pairwise(ones)), True)):
+                    for a, b in pairs:
+                        rep = compare.compare_runs(_only(loaded[a["file"]], planted, keep),
+                                                   _only(loaded[b["file"]], planted, keep),
+                                                   threshold=t, alpha=alpha, normalise=normalise, force=True)
+                        fp += len(rep.slower)
+                        noisy += rep.counts()["noisy"]
+                        n_aa += len(rep.rows)
                 det = {}
                 for i, r in enumerate(runs):
                     if r["factor"] == 1.0:
