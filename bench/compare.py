@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as _st
 
+from . import stats
 from .cases import UsageError
 from .formatting import fmt_size, fmt_time
 
@@ -120,11 +121,6 @@ class Change:
     verdict: str
 
 
-def rel_iqr(x: np.ndarray) -> float:
-    q1, med, q3 = np.percentile(x, [25, 50, 75])
-    return float((q3 - q1) / med)
-
-
 def judge(base, new, *, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
           scale: float = 1.0) -> Change:
     """Verdict on one case. `scale` multiplies the new samples before anything is computed (the
@@ -135,7 +131,7 @@ def judge(base, new, *, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEF
     new = new_raw * scale
     raw_ratio = float(np.median(new_raw) / np.median(base))
     ratio = float(np.median(new) / np.median(base))
-    spread = max(rel_iqr(base), rel_iqr(new))
+    spread = max(stats.summarize(base).rel_iqr, stats.summarize(new).rel_iqr)
     try:
         p = float(_st.mannwhitneyu(new, base, alternative="two-sided").pvalue)
     except ValueError:              # every sample equal in both sets
@@ -202,7 +198,7 @@ class Report:
 
 
 def _gmean(xs) -> float:
-    return float(math.exp(sum(math.log(x) for x in xs) / len(xs)))
+    return float(_st.gmean(xs))
 
 
 def device_models(env: dict) -> dict[str, str | None]:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from . import cupy_gpu
-from .cuda_build import BLOCK, CUDA_DIR, SUFFIX, raw_options
+from .cuda_build import BLOCK, SUFFIX
 from .reference import as_rows, matmul_operands, matmul_result
 from .registry import Available, register
 
@@ -84,19 +84,11 @@ def _probe() -> Available | str:
 
 cupy_gpu.declare_cupy_backend("cupyx_csr", _probe, dtypes=("float32", "float64"))
 
-_MODULES: dict = {}
-
-
-def _module(cp):
-    """The RawModule of sparse_matmul.cu for the current device, compiled once per device. CuPy
-    caches compiled modules by their source text: a hash of the headers in the options makes a
-    change of common.cuh or fp16.cuh compile afresh."""
-    dev = cp.cuda.Device().id
-    if dev not in _MODULES:
-        # the RawModules' options (kernels/cuda_build.py): no cuda_fp16.h folder of ours under
-        # CuPy, which adds the CUDA headers' own; the headers' hash for CuPy's cache key
-        _MODULES[dev] = cp.RawModule(code=(CUDA_DIR / SOURCE).read_text(), options=raw_options())
-    return _MODULES[dev]
+@functools.cache
+def _function(kind: str, dtype: str):
+    """The partial or reduce kernel of sparse_matmul.cu for dtype, looked up once (cupy_gpu's
+    RawModule cache: the RawModules' options, the headers' hash in CuPy's cache key)."""
+    return cupy_gpu._module(SOURCE).get_function(f"_sparse_matmul_{kind}_kernel_{SUFFIX[dtype]}")
 
 
 @register("sparse_matmul", "cupy_raw")
@@ -108,13 +100,11 @@ def raw(a, w, out=None):
     if batch == 0 or n == 0:
         return matmul_result(a, y, out)
     dtype = str(w.dtype)
-    sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+    sms = cupy_gpu._sm_count(cp.cuda.runtime.getDevice())
     plan = launch_plan(batch, k, n, w.dtype.itemsize, sms)
     acc = cp.float64 if dtype == "float64" else cp.float32
     part = cp.empty((plan.splits, batch, n), acc)
-    mod = _module(cp)
-    partial = mod.get_function(f"_sparse_matmul_partial_kernel_{SUFFIX[dtype]}")
-    reduce = mod.get_function(f"_sparse_matmul_reduce_kernel_{SUFFIX[dtype]}")
+    partial, reduce = _function("partial", dtype), _function("reduce", dtype)
     partial((plan.grid,), (BLOCK,), (a2, w, part, cp.int64(batch), cp.int64(k), cp.int64(n),
                                      cp.uint32(plan.ntiles), cp.uint32(plan.splits), cp.uint32(plan.ngroups),
                                      cp.int64(plan.kchunk)))

@@ -149,6 +149,7 @@ class Runtime:
         self._ballot = None              # relu_mask's warp vote: cuda.ballot_sync, or the simulator's
         self._kernels: dict[tuple[str, str], object] = {}
         self._resident: dict[tuple[str, str, int], int] = {}
+        self._grids: dict[tuple[str, str, int], tuple[int, int]] = {}
 
     def bind(self, module, simulated: bool) -> None:
         from . import numba_gpu_device as device
@@ -180,14 +181,24 @@ class Runtime:
         return self._resident[key]
 
     def grid(self, op: str, dtype: str, n: int) -> tuple[int, int]:
-        if self.simulated:
-            return launch_config(n, simulated=True)
-        resident = self.resident_blocks(op, dtype, self.cuda.get_current_device().id)
-        return launch_config(n, simulated=False, resident_blocks=resident)
+        """(blocks, threads) of a launch on n elements, worked out once per (op, dtype, n) and then
+        a dict lookup: launches are inside timed regions. The kernels are grid-stride loops, so a
+        grid kept across a device switch is still correct, only sized for the first device."""
+        key = (op, dtype, n)
+        got = self._grids.get(key)
+        if got is None:
+            if self.simulated:
+                got = launch_config(n, simulated=True)
+            else:
+                resident = self.resident_blocks(op, dtype, self.cuda.get_current_device().id)
+                got = launch_config(n, simulated=False, resident_blocks=resident)
+            self._grids[key] = got
+        return got
 
     def close(self) -> None:
         self._kernels.clear()
         self._resident.clear()
+        self._grids.clear()
 
 
 RUNTIME = Runtime()

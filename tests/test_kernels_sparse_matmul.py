@@ -311,7 +311,9 @@ def test_cuda_source_compiles_for_every_arch():
             assert r.ok, f"{arch}:\n" + "\n".join(r.problems) + "\n" + r.log
             assert list(r.kernels) == names
     ptx = nvrtc.ptx_of(src, SOURCE.name, "sm_90")
-    for entry in re.split(r"\.visible \.entry ", ptx)[1:]:
+    entries = re.split(r"\.visible \.entry ", ptx)[1:]
+    assert len(entries) == len(names), f"{len(entries)} PTX entries for {len(names)} kernels"
+    for entry in entries:
         name = entry.split("(")[0]
         assert re.search(r"ld\.global(\.nc)?\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte load"
         assert re.search(r"st\.global\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte store"

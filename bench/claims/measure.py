@@ -16,12 +16,11 @@ import time
 import numpy as np
 
 import kernels
-from kernels import reference
 
-from .. import stats, timing
+from .. import inputs, sparse, stats, timing
 
-# Dense matmul backends of the `sparse_matmul` op (issue 8); every other backend of the op skips zeros.
-DENSE_MATMUL_BACKENDS = ("numpy", "torch", "cupy")
+# Dense matmul backends of the `sparse_matmul` op; every other backend of the op skips zeros.
+DENSE_MATMUL_BACKENDS = sparse.DENSE
 
 
 def timeable_backends(ops: list[str]) -> list[kernels.Backend]:
@@ -48,23 +47,11 @@ def _has(op: str, backend: str) -> bool:
 
 
 def op_inputs(ops: list[str], n: int, rng: np.random.Generator, dtype="float32") -> dict[str, tuple]:
-    """Host inputs of each elementwise op, built from one x ~ N(0, 1) and one dy ~ N(0, 1): the
-    forward ops take x; relu_grad and leaky_relu_grad (dy, x); sigmoid_grad and tanh_grad (dy, y)
-    with y the forward output; relu_grad_mask (dy, the packed sign mask of x)."""
+    """Host inputs of each elementwise op (bench.inputs.op_inputs), built around one x ~ N(0, 1)
+    and one dy ~ N(0, 1) shared by every op."""
     x = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
     dy = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
-    out = {}
-    for op in ops:
-        spec = reference.OPS[op]
-        if not spec.grad:
-            out[op] = (x,)
-        elif spec.mask_input:
-            out[op] = (dy, reference.pack_mask(x))
-        elif spec.grad_of_output:
-            out[op] = (dy, reference.reference(spec.forward)(x).astype(dtype))
-        else:
-            out[op] = (dy, x)
-    return out
+    return {op: inputs.op_inputs(op, x, rng, dy=dy) for op in ops}
 
 
 def _prepare(fn, args) -> tuple[dict, float]:
