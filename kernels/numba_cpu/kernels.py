@@ -31,9 +31,23 @@ def _relu(x, p):
 
 
 @register_jitable
+def _zero_from(v):
+    """+0.0 in v's type, computed from v: |v*0|, or 0 where that is NaN (v not finite).
+
+    For an op whose result is either an input element or zero: a zero computed from the element
+    keeps the element's load unconditional. With a constant zero in one arm, LLVM sinks the load
+    into the other arm and the x86 backend folds load and select into one zero-masking load
+    (vmovups {k}{z}), which waits for the compare before it can fetch: relu_grad ran 5 % (in the
+    VM's faster memory phases 36 %) slower than leaky_relu_grad, which moves the same bytes."""
+    zero = like(v, 0.0)
+    k = v * zero                                 # +-0, or NaN where v is not finite
+    return abs(zero if k != k else k)            # (v*0 + 0 instead of abs: 8 % slower, mask spills)
+
+
+@register_jitable
 def _relu_grad(dy, x, p):
-    zero = like(x, 0.0)
-    return zero if x <= zero else dy             # torch's threshold_backward: a NaN x passes dy
+    # torch's threshold_backward: dy unless x <= 0, so a NaN x passes dy
+    return dy if not (x <= like(x, 0.0)) else _zero_from(dy)
 
 
 @register_jitable
@@ -83,15 +97,15 @@ def _vector_ptr(context, builder, arrty, arr, index, vty):
     return builder.bitcast(builder.gep(data, [index]), vty.as_pointer())
 
 
-def _load8(context, builder, arrty, arr, index):
-    """The 8 lanes arr[index:index+8], as an LLVM vector (no alignment assumed)."""
-    vty = ir.VectorType(context.get_data_type(arrty.dtype), 8)
+def _load(context, builder, arrty, arr, index, lanes):
+    """The lanes arr[index:index+lanes], as an LLVM vector (no alignment assumed)."""
+    vty = ir.VectorType(context.get_data_type(arrty.dtype), lanes)
     return builder.load(_vector_ptr(context, builder, arrty, arr, index, vty), align=align(arrty))
 
 
-def _store8(context, builder, arrty, arr, index, value):
-    """arr[index:index+8] = value, through `store`: non-temporal into a streamed array, where the
-    caller keeps arr[index] on a _STREAM_ALIGN boundary."""
+def _store(context, builder, arrty, arr, index, value):
+    """arr[index:index+lanes] = value, through `store`: non-temporal into a streamed array, where
+    the caller keeps arr[index] on a _STREAM_ALIGN boundary."""
     store(builder, value, _vector_ptr(context, builder, arrty, arr, index, value.type), arrty)
 
 
@@ -99,44 +113,89 @@ def _is_float_array(a) -> bool:
     return isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
 
 
+def _line_lanes(arrty) -> int:
+    """Elements of arrty's dtype in a 64-byte cache line: 16 float32, 8 float64."""
+    return 64 // (arrty.dtype.bitwidth // 8)
+
+
+def _relu_pack(context, builder, sig, args, lanes):
+    """y[i:i+lanes] = relu(x[i:i+lanes]); returns the bits (x[i+k] > 0) as an int64. One vector
+    load, compare, select, store and a movemask: no branch, no bounds check (the caller keeps
+    i + lanes <= size; and y[i] on a _STREAM_ALIGN boundary if y is streamed)."""
+    xty, yty, _ = sig.args
+    v = _load(context, builder, xty, args[0], args[2], lanes)
+    zero = ir.Constant(v.type, None)
+    _store(context, builder, yty, args[1], args[2],
+           builder.select(builder.fcmp_ordered("<", v, zero), zero, v))      # NaN stays NaN
+    bits = builder.bitcast(builder.fcmp_ordered(">", v, zero), ir.IntType(lanes))
+    return builder.zext(bits, ir.IntType(64))
+
+
+def _relu_pack_typer(x, y, i):
+    if (_is_float_array(x) and _is_float_array(y) and x.dtype == y.dtype
+            and isinstance(i, types.Integer)):
+        return types.int64(x, y, i)
+    return None
+
+
 @intrinsic
 def _relu_pack8(typingctx, x, y, i):
-    """y[i:i+8] = relu(x[i:i+8]); returns the byte of bits (x[i+k] > 0). One 8-lane load, compare,
-    max, store and a movemask: no branch, no bounds check (the caller keeps i + 8 <= size; and
-    y[i] on a _STREAM_ALIGN boundary if y is streamed)."""
-    if not (_is_float_array(x) and _is_float_array(y) and x.dtype == y.dtype
-            and isinstance(i, types.Integer)):
+    """`_relu_pack` of 8 lanes: y[i:i+8] = relu(x[i:i+8]), the byte of bits (x[i+k] > 0)."""
+    return _relu_pack_typer(x, y, i), lambda c, b, sig, args: _relu_pack(c, b, sig, args, 8)
+
+
+@intrinsic
+def _relu_pack_line(typingctx, x, y, i):
+    """`_relu_pack` of a 64-byte line (16 float32 or 8 float64 lanes): a whole line per
+    non-temporal store into a streamed y."""
+    sig = _relu_pack_typer(x, y, i)
+    if sig is None:
         return None
+    lanes = _line_lanes(y)
+    return sig, lambda c, b, sig, args: _relu_pack(c, b, sig, args, lanes)
 
-    def codegen(context, builder, sig, args):
-        xty, yty, _ = sig.args
-        v = _load8(context, builder, xty, args[0], args[2])
-        zero = ir.Constant(v.type, None)
-        y8 = builder.select(builder.fcmp_ordered("<", v, zero), zero, v)   # NaN stays NaN
-        _store8(context, builder, yty, args[1], args[2], y8)
-        return builder.bitcast(builder.fcmp_ordered(">", v, zero), ir.IntType(8))
 
-    return types.uint8(x, y, i), codegen
+def _select_store(context, builder, sig, args, lanes):
+    """dx[i+k] = dy[i+k] where bit k of `bits` is set, else +0, for k < lanes: one vector load,
+    select and store, the zero computed from the loaded lanes as `_zero_from` does (so that the
+    load stays a plain load, issued before the bits are known)."""
+    dyty, _, dxty, _ = sig.args
+    dy, bits, dx, i = args
+    vty = ir.VectorType(context.get_data_type(dyty.dtype), lanes)
+    v = _load(context, builder, dyty, dy, i, lanes)
+    zero = ir.Constant(vty, None)
+    k = builder.fadd(builder.fmul(v, zero), zero)                   # +0, or NaN where v is not finite
+    kept = builder.select(builder.fcmp_unordered("uno", k, k), zero, k)
+    keep = builder.bitcast(builder.trunc(bits, ir.IntType(lanes)), ir.VectorType(ir.IntType(1), lanes))
+    store(builder, builder.select(keep, v, kept), _vector_ptr(context, builder, dxty, dx, i, vty), dxty)
+    return context.get_dummy_value()
+
+
+def _unpack_select_typer(dy, bits, dx, i):
+    if (_is_float_array(dy) and _is_float_array(dx) and dy.dtype == dx.dtype
+            and isinstance(bits, types.Integer) and isinstance(i, types.Integer)):
+        return types.none(dy, bits, dx, i)
+    return None
 
 
 @intrinsic
 def _unpack_select8(typingctx, dy, bits, dx, i):
-    """dx[i+k] = dy[i+k] where bit k of `bits` is set, else 0, for k < 8: one 8-lane load, select
-    and store (the caller keeps i + 8 <= size, and dx[i] on a _STREAM_ALIGN boundary if dx is
-    streamed)."""
-    if not (_is_float_array(dy) and _is_float_array(dx) and dy.dtype == dx.dtype
-            and bits == types.uint8 and isinstance(i, types.Integer)):
+    """dx[i+k] = dy[i+k] where bit k of `bits` is set, else 0, for k < 8 (the caller keeps
+    i + 8 <= size, and dx[i] on a _STREAM_ALIGN boundary if dx is streamed)."""
+    sig = _unpack_select_typer(dy, bits, dx, i)
+    return sig, lambda context, builder, sig, args: _select_store(context, builder, sig, args, 8)
+
+
+@intrinsic
+def _unpack_select_line(typingctx, dy, bits, dx, i):
+    """_unpack_select8 for the 64 bytes of a cache line: 16 float32 or 8 float64 lanes, bit k
+    of `bits` for lane k (the caller keeps i + lanes <= size, and dx[i] on a _STREAM_ALIGN
+    boundary if dx is streamed): a whole line per non-temporal store."""
+    sig = _unpack_select_typer(dy, bits, dx, i)
+    if sig is None:
         return None
-
-    def codegen(context, builder, sig, args):
-        dyty, _, dxty, _ = sig.args
-        v = _load8(context, builder, dyty, args[0], args[3])
-        keep = builder.bitcast(args[1], ir.VectorType(ir.IntType(1), 8))
-        dx8 = builder.select(keep, v, ir.Constant(v.type, None))
-        _store8(context, builder, dxty, args[2], args[3], dx8)
-        return context.get_dummy_value()
-
-    return types.none(dy, bits, dx, i), codegen
+    lanes = _line_lanes(dy)
+    return sig, lambda context, builder, sig, args: _select_store(context, builder, sig, args, lanes)
 
 
 @register_jitable
@@ -161,9 +220,10 @@ def _relu_mask_kernel(x, mask, y):
 @register_jitable
 def _relu_mask_streamed_kernel(x, mask, y):
     """_relu_mask_kernel with y split by `stream_split`: element by element in the head and
-    tail, and in the body 8 elements per streaming 8-lane store on y's _STREAM_ALIGN boundaries. Those
-    groups start `shift` elements into a mask byte: each group's 8 bits complete the current byte
-    and begin the next. x, y: a block whose start is a multiple of 8 elements; mask: its bytes."""
+    tail, and in the body a cache line (64 bytes: 16 float32 or 8 float64 elements) per streaming
+    store on y's _STREAM_ALIGN boundaries. Those lines start `shift` elements into a mask byte:
+    each line's bits complete the byte in progress, fill whole bytes and begin the next.
+    x, y: a block whose start is a multiple of 8 elements; mask: its bytes."""
     head, body, tail = stream_split(y, slice(0, x.size))
     zero = x.dtype.type(0)
     shift = body.start & 7                       # = head.stop when there is a body (head < 8)
@@ -176,11 +236,15 @@ def _relu_mask_streamed_kernel(x, mask, y):
         if i & 7 == 7:                           # only when there is no body
             mask[i >> 3] = acc
             acc = 0
+    lanes = 64 // x.itemsize                     # a line: a whole number of mask bytes
     xb, out, mb = x[body], streamed(y[body]), mask[body.start >> 3:]
-    for k in range((body.stop - body.start) // 8):  # group k: 8 elements from bit `shift` of mb[k]
-        bits = np.int64(_relu_pack8(xb, out, 8 * k))
-        mb[k] = (acc | (bits << shift)) & 255
-        acc = bits >> (8 - shift)
+    for k in range((body.stop - body.start) // lanes):   # line k: from bit `shift` of its bytes
+        bits = _relu_pack_line(xb, out, lanes * k)
+        both = acc | (bits << shift)
+        first = k * (lanes // 8)
+        for j in range(lanes // 8):
+            mb[first + j] = both >> (8 * j) & 255
+        acc = bits >> (lanes - shift)
     for i in range(tail.start, tail.stop):
         v = x[i]
         y[i] = zero if v < zero else v
@@ -210,22 +274,24 @@ def _relu_grad_mask_kernel(dy, mask, dx):
 @register_jitable
 def _relu_grad_mask_streamed_kernel(dy, mask, dx):
     """_relu_grad_mask_kernel with dx split by `stream_split`: element by element in the head
-    and tail, and in the body 8 elements per streaming 8-lane store on dx's _STREAM_ALIGN boundaries.
-    Those need not be whole mask bytes: each group takes its 8 bits from two bytes at once.
+    and tail, and in the body a cache line (64 bytes: 16 float32 or 8 float64 elements) per
+    streaming store on dx's _STREAM_ALIGN boundaries. A line's bits need not start on a mask
+    byte: each line takes them from the bytes it overlaps, shifted.
     dy, dx: a block whose start is a multiple of 8 elements; mask: its bytes."""
     head, body, tail = stream_split(dx, slice(0, dx.size))
     zero = dy.dtype.type(0)
     for i in range(head.stop):
         dx[i] = dy[i] if (mask[i >> 3] >> (i & 7)) & 1 else zero
     shift = body.start & 7
+    lanes = 64 // dy.itemsize                    # a whole number of mask bytes: 16 or 8
+    nbytes = lanes // 8 + (1 if shift else 0)    # the mask bytes a line overlaps
     dyb, out, mb = dy[body], streamed(dx[body]), mask[body.start >> 3:]
-    if shift == 0:                               # group k: byte mb[k]
-        for k in range((body.stop - body.start) // 8):
-            _unpack_select8(dyb, mb[k], out, 8 * k)
-    else:                                        # group k: the top of mb[k], the bottom of mb[k+1]
-        for k in range((body.stop - body.start) // 8):
-            pair = mb[k] | (mb[k + 1] << 8)
-            _unpack_select8(dyb, np.uint8((pair >> shift) & 255), out, 8 * k)
+    for k in range((body.stop - body.start) // lanes):
+        first = k * (lanes // 8)
+        bits = np.int64(0)
+        for j in range(nbytes):
+            bits |= np.int64(mb[first + j]) << (8 * j)
+        _unpack_select_line(dyb, bits >> shift, out, lanes * k)
     for i in range(tail.start, tail.stop):
         dx[i] = dy[i] if (mask[i >> 3] >> (i & 7)) & 1 else zero
 
