@@ -352,21 +352,30 @@ class _Be:
         self.name, self.device, self.library = name, device, library
 
 
+def _logging(order, tag):
+    def fn(*args, out=None):
+        order.append(tag)
+        return np.zeros(1) if out is None else out
+    return fn
+
+
 def test_interleaved_timing_takes_samples_in_turns():
     order = []
-
-    def make(tag):
-        def fn(*args, out=None):
-            order.append(tag)
-            return np.zeros(1) if out is None else out
-        return fn
-
-    sampling = timing.Sampling(min_samples=4, min_sample_s=0.0, warmup_s=0.0)
-    rows = measure.time_interleaved([(make("a"), (), _Be("x")), (make("b"), (), _Be("x"))], sampling)
+    sampling = timing.Sampling(min_samples=4, max_samples=4, min_sample_s=0.0, warmup_s=0.0)
+    rows = measure.time_interleaved([(_logging(order, "a"), (), _Be("x")), (_logging(order, "b"), (), _Be("x"))], sampling)
     assert [r["n"] for r in rows] == [4, 4]
-    assert all(r["min_s"] <= r["median_s"] for r in rows)
-    timed = order[order.index("b") + 2:]            # after each call's two set-up calls
-    assert timed == ["a", "b"] * 4
+    assert all(r["min_s"] <= r["median_s"] and r["timer"] == "perf_counter_ns" for r in rows)
+    timed = order[-8:]                               # after each call's set-up and warm-up calls
+    assert all(sorted(timed[i:i + 2]) == ["a", "b"] for i in range(0, 8, 2))
+
+
+def test_interleaved_timing_keeps_sampling_until_stable_or_out_of_budget():
+    """The stop rule of bench run --interleave: past min_samples while the medians are unstable
+    (rel_tol 0 is never met), up to max_samples."""
+    sampling = timing.Sampling(min_samples=3, max_samples=9, rel_tol=0.0, budget_s=1e9,
+                               min_sample_s=0.0, warmup_s=0.0)
+    rows = measure.time_interleaved([(_logging([], "a"), (), _Be("x")), (_logging([], "b"), (), None)], sampling)
+    assert [r["n"] for r in rows] == [9, 9]
 
 
 def test_gpu_calls_go_through_the_backends_device_adapter(monkeypatch):
@@ -377,14 +386,16 @@ def test_gpu_calls_go_through_the_backends_device_adapter(monkeypatch):
         def close(self):
             seen["closed"] = True
 
-    def fake_time_gpu(fn, args, kwargs, sampling, device):
-        seen["device"] = device
-        return timing.Timing([1e-3, 2e-3], True, "cuda_event")
+    def fake_gpu_sampler(fn, args, kwargs, device):
+        seen["device"], seen["kwargs"] = device, kwargs
+        samples = iter([1e-3, 2e-3] * 100)
+        return lambda: (seen.setdefault("open_while_sampled", "closed" not in seen), next(samples))[1]
 
     monkeypatch.setattr(devices, "adapter_for", lambda be: FakeAdapter())
-    monkeypatch.setattr(measure.timing, "time_gpu", fake_time_gpu)
+    monkeypatch.setattr(measure.timing, "gpu_sampler", fake_gpu_sampler)
     rows = measure.time_interleaved([(lambda out=None: np.zeros(1), (), _Be("g", "gpu", "cupy"))], FAST)
-    assert isinstance(seen["device"], FakeAdapter) and seen["closed"]
+    assert isinstance(seen["device"], FakeAdapter) and seen["open_while_sampled"] and seen["closed"]
+    assert "out" in seen["kwargs"]
     assert rows[0]["min_s"] == 1e-3 and rows[0]["timer"] == "cuda_event"
 
 

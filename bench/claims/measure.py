@@ -1,23 +1,22 @@
 """Timing for the claims that are about speed (1, 5, 9), with bench/timing.py's clocks.
 
 Each op is timed on each available (not simulated) backend with its output preallocated where the
-kernel takes `out=`: CPU backends with `timing.time_cpu` (perf_counter_ns), GPU backends with
-`timing.time_gpu` (CUDA events, L2 flushed before each sample). Claims compare times within one
-run, as ratios of the fastest samples: on a shared machine interference only ever adds time, and
-the minimum is the estimate it disturbs least (medians are kept beside them).
+kernel takes `out=`, the calls compared with each other sampled in turns as `bench run --interleave`
+samples them (bench/interleave.py): CPU backends with perf_counter_ns, GPU backends with CUDA
+events (L2 flushed before each sample). Claims compare times within one run, as ratios of the
+fastest samples: on a shared machine interference only ever adds time, and the minimum is the
+estimate it disturbs least (medians are kept beside them).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import time
 
 import numpy as np
 
 import kernels
 
-from .. import inputs, sparse, stats, timing
+from .. import inputs, interleave, sparse, timing
 
 # Dense matmul backends of the `sparse_matmul` op; every other backend of the op skips zeros.
 DENSE_MATMUL_BACKENDS = sparse.DENSE
@@ -54,61 +53,41 @@ def op_inputs(ops: list[str], n: int, rng: np.random.Generator, dtype="float32")
     return {op: inputs.op_inputs(op, x, rng, dy=dy) for op in ops}
 
 
-def _prepare(fn, args) -> tuple[dict, float]:
-    """fn's keyword arguments for timing (its first output as out= when it writes in place) and
-    the seconds of one warm call. The first call compiles whatever is compiled lazily."""
+def _prepare(fn, args) -> dict:
+    """fn's keyword arguments for timing: its first output as out= when it writes in place. The
+    first call compiles whatever is compiled lazily."""
     first = fn(*args)
-    kwargs = {"out": first}
-    t0 = time.perf_counter()
     try:
-        fn(*args, **kwargs)
+        fn(*args, out=first)
     except TypeError:                     # this kernel cannot write in place
-        kwargs = {}
-        t0 = time.perf_counter()
-        fn(*args)
-    return kwargs, time.perf_counter() - t0
-
-
-def _time_gpu(fn, args, kwargs, be: kernels.Backend, sampling: timing.Sampling) -> timing.Timing:
-    """timing.time_gpu through the backend's device adapter (events, L2 flush), closed after."""
-    from .. import devices
-    device = devices.adapter_for(be)
-    try:
-        return timing.time_gpu(fn, args, kwargs, sampling, device=device)
-    finally:
-        device.close()
+        return {}
+    return {"out": first}
 
 
 def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict]:
-    """Time each (fn, args, backend) of `calls`, taking their samples in turns: `sampling.min_samples`
-    rounds of one sample of every call (CPU, perf_counter_ns, warm calls repeated up to min_sample_s
-    as timing.time_cpu does). Calls that are compared with each other thus meet the same moments of
-    a shared machine's load. GPU calls use timing.time_gpu."""
-    rounds, per_round = sampling.min_samples, 1
-    prepared = []
-    for fn, args, be in calls:
-        kwargs, one = _prepare(fn, args)
-        if be is not None and be.device == "gpu":
-            t = _time_gpu(fn, args, kwargs, be, sampling)
-            prepared.append((None, None, None, t.samples_s, t.timer))
-            continue
-        if one < sampling.min_sample_s:       # short calls: a proper warm-up decides the repetitions
-            one = timing.warm_up(functools.partial(fn, *args, **kwargs), sampling)
-        prepared.append((fn, args, kwargs, [], "perf_counter_ns", timing.reps_for(one, sampling)))
-    for _ in range(rounds):
-        for p in prepared:
-            if p[0] is None:
-                continue
-            fn, args, kwargs, samples, _, reps = p
-            for _ in range(per_round):
-                t0 = time.perf_counter_ns()
-                for _ in range(reps):
-                    fn(*args, **kwargs)
-                samples.append((time.perf_counter_ns() - t0) / 1e9 / reps)
+    """Time each (fn, args, backend) of `calls`, taking their samples in turns (bench/interleave.py's
+    round_robin, the stop rule and budget of `bench run --interleave`): calls that are compared with
+    each other thus meet the same moments of a shared machine's load. CPU calls are sampled with
+    perf_counter_ns, GPU calls with CUDA events through their backend's device adapter."""
+    from .. import devices
+    members, adapters = [], []
+    try:
+        for i, (fn, args, be) in enumerate(calls):
+            kwargs = _prepare(fn, args)
+            if be is not None and be.device == "gpu":
+                adapters.append(devices.adapter_for(be))
+                members.append(interleave.gpu_member(str(i), fn, args, kwargs, adapters[-1]))
+            else:
+                members.append(interleave.cpu_member(str(i), fn, args, kwargs, sampling))
+        times = interleave.round_robin(members, sampling)
+    finally:
+        for device in adapters:
+            device.close()
     out = []
-    for p in prepared:
-        s = stats.summarize(p[3])
-        out.append({"median_s": s.median, "min_s": s.min, "rel_iqr": s.rel_iqr, "n": s.n, "timer": p[4]})
+    for m in members:
+        t = times[m.name]
+        s = t.summary
+        out.append({"median_s": s.median, "min_s": s.min, "rel_iqr": s.rel_iqr, "n": s.n, "timer": t.timer})
     return out
 
 
