@@ -143,15 +143,21 @@ def test_crossover_interpolates():
     assert experiments.crossover([0, 0.5], [0.2, 0.3]) is None
 
 
-def test_sparse_matmul_experiment_uses_the_project_op_when_there():
-    impls, source = measure.sparse_matmul_impls()
+def test_sparse_matmul_experiment_uses_the_project_op():
+    impls = measure.sparse_matmul_impls()
+    assert impls[0][0] in measure.DENSE_MATMUL_BACKENDS and len(impls) > 1
     rng = np.random.default_rng(0)
     a, w = measure.relu_like_activations(3, 20, 0.5, rng), rng.standard_normal((20, 7)).astype(np.float32)
     for _name, fn, be in impls:
-        x = (a, w) if be is None else (kernels.asarray(be.name, a), kernels.asarray(be.name, w))
-        got = np.asarray(kernels.asnumpy(fn(*x)) if be is not None else fn(*x))
+        got = kernels.asnumpy(fn(kernels.asarray(be.name, a), kernels.asarray(be.name, w)))
         np.testing.assert_allclose(got, a @ w, rtol=1e-5, atol=1e-5)
-    assert ("sparse_matmul" in kernels.ops()) == source.startswith("project op")
+
+
+def test_sparse_matmul_experiment_says_which_backends_are_missing(monkeypatch):
+    only_dense = [b for b in measure.timeable_backends(["sparse_matmul"]) if b.name in measure.DENSE_MATMUL_BACKENDS]
+    monkeypatch.setattr(measure, "timeable_backends", lambda ops: only_dense)
+    with pytest.raises(LookupError, match="dense and a sparse CPU backend"):
+        measure.sparse_matmul_impls()
 
 
 def test_dying_marks_units_negative_everywhere():

@@ -280,7 +280,7 @@ def sparse_matmul(cfg: Config, ctx: Context) -> dict:
     if relu:
         measured = {"init": float(np.mean(relu["zero_fraction_init"])),
                     "trained": float(np.mean(relu["zero_fraction_trained"]))}
-    impls, source = measure.sparse_matmul_impls()
+    impls = measure.sparse_matmul_impls()
     # One thread each (BLAS, numba, scipy's CSR product, which has only one): the work a sparse
     # product saves per core, compared like for like; with two threads on a loaded 2-core machine
     # the scheduler, not the kernel, decided which one finished first.
@@ -313,7 +313,8 @@ def sparse_matmul(cfg: Config, ctx: Context) -> dict:
             for name, _, _ in impls[1:]:
                 crossovers.append({"shape": [k, n], "batch": batch, "impl": name,
                                    "crossover": crossover([c["sparsity"] for c in sel], [c["speedup"][name] for c in sel])})
-    return {"source": source, "project_op": source.startswith("project"), "dense": impls[0][0],
+    # source and project_op: the record's format from when the op could be missing
+    return {"source": "project op sparse_matmul", "project_op": True, "dense": impls[0][0],
             "threads": 1,
             "sparse_impls": [i[0] for i in impls[1:]], "relu_zero_fraction": measured, "dtype": "float32",
             "cases": cases, "crossovers": crossovers}

@@ -132,35 +132,25 @@ def relu_like_activations(batch: int, k: int, sparsity: float, rng: np.random.Ge
     return np.where(z > t, z - t, np.float32(0)).astype(np.float32)
 
 
-def sparse_matmul_impls() -> tuple[list[tuple[str, object, kernels.Backend | None]], str]:
-    """(name, function(a, w), backend record or None) for the dense baseline first, then each
-    sparse implementation; and where they come from. The project's `sparse_matmul` op when it
-    exists, else scipy.sparse CSR (conversion included) against NumPy's dense BLAS."""
-    if "sparse_matmul" in kernels.ops():
-        bes = timeable_backends(["sparse_matmul"])
-        cpu = [b for b in bes if b.device == "cpu"]
-        dense = [b for b in cpu if b.name in DENSE_MATMUL_BACKENDS]
-        sparse = [b for b in cpu if b.name not in DENSE_MATMUL_BACKENDS]
-        gpu_sparse = [b for b in bes if b.device == "gpu" and b.name not in DENSE_MATMUL_BACKENDS]
-        if dense and sparse:
-            base = next((b for b in dense if b.name == "numpy"), dense[0])
-            impls = [(base.name, kernels.get("sparse_matmul", base.name), base)]
-            impls += [(b.name, kernels.get("sparse_matmul", b.name), b) for b in sparse + gpu_sparse]
-            return impls, "project op sparse_matmul"
-    import scipy.sparse as sp
-
-    def csr(a, w):
-        return sp.csr_matrix(a) @ w
-
-    return [("numpy", lambda a, w: a @ w, None), ("scipy_csr (claims fallback)", csr, None)], \
-        "fallback: scipy.sparse CSR incl. conversion (the project's sparse_matmul op is not available yet)"
+def sparse_matmul_impls() -> list[tuple[str, object, kernels.Backend]]:
+    """(name, function(a, w), backend record) of the project's `sparse_matmul` op: a dense
+    baseline first (numpy's when timeable), then each sparse implementation (CPU, then GPU)."""
+    bes = timeable_backends(["sparse_matmul"])
+    cpu = [b for b in bes if b.device == "cpu"]
+    dense = [b for b in cpu if b.name in DENSE_MATMUL_BACKENDS]
+    sparse = [b for b in cpu if b.name not in DENSE_MATMUL_BACKENDS]
+    gpu_sparse = [b for b in bes if b.device == "gpu" and b.name not in DENSE_MATMUL_BACKENDS]
+    if not dense or not sparse:
+        raise LookupError("sparse_matmul needs a dense and a sparse CPU backend timeable here; have "
+                          f"dense {[b.name for b in dense]}, sparse {[b.name for b in sparse]} "
+                          f"(dense ones: {', '.join(DENSE_MATMUL_BACKENDS)})")
+    base = next((b for b in dense if b.name == "numpy"), dense[0])
+    impls = [(base.name, kernels.get("sparse_matmul", base.name), base)]
+    return impls + [(b.name, kernels.get("sparse_matmul", b.name), b) for b in sparse + gpu_sparse]
 
 
 def time_matmuls(impls: list[tuple], a: np.ndarray, w: np.ndarray, sampling: timing.Sampling) -> dict[str, float]:
-    """Fastest sample's seconds per call of each (name, fn(a, w), backend or None) in `impls`,
-    timed in turns; inputs moved to each backend first, never timed."""
-    calls = []
-    for _, fn, be in impls:
-        args = (a, w) if be is None else (kernels.asarray(be.name, a), kernels.asarray(be.name, w))
-        calls.append((fn, args, be))
+    """Fastest sample's seconds per call of each (name, fn(a, w), backend) in `impls`, timed in
+    turns; inputs moved to each backend first, never timed."""
+    calls = [(fn, (kernels.asarray(be.name, a), kernels.asarray(be.name, w)), be) for _, fn, be in impls]
     return {name: r["min_s"] for (name, _, _), r in zip(impls, time_interleaved(calls, sampling))}
