@@ -75,8 +75,20 @@ OPS: dict[str, OpSpec] = {
 }
 
 
-def _dtype_of(a) -> str:
-    return str(a.dtype).removeprefix("torch.")
+_DTYPE_NAMES: dict = {}
+
+
+def dtype_name(a) -> str:
+    """'float32' for a NumPy, CuPy, numba or torch array of float32 (torch spells it torch.float32).
+    Cached per dtype object: NumPy's dtype.name costs microseconds, on every call of every kernel."""
+    dt = a.dtype
+    try:
+        return _DTYPE_NAMES[dt]
+    except KeyError:
+        name = str(dt).removeprefix("torch.")
+        _DTYPE_NAMES[dt] = name
+        return name
+
 
 # The ops whose outputs are shaped like their inputs (everything but the matmuls).
 ELEMENTWISE_OPS: tuple[str, ...] = tuple(name for name, s in OPS.items() if s.kind == "elementwise")
@@ -175,7 +187,7 @@ def sparse_matmul_layout(a, w) -> tuple[tuple[int, ...], str]:
     TypeError: a dtype that is not float16/32/64 (int, bool, complex), or a and w of different
     dtypes. ValueError: a not 1-D or 2-D, w not 2-D, or K of a and w different.
     """
-    da, dw = _dtype_of(a), _dtype_of(w)
+    da, dw = dtype_name(a), dtype_name(w)
     for name, dt in (("a", da), ("w", dw)):
         if dt not in FLOAT_DTYPES:
             raise TypeError(f"sparse_matmul: {name} must be a floating-point array "
@@ -291,7 +303,7 @@ def compare_sparse_matmul(y, a, w) -> tuple[bool, str, float]:
     checked for NaN (with finite inputs none is right: a NaN is an output never written).
     Beyond SAMPLE_COLUMNS_ABOVE multiply-adds (batch x K x N) the oracle runs on a sample of
     columns, both ends and random ones, so that checking a batch of 64 costs what a vector does."""
-    dtype, k = _dtype_of(w), w.shape[0]
+    dtype, k = dtype_name(w), w.shape[0]
     columns = None
     batch = 1 if a.ndim == 1 else a.shape[0]
     if batch * w.size > SAMPLE_COLUMNS_ABOVE:

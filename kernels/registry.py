@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .reference import OPS, OpSpec, mask_nbytes
+from .reference import OPS, OpSpec, dtype_name, mask_nbytes
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
@@ -169,21 +169,6 @@ def spec_of(op: str) -> OpSpec:
     if op not in OPS:
         raise LookupError(f"unknown op {op!r}; valid ops: {', '.join(OPS)}")
     return OPS[op]
-
-
-_DTYPE_NAMES: dict = {}
-
-
-def dtype_name(a) -> str:
-    """'float32' for a NumPy, CuPy, numba or torch array of float32 (torch spells it torch.float32).
-    Cached per dtype object: NumPy's dtype.name costs microseconds, on every call of every kernel."""
-    dt = a.dtype
-    try:
-        return _DTYPE_NAMES[dt]
-    except KeyError:
-        name = str(dt).removeprefix("torch.")
-        _DTYPE_NAMES[dt] = name
-        return name
 
 
 def register(op: str, backend_name: str, *, supports_out: bool = True):
