@@ -185,11 +185,11 @@ def register(op: str, backend_name: str, *, supports_out: bool = True):
 
         @functools.wraps(fn)
         def launcher(*arrays, out=None, **params):
-            arrays, params = _check_call(spec, be, arrays, params)
+            arrays, params, layout = _check_call(spec, be, arrays, params)
             if out is not None:
                 if not supports_out:
                     raise TypeError(f"{op} on {backend_name} cannot write in place; call it without out=")
-                out = _check_out(spec, be, arrays, out)
+                out = _check_out(spec, be, arrays, out, layout)
             return fn(*arrays, out=out, **params)
 
         launcher.op, launcher.backend = op, backend_name
@@ -200,6 +200,8 @@ def register(op: str, backend_name: str, *, supports_out: bool = True):
 
 
 def _check_call(spec: OpSpec, be: Backend, arrays, params):
+    """The inputs made contiguous, the params with their defaults, and the outputs' layout where
+    the op's own check hook gave it (None for the elementwise rules), so that out= reuses it."""
     if len(arrays) != spec.n_inputs:
         raise TypeError(f"{spec.name}({', '.join(spec.inputs)}) takes {spec.n_inputs} arrays, got {len(arrays)}")
     unknown = set(params) - set(spec.params)
@@ -229,8 +231,9 @@ def _check_call(spec: OpSpec, be: Backend, arrays, params):
             a = be.contiguous(a)
         checked.append(a)
     first = checked[0]
+    layout = None
     if spec.check is not None:
-        spec.check(*checked)                 # the op's own rules for how its arrays relate
+        layout = spec.check(*checked)        # the op's own rules for how its arrays relate
     elif spec.mask_input:
         mask = checked[1]
         n = math.prod(first.shape)
@@ -245,7 +248,7 @@ def _check_call(spec: OpSpec, be: Backend, arrays, params):
             if dtype_name(a) != dtype_name(first):
                 raise TypeError(f"{spec.name}: {spec.inputs[0]} and {name} must have the same dtype, "
                                 f"got {dtype_name(first)} and {dtype_name(a)}")
-    return tuple(checked), params
+    return tuple(checked), params, layout
 
 
 def output_layout(spec: OpSpec, first, *rest) -> list[tuple[tuple, str]]:
@@ -258,9 +261,9 @@ def output_layout(spec: OpSpec, first, *rest) -> list[tuple[tuple, str]]:
     return [((mask_nbytes(n),), "uint8") if o == "mask" else (shape, dt) for o in spec.outputs]
 
 
-def _check_out(spec: OpSpec, be: Backend, arrays, out):
+def _check_out(spec: OpSpec, be: Backend, arrays, out, layout=None):
     outs = out if isinstance(out, tuple) else (out,)
-    want = output_layout(spec, *arrays)
+    want = layout if layout is not None else output_layout(spec, *arrays)
     if len(outs) != len(want):
         raise TypeError(f"{spec.name}: out= must be {len(want)} array(s) ({', '.join(spec.outputs)})")
     for o, (shape, dt), name in zip(outs, want, spec.outputs):

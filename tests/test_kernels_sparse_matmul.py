@@ -118,6 +118,19 @@ def test_bad_arguments(a, w, exc, match):
             kernels.get("sparse_matmul", name)(be.to_native(a), be.to_native(w))
 
 
+def test_the_layout_check_runs_once_per_call_with_out(monkeypatch):
+    calls = []
+    layout = R.sparse_matmul_layout
+    monkeypatch.setattr(R, "sparse_matmul_layout", lambda a, w: (calls.append(1), layout(a, w))[1])
+    a, w = np.ones((2, 3), np.float32), np.ones((3, 5), np.float32)
+    fn = kernels.get("sparse_matmul", "numpy")
+    y = fn(a, w)
+    fn(a, w, out=y)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="out y must be"):
+        fn(a, w, out=np.ones((2, 4), np.float32))
+
+
 def test_every_backend_has_the_op():
     assert set(ALL) == {"numpy", "numba_cpu", "scipy_csr", "torch", "cupy", "cupyx_csr", "cupy_raw", "numba_cuda"}
     assert registry.backend("scipy_csr").device == "cpu" and registry.backend("cupyx_csr").default_device == "gpu"
