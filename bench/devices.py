@@ -44,7 +44,7 @@ class HostAdapter:
         """Memory the run can still allocate, in bytes (None when unknown)."""
         try:
             return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
+        except (AttributeError, ValueError, OSError):    # no sysconf (Windows) or no such name
             return None
 
     def release(self) -> None:

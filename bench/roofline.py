@@ -26,7 +26,7 @@ import numpy as np
 
 from kernels.reference import OPS, mask_nbytes
 
-from . import timing
+from . import devices, timing
 
 # Arithmetic per element from each definition, a transcendental (exp, tanh) counted as one.
 FLOPS_PER_ELEMENT = {
@@ -171,17 +171,10 @@ def _streaming_copy():
     return stream_copy
 
 
-def _available_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
 def memory_array_bytes() -> int:
     """Bytes of each array of the memory probe: MEMORY_ARRAY_BYTES, less on a machine whose free
     memory cannot hold the two arrays four times over (never below MEMORY_ARRAY_MIN_BYTES)."""
-    free = _available_bytes()
+    free = devices.HostAdapter().free_bytes()
     if free is None or free >= 8 * MEMORY_ARRAY_BYTES:
         return MEMORY_ARRAY_BYTES
     return max(MEMORY_ARRAY_MIN_BYTES, 2 ** int(np.log2(max(free // 8, 1))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import roofline, timing
+from bench import devices, roofline, timing
 from kernels.reference import ELEMENTWISE_OPS
 
 # (op, bytes per element in float32): inputs read once + outputs written once
@@ -67,11 +67,11 @@ def test_sparse_matmul_traffic_counts_the_needed_rows():
 
 def test_memory_probe_size_is_fixed_not_a_cache_size(monkeypatch):
     """1 GiB arrays whatever the OS says of its caches; less only when free memory is short."""
-    monkeypatch.setattr(roofline, "_available_bytes", lambda: 64 * 2**30)
+    monkeypatch.setattr(devices.HostAdapter, "free_bytes", lambda self: 64 * 2**30)
     assert roofline.memory_array_bytes() == 2**30
-    monkeypatch.setattr(roofline, "_available_bytes", lambda: 3 * 2**30)
+    monkeypatch.setattr(devices.HostAdapter, "free_bytes", lambda self: 3 * 2**30)
     assert roofline.memory_array_bytes() == 2**28
-    monkeypatch.setattr(roofline, "_available_bytes", lambda: None)
+    monkeypatch.setattr(devices.HostAdapter, "free_bytes", lambda self: None)
     assert roofline.memory_array_bytes() == 2**30
 
 
