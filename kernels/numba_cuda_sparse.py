@@ -8,26 +8,22 @@ skipping a row costs no divergence, and a zero activation's row is never read (n
 thread accumulates in the dtype (float32 for float32), then adds its sum into y with an atomic
 add (y zeroed first) when K is split, or stores it when it is not.
 
-numba.cuda is imported on first use. Under NUMBA_ENABLE_CUDASIM=1 the kernels run on numba-cuda's
-CPU simulator (checked, never timed), with blocks of one warp.
+numba.cuda is imported on first use. The compiled kernels and the SM count are kept in
+kernels/numba_gpu.py's RUNTIME (closing it drops them), which also says whether the backend runs on
+numba-cuda's CPU simulator (NUMBA_ENABLE_CUDASIM=1: checked, never timed), with blocks of one warp.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 
+from .numba_gpu import RUNTIME
 from .reference import matmul_operands, matmul_result
 from .registry import register
 
 THREADS = 256          # threads per block (columns per block) on a GPU
 SIM_THREADS = 32       # on the simulator: one warp per block, each thread a Python thread
 BLOCKS_PER_SM = 8      # blocks the split aims at per SM
-
-
-def simulated() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 def plan(batch: int, k: int, n: int, *, threads: int, sm_count: int) -> tuple[int, int, int]:
@@ -74,33 +70,24 @@ def _zero_kernel(y):                         # y flat
         y[i] = 0
 
 
-@functools.cache
-def _kernels():
+def _build(numba_cuda):
     """(sparse_matmul, zero) as numba.cuda kernels, compiled on first launch per dtype."""
     global cuda
-    from numba import cuda as numba_cuda
     cuda = numba_cuda
     return cuda.jit(_sparse_matmul_kernel), cuda.jit(_zero_kernel)
-
-
-@functools.cache
-def _sm_count(device_id: int) -> int:
-    from numba import cuda
-    return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
 
 
 @register("sparse_matmul", "numba_cuda")
 def sparse_matmul(a, w, out=None):
     """a @ w on numba device arrays (C-contiguous, one float dtype); a is (batch, K) or (K,)."""
-    from numba import cuda
-    a2, y = matmul_operands(a, w, out, cuda.device_array)
+    a2, y = matmul_operands(a, w, out, RUNTIME.cuda.device_array)
     (batch, k), n = a2.shape, w.shape[1]
     if batch and n:
-        sim = simulated()
+        sim = RUNTIME.simulated
         threads = SIM_THREADS if sim else THREADS
-        sms = 1 if sim else _sm_count(cuda.get_current_device().id)
+        sms = 1 if sim else RUNTIME.sm_count(RUNTIME.cuda.get_current_device().id)
         ncol, splits, kchunk = plan(batch, k, n, threads=threads, sm_count=sms)
-        matmul, zero = _kernels()
+        matmul, zero = RUNTIME.compiled(("sparse_matmul", ""), _build)
         atomic = splits > 1
         if atomic:
             zero[math.ceil(batch * n / threads), threads](y.reshape(batch * n))

@@ -138,9 +138,9 @@ def _python_kernel(cuda, op: str, ballot):
 
 class Runtime:
     """numba.cuda as the probe found it (a GPU, or the simulator), and what the backend built on it:
-    the kernels compiled so far and their occupancy. The one place this module keeps state; the
-    probe binds it, `close()` drops the compiled kernels and device facts (a later launch compiles
-    again), and unbinds nothing else."""
+    the kernels compiled so far (sparse_matmul's too) and their occupancy, the devices' SM counts.
+    The one place this backend keeps state; the probe binds it, `close()` drops the compiled kernels
+    and device facts (a later launch compiles again), and unbinds nothing else."""
 
     def __init__(self):
         self.cuda = None                 # numba.cuda, once bound
@@ -150,6 +150,7 @@ class Runtime:
         self._kernels: dict[tuple[str, str], object] = {}
         self._resident: dict[tuple[str, str, int], int] = {}
         self._grids: dict[tuple[str, str, int], tuple[int, int]] = {}
+        self._sm_counts: dict[int, int] = {}
 
     def bind(self, module, simulated: bool) -> None:
         from . import numba_gpu_device as device
@@ -169,6 +170,19 @@ class Runtime:
             cuda = self.cuda
             self._kernels[key] = cuda.jit(_signature(cuda, op, dtype))(_python_kernel(cuda, op, self._ballot))
         return self._kernels[key]
+
+    def compiled(self, key: tuple[str, str], build):
+        """The kernel(s) another module of the backend builds with build(numba.cuda) (e.g. the
+        sparse_matmul op's), built on first use and kept beside the elementwise ones until close()."""
+        if key not in self._kernels:
+            self._kernels[key] = build(self.cuda)
+        return self._kernels[key]
+
+    def sm_count(self, device_id: int) -> int:
+        """The multiprocessors of the current device (`device_id`), read once per device."""
+        if device_id not in self._sm_counts:
+            self._sm_counts[device_id] = int(self.cuda.get_current_device().MULTIPROCESSOR_COUNT)
+        return self._sm_counts[device_id]
 
     def resident_blocks(self, op: str, dtype: str, device_id: int) -> int:
         """Blocks of THREADS threads of op's kernel the whole device holds at once: numba-cuda's
@@ -199,6 +213,7 @@ class Runtime:
         self._kernels.clear()
         self._resident.clear()
         self._grids.clear()
+        self._sm_counts.clear()
 
 
 RUNTIME = Runtime()

@@ -307,6 +307,22 @@ def test_numba_cuda_on_the_simulator(dtype, shape, rng):
     assert_close(y, a, w)
 
 
+@pytest.mark.skipif(not SIMULATOR, reason="numba_cuda runs here only on the simulator (NUMBA_ENABLE_CUDASIM=1)")
+def test_numba_cuda_kernels_live_in_the_backends_runtime(rng):
+    """Compiled once into kernels/numba_gpu.py's RUNTIME, so that closing it (a run scope's end)
+    drops them and the next call compiles again."""
+    from numba import cuda
+
+    from kernels import numba_gpu
+    assert registry.backend("numba_cuda").available
+    a, w = cuda.to_device(activations((2, 6), 0.5, "float32", rng)), cuda.to_device(weights((6, 3), "float32", rng))
+    numba_cuda_sparse.sparse_matmul(a, w)
+    kept = numba_gpu.RUNTIME.compiled(("sparse_matmul", ""), lambda _: pytest.fail("compiled again"))
+    numba_gpu.RUNTIME.close()
+    numba_cuda_sparse.sparse_matmul(a, w)
+    assert numba_gpu.RUNTIME.compiled(("sparse_matmul", ""), lambda _: None) is not kept
+
+
 # ================================================================================================
 # CUDA C: NVRTC, then the kernels on the CPU through the host shim
 # ================================================================================================
