@@ -7,10 +7,13 @@ unless its change is larger than that spread too: such a run cannot tell a chang
 threshold's size from noise, and saying "same" would be a claim it cannot back.
 
 A shared machine drifts: on a busy day the kernels and the copy peak measured beside them are
-slower together. `--normalise auto` (the default) compares a case that has a copy probe sampled
-beside it in both runs (`bench run --interleave`, CPU arrays beyond the cache) as time x that
-probe's GB/s (the fraction of the machine's bandwidth it took at that moment), so such drift
-cancels, and every other case raw. `peak` multiplies every time by its run's copy peak, probed at
+slower together, and a VM's memory can switch between a fast and a slow phase within a run (seen
+here: the same copy at 57 and at 100 GB/s minutes apart, and a case's samples split between the
+two). `--normalise auto` (the default) compares a case that has a copy probe sampled beside it in
+both runs (`bench run --interleave`, CPU arrays beyond the cache) round by round: each sample
+divided by the probe's sample of the same round, the case's time in copies of its size, so drift
+and phase changes cancel sample by sample (a file with only the probe's median, `peak_gbps`:
+time x that probe's GB/s); every other case raw. `peak` multiplies every time by its run's copy peak, probed at
 the start and end of the run; `raw` compares times as measured. The README gives the A/A
 false-positive and detection rates behind the default.
 
@@ -55,6 +58,7 @@ class Loaded:
     status: dict                    # case key -> "ok" | "failed" | "skipped"
     created: str = ""
     case_peaks: dict = field(default_factory=dict)   # case key -> copy peak sampled beside it (--interleave)
+    probe_samples: dict = field(default_factory=dict)  # case key -> that probe's samples, one per round
 
     def run_peak(self, key: tuple) -> float | None:
         """The run's copy peak of the case's device."""
@@ -89,22 +93,32 @@ def load(path: str | Path) -> Loaded:
 
 def from_run(run, path: str = "<run>") -> Loaded:
     """The comparable content of a results.Run."""
-    samples, status, case_peaks = {}, {}, {}
+    samples, status, case_peaks, probe_samples = {}, {}, {}, {}
     for e in run.results:
         k = case_key(e)
         status[k] = str(e.status)
         if getattr(e, "peak_gbps", None):
             case_peaks[k] = float(e.peak_gbps)
         if e.timed:
-            x = np.asarray(e.samples_s or (), dtype=float)
-            if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
-                raise UsageError(f"{path}: malformed case entry (bad samples for {case_label(k)})")
-            samples[k] = x
+            samples[k] = _positive(e.samples_s, path, k)
+            if e.probe_samples_s is not None:
+                probe_samples[k] = _positive(e.probe_samples_s, path, k)
+                if probe_samples[k].size != samples[k].size:
+                    raise UsageError(f"{path}: malformed case entry (probe samples do not pair with "
+                                     f"the samples of {case_label(k)})")
     peaks = {}
     for dev, p in (run.peaks or {}).items():
         if isinstance(p, dict) and isinstance(p.get("gbps"), (int, float)) and p["gbps"] > 0:
             peaks[dev] = float(p["gbps"])
-    return Loaded(path, dict(run.env or {}), peaks, samples, status, str(run.created or ""), case_peaks)
+    return Loaded(path, dict(run.env or {}), peaks, samples, status, str(run.created or ""), case_peaks,
+                  probe_samples)
+
+
+def _positive(values, path: str, k: tuple) -> np.ndarray:
+    x = np.asarray(values or (), dtype=float)
+    if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+        raise UsageError(f"{path}: malformed case entry (bad samples for {case_label(k)})")
+    return x
 
 
 # ----------------------------------------------------------------------------------- one case
@@ -122,14 +136,17 @@ class Change:
 
 
 def judge(base, new, *, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
-          scale: float = 1.0) -> Change:
+          scale: float = 1.0, raw_ratio: float | None = None) -> Change:
     """Verdict on one case. `scale` multiplies the new samples before anything is computed (the
     drift normalisation: new peak / base peak); `threshold` is relative (0.10 = 10 %), applied
-    symmetrically in log space so that 1.1x slower and 1/1.1 faster are the same size."""
+    symmetrically in log space so that 1.1x slower and 1/1.1 faster are the same size.
+    `raw_ratio`: the ratio of the measured medians, where base and new are already normalised
+    samples (else it is theirs)."""
     base = np.asarray(base, dtype=float)
     new_raw = np.asarray(new, dtype=float)
     new = new_raw * scale
-    raw_ratio = float(np.median(new_raw) / np.median(base))
+    if raw_ratio is None:
+        raw_ratio = float(np.median(new_raw) / np.median(base))
     ratio = float(np.median(new) / np.median(base))
     spread = max(stats.summarize(base).rel_iqr, stats.summarize(new).rel_iqr)
     try:
@@ -257,9 +274,13 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
     rows = []
     for k in common:
         dev = dict(zip(KEY_FIELDS, k))["device"]
-        scale = 1.0
+        scale, b, n, raw = 1.0, base.samples[k], new.samples[k], None
         beside = base.case_peaks.get(k), new.case_peaks.get(k)
-        if normalise == "auto" and all(beside):
+        paired = base.probe_samples.get(k), new.probe_samples.get(k)
+        if normalise == "auto" and paired[0] is not None and paired[1] is not None:
+            raw = float(np.median(n) / np.median(b))
+            b, n = b / paired[0], n / paired[1]          # each sample in copies of the same round
+        elif normalise == "auto" and all(beside):
             scale = beside[1] / beside[0]
         elif normalise == "peak":
             pb, pn = base.run_peak(k), new.run_peak(k)
@@ -267,9 +288,8 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
                 scale = pn / pb
             elif f"no {dev} peak" not in " ".join(warnings):
                 warnings.append(f"no {dev} peak in both runs: its cases are compared raw")
-        b, n = base.samples[k], new.samples[k]
-        rows.append(Row(k, float(np.median(b)), float(np.median(n)),
-                        judge(b, n, threshold=threshold, alpha=alpha, scale=scale)))
+        rows.append(Row(k, float(np.median(base.samples[k])), float(np.median(new.samples[k])),
+                        judge(b, n, threshold=threshold, alpha=alpha, scale=scale, raw_ratio=raw)))
     rows.sort(key=lambda r: -r.change.ratio)
     for k, s in new.status.items():
         if s != "ok" and base.status.get(k) == "ok":
@@ -293,7 +313,7 @@ def _p(p: float) -> str:
 
 
 _HOW = {"raw": "raw times", "peak": "times x the run's copy peak",
-        "auto": "times x the copy probe beside them where both runs have one, else raw"}
+        "auto": "times in copies of the probe sampled in the same round where both runs have one, else raw"}
 
 
 def _normalised(rep: Report) -> bool:

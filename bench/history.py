@@ -28,6 +28,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import compare, results
 from .cases import UsageError
 
@@ -208,8 +210,11 @@ def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, pro
 
 
 def _cost(e, other, normalise: str) -> float:
-    """What "fastest" means for one of two measurements of a case, as compare will judge it: the
-    median x the copy probe beside it where both have one (--normalise auto), else the median."""
+    """What "fastest" means for one of two measurements of a case, as compare will judge it: with
+    --normalise auto, the median of its samples in copies of the probe's sample of the same round
+    where both have them, else the median x the probe's GB/s where both have that; else the median."""
+    if normalise == "auto" and e.probe_samples_s and other.probe_samples_s:
+        return float(np.median(np.asarray(e.samples_s) / np.asarray(e.probe_samples_s)))
     if normalise == "auto" and e.peak_gbps and other.peak_gbps:
         return e.median_s * e.peak_gbps
     return e.median_s

@@ -105,6 +105,7 @@ class CaseResult:
     conversion_s: float | None = None          # scipy_csr: converting a to CSR, within median_s
     peak_level: str | None = None              # "memory" | "cache": the peak pct_peak is of (None: schema 1-2)
     peak_gbps: float | None = None             # the memory copy peak sampled beside this case (--interleave)
+    probe_samples_s: tuple[float, ...] | None = None   # that copy probe's samples, one per round of samples_s
 
     def __post_init__(self):
         # plain Python values whatever the caller passes (strings, lists, NumPy scalars), so that
@@ -120,8 +121,10 @@ class CaseResult:
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, int(v))
-        if self.samples_s is not None:
-            set_(self, "samples_s", tuple(float(s) for s in self.samples_s))
+        for name in ("samples_s", "probe_samples_s"):
+            v = getattr(self, name)
+            if v is not None:
+                set_(self, name, tuple(float(s) for s in v))
 
     @property
     def timed(self) -> bool:
@@ -130,12 +133,13 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for name in (*MATMUL_FIELDS, "peak_gbps"):   # written only by the cases that have them
+        for name in (*MATMUL_FIELDS, "peak_gbps", "probe_samples_s"):   # only in the cases that have them
             if d[name] is None:
                 del d[name]
         d["status"] = self.status.value
-        if self.samples_s is not None:
-            d["samples_s"] = list(self.samples_s)
+        for name in ("samples_s", "probe_samples_s"):
+            if d.get(name) is not None:
+                d[name] = list(d[name])
         return d
 
     @classmethod

@@ -328,11 +328,13 @@ def _check(case: Case, be: registry.Backend, device: devices.HostAdapter, host: 
     return _Ready(case, be, device, k.raw, native, kwargs, r.worst, reason, base)
 
 
-def _timed(ready: _Ready, t: timing.Timing, peak_gbps: float | None = None) -> CaseResult:
+def _timed(ready: _Ready, t: timing.Timing, peak_gbps: float | None = None,
+           probe: timing.Timing | None = None) -> CaseResult:
     s = t.summary
     return CaseResult(**ready.base, status=Status.OK, reason=ready.reason, median_s=s.median, iqr_s=s.iqr,
                       min_s=s.min, n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer,
-                      check_worst=ready.worst, peak_gbps=peak_gbps)
+                      check_worst=ready.worst, peak_gbps=peak_gbps,
+                      probe_samples_s=probe.samples_s if probe is not None else None)
 
 
 def _run_group(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,
@@ -378,11 +380,12 @@ def _interleaved(group: list[Case], host: _Inputs, sampling: timing.Sampling, ch
             m, probe_bytes = probe.member(first.dtype, first.size, sampling)
             members.append(m)
         times = _interleave.round_robin(members, sampling, random.Random(seed))
-        peak = None
+        peak, probe_t = None, times.get(_interleave.PROBE)
         if probe_bytes:
-            peak = probe_bytes / float(np.median(times[_interleave.PROBE].samples_s)) / 1e9
+            peak = probe_bytes / float(np.median(probe_t.samples_s)) / 1e9
         for i, r in ready.items():
-            done[i] = _timed(r, times[str(i)], peak if r.be.device == "cpu" else None)
+            cpu = r.be.device == "cpu"
+            done[i] = _timed(r, times[str(i)], peak if cpu else None, probe_t if cpu and probe_bytes else None)
     return [done[i] for i in range(len(group))]
 
 

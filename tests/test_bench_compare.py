@@ -186,6 +186,47 @@ def test_auto_normalises_by_the_probe_beside_a_case_and_leaves_the_others_raw():
     assert len(compare.compare_runs(base, busy, normalise="peak").slower) == len(big)
 
 
+def test_auto_pairs_each_sample_with_the_probe_of_its_round():
+    # A VM whose memory switches between a fast and a slow phase (1.7x, as seen here) in the middle
+    # of the new run: the case and the probe beside it slow down in the same rounds. The probe's
+    # median alone (peak_gbps) cannot undo a split sample set; dividing round by round can.
+    rng = np.random.default_rng(5)
+    n, t, copy = 60, 1e-2, 3e-3
+
+    def case(phase, work=1.0, seed=0):
+        r = np.random.default_rng(seed)
+        probe = copy * phase * np.exp(r.normal(0, 0.02, n))
+        return (t * work * phase * np.exp(r.normal(0, 0.02, n))).tolist(), probe.tolist()
+
+    def run(phase, work=1.0, seed=0):
+        s, p = case(phase, work, seed)
+        e = results.CaseResult("relu", "numpy", "cpu", "float32", 2**25, "ok", samples_s=s, median_s=float(np.median(s)),
+                               n=n, peak_gbps=2 * 2**27 / float(np.median(p)) / 1e9, probe_samples_s=p)
+        return compare.from_run(results.Run(env=env(), peaks={"cpu": {"gbps": 40.0, "method": "copy"}},
+                                            created="2026-11-28T12:00:00+00:00", results=[e]))
+
+    steady = np.ones(n)
+    split = np.where(rng.permutation(n) < n // 2, 1.0, 1.7)       # half the rounds in the slow phase
+    base = run(steady)
+    same = compare.compare_runs(base, run(split, seed=1))
+    assert same.rows[0].change.verdict == compare.SAME, same.rows[0].change
+    assert same.rows[0].change.raw_ratio > 1.1                     # the raw medians did move
+    # without the pairs (a file from before them), the same runs are not "same"
+    unpaired = [dataclasses.replace(x, probe_samples={}) for x in (base, run(split, seed=1))]
+    assert compare.compare_runs(*unpaired).rows[0].change.verdict != compare.SAME
+    # and a real 1.3x regression still shows through the phase change
+    slower = compare.compare_runs(base, run(split, work=1.3, seed=2))
+    assert slower.rows[0].change.verdict == compare.SLOWER
+    assert slower.rows[0].change.ratio == pytest.approx(1.3, rel=0.03)
+
+
+def test_probe_samples_that_do_not_pair_are_bad_input(tmp_path):
+    e = results.CaseResult("relu", "numpy", "cpu", "float32", 2**25, "ok", samples_s=[1.0, 1.1], median_s=1.05, n=2,
+                           probe_samples_s=[0.5])
+    with pytest.raises(UsageError, match="do not pair"):
+        compare.from_run(results.Run(env=env(), peaks={}, created="x", results=[e]))
+
+
 def test_geometric_means_per_device_and_backend():
     base = compare.from_run(make_run({("relu", "numpy", 1024): [1.0] * 10, ("sigmoid", "numpy", 1024): [1.0] * 10,
                                       ("relu", "numba_cpu", 1024): [1.0] * 10}))

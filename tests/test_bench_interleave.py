@@ -9,6 +9,7 @@ import itertools
 import json
 import random
 
+import numpy as np
 import pytest
 
 from bench import __main__ as cli
@@ -88,6 +89,11 @@ def test_an_interleaved_run_end_to_end_with_a_probe_beside_the_large_cases(tmp_p
     assert large["peak_gbps"] > 0 and large["peak_level"] == "memory"
     assert large["pct_peak"] == pytest.approx(100 * large["gbps"] / large["peak_gbps"])
     assert large["peak_gbps"] == by[("relu", "numba_cpu", 2**12)]["peak_gbps"]
+    # the probe's own samples, one per round, paired with each case's (compare divides them)
+    assert "probe_samples_s" not in small
+    probe = large["probe_samples_s"]
+    assert probe == by[("relu", "numba_cpu", 2**12)]["probe_samples_s"] and len(probe) == large["n"]
+    assert large["peak_gbps"] == pytest.approx(large["bytes"] / np.median(probe) / 1e9)
 
 
 def test_a_case_measured_alone_keeps_its_probe():
