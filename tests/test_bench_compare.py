@@ -452,6 +452,25 @@ def test_the_planted_backend_is_correct_and_registers_in_its_own_process():
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
 
 
+def test_the_planted_slowdown_is_the_factor_of_the_call_it_follows():
+    # a fake clock: the NumPy call takes 5 ticks; the wait lasts until factor x 5 ticks after the
+    # start, whatever the size (the extra pass it replaced was 1.08x at 2**12 for factor 1.3)
+    import subprocess
+    import sys
+    code = ("import itertools, numpy as np, tests.planted as P\n"
+            "for f, want in ((1.0, 3), (1.3, 4), (2.0, 7)):\n"
+            "    ticks = iter([0] + list(range(5, 100)))\n"
+            "    reads = []\n"
+            "    def clock():\n"
+            "        t = next(ticks); reads.append(t); return t\n"
+            "    k = P._slowed('relu', f, clock)\n"
+            "    assert np.array_equal(k(np.array([-1.0, 2.0], 'float32')), [0, 2])\n"
+            "    assert len(reads) == want and reads[-1] >= f * 5, (f, reads)\n"
+            "print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
 def test_sparse_matmul_cases_are_told_apart_by_shape_batch_sparsity_and_pattern():
     from bench import history
     from bench.cases import Case
