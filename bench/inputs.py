@@ -3,7 +3,8 @@
 Every generator returns NumPy arrays of the requested dtype, one per array argument of the op, in
 call order (see kernels.reference.OPS). Gradient ops get a random dy; those that take the forward
 output (sigmoid_grad, tanh_grad) get y = forward(x) computed in the dtype, the values they see in a
-real backward pass; relu_grad_mask gets the packed mask of a random x.
+real backward pass; relu_grad_mask gets the packed mask of a random x. `Moved` keeps the host
+inputs' copies in each backend's array library.
 """
 
 from __future__ import annotations
@@ -87,3 +88,25 @@ def special_inputs(op: str, dtype, rng: np.random.Generator) -> list[tuple[str, 
         if not spec.mask_input:
             sets.append(("all special", (s, s)))
     return sets
+
+
+class Moved:
+    """Host arrays moved to backends' array libraries, each moved once per library (the three CuPy
+    backends share one copy on the device; host backends move nothing). Keyed by the host array's
+    identity: the caller keeps the host arrays alive while their copies are used."""
+
+    def __init__(self):
+        self._native: dict[tuple[str, int], object] = {}
+
+    def on(self, be, arrays) -> list:
+        """`arrays` as arrays of backend `be` (a kernels.registry.Backend)."""
+        out = []
+        for a in arrays:
+            key = (be.library, id(a))
+            if key not in self._native:
+                self._native[key] = be.to_native(a)
+            out.append(self._native[key])
+        return out
+
+    def clear(self) -> None:
+        self._native.clear()

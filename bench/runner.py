@@ -51,7 +51,7 @@ class _Inputs:
         self.dy = _big_random(size, dtype, rng)
         self._rng = rng
         self._by_op: dict[str, tuple] = {}
-        self._native: dict[tuple[str, int], object] = {}
+        self._moved = inputs.Moved()
 
     def of(self, op: str) -> tuple[np.ndarray, ...]:
         spec = OPS[op]
@@ -63,18 +63,11 @@ class _Inputs:
     def on(self, be: registry.Backend, op: str) -> tuple:
         """op's inputs as arrays of backend `be`, each host array moved once per array library
         (the three CuPy backends share one copy on the device; host backends move nothing)."""
-        lib = be.library
-        moved = []
-        for a in self.of(op):
-            key = (lib, id(a))
-            if key not in self._native:
-                self._native[key] = be.to_native(a)
-            moved.append(self._native[key])
-        return tuple(moved)
+        return tuple(self._moved.on(be, self.of(op)))
 
     def forget_moved(self) -> None:
         """Drop the moved copies (after a kernel wrote into its inputs, say)."""
-        self._native.clear()
+        self._moved.clear()
 
 
 def _small_checks(op: str, backend: str, dtype: str, seed: int,
@@ -251,9 +244,18 @@ def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.
     base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
                 shape=f"{case.shape[0]}x{case.shape[1]}", batch=case.batch, sparsity=case.sparsity,
                 pattern=case.pattern)
-    return _guarded(case, registry.backend(case.backend), base, matmul_inputs, scope,
-                    lambda device, base: sparse.run_case(case, matmul_inputs, sampling, checked, seed, scope,
-                                                         base, CaseResult, Status))
+    be = registry.backend(case.backend)
+
+    def measure(device, base):
+        ready = _check_matmul(case, be, device, matmul_inputs, checked, seed, scope, base)
+        if isinstance(ready, CaseResult):
+            return ready
+        t = _time(ready, sampling)
+        pool = matmul_inputs.pool(case.dtype, case.shape, case.batch, case.sparsity, case.pattern)
+        conv = sparse.conversion_s(case.backend, [a[0] if case.batch == 1 else a for a in pool])
+        return _timed(ready, t, conversion_s=conv)
+
+    return _guarded(case, be, base, matmul_inputs, scope, measure)
 
 
 def _guarded(case: Case, be: registry.Backend, base: dict, inputs, scope: RunScope, measure) -> CaseResult:
@@ -295,27 +297,45 @@ def _check_and_time(case: Case, be: registry.Backend, device: devices.HostAdapte
     ready = _check(case, be, device, host, checked, seed, scope, base)
     if isinstance(ready, CaseResult):
         return ready
-    if be.device == "gpu":
-        t = timing.time_gpu(ready.fn, ready.native, ready.kwargs, sampling, device=device)
-    else:
-        t = timing.time_cpu(ready.fn, ready.native, ready.kwargs, sampling)
-    return _timed(ready, t)
+    return _timed(ready, _time(ready, sampling))
+
+
+def _time(ready: _Ready, sampling: timing.Sampling) -> timing.Timing:
+    """The timing of one case on its own: CUDA events on a GPU, perf_counter_ns on the CPU."""
+    if ready.be.device == "gpu":
+        return timing.time_gpu(ready.fn, ready.native, ready.kwargs, sampling, device=ready.device)
+    return timing.time_cpu(ready.fn, ready.native, ready.kwargs, sampling)
+
+
+def _gate(case: Case, checked: dict, small_checks: Callable[[], check.CheckResult],
+          check_case: Callable[[], check.CheckResult], host, base: dict) -> check.CheckResult | CaseResult:
+    """The correctness gate: small_checks() once per (op, backend, dtype) of the run (kept in
+    `checked`), then check_case() on the case's own inputs; a failure is the case's FAILED result."""
+    key = (case.op, case.backend, case.dtype)
+    if key not in checked:
+        checked[key] = small_checks()
+    r = checked[key]
+    if r.ok:
+        r = check_case()
+    if not r.ok:
+        host.forget_moved()       # the failed kernel may have written into them
+        return CaseResult(**base, status=Status.FAILED, reason=r.message)
+    return r
+
+
+ALLOCATES = "allocates its output (no out= on this backend): allocation is timed"
 
 
 def _check(case: Case, be: registry.Backend, device: devices.HostAdapter, host: _Inputs,
            checked: dict, seed: int, scope: RunScope, base: dict) -> CaseResult | _Ready:
     """The correctness gate, then the outputs and arguments of the timed call."""
     args = host.of(case.op)
-    key = (case.op, case.backend, case.dtype)
-    if key not in checked:
-        checked[key] = _small_checks(case.op, case.backend, case.dtype, seed, scope.scratch)
-    r = checked[key]
     native = host.on(be, case.op)
-    if r.ok:
-        r = check.check_call(case.op, case.backend, args, native=native, scratch=scope.scratch)
-    if not r.ok:
-        host.forget_moved()       # the failed kernel may have written into them
-        return CaseResult(**base, status=Status.FAILED, reason=r.message)
+    r = _gate(case, checked, lambda: _small_checks(case.op, case.backend, case.dtype, seed, scope.scratch),
+              lambda: check.check_call(case.op, case.backend, args, native=native, scratch=scope.scratch),
+              host, base)
+    if isinstance(r, CaseResult):
+        return r
     k = registry.kernel(case.op, case.backend)
     spec = OPS[case.op]
     outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(spec, *native))
@@ -324,17 +344,48 @@ def _check(case: Case, be: registry.Backend, device: devices.HostAdapter, host: 
         kwargs["out"] = outs if len(outs) > 1 else outs[0]
     else:
         kwargs["out"] = None
-    reason = "" if k.supports_out else "allocates its output (no out= on this backend): allocation is timed"
-    return _Ready(case, be, device, k.raw, native, kwargs, r.worst, reason, base)
+    return _Ready(case, be, device, k.raw, native, kwargs, r.worst, "" if k.supports_out else ALLOCATES, base)
+
+
+def _check_matmul(case: Case, be: registry.Backend, device: devices.HostAdapter, host: sparse.Inputs,
+                  checked: dict, seed: int, scope: RunScope, base: dict) -> CaseResult | _Ready:
+    """A sparse_matmul case's gate (on the first matrix of its pool), then its timed call: each call
+    takes the next (activation, weight copy) pair of the rotation (bench/sparse.py's cold weights)."""
+    weights = host.weights(case.dtype, case.shape)
+    pool = host.pool(case.dtype, case.shape, case.batch, case.sparsity, case.pattern)
+    base = dict(base, bytes=sparse.traffic(pool, case.shape, case.dtype),
+                flops=sparse.useful_flops(pool, case.shape[1]))
+    native_w = host.on(be, weights)
+    native_a = host.on(be, pool)
+    a0 = pool[0][0] if case.batch == 1 else pool[0]
+    na0 = native_a[0][0] if case.batch == 1 else native_a[0]
+    r = _gate(case, checked, lambda: sparse.small_check(case.backend, case.dtype, seed, scope.scratch),
+              lambda: check.check_call(case.op, case.backend, (a0, weights[0]), native=(na0, native_w[0]),
+                                       scratch=scope.scratch),
+              host, base)
+    if isinstance(r, CaseResult):
+        return r
+    k = registry.kernel(case.op, case.backend)
+    if case.batch == 1:                     # a K-vector, the GEMV every inference step runs
+        native_a = [a[0] for a in native_a]
+    out_shape = (case.shape[1],) if case.batch == 1 else (case.batch, case.shape[1])
+    out = be.empty(out_shape, case.dtype) if k.supports_out else None
+    pairs = itertools.cycle(sparse.Rotation(native_a, native_w).pairs())   # no index arithmetic while timed
+
+    def call(out=None):
+        return k.raw(*next(pairs), out=out)
+
+    return _Ready(case, be, device, call, (), {"out": out}, r.worst, "" if k.supports_out else ALLOCATES, base)
 
 
 def _timed(ready: _Ready, t: timing.Timing, peak_gbps: float | None = None,
-           probe: timing.Timing | None = None) -> CaseResult:
+           probe: timing.Timing | None = None, **extra) -> CaseResult:
+    """The case's OK result from its timing (`extra`: fields of its kind, conversion_s say)."""
     s = t.summary
     return CaseResult(**ready.base, status=Status.OK, reason=ready.reason, median_s=s.median, iqr_s=s.iqr,
                       min_s=s.min, n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer,
                       check_worst=ready.worst, peak_gbps=peak_gbps,
-                      probe_samples_s=probe.samples_s if probe is not None else None)
+                      probe_samples_s=probe.samples_s if probe is not None else None, **extra)
 
 
 def _run_group(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,

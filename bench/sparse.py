@@ -1,5 +1,6 @@
 """The sparse_matmul benchmark: its cases, inputs, timing with cold weights, derived figures, table
-and plot. The elementwise flow (bench/runner.py) hands every case with a shape to `run_case`.
+and plot. bench/runner.py checks and times each case with a shape from the pieces here (`Inputs`,
+`Rotation`, `small_check`, `conversion_s`), through the gate and timers of every other case.
 
 Cases: shape K x N of w, batch (rows of a), sparsity s (the fraction of exact zeros in a) and the
 activation pattern:
@@ -24,7 +25,6 @@ it beats the best dense backend.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass, replace
@@ -202,18 +202,20 @@ class Inputs:
 
     def __init__(self, seed: int):
         from kernels.machine import last_level_cache_bytes
+
+        from . import inputs
         self.seed = seed
         self.llc = last_level_cache_bytes()
         self._w: dict = {}
         self._pools: dict = {}
-        self._native: dict = {}
+        self._moved = inputs.Moved()
 
     def weights(self, dtype: str, shape) -> list[np.ndarray]:
         key = (dtype, shape)
         if key not in self._w:
             self._w.clear()
             self._pools.clear()
-            self._native.clear()
+            self._moved.clear()
             rng = np.random.default_rng([self.seed, *shape, np.dtype(dtype).num])
             w = (rng.standard_normal(shape, dtype=np.float32) / math.sqrt(shape[0])).astype(dtype)
             self._w[key] = [w] + [w.copy() for _ in range(weight_copies(w.nbytes, self.llc) - 1)]
@@ -232,16 +234,10 @@ class Inputs:
 
     def on(self, be, arrays: list) -> list:
         """`arrays` moved to be's array library, once per library."""
-        out = []
-        for a in arrays:
-            key = (be.library, id(a))
-            if key not in self._native:
-                self._native[key] = be.to_native(a)
-            out.append(self._native[key])
-        return out
+        return self._moved.on(be, arrays)
 
     def forget_moved(self) -> None:
-        self._native.clear()
+        self._moved.clear()
 
 
 # ------------------------------------------------------------------------------------- one case
@@ -260,7 +256,7 @@ def useful_flops(a_list: list, n: int) -> int:
     return matmul_flops(float(np.mean([np.count_nonzero(a) for a in a_list])), n)
 
 
-def _small_check(backend: str, dtype: str, seed: int, scratch):
+def small_check(backend: str, dtype: str, seed: int, scratch):
     """Fresh random trials at awkward sizes before the first timing of a (backend, dtype)."""
     from . import check
     rng = np.random.default_rng([seed, 8])
@@ -285,52 +281,6 @@ def conversion_s(be_name: str, pool: list) -> float | None:
         scipy_csr.to_csr(a)
         times.append((time.perf_counter_ns() - t0) / 1e9)
     return float(np.median(times))
-
-
-def run_case(case, inputs: Inputs, sampling, checked: dict, seed: int, scope, base: dict,
-             result_type, status_type):
-    """Check and time one sparse_matmul case; a CaseResult (result_type) with the matmul fields."""
-    from kernels import registry
-
-    from . import check, timing
-    be = registry.backend(case.backend)
-    weights = inputs.weights(case.dtype, case.shape)
-    pool = inputs.pool(case.dtype, case.shape, case.batch, case.sparsity, case.pattern)
-    base = dict(base, bytes=traffic(pool, case.shape, case.dtype), flops=useful_flops(pool, case.shape[1]))
-    key = (OP, case.backend, case.dtype)
-    if key not in checked:
-        checked[key] = _small_check(case.backend, case.dtype, seed, scope.scratch)
-    r = checked[key]
-    native_w = inputs.on(be, weights)
-    native_a = inputs.on(be, pool)
-    if r.ok:
-        a0 = pool[0][0] if case.batch == 1 else pool[0]
-        na0 = native_a[0][0] if case.batch == 1 else native_a[0]
-        r = check.check_call(OP, case.backend, (a0, weights[0]), native=(na0, native_w[0]), scratch=scope.scratch)
-    if not r.ok:
-        inputs.forget_moved()
-        return result_type(**base, status=status_type.FAILED, reason=r.message)
-    k = registry.kernel(OP, case.backend)
-    if case.batch == 1:                     # a K-vector, the GEMV every inference step runs
-        native_a = [a[0] for a in native_a]
-    out_shape = (case.shape[1],) if case.batch == 1 else (case.batch, case.shape[1])
-    out = be.empty(out_shape, case.dtype) if k.supports_out else None
-    pairs = itertools.cycle(Rotation(native_a, native_w).pairs())   # no index arithmetic while timed
-
-    def call(out=None):
-        return k.raw(*next(pairs), out=out)
-
-    device = scope.device(be)
-    if be.device == "gpu":
-        t = timing.time_gpu(call, (), {"out": out}, sampling, device=device)
-    else:
-        t = timing.time_cpu(call, (), {"out": out}, sampling)
-    s = t.summary
-    conv = conversion_s(case.backend, [a[0] if case.batch == 1 else a for a in pool])
-    reason = "" if k.supports_out else "allocates its output (no out= on this backend): allocation is timed"
-    return result_type(**base, status=status_type.OK, reason=reason, median_s=s.median, iqr_s=s.iqr,
-                       min_s=s.min, n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer,
-                       check_worst=r.worst, conversion_s=conv)
 
 
 # ------------------------------------------------------------------------------- derived figures

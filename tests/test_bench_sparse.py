@@ -169,3 +169,20 @@ def test_a_tiny_run_end_to_end(tmp_path):
     assert all(e["speedup_vs_dense"] and e["pct_of_ideal"] for e in numba)
     assert all(e["conversion_s"] for e in doc["results"] if e["backend"] == "scipy_csr")
     assert "crossover sparsity" in proc.stdout
+
+
+def test_a_case_that_fails_its_gate_is_failed_with_its_traffic_and_never_timed(monkeypatch):
+    """The gate shared with the elementwise cases (bench/runner.py): its small checks once per
+    (op, backend, dtype), a FAILED result that still carries the case's bytes, no timing."""
+    from bench import check, runner, timing
+    from bench.scope import RunScope
+    calls = []
+    monkeypatch.setattr(sparse, "small_check", lambda *a: calls.append(a) or check.CheckResult(False, "planted"))
+    monkeypatch.setattr(timing, "time_cpu", lambda *a, **k: pytest.fail("a failed case was timed"))
+    inputs, checked = sparse.Inputs(0), {}
+    with RunScope() as scope:
+        for batch in (1, 2):
+            case = cases.Case("sparse_matmul", "numpy", "cpu", "float32", 64 * 32, (64, 32), batch, 0.5, "iid")
+            r = runner._run_matmul_case(case, inputs, timing.Sampling(), checked, 0, scope)
+            assert r.status == Status.FAILED and r.reason == "planted" and r.bytes > 0
+    assert len(calls) == 1
