@@ -195,6 +195,10 @@ def env_lines(run: Run) -> list[tuple[str, str]]:
                                   f"({c.get('source')}"
                                   + (f", x{c['speedup']:.2f}" if c.get("speedup") else "") + ")"
                                   for k, c in stores.items())))
+    split = (env.get("numba_cpu_stores") or {}).get("serial_max") or {}
+    if split:
+        lines.append(("threads", "numba_cpu on one thread below: " + "; ".join(
+            f"{k} {fmt_size(c.get('serial_max') or 0)} ({c.get('source')})" for k, c in split.items())))
     lines += [("gpu", _gpu_line(env.get("gpu"))),
               ("git", _git_line(env.get("git"))),
               ("profile", f"{env.get('profile') or '-'}, seed {env.get('seed', '-')}, "

@@ -73,3 +73,9 @@ def test_env_lines_show_the_store_strategy_a_run_used():
     assert line == ("numba_cpu beyond 32.0 MiB: exp/float32 ordinary, block 16384 (measured, x0.71); "
                     "memory/float32 streaming, block 65536 (inconclusive)")
     assert "stores" not in dict(fmt.env_lines(Run(env={})))
+    stores["serial_max"] = {"relu/float32": {"serial_max": 2**17, "source": "measured"},
+                            "tanh/float32": {"serial_max": 2**15, "source": "cached"}}
+    line = dict(fmt.env_lines(Run(env={"numba_cpu_stores": stores})))["threads"]
+    assert line == ("numba_cpu on one thread below: relu/float32 2^17 (131k) (measured); "
+                    "tanh/float32 2^15 (32.8k) (cached)")
+    assert "threads" not in dict(fmt.env_lines(Run(env={"numba_cpu_stores": {"choices": {}}})))

@@ -184,3 +184,83 @@ def test_report_without_probing_lists_only_what_this_process_chose(tmp_path):
     report = st.report(probe=False)
     assert list(report["choices"]) == ["exp/float32"] and probe.calls == [("exp", "float32")]
     assert report["choices"]["exp/float32"]["stream"] is False
+
+
+# --- serial or parallel below min_bytes ----------------------------------------------------------
+
+def _split_times(crossing, sizes=S.SPLIT_SIZES, overhead=3.0):
+    """Serial time grows with n; the parallel driver pays `overhead` and halves the work. With
+    `crossing` None the parallel driver never wins; the rounds repeat each figure twice."""
+    out = {}
+    for n in sizes:
+        serial = n / crossing * 2 * overhead if crossing else 1e-9 * n
+        out[n] = ([serial] * 2, [overhead + serial / 2] * 2 if crossing else [1.0] * 2)
+    return out
+
+
+class FakeSplit:
+    def __init__(self, crossing=2**16):
+        self.crossing, self.calls = crossing, []
+
+    def __call__(self, op, dtype, sizes):
+        self.calls.append((op, dtype))
+        assert tuple(sizes) == S.SPLIT_SIZES
+        return _split_times(self.crossing)
+
+
+def test_decide_split_finds_where_the_parallel_driver_wins_for_good():
+    # serial = parallel at the crossing; the margin moves the switch to the next probed size
+    assert S.decide_split(_split_times(2**15)) == 2**16
+    assert S.decide_split(_split_times(2**15), margin=1.0) == 2**16      # a tie is not a win
+    assert S.decide_split(_split_times(2**14 - 1)) == 2**15
+    assert S.decide_split(_split_times(None)) == 2 * S.SPLIT_SIZES[-1]   # never: above the range
+    assert S.decide_split(_split_times(1)) == S.SPLIT_SIZES[0]           # always
+    # a stalled parallel round at one size does not decide (the fastest round does), but a size
+    # where it loses in every round keeps the smaller sizes serial
+    t = _split_times(2**13)
+    t[2**15] = (t[2**15][0], [1e9, t[2**15][1][0]])
+    assert S.decide_split(t) == S.decide_split(_split_times(2**13))
+    t[2**15] = (t[2**15][0], [1e9, 1e9])
+    assert S.decide_split(t) == 2**16
+
+
+def test_serial_max_is_measured_once_cached_and_overridden(tmp_path):
+    split = FakeSplit(2**15)
+    st = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=split,
+                         env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
+    assert st.serial_max("tanh", "float32") == 2**16 and st.serial_max("tanh", "float32") == 2**16
+    assert split.calls == [("tanh", "float32")]
+    again = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=FakeSplit(),
+                            env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
+    assert again.serial_max("tanh", "float32") == 2**16                 # from the disk cache
+    assert again.report(probe=False)["serial_max"] == {"tanh/float32": {"serial_max": 2**16, "source": "cached"}}
+    env = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=FakeSplit(),
+                          env={"ACTBENCH_CACHE_DIR": str(tmp_path), "ACTBENCH_SERIAL_MAX": "1000"})
+    assert env.serial_max("relu", "float64") == 1000
+    with pytest.raises(ValueError, match="ACTBENCH_SERIAL_MAX"):
+        S.StoreStrategy(FakeProbe(), env={"ACTBENCH_SERIAL_MAX": "lots"}).serial_max("relu", "float32")
+
+
+def test_launchers_run_serially_below_their_ops_threshold(tmp_path, monkeypatch):
+    split = FakeSplit(2**14)                                           # serial_max 2**15
+    st = S.StoreStrategy(FakeProbe(), llc_bytes=2**30, key="fake", split_probe=split,
+                         env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
+    monkeypatch.setattr(K, "STRATEGY", st)
+    monkeypatch.setattr(K, "SERIAL_MAX", None)
+    paths = []
+    fam = K.FAMILIES["relu"]
+    monkeypatch.setitem(K.FAMILIES, "relu", K.streaming.Family(
+        lambda *a: paths.append("serial") or fam.kernel(*a),
+        lambda *a: paths.append("parallel") or fam.parallel(*a)))
+    relu = kernels.get("relu", "numba_cpu")
+    for n in (100, S.SPLIT_SIZES[0], 2**15 - 1, 2**15, 2**17):
+        x = np.linspace(-3, 3, n, dtype=np.float32)
+        np.testing.assert_array_equal(relu(x), np.maximum(x, 0))
+    assert paths == ["serial", "serial", "serial", "parallel", "parallel"]
+    assert split.calls == [("relu", "float32")]                        # not asked below SERIAL_MIN
+
+
+def test_the_real_split_probe_times_both_paths():
+    times = S.measure_split("relu_grad", "float32", (2**13, 2**14), rounds=2)
+    assert set(times) == {2**13, 2**14}
+    assert all(len(a) == len(b) == 2 and all(0 < s < 1 for s in (*a, *b)) for a, b in times.values())

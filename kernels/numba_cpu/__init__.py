@@ -13,8 +13,8 @@ between. The package, bottom to top:
 
 Launchers `<op>(..., out=None, **params)`: the registry has already checked dtypes and shapes and
 made the inputs C-contiguous; the launcher allocates the output when `out` is None and runs the
-kernel on the flat views, serially below `SERIAL_MAX` elements (where waking threads costs more
-than the work), else in parallel blocks of `BLOCK` elements.
+kernel on the flat views: on the calling thread below the op's measured `serial_max` (where waking
+threads costs more than the work; strategy.py), else in parallel blocks of `BLOCK` elements.
 
 Streaming stores. An output of at least `STRATEGY.min_bytes` (as large as the last-level cache) is
 written as strategy.py measured best on this machine for its family and dtype: with non-temporal
@@ -36,7 +36,7 @@ import numpy as np
 from ..reference import ELEMENTWISE_OPS, OPS, mask_nbytes
 from ..registry import Available, Backend, declare_backend, register
 from .jit import X86_64
-from .strategy import DEFAULT_BLOCK, StoreStrategy
+from .strategy import DEFAULT_BLOCK, SPLIT_SIZES, StoreStrategy
 
 
 def _probe() -> Available | str:
@@ -65,7 +65,8 @@ _backend = declare_backend(Backend(
 from .kernels import FAMILIES  # noqa: E402  (the backend first: kernels.py never registers)
 
 BLOCK = DEFAULT_BLOCK  # elements per parallel work item below STRATEGY.min_bytes
-SERIAL_MAX = 1 << 15   # below this many elements a kernel runs on the calling thread only
+SERIAL_MIN = SPLIT_SIZES[0]   # below this many elements a kernel runs on the calling thread, unmeasured
+SERIAL_MAX = None      # None: each op's measured threshold; an int overrides it (tests force a path)
 
 
 # The family whose measured store strategy each op follows (strategy.py)
@@ -85,16 +86,22 @@ def store_strategy(probe: bool = True) -> dict:
 
 def _run(op: str, out, *args) -> None:
     """Run op's family on `args` (its output is `out`): an output of at least `STRATEGY.min_bytes`
-    as the measured strategy says, else serially below SERIAL_MAX elements, else in parallel
-    with ordinary stores."""
+    as the measured strategy says, else serially below the op's serial threshold, else in
+    parallel with ordinary stores."""
     family = FAMILIES[op]
     if out.nbytes >= STRATEGY.min_bytes:
         choice = STRATEGY.choose(TUNING[op], out.dtype.name)
         family.parallel(choice.stream, choice.block, *args)
-    elif out.size < SERIAL_MAX:
+    elif _serial(op, out):
         family.kernel(*args)
     else:
         family.parallel(False, BLOCK, *args)
+
+
+def _serial(op: str, out) -> bool:
+    if SERIAL_MAX is not None:
+        return out.size < SERIAL_MAX
+    return out.size < SERIAL_MIN or out.size < STRATEGY.serial_max(op, out.dtype.name)
 
 
 def _elementwise_launcher(op: str):

@@ -16,6 +16,15 @@ $ACTBENCH_BLOCK override it. Outputs below `min_bytes`, the smaller of the last-
 reports and the probe's size, keep ordinary stores and the default block: they can stay in cache
 for the next reader.
 
+Below `min_bytes` the other choice is whether to run on the calling thread or wake the others:
+waking them costs microseconds, which a small output never earns back, and where that crossover
+lies depends on the machine, the op and the dtype (2**15 to 2**17 elements here). So at an op's
+first call of at least `SPLIT_SIZES[0]` elements a second probe times its serial kernel and its
+parallel driver side by side at the sizes of `SPLIT_SIZES`, keeping each one's fastest round (load
+only adds time), and sets the op's `serial_max`: the smallest size from which the parallel driver
+wins by `SPLIT_MARGIN` there and at every larger size probed. Cached in the same file;
+$ACTBENCH_SERIAL_MAX (elements) overrides it for every op.
+
 `StoreStrategy.report()` (kernels.numba_cpu.store_strategy()) says what was chosen and why.
 """
 
@@ -38,6 +47,8 @@ PRIOR_STREAM = True                            # where the probe cannot tell: st
 NOISE = 1.25                                   # a variant's two halves further apart: too busy to tell
 RETRY_S = 24 * 3600                            # an inconclusive probe is tried again after this
 SCHEMA = 1
+SPLIT_SIZES = tuple(2**k for k in range(13, 19))   # elements: where serial and parallel are compared
+SPLIT_MARGIN = 1.10          # the parallel driver must be 10 % faster: it is the one load can stall
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,33 @@ class Choice:
 # A probe: (family, dtype, nbytes, variants) -> the seconds of each round per variant, variants
 # being (stream, block) pairs. The real one is `measure` below; tests pass fakes.
 Probe = Callable[[str, str, int, list[tuple[bool, int]]], dict[tuple[bool, int], list[float]]]
+# A split probe: (op, dtype, sizes) -> {size: (serial seconds per round, parallel seconds per round)}.
+# The real one is `measure_split` below; tests pass fakes.
+SplitProbe = Callable[[str, str, Sequence[int]], dict[int, tuple[Sequence[float], Sequence[float]]]]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Where an op stops running on the calling thread alone: outputs of fewer than `serial_max`
+    elements do."""
+
+    serial_max: int
+    source: str                      # measured, cached, environment
+
+
+def decide_split(times: Mapping[int, tuple[Sequence[float], Sequence[float]]],
+                 margin: float = SPLIT_MARGIN) -> int:
+    """The smallest probed size from which the parallel driver's fastest round beats the serial
+    kernel's by `margin` at that size and at every larger size probed; twice the largest size
+    where it never does (above it, the parallel driver is assumed)."""
+    sizes = sorted(times)
+    wins = [min(times[n][1]) * margin < min(times[n][0]) for n in sizes]
+    serial_max = 2 * sizes[-1]
+    for n, win in zip(reversed(sizes), reversed(wins)):
+        if not win:
+            break
+        serial_max = n
+    return serial_max
 
 
 def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -108,9 +146,11 @@ class StoreStrategy:
 
     def __init__(self, probe: Probe | None = None, *, llc_bytes: int | None = None,
                  env: Mapping[str, str] | None = None, key: str | None = None,
-                 enabled: bool = True):
+                 enabled: bool = True, split_probe: SplitProbe | None = None):
         from ..machine import last_level_cache_bytes
         self._probe = probe or measure
+        self._split_probe = split_probe or measure_split
+        self._splits: dict[tuple[str, str], Split] = {}
         self._env = os.environ if env is None else env
         self._key = key
         self.enabled = enabled                     # False where streaming stores are not x86's
@@ -137,15 +177,46 @@ class StoreStrategy:
             self._choices[(family, dtype)] = got
         return got
 
+    def serial_max(self, op: str, dtype: str) -> int:
+        """Elements below which op runs on the calling thread only: from the environment, this
+        object, the disk cache, or a split probe now (then saved)."""
+        got = self._splits.get((op, dtype))
+        if got is None:
+            got = self._split_override() or self._cached_split(op, dtype) or self._measure_split(op, dtype)
+            self._splits[(op, dtype)] = got
+        return got.serial_max
+
     def report(self, probe: bool = True) -> dict:
         """Every family's choice per dtype, JSON-ready: probing what was not chosen yet, or with
-        probe=False only the choices this process has made (what a run actually used)."""
+        probe=False only the choices this process has made (what a run actually used); and the
+        serial thresholds of the ops this process has run (never probed for a report)."""
         if probe:
             choices = {(f, d): self.choose(f, d) for f in FAMILIES for d in DTYPES}
         else:
             choices = dict(sorted(self._choices.items()))
         return {"key": self.key, "min_bytes": self.min_bytes, "probe_bytes": PROBE_BYTES,
-                "choices": {f"{f}/{d}": asdict(c) for (f, d), c in choices.items()}}
+                "choices": {f"{f}/{d}": asdict(c) for (f, d), c in choices.items()},
+                "serial_max": {f"{o}/{d}": asdict(c) for (o, d), c in sorted(self._splits.items())}}
+
+    def _split_override(self) -> Split | None:
+        value = self._env.get("ACTBENCH_SERIAL_MAX", "").strip()
+        if not value:
+            return None
+        if not value.isdigit():
+            raise ValueError(f"ACTBENCH_SERIAL_MAX must be a number of elements, not {value!r}")
+        return Split(int(value), "environment")
+
+    def _cached_split(self, op: str, dtype: str) -> Split | None:
+        entry = self._load().get("machines", {}).get(self.key, {}).get(f"split/{op}/{dtype}")
+        try:
+            return Split(int(entry["serial_max"]), "cached")
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _measure_split(self, op: str, dtype: str) -> Split:
+        split = Split(decide_split(self._split_probe(op, dtype, SPLIT_SIZES)), "measured")
+        self._write(f"split/{op}/{dtype}", {"serial_max": split.serial_max, "time": time.time()})
+        return split
 
     def _override(self) -> Choice | None:
         stores = self._env.get("ACTBENCH_STORES", "measure").strip().lower()
@@ -186,11 +257,14 @@ class StoreStrategy:
         return choice
 
     def _save(self, family: str, dtype: str, choice: Choice) -> None:
-        """Add the choice to the cache file (atomically: a reader never sees half a file)."""
-        data = self._load() or {"schema": SCHEMA, "machines": {}}
-        data["machines"].setdefault(self.key, {})[f"{family}/{dtype}"] = {
+        self._write(f"{family}/{dtype}", {
             "stream": choice.stream, "block": choice.block, "speedup": choice.speedup,
-            "inconclusive": choice.source == "inconclusive", "time": time.time()}
+            "inconclusive": choice.source == "inconclusive", "time": time.time()})
+
+    def _write(self, name: str, entry: dict) -> None:
+        """Add an entry to the cache file (atomically: a reader never sees half a file)."""
+        data = self._load() or {"schema": SCHEMA, "machines": {}}
+        data["machines"].setdefault(self.key, {})[name] = entry
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
@@ -228,3 +302,47 @@ def measure(family: str, dtype: str, nbytes: int, variants: list[tuple[bool, int
             run(*v, *args)
             times[v].append(time.perf_counter() - t0)
     return times
+
+
+def measure_split(op: str, dtype: str, sizes: Sequence[int], rounds: int = 7,
+                  min_seconds: float = 5e-5) -> dict[int, tuple[list[float], list[float]]]:
+    """Seconds per call of op's serial kernel and its parallel driver (ordinary stores, the default
+    block) at each size, the two interleaved round by round; each round repeats a call until it
+    has run `min_seconds`, so that the clock's resolution does not decide."""
+    import functools
+
+    import numpy as np
+
+    from ..reference import OPS
+    from .kernels import FAMILIES as COMPILED
+    family, spec = COMPILED[op], OPS[op]
+    rng = np.random.default_rng(0)
+    out: dict[int, tuple[list[float], list[float]]] = {}
+    for n in sizes:
+        x = rng.standard_normal(n).astype(dtype)
+        if spec.mask_input or op == "relu_mask":
+            b = rng.integers(0, 256, (n + 7) // 8).astype(np.uint8)
+        else:
+            b = x.copy() if spec.n_inputs == 2 else None
+        args = (x, b, 0.0, np.empty_like(x))
+        calls = (functools.partial(family.kernel, *args),
+                 functools.partial(family.parallel, False, DEFAULT_BLOCK, *args))
+        for fn in calls:                           # compiled, and the arrays in cache
+            fn()
+        reps = 1
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                calls[0]()
+            if time.perf_counter() - t0 >= min_seconds or reps >= 1024:
+                break
+            reps *= 2
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(rounds):
+            for k, fn in enumerate(calls):
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    fn()
+                times[k].append((time.perf_counter() - t0) / reps)
+        out[n] = times
+    return out
