@@ -105,7 +105,9 @@ class CaseResult:
     conversion_s: float | None = None          # scipy_csr: converting a to CSR, within median_s
     peak_level: str | None = None              # "memory" | "cache": the peak pct_peak is of (None: schema 1-2)
     peak_gbps: float | None = None             # the memory copy peak sampled beside this case (--interleave)
-    probe_samples_s: tuple[float, ...] | None = None   # that copy probe's samples, one per round of samples_s
+    # the samples of the copy probe beside it, one per round of samples_s: the probe on every core,
+    # or for a kernel on one thread (Backend.one_thread_ops) the copy on one thread
+    probe_samples_s: tuple[float, ...] | None = None
 
     def __post_init__(self):
         # plain Python values whatever the caller passes (strings, lists, NumPy scalars), so that

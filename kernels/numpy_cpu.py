@@ -15,7 +15,7 @@ import contextlib
 
 import numpy as np
 
-from .reference import OPS
+from .reference import ELEMENTWISE_OPS, OPS
 from .registry import Available, Backend, declare_backend, register
 
 declare_backend(Backend(
@@ -28,6 +28,7 @@ declare_backend(Backend(
     is_native=lambda a: isinstance(a, np.ndarray),
     empty=lambda shape, dtype: np.empty(shape, dtype),
     dtypes=("float16", "float32", "float64"),
+    one_thread_ops=frozenset(ELEMENTWISE_OPS),   # ufuncs; its sparse_matmul's BLAS uses every core
 ))
 
 

@@ -77,6 +77,9 @@ class Backend:
     contiguous: Callable[[Any], Any] | None = None  # a C-contiguous version of an array (copy if needed)
     # ops left out on purpose, {op: why}: shown by `bench list`, and said by kernel()'s LookupError
     omitted: Mapping[str, str] = field(default_factory=dict)
+    # ops whose kernels run on the calling thread only (NumPy's ufuncs): a benchmark judges them
+    # beside a copy on one thread, not on every core (bench/interleave.py)
+    one_thread_ops: frozenset[str] = frozenset()
 
     @property
     def state(self) -> BackendState:

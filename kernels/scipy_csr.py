@@ -38,6 +38,7 @@ declare_backend(Backend(
     is_native=lambda a: isinstance(a, np.ndarray),
     empty=lambda shape, dtype: np.empty(shape, dtype),
     dtypes=DTYPES,
+    one_thread_ops=frozenset({"sparse_matmul"}),   # scipy.sparse's CSR product is single-threaded
 ))
 
 
