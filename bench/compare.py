@@ -12,8 +12,9 @@ here: the same copy at 57 and at 100 GB/s minutes apart, and a case's samples sp
 two). `--normalise auto` (the default) compares a case that has a copy probe sampled beside it in
 both runs (`bench run --interleave`, CPU arrays beyond the cache) round by round: each sample
 divided by the probe's sample of the same round, the case's time in copies of its size, so drift
-and phase changes cancel sample by sample (a file with only the probe's median, `peak_gbps`:
-time x that probe's GB/s); every other case raw. `peak` multiplies every time by its run's copy peak, probed at
+and phase changes cancel sample by sample (files from before those samples, with only the probe's
+median `peak_gbps`: time x that probe's GB/s); every other case raw, kernels on one thread among
+them (bench run records no probe samples for those: bench/interleave.py says why). `peak` multiplies every time by its run's copy peak, probed at
 the start and end of the run; `raw` compares times as measured. The README gives the A/A
 false-positive and detection rates behind the default.
 
@@ -280,8 +281,8 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
         if normalise == "auto" and paired[0] is not None and paired[1] is not None:
             raw = float(np.median(n) / np.median(b))
             b, n = b / paired[0], n / paired[1]          # each sample in copies of the same round
-        elif normalise == "auto" and all(beside):
-            scale = beside[1] / beside[0]
+        elif normalise == "auto" and all(beside) and not (base.probe_samples or new.probe_samples):
+            scale = beside[1] / beside[0]                # files from before the per-round samples
         elif normalise == "peak":
             pb, pn = base.run_peak(k), new.run_peak(k)
             if pb and pn:

@@ -266,9 +266,13 @@ def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, 
     n = append(run, history)
     images = plot(read(history), plots)
     _say(console, f"history: {n} rows appended to {history}; {len(images)} plots in {plots}")
-    if update_baseline and not rep.slower:
-        shutil.copyfile(out, base_path)
-        _say(console, f"nothing slower: this run is the new baseline ({base_path})")
+    if update_baseline:
+        noisy = rep.counts()[compare.NOISY]
+        if rep.slower or noisy:
+            _say(console, f"baseline kept: {len(rep.slower)} slower, {noisy} noisy case(s) in this run")
+        else:
+            shutil.copyfile(out, base_path)
+            _say(console, f"nothing slower or noisy: this run is the new baseline ({base_path})")
     return rep.exit_code
 
 
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", type=Path, help="the new run's results path (default reports/results/<date>-check.json)")
     c.add_argument("--report-json", type=Path, help="also write the verdicts (before and after confirming) as JSON")
     c.add_argument("--update-baseline", action="store_true",
-                   help="when nothing is slower, this run becomes the baseline (CI on the main branch)")
+                   help="when nothing is slower or noisy, this run becomes the baseline (CI on the main branch)")
     pl = sub.add_parser("plot")
     pl.add_argument("--history", type=Path, default=HISTORY)
     pl.add_argument("--plots", type=Path, default=PLOTS)

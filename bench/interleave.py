@@ -6,10 +6,11 @@ For CPU cases past the run's measured cache boundary (where the memory peak judg
 probe joins the rounds: a copy of the case's size with numba_cpu's streaming stores on every core,
 so the case's % of peak comes from a memory peak measured beside it too (`CaseResult.peak_gbps`),
 and each of its samples can be read against the probe's sample of the same round
-(`CaseResult.probe_samples_s`, what `bench compare` divides by). A case whose kernel runs on one
-thread (`Backend.one_thread_ops`: NumPy's ufuncs) is read against a second probe, a copy on the
-calling thread (`PROBE_ONE`), since the two do not move together: a VM's memory phase that took
-the all-core copy from 57 to 100 GB/s left NumPy's one-thread relu where it was.
+(`CaseResult.probe_samples_s`, what `bench compare` divides by), except for a kernel that runs
+on one thread (`Backend.one_thread_ops`: NumPy's ufuncs): the two do not move together (a VM
+memory phase that took the all-core copy from 57 to 100 GB/s left NumPy's one-thread relu where it
+was, and a copy on one thread beside it, tried too, only added its own noise), so such a case
+keeps its raw samples alone.
 
 A group's time budget is the profile's budget per case times its members; it ends as soon as
 every member's median is stable (bench/timing.py's rule), after at least `min_samples` rounds.
@@ -69,7 +70,6 @@ def gpu_member(name: str, fn, args, kwargs, device) -> Member:
 
 
 PROBE = "copy probe"
-PROBE_ONE = "copy probe, one thread"
 
 
 class CopyProbe:
@@ -78,24 +78,17 @@ class CopyProbe:
     def __init__(self):
         self._arrays: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def member(self, dtype: str, size: int, sampling: timing.Sampling,
-               one_thread: bool = False) -> tuple[Member, int]:
-        """The probe as a round member, and the bytes one copy moves (read + write): on every
-        core, or with `one_thread` NumPy's copyto on the calling thread (`PROBE_ONE`)."""
+    def member(self, dtype: str, size: int, sampling: timing.Sampling) -> tuple[Member, int]:
+        """The probe as a round member, and the bytes one copy moves (read + write)."""
         key = (dtype, size)
         if key not in self._arrays:
             self._arrays.clear()
             src = np.ones(size, dtype=dtype)
             self._arrays[key] = (src, np.zeros_like(src))
         src, dst = self._arrays[key]
-        if one_thread:
-            copy, name = np.copyto, PROBE_ONE
-            args = (dst, src)
-        else:
-            copy = roofline._streaming_copy() if src.dtype in (np.float32, np.float64) else roofline._numba_copy()
-            name, args = PROBE, (src, dst)
-        measure, reps = timing.cpu_sampler(copy, args, {}, sampling)
-        return Member(name, measure, "perf_counter_ns", reps), 2 * src.nbytes
+        copy = roofline._streaming_copy() if src.dtype in (np.float32, np.float64) else roofline._numba_copy()
+        measure, reps = timing.cpu_sampler(copy, (src, dst), {}, sampling)
+        return Member(PROBE, measure, "perf_counter_ns", reps), 2 * src.nbytes
 
     def release(self) -> None:
         self._arrays.clear()

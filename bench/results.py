@@ -105,8 +105,8 @@ class CaseResult:
     conversion_s: float | None = None          # scipy_csr: converting a to CSR, within median_s
     peak_level: str | None = None              # "memory" | "cache": the peak pct_peak is of (None: schema 1-2)
     peak_gbps: float | None = None             # the memory copy peak sampled beside this case (--interleave)
-    # the samples of the copy probe beside it, one per round of samples_s: the probe on every core,
-    # or for a kernel on one thread (Backend.one_thread_ops) the copy on one thread
+    # the samples of the copy probe beside it, one per round of samples_s (not for kernels on one
+    # thread, Backend.one_thread_ops: the all-core probe does not move with them)
     probe_samples_s: tuple[float, ...] | None = None
 
     def __post_init__(self):

@@ -426,21 +426,19 @@ def _interleaved(group: list[Case], host: _Inputs, sampling: timing.Sampling, ch
         members = [_interleave.gpu_member(str(i), r.fn, r.native, r.kwargs, r.device) if r.be.device == "gpu"
                    else _interleave.cpu_member(str(i), r.fn, r.native, r.kwargs, sampling) for i, r in ready.items()]
         first = group[min(ready)]
-        probe_bytes, one = None, set()
+        probe_bytes = None
         if first.device == "cpu" and beyond:
             m, probe_bytes = probe.member(first.dtype, first.size, sampling)
             members.append(m)
-            one = {i for i, r in ready.items() if r.be.device == "cpu" and group[i].op in r.be.one_thread_ops}
-            if one:                # kernels on one thread are read against a copy on one thread
-                members.append(probe.member(first.dtype, first.size, sampling, one_thread=True)[0])
         times = _interleave.round_robin(members, sampling, random.Random(seed))
         peak = None
         if probe_bytes:
             peak = probe_bytes / float(np.median(times[_interleave.PROBE].samples_s)) / 1e9
         for i, r in ready.items():
             cpu = r.be.device == "cpu"
-            beside = times[_interleave.PROBE_ONE if i in one else _interleave.PROBE] if cpu and probe_bytes else None
-            done[i] = _timed(r, times[str(i)], peak if cpu else None, beside)
+            # the probe's samples beside every CPU kernel but those on one thread (interleave.py)
+            paired = cpu and probe_bytes and group[i].op not in r.be.one_thread_ops
+            done[i] = _timed(r, times[str(i)], peak if cpu else None, times[_interleave.PROBE] if paired else None)
     return [done[i] for i in range(len(group))]
 
 

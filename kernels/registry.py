@@ -77,8 +77,8 @@ class Backend:
     contiguous: Callable[[Any], Any] | None = None  # a C-contiguous version of an array (copy if needed)
     # ops left out on purpose, {op: why}: shown by `bench list`, and said by kernel()'s LookupError
     omitted: Mapping[str, str] = field(default_factory=dict)
-    # ops whose kernels run on the calling thread only (NumPy's ufuncs): a benchmark judges them
-    # beside a copy on one thread, not on every core (bench/interleave.py)
+    # ops whose kernels run on the calling thread only (NumPy's ufuncs): a benchmark does not read
+    # them against the all-core copy probe beside them (bench/interleave.py)
     one_thread_ops: frozenset[str] = frozenset()
 
     @property

@@ -78,8 +78,8 @@ def collect(folder: Path, runs: int, extra: list[str], alternate: bool = False) 
 
 def gate(folder: Path, checks: int, extra: list[str]) -> None:
     """The gate as CI runs it (bench.history check: compare, then confirm what is slower), each
-    check against the previous factor-1.0 run as its baseline; verdicts before and after
-    confirming are kept in check<i>.json."""
+    check against the last factor-1.0 run that `--update-baseline` would have kept (nothing slower
+    or noisy); verdicts before and after confirming are kept in check<i>.json."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "checks.jsonl"
     baselines = folder / "baselines"
@@ -99,8 +99,17 @@ def gate(folder: Path, checks: int, extra: list[str]) -> None:
         code = f"import sys, tests.planted; from bench.history import main; sys.exit(main({argv!r}))"
         loaded = i >= 0 and i % 3 == 2
         _run_logged(log, code, factor, loaded, {"i": i, "report": f"check{i:03d}.json"})
-        if factor == 1.0:
+        if factor == 1.0 and _clean(folder / f"check{i:03d}.json"):
             last_one = out
+
+
+def _clean(report: Path) -> bool:
+    """A check whose final verdicts have nothing slower or noisy (or the first run, which had no
+    baseline): what `bench-check --update-baseline` takes as the next baseline."""
+    if not report.exists():
+        return True
+    rows = json.loads(report.read_text())["final"]["rows"]
+    return not any(r["verdict"] in ("slower", "noisy") for r in rows)
 
 
 def analyse_gate(folder: Path) -> dict:

@@ -214,6 +214,13 @@ def test_auto_pairs_each_sample_with_the_probe_of_its_round():
     # without the pairs (a file from before them), the same runs are not "same"
     unpaired = [dataclasses.replace(x, probe_samples={}) for x in (base, run(split, seed=1))]
     assert compare.compare_runs(*unpaired).rows[0].change.verdict != compare.SAME
+    # a case without pairs in a file that has them (a kernel on one thread) is compared raw, not
+    # by the probe's median
+    with_one = [dataclasses.replace(x, samples={**x.samples, ("relu", "numpy2") + k[2:]: np.ones(20) * f},
+                                    case_peaks={**x.case_peaks, ("relu", "numpy2") + k[2:]: g})
+                for x, f, g in ((base, 1.0, 10.0), (run(split, seed=1), 1.0, 20.0)) for k in [next(iter(x.samples))]]
+    row = [r for r in compare.compare_runs(*with_one).rows if r.key[1] == "numpy2"][0]
+    assert row.change.ratio == row.change.raw_ratio == 1.0 and row.change.verdict == compare.SAME
     # and a real 1.3x regression still shows through the phase change
     slower = compare.compare_runs(base, run(split, work=1.3, seed=2))
     assert slower.rows[0].change.verdict == compare.SLOWER
@@ -495,3 +502,24 @@ def test_confirm_judges_fastest_as_compare_will_with_the_probe_beside():
     # raw, 15 ms is faster; normalised by the memory bandwidth each met, 20 ms x 10 GB/s is the better run
     assert history._cost(fast_raw, slow_mem, "raw") < history._cost(slow_mem, fast_raw, "raw")
     assert history._cost(slow_mem, fast_raw, "auto") < history._cost(fast_raw, slow_mem, "auto")
+
+
+def test_update_baseline_takes_only_a_run_with_nothing_slower_or_noisy(tmp_path, monkeypatch):
+    from bench import history
+    runs = iter([make_run(base_cases(0)), make_run(base_cases(1, rel_sd=0.3)), make_run(base_cases(2))])
+
+    def fake_run(profile, out, run_args):
+        r = next(runs)
+        results.save(r, out)
+        return r
+
+    monkeypatch.setattr(history, "_run", fake_run)
+    kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
+              update_baseline=True)
+    assert history.check(out=tmp_path / "r0.json", **kw) == 0             # no baseline yet: made
+    base_file = next((tmp_path / "b").glob("*.json"))
+    first = base_file.read_text()
+    assert history.check(out=tmp_path / "r1.json", **kw) == 0              # noisy (30 % spread): kept
+    assert base_file.read_text() == first
+    assert history.check(out=tmp_path / "r2.json", **kw) == 0              # quiet and same: taken
+    assert base_file.read_text() == (tmp_path / "r2.json").read_text()

@@ -89,12 +89,12 @@ def test_an_interleaved_run_end_to_end_with_a_probe_beside_the_large_cases(tmp_p
     assert large["peak_gbps"] > 0 and large["peak_level"] == "memory"
     assert large["pct_peak"] == pytest.approx(100 * large["gbps"] / large["peak_gbps"])
     assert large["peak_gbps"] == by[("relu", "numba_cpu", 2**12)]["peak_gbps"]
-    # the probe's own samples, one per round, paired with each case's (compare divides them): the
-    # all-core copy beside numba_cpu, the one-thread copy beside NumPy's one-thread ufunc
-    assert "probe_samples_s" not in small
-    every, one = by[("relu", "numba_cpu", 2**12)]["probe_samples_s"], large["probe_samples_s"]
-    assert len(every) == len(one) == large["n"] and every != one
-    assert by[("relu", "numba_cpu", 2**12)]["peak_gbps"] == pytest.approx(large["bytes"] / np.median(every) / 1e9)
+    # the probe's own samples, one per round, paired with numba_cpu's (compare divides them); not
+    # with NumPy's one-thread ufunc, which the all-core probe does not track
+    assert "probe_samples_s" not in small and "probe_samples_s" not in large
+    every = by[("relu", "numba_cpu", 2**12)]["probe_samples_s"]
+    assert len(every) == by[("relu", "numba_cpu", 2**12)]["n"]
+    assert large["peak_gbps"] == pytest.approx(large["bytes"] / np.median(every) / 1e9)
 
 
 def test_a_case_measured_alone_keeps_its_probe():
