@@ -14,9 +14,10 @@ both runs (`bench run --interleave`, CPU arrays beyond the cache) round by round
 divided by the probe's sample of the same round, the case's time in copies of its size, so drift
 and phase changes cancel sample by sample (files from before those samples, with only the probe's
 median `peak_gbps`: time x that probe's GB/s); every other case raw, kernels on one thread among
-them (bench run records no probe samples for those: bench/interleave.py says why). `peak` multiplies every time by its run's copy peak, probed at
-the start and end of the run; `raw` compares times as measured. The README gives the A/A
-false-positive and detection rates behind the default.
+them (bench run records no probe samples for those: bench/interleave.py says why). `peak`
+multiplies every time by its run's copy peak, probed at the start and end of the run; `raw`
+compares times as measured. The README gives the A/A false-positive and detection rates behind
+the default.
 
 Exit codes: 0 when nothing is slower, 1 when some case is, 2 for bad input (a missing, corrupt,
 truncated or other-schema file, two runs with no case in common, another device model without
