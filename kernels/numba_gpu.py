@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from .reference import OPS
+from .reference import OPS, dtype_name
 from .registry import Available, Backend, declare_backend, register
 
 WARP = 32                # threads per warp: bits per word of the relu_mask mask
@@ -343,8 +343,9 @@ def _flat(a):
 
 
 def _launch(op: str, n: int, first, *args) -> None:
-    blocks, threads = RUNTIME.grid(op, first.dtype.name, n)
-    kernel = RUNTIME.kernel(op, first.dtype.name)[blocks, threads]
+    dtype = dtype_name(first)             # not first.dtype.name: NumPy computes that in Python (1.5 us)
+    blocks, threads = RUNTIME.grid(op, dtype, n)
+    kernel = RUNTIME.kernel(op, dtype)[blocks, threads]
     if not RUNTIME.simulated:
         kernel(*args)
         return
