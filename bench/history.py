@@ -267,13 +267,28 @@ def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, 
     images = plot(read(history), plots)
     _say(console, f"history: {n} rows appended to {history}; {len(images)} plots in {plots}")
     if update_baseline:
-        noisy = rep.counts()[compare.NOISY]
-        if rep.slower or noisy:
-            _say(console, f"baseline kept: {len(rep.slower)} slower, {noisy} noisy case(s) in this run")
-        else:
-            shutil.copyfile(out, base_path)
-            _say(console, f"nothing slower or noisy: this run is the new baseline ({base_path})")
+        merged, kept = next_baseline(results.load(base_path), run, rep)
+        results.save(merged, base_path)
+        _say(console, f"this run is the new baseline ({base_path}), but for {kept} slower or noisy case(s), "
+                      "whose earlier measurement stays")
     return rep.exit_code
+
+
+def next_baseline(base: results.Run, run: results.Run, rep: compare.Report) -> tuple[results.Run, int]:
+    """The baseline after a check: the new run's measurement of every case the comparison called
+    same or faster (a baseline that met a slow moment is replaced by a better one, case by case),
+    the baseline's own for a case called slower or noisy (a regression is not absorbed, and a run
+    measured beside a busy process never sets the spread later runs are judged against), and the
+    baseline's cases the run did not measure. Returns it and the number of cases kept."""
+    keep = {r.key for r in rep.rows if r.change.verdict in (compare.SLOWER, compare.NOISY)}
+    old = {compare.case_key(e): e for e in base.results}
+    merged, seen = [], set()
+    for e in run.results:
+        k = compare.case_key(e)
+        seen.add(k)
+        merged.append(old[k] if k in keep and k in old else e)
+    merged += [e for k, e in old.items() if k not in seen]
+    return dataclasses.replace(run, results=tuple(merged)), len(keep & old.keys())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", type=Path, help="the new run's results path (default reports/results/<date>-check.json)")
     c.add_argument("--report-json", type=Path, help="also write the verdicts (before and after confirming) as JSON")
     c.add_argument("--update-baseline", action="store_true",
-                   help="when nothing is slower or noisy, this run becomes the baseline (CI on the main branch)")
+                   help="this run becomes the baseline, case by case: not for cases called slower or noisy "
+                        "(CI on the main branch)")
     pl = sub.add_parser("plot")
     pl.add_argument("--history", type=Path, default=HISTORY)
     pl.add_argument("--plots", type=Path, default=PLOTS)

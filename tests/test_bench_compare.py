@@ -504,9 +504,13 @@ def test_confirm_judges_fastest_as_compare_will_with_the_probe_beside():
     assert history._cost(slow_mem, fast_raw, "auto") < history._cost(fast_raw, slow_mem, "auto")
 
 
-def test_update_baseline_takes_only_a_run_with_nothing_slower_or_noisy(tmp_path, monkeypatch):
+def test_update_baseline_replaces_case_by_case_but_not_slower_or_noisy_cases(tmp_path, monkeypatch):
     from bench import history
-    runs = iter([make_run(base_cases(0)), make_run(base_cases(1, rel_sd=0.3)), make_run(base_cases(2))])
+    noisy_key, slow_key = ("relu", "numpy", 2**25), ("sigmoid", "numba_cpu", 2**25)
+    second = base_cases(1)
+    second[noisy_key] = samples(1e-2, 0.3, seed=7)                    # 30 % spread: noisy
+    second[slow_key] = samples(3e-3 * 2, 0.02, seed=8)                # 2x: slower
+    runs = iter([make_run(base_cases(0)), make_run(second)])
 
     def fake_run(profile, out, run_args):
         r = next(runs)
@@ -518,8 +522,11 @@ def test_update_baseline_takes_only_a_run_with_nothing_slower_or_noisy(tmp_path,
               update_baseline=True)
     assert history.check(out=tmp_path / "r0.json", **kw) == 0             # no baseline yet: made
     base_file = next((tmp_path / "b").glob("*.json"))
-    first = base_file.read_text()
-    assert history.check(out=tmp_path / "r1.json", **kw) == 0              # noisy (30 % spread): kept
-    assert base_file.read_text() == first
-    assert history.check(out=tmp_path / "r2.json", **kw) == 0              # quiet and same: taken
-    assert base_file.read_text() == (tmp_path / "r2.json").read_text()
+    first = {compare.case_key(e): e for e in results.load(base_file).results}
+    assert history.check(out=tmp_path / "r1.json", **kw) == 1             # the 2x case: exit 1
+    now = {compare.case_key(e): e for e in results.load(base_file).results}
+    new = {compare.case_key(e): e for e in results.load(tmp_path / "r1.json").results}
+    assert set(now) == set(first)
+    for k, e in now.items():
+        keep = k[:2] + (k[4],) in (noisy_key, slow_key)
+        assert e == (first[k] if keep else new[k]), k
