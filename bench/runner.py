@@ -117,7 +117,8 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                                     f"{case.op} {case.dtype} {case.size} x {len(group)} interleaved")
                 if case.shape is not None:        # sparse_matmul: its own inputs (bench/sparse.py)
                     host_inputs.clear()
-                    run = run.adding(_run_matmul_case(case, matmul_inputs, sampling, checked, seed, scope))
+                    run = run.adding(_run_matmul_case(case, matmul_inputs, sampling, checked, seed, scope,
+                                                      probe if interleave else None))
                     if on_case:
                         on_case(run)
                     advance(case.name)
@@ -240,7 +241,12 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
 
 
 def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.Sampling,
-                     checked: dict, seed: int, scope: RunScope) -> CaseResult:
+                     checked: dict, seed: int, scope: RunScope,
+                     probe: _interleave.CopyProbe | None = None) -> CaseResult:
+    """One sparse_matmul case on its own inputs. With `probe` (interleaved runs), a CPU case whose
+    backend uses every core is sampled in rounds with a copy of its weights' size beside it, whose
+    samples `bench compare` divides by (the VM's memory phases moved these cases 1.2-1.6x between
+    runs of the same code)."""
     base = dict(op=case.op, backend=case.backend, device=case.device, dtype=case.dtype, size=case.size,
                 shape=f"{case.shape[0]}x{case.shape[1]}", batch=case.batch, sparsity=case.sparsity,
                 pattern=case.pattern)
@@ -250,10 +256,17 @@ def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.
         ready = _check_matmul(case, be, device, matmul_inputs, checked, seed, scope, base)
         if isinstance(ready, CaseResult):
             return ready
-        t = _time(ready, sampling)
+        beside = None
+        if probe is not None and case.device == "cpu" and case.op not in be.one_thread_ops:
+            member = _interleave.cpu_member("case", ready.fn, ready.native, ready.kwargs, sampling)
+            times = _interleave.round_robin([member, probe.member(case.dtype, case.size, sampling)[0]],
+                                            sampling, random.Random(seed))
+            t, beside = times["case"], times[_interleave.PROBE]
+        else:
+            t = _time(ready, sampling)
         pool = matmul_inputs.pool(case.dtype, case.shape, case.batch, case.sparsity, case.pattern)
         conv = sparse.conversion_s(case.backend, [a[0] if case.batch == 1 else a for a in pool])
-        return _timed(ready, t, conversion_s=conv)
+        return _timed(ready, t, probe=beside, conversion_s=conv)
 
     return _guarded(case, be, base, matmul_inputs, scope, measure)
 

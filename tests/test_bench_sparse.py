@@ -169,6 +169,14 @@ def test_a_tiny_run_end_to_end(tmp_path):
     assert all(e["speedup_vs_dense"] and e["pct_of_ideal"] for e in numba)
     assert all(e["conversion_s"] for e in doc["results"] if e["backend"] == "scipy_csr")
     assert "crossover sparsity" in proc.stdout
+    # interleaved (the default): the multi-threaded backends' samples are paired with a copy probe's,
+    # one per round; scipy's one-thread CSR product is not (bench compare compares it raw)
+    for e in doc["results"]:
+        paired = e.get("probe_samples_s")
+        if e["backend"] == "scipy_csr":
+            assert paired is None
+        else:
+            assert paired and len(paired) == e["n"], e["backend"]
 
 
 def test_a_case_that_fails_its_gate_is_failed_with_its_traffic_and_never_timed(monkeypatch):
