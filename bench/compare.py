@@ -143,10 +143,14 @@ def judge(base, new, *, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEF
     drift normalisation: new peak / base peak); `threshold` is relative (0.10 = 10 %), applied
     symmetrically in log space so that 1.1x slower and 1/1.1 faster are the same size.
     `raw_ratio`: the ratio of the measured medians, where base and new are already normalised
-    samples (else it is theirs)."""
+    samples (else it is theirs). A normalised change is called slower or faster only where the
+    measured times moved the same way by at least half the threshold: otherwise the machine
+    changed between the runs in a way the case did not follow (a kernel that is not bound by
+    memory like the copy, across a memory phase change) and the case is noisy."""
     base = np.asarray(base, dtype=float)
     new_raw = np.asarray(new, dtype=float)
     new = new_raw * scale
+    normalised = raw_ratio is not None or scale != 1.0
     if raw_ratio is None:
         raw_ratio = float(np.median(new_raw) / np.median(base))
     ratio = float(np.median(new) / np.median(base))
@@ -159,9 +163,10 @@ def judge(base, new, *, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEF
         p = 1.0
     change = abs(math.log(ratio))
     beyond = change > math.log1p(threshold)
-    if beyond and p < alpha and (spread <= threshold or change > math.log1p(spread)):
+    followed = not normalised or math.copysign(1.0, ratio - 1) * math.log(raw_ratio) >= 0.5 * math.log1p(threshold)
+    if beyond and p < alpha and (spread <= threshold or change > math.log1p(spread)) and followed:
         v = SLOWER if ratio > 1 else FASTER
-    elif spread > threshold:
+    elif spread > threshold or (beyond and p < alpha and not followed):
         v = NOISY
     else:
         v = SAME

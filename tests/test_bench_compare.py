@@ -227,6 +227,18 @@ def test_auto_pairs_each_sample_with_the_probe_of_its_round():
     assert slower.rows[0].change.ratio == pytest.approx(1.3, rel=0.03)
 
 
+def test_a_normalised_change_the_measured_times_do_not_show_is_noisy():
+    # A/A across a memory phase change, as from a fresh clone here: the probe ran 38 % faster in the
+    # new run, the kernel (not bound by memory like the copy) 32 % faster: normalised +10 %, raw
+    # -32 %; or a kernel the phase did not touch at all (torch's matmul: raw -2 %, normalised -40 %)
+    base, new = samples(1.0, 0.02, seed=1), samples(1.0, 0.02, seed=2)
+    assert compare.judge(base, [t * 1.10 for t in new], raw_ratio=0.68).verdict == compare.NOISY
+    assert compare.judge(base, [t * 0.60 for t in new], raw_ratio=0.98).verdict == compare.NOISY
+    # a change the measured times show too stands, normalised or not
+    assert compare.judge(base, [t * 1.30 for t in new], raw_ratio=1.25).verdict == compare.SLOWER
+    assert compare.judge(base, [t * 1.30 for t in new]).verdict == compare.SLOWER
+
+
 def test_probe_samples_that_do_not_pair_are_bad_input(tmp_path):
     e = results.CaseResult("relu", "numpy", "cpu", "float32", 2**25, "ok", samples_s=[1.0, 1.1], median_s=1.05, n=2,
                            probe_samples_s=[0.5])
