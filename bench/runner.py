@@ -349,15 +349,9 @@ def _check(case: Case, be: registry.Backend, device: devices.HostAdapter, host: 
               host, base)
     if isinstance(r, CaseResult):
         return r
-    k = registry.kernel(case.op, case.backend)
-    spec = OPS[case.op]
-    outs = tuple(be.empty(shape, dt) for shape, dt in registry.output_layout(spec, *native))
-    kwargs = {**spec.params}
-    if k.supports_out:
-        kwargs["out"] = outs if len(outs) > 1 else outs[0]
-    else:
-        kwargs["out"] = None
-    return _Ready(case, be, device, k.raw, native, kwargs, r.worst, "" if k.supports_out else ALLOCATES, base)
+    fn, kwargs = registry.timed_call(case.op, case.backend, native)
+    allocates = kwargs["out"] is None
+    return _Ready(case, be, device, fn, native, kwargs, r.worst, ALLOCATES if allocates else "", base)
 
 
 def _check_matmul(case: Case, be: registry.Backend, device: devices.HostAdapter, host: sparse.Inputs,

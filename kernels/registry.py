@@ -164,6 +164,20 @@ def kernel(op: str, backend_name: str) -> Kernel:
     return _KERNELS[(op, backend_name)]
 
 
+def timed_call(op: str, backend_name: str, native: tuple) -> tuple[Callable, dict]:
+    """What a benchmark times for op on a backend with arguments `native` (already on it):
+    the kernel's raw launcher (no argument checks in the timed call: check once before) and its
+    keywords: the op's parameters, and `out`, its outputs preallocated on the backend where the
+    kernel writes in place (None where it allocates: `Kernel.supports_out`)."""
+    k = kernel(op, backend_name)
+    spec, be = OPS[op], backend(backend_name)
+    kwargs: dict = {**spec.params, "out": None}
+    if k.supports_out:
+        outs = tuple(be.empty(shape, dt) for shape, dt in output_layout(spec, *native))
+        kwargs["out"] = outs if len(outs) > 1 else outs[0]
+    return k.raw, kwargs
+
+
 def kernels() -> list[Kernel]:
     return list(_KERNELS.values())
 

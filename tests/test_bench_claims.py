@@ -252,6 +252,13 @@ def test_rule_sparse_matmul():
     assert "fallback" in v.numbers
 
 
+def test_rule_sparse_matmul_without_relus_measured_sparsity():
+    # `claims --only 5`: claim 4 did not run, so ReLU's sparsity is unknown; the grid still decides
+    d = dict(_mm({1: (0.3, 0.6, 3.0), 64: (0.1, 0.2, 0.5)}), relu_zero_fraction={})
+    v = rules.sparse_matmul(d)
+    assert v.verdict == rules.DEPENDS and "n/a" in v.numbers and "n/a" in v.condition
+
+
 def _dy(dead):
     runs = []
     for (opt, lr, act), (fr, div) in dead.items():
@@ -368,7 +375,8 @@ def _logging(order, tag):
 def test_interleaved_timing_takes_samples_in_turns():
     order = []
     sampling = timing.Sampling(min_samples=4, max_samples=4, min_sample_s=0.0, warmup_s=0.0)
-    rows = measure.time_interleaved([(_logging(order, "a"), (), _Be("x")), (_logging(order, "b"), (), _Be("x"))], sampling)
+    rows = measure.time_interleaved([(_logging(order, "a"), (), {}, _Be("x")), (_logging(order, "b"), (), {}, _Be("x"))],
+                                    sampling)
     assert [r["n"] for r in rows] == [4, 4]
     assert all(r["min_s"] <= r["median_s"] and r["timer"] == "perf_counter_ns" for r in rows)
     timed = order[-8:]                               # after each call's set-up and warm-up calls
@@ -380,7 +388,7 @@ def test_interleaved_timing_keeps_sampling_until_stable_or_out_of_budget():
     (rel_tol 0 is never met), up to max_samples."""
     sampling = timing.Sampling(min_samples=3, max_samples=9, rel_tol=0.0, budget_s=1e9,
                                min_sample_s=0.0, warmup_s=0.0)
-    rows = measure.time_interleaved([(_logging([], "a"), (), _Be("x")), (_logging([], "b"), (), None)], sampling)
+    rows = measure.time_interleaved([(_logging([], "a"), (), {}, _Be("x")), (_logging([], "b"), (), {}, None)], sampling)
     assert [r["n"] for r in rows] == [9, 9]
 
 
@@ -399,7 +407,8 @@ def test_gpu_calls_go_through_the_backends_device_adapter(monkeypatch):
 
     monkeypatch.setattr(devices, "adapter_for", lambda be: FakeAdapter())
     monkeypatch.setattr(measure.timing, "gpu_sampler", fake_gpu_sampler)
-    rows = measure.time_interleaved([(lambda out=None: np.zeros(1), (), _Be("g", "gpu", "cupy"))], FAST)
+    rows = measure.time_interleaved([(lambda out=None: np.zeros(1), (), {"out": np.zeros(1)}, _Be("g", "gpu", "cupy"))],
+                                    FAST)
     assert isinstance(seen["device"], FakeAdapter) and seen["open_while_sampled"] and seen["closed"]
     assert "out" in seen["kwargs"]
     assert rows[0]["min_s"] == 1e-3 and rows[0]["timer"] == "cuda_event"

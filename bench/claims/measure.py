@@ -15,6 +15,7 @@ import contextlib
 import numpy as np
 
 import kernels
+from kernels import registry
 
 from .. import inputs, interleave, sparse, timing
 
@@ -53,27 +54,15 @@ def op_inputs(ops: list[str], n: int, rng: np.random.Generator, dtype="float32")
     return {op: inputs.op_inputs(op, x, rng, dy=dy) for op in ops}
 
 
-def _prepare(fn, args) -> dict:
-    """fn's keyword arguments for timing: its first output as out= when it writes in place. The
-    first call compiles whatever is compiled lazily."""
-    first = fn(*args)
-    try:
-        fn(*args, out=first)
-    except TypeError:                     # this kernel cannot write in place
-        return {}
-    return {"out": first}
-
-
 def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict]:
-    """Time each (fn, args, backend) of `calls`, taking their samples in turns (bench/interleave.py's
+    """Time each (fn, args, kwargs, backend) of `calls`, taking their samples in turns (bench/interleave.py's
     round_robin, the stop rule and budget of `bench run --interleave`): calls that are compared with
     each other thus meet the same moments of a shared machine's load. CPU calls are sampled with
     perf_counter_ns, GPU calls with CUDA events through their backend's device adapter."""
     from .. import devices
     members, adapters = [], []
     try:
-        for i, (fn, args, be) in enumerate(calls):
-            kwargs = _prepare(fn, args)
+        for i, (fn, args, kwargs, be) in enumerate(calls):
             if be is not None and be.device == "gpu":
                 adapters.append(devices.adapter_for(be))
                 members.append(interleave.gpu_member(str(i), fn, args, kwargs, adapters[-1]))
@@ -103,11 +92,19 @@ def time_ops(ops: list[str], sizes: list[int], sampling: timing.Sampling, seed: 
         host = op_inputs([*ops, *optional], n, rng)
         for be in backends:
             here = list(ops) + [o for o in optional if _has(o, be.name)]
-            calls = [(kernels.get(op, be.name), tuple(kernels.asarray(be.name, a) for a in host[op]), be) for op in here]
+            calls = [_timed_call(op, be, host[op]) for op in here]
             for op, r in zip(here, time_interleaved(calls, sampling)):
                 rows.append({"backend": be.name, "device": be.device, "size": n, "op": op, **r})
             del calls
     return rows
+
+
+def _timed_call(op: str, be: kernels.Backend, host: tuple) -> tuple:
+    """(launcher, args, kwargs, backend) as bench run times it (registry.timed_call): the raw
+    launcher with its outputs preallocated, the host arrays moved to the backend first."""
+    native = tuple(kernels.asarray(be.name, a) for a in host)
+    fn, kwargs = registry.timed_call(op, be.name, native)
+    return fn, native, kwargs, be
 
 
 @contextlib.contextmanager
@@ -152,5 +149,5 @@ def sparse_matmul_impls() -> list[tuple[str, object, kernels.Backend]]:
 def time_matmuls(impls: list[tuple], a: np.ndarray, w: np.ndarray, sampling: timing.Sampling) -> dict[str, float]:
     """Fastest sample's seconds per call of each (name, fn(a, w), backend) in `impls`, timed in
     turns; inputs moved to each backend first, never timed."""
-    calls = [(fn, (kernels.asarray(be.name, a), kernels.asarray(be.name, w)), be) for _, fn, be in impls]
+    calls = [_timed_call("sparse_matmul", be, (a, w)) for _, _, be in impls]
     return {name: r["min_s"] for (name, _, _), r in zip(impls, time_interleaved(calls, sampling))}

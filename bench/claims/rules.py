@@ -155,6 +155,7 @@ def _fracs(v) -> str:
 
 def sparse_matmul(d: dict) -> Verdict:
     s_relu = d["relu_zero_fraction"].get("trained", d["relu_zero_fraction"].get("init"))
+    at_relu = f"{s_relu:.2f}" if s_relu is not None else "n/a (claim 4 did not run)"
     parts = []
     best: dict[tuple, tuple] = {}        # (shape, batch) -> (speed-up at ReLU's sparsity, impl, lowest crossover)
     for c in d["crossovers"]:
@@ -166,11 +167,11 @@ def sparse_matmul(d: dict) -> Verdict:
         xs = [x for x in (old[2], c["crossover"]) if x is not None]
         best[key] = (sp, c["impl"], min(xs) if xs else None) if sp > old[0] else (old[0], old[1], min(xs) if xs else None)
         xo = "never" if c["crossover"] is None else f"{c['crossover']:.2f}"
-        parts.append(f"{c['impl']} {c['shape'][0]}x{c['shape'][1]} batch {c['batch']}: {_x(sp)} at s={s_relu:.2f}, "
+        parts.append(f"{c['impl']} {c['shape'][0]}x{c['shape'][1]} batch {c['batch']}: {_x(sp)} at s={at_relu}, "
                      f"crossover {xo}")
     src = "" if d["project_op"] else " [project's sparse_matmul not available yet: scipy CSR fallback]"
     numbers = "; ".join(parts) + src
-    change = (f"a speed-up of at least {FASTER}x at ReLU's measured sparsity ({s_relu:.2f}) in every shape and batch "
+    change = (f"a speed-up of at least {FASTER}x at ReLU's measured sparsity ({at_relu}) in every shape and batch "
               "(supported), or no crossover anywhere (refuted); a faster sparse kernel moves the crossover")
     if all(v[0] >= FASTER for v in best.values()):
         return Verdict(SUPPORTED, "", numbers, change)
@@ -183,7 +184,7 @@ def sparse_matmul(d: dict) -> Verdict:
     yes = [f"{where(k)} ({_x(v[0])} {v[1]})" for k, v in best.items() if v[0] >= FASTER]
     no = [f"{where(k)} ({_x(v[0])}; pays from s ~ {v[2]:.2f})" if v[2] is not None else f"{where(k)} (never)"
           for k, v in best.items() if v[0] < FASTER]
-    cond = f"sparsity and batch: ReLU's s={s_relu:.2f} pays at " + (", ".join(yes) or "no batch") + \
+    cond = f"sparsity and batch: ReLU's s={at_relu} pays at " + (", ".join(yes) or "no batch") + \
         "; not at " + ", ".join(no)
     return Verdict(DEPENDS, cond, numbers, change)
 
