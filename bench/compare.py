@@ -62,10 +62,6 @@ class Loaded:
     case_peaks: dict = field(default_factory=dict)   # case key -> copy peak sampled beside it (--interleave)
     probe_samples: dict = field(default_factory=dict)  # case key -> that probe's samples, one per round
 
-    def run_peak(self, key: tuple) -> float | None:
-        """The run's copy peak of the case's device."""
-        return self.peaks.get(dict(zip(KEY_FIELDS, key))["device"])
-
 
 def case_key(e) -> tuple:
     """A case's identity in a CaseResult: op, backend, device, dtype, size, and for sparse_matmul
@@ -290,9 +286,8 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
         elif normalise == "auto" and all(beside) and not (base.probe_samples or new.probe_samples):
             scale = beside[1] / beside[0]                # files from before the per-round samples
         elif normalise == "peak":
-            pb, pn = base.run_peak(k), new.run_peak(k)
-            if pb and pn:
-                scale = pn / pb
+            if dev in drift:
+                scale = drift[dev]
             elif f"no {dev} peak" not in " ".join(warnings):
                 warnings.append(f"no {dev} peak in both runs: its cases are compared raw")
         rows.append(Row(k, float(np.median(base.samples[k])), float(np.median(new.samples[k])),
@@ -423,9 +418,9 @@ def add_parser(sub) -> None:
                    f"U test (default {DEFAULT_ALPHA})")
     c.add_argument("--normalise", choices=NORMALISE, default=DEFAULT_NORMALISE,
                    help="auto (default): a case with a copy probe sampled beside it in both runs "
-                   "(bench run --interleave, beyond the cache) is compared as time x that probe's GB/s, others "
-                   "raw; peak: every time x its run's copy peak; raw: times as measured. auto had the lowest "
-                   "A/A false-positive rate here (README)")
+                   "(bench run --interleave, beyond the cache) is compared sample by sample in copies of the "
+                   "probe's sample of the same round, others raw; peak: every time x its run's copy peak; "
+                   "raw: times as measured. auto had the lowest A/A false-positive rate here (README)")
     c.add_argument("--markdown", type=Path, help="also write the comparison as Markdown (a PR comment) here")
     c.add_argument("--force", action="store_true", help="compare runs from different CPU or GPU models")
 

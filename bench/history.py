@@ -199,23 +199,27 @@ def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, pro
         todo = [_case(cases_mod.Case, r.key) for r in rep.slower]
         again = runner.run_cases(prof, todo, seed=seed, interleave=interleave).results
         again = {compare.case_key(e): e for e in again if e.timed}
+        scale = not (base.probe_samples or any(e.probe_samples_s for e in new_run.results))
         kept = []
         for e in new_run.results:
             a = again.get(compare.case_key(e))
-            kept.append(a if a is not None and e.timed and _cost(a, e, rep.normalise) < _cost(e, a, rep.normalise) else e)
+            better = a is not None and e.timed and _cost(a, e, rep.normalise, scale) < _cost(e, a, rep.normalise, scale)
+            kept.append(a if better else e)
         new_run = dataclasses.replace(new_run, results=tuple(kept))
         rep = compare.compare_runs(base, compare.from_run(new_run, rep.new), threshold=rep.threshold,
                                    alpha=rep.alpha, normalise=rep.normalise, force=True)
     return new_run
 
 
-def _cost(e, other, normalise: str) -> float:
+def _cost(e, other, normalise: str, median_scale: bool = True) -> float:
     """What "fastest" means for one of two measurements of a case, as compare will judge it: with
     --normalise auto, the median of its samples in copies of the probe's sample of the same round
-    where both have them, else the median x the probe's GB/s where both have that; else the median."""
+    where both have them; the median x the probe's GB/s where both have that and the runs have no
+    per-round samples at all (`median_scale`: files from before them, as compare_runs decides);
+    else the median."""
     if normalise == "auto" and e.probe_samples_s and other.probe_samples_s:
         return float(np.median(np.asarray(e.samples_s) / np.asarray(e.probe_samples_s)))
-    if normalise == "auto" and e.peak_gbps and other.peak_gbps:
+    if normalise == "auto" and median_scale and e.peak_gbps and other.peak_gbps:
         return e.median_s * e.peak_gbps
     return e.median_s
 

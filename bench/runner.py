@@ -128,9 +128,9 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                     host_inputs.clear()           # one size at a time: large inputs are large
                     probe.release()
                     scope.release()               # and what the libraries pooled for them goes back
-                    if case.device == "cpu" and _beyond_cache(case, first_peaks.get("cpu")):
-                        # before the largest arrays, probe the peak again: a probe that happened to
-                        # meet a busy moment of a shared machine must not set every % of peak
+                    if case.device == "cpu" and "cpu" not in probed_again and _beyond_cache(case, first_peaks.get("cpu")):
+                        # before the first arrays beyond the cache, probe the peak again (once): a
+                        # probe that met a busy moment of a shared machine must not set every % of peak
                         again = _measure_peak("cpu", cases, sampling, scope)
                         first_peaks["cpu"] = _combine_peaks(first_peaks["cpu"], again)
                         probed_again.add("cpu")

@@ -30,7 +30,7 @@ import numpy as np
 
 from .cuda_build import BLOCK, CUDA_DIR, DTYPES, raw_kernel_name, raw_options
 from .numpy_cpu import ArrayModuleOps, register_all
-from .reference import OPS
+from .reference import OPS, dtype_name
 from .registry import Available, Backend, declare_backend, output_layout, register
 
 cupy = None
@@ -333,7 +333,7 @@ def _raw_launcher(op: str):
         outs = _outputs(op, first, out)
         n = first.size
         if n:
-            dtype = str(first.dtype)
+            dtype = dtype_name(first)             # cached: str(dtype) runs Python code in NumPy
             device = cupy.cuda.runtime.getDevice()
             wanted = -(-n // ((16 // first.dtype.itemsize) * BLOCK))
             grid = max(1, min(_sm_count(device) * _resident_blocks(op, dtype, device), wanted))

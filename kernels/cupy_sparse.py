@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from . import cupy_gpu
 from .cuda_build import BLOCK, SUFFIX
-from .reference import as_rows, matmul_operands, matmul_result
+from .reference import as_rows, dtype_name, matmul_operands, matmul_result
 from .registry import Available, register
 
 SOURCE = "sparse_matmul.cu"
@@ -99,7 +99,7 @@ def raw(a, w, out=None):
     (batch, k), n = a2.shape, w.shape[1]
     if batch == 0 or n == 0:
         return matmul_result(a, y, out)
-    dtype = str(w.dtype)
+    dtype = dtype_name(w)
     sms = cupy_gpu._sm_count(cp.cuda.runtime.getDevice())
     plan = launch_plan(batch, k, n, w.dtype.itemsize, sms)
     acc = cp.float64 if dtype == "float64" else cp.float32

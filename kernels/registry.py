@@ -20,9 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .reference import OPS, OpSpec, dtype_name, mask_nbytes
-
-FLOAT_DTYPES = ("float16", "float32", "float64")
+from .reference import FLOAT_DTYPES, OPS, OpSpec, dtype_name, mask_nbytes
 
 
 @dataclass(frozen=True)

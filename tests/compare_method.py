@@ -18,6 +18,7 @@ It also gives the run-to-run spread of the speed-ups over NumPy (for judging --i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -65,7 +66,7 @@ def collect(folder: Path, runs: int, extra: list[str], alternate: bool = False) 
     for i in range(runs):
         factor = FACTORS[(i // 2 if alternate else i) % len(FACTORS)]
         inter = alternate and i % 2 == 1
-        extra_i = [*extra, "--interleave"] if inter else extra
+        extra_i = [*extra, "--interleave" if inter else "--no-interleave"] if alternate else extra
         loaded = (i // 2 if alternate else i) % 3 == 2
         out = folder / f"run{i:03d}-f{factor:g}{'-il' if inter else ''}.json"
         code = ("import sys, tests.planted; from bench.__main__ import main; "
@@ -128,11 +129,12 @@ def _runs(folder: Path) -> list[dict]:
 
 
 def _only(loaded, backends: set[str], keep: bool):
-    from bench.compare import KEY_FIELDS, Loaded
+    from bench.compare import KEY_FIELDS
     ix = KEY_FIELDS.index("backend")
     pick = {k: v for k, v in loaded.samples.items() if (k[ix] in backends) == keep}
-    return Loaded(loaded.path, loaded.env, loaded.peaks, pick, {k: "ok" for k in pick}, loaded.created,
-                  {k: v for k, v in loaded.case_peaks.items() if k in pick})
+    return dataclasses.replace(loaded, samples=pick, status={k: "ok" for k in pick},
+                               case_peaks={k: v for k, v in loaded.case_peaks.items() if k in pick},
+                               probe_samples={k: v for k, v in loaded.probe_samples.items() if k in pick})
 
 
 def analyse(folders: list[Path], thresholds=(0.10, 0.15, 0.20), alpha=0.01) -> dict:
@@ -227,7 +229,7 @@ def main(argv=None) -> int:
     a.add_argument("folders", type=Path, nargs="+")
     args = p.parse_args(argv)
     if args.cmd == "collect":
-        collect(args.folder, args.runs, ["--interleave"] if args.interleave else [], args.alternate)
+        collect(args.folder, args.runs, ["--interleave" if args.interleave else "--no-interleave"], args.alternate)
     elif args.cmd == "gate":
         gate(args.folder, args.checks, ["--interleave"] if args.interleave else [])
     elif args.cmd == "analyse-gate":

@@ -282,12 +282,13 @@ def measure(family: str, dtype: str, nbytes: int, variants: list[tuple[bool, int
     seconds, at most rounds[1]."""
     import numpy as np
 
+    from ..reference import mask_nbytes
     from .kernels import FAMILIES as COMPILED
     n = nbytes // np.dtype(dtype).itemsize
     x = np.random.default_rng(0).standard_normal(n).astype(dtype)
     y = np.empty_like(x)
     if family == "mask":
-        run, args = COMPILED["relu_mask"].parallel, (x, np.empty((n + 7) // 8, np.uint8), 0.0, y)
+        run, args = COMPILED["relu_mask"].parallel, (x, np.empty(mask_nbytes(n), np.uint8), 0.0, y)
     else:
         run, args = COMPILED["sigmoid" if family == "exp" else "relu"].parallel, (x, None, 0.0, y)
     times: dict[tuple[bool, int], list[float]] = {v: [] for v in variants}
@@ -313,7 +314,7 @@ def measure_split(op: str, dtype: str, sizes: Sequence[int], rounds: int = 7,
 
     import numpy as np
 
-    from ..reference import OPS
+    from ..reference import OPS, mask_nbytes
     from .kernels import FAMILIES as COMPILED
     family, spec = COMPILED[op], OPS[op]
     rng = np.random.default_rng(0)
@@ -321,7 +322,7 @@ def measure_split(op: str, dtype: str, sizes: Sequence[int], rounds: int = 7,
     for n in sizes:
         x = rng.standard_normal(n).astype(dtype)
         if spec.mask_input or op == "relu_mask":
-            b = rng.integers(0, 256, (n + 7) // 8).astype(np.uint8)
+            b = rng.integers(0, 256, mask_nbytes(n)).astype(np.uint8)
         else:
             b = x.copy() if spec.n_inputs == 2 else None
         args = (x, b, 0.0, np.empty_like(x))
