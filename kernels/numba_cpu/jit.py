@@ -34,6 +34,14 @@ def _package_stamp(stats: tuple) -> bytes:
     return h.digest()
 
 
+def source_stamp() -> str:
+    """A short hash of the package's sources: the store strategy's cache keys its measurements by
+    it too, since a kernel that changed may want a different choice (a faster tanh, an earlier
+    split between serial and parallel)."""
+    files = sorted(_HERE.glob("*.py"))
+    return _package_stamp(tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)).hex()
+
+
 class _PackageStamp:
     """A locator mixin: applies to this package's files only, stamped with all of them."""
 
@@ -44,8 +52,7 @@ class _PackageStamp:
         return super().from_function(py_func, py_file)
 
     def get_source_stamp(self):
-        files = sorted(_HERE.glob("*.py"))
-        return _package_stamp(tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+        return source_stamp()
 
 
 def _numba_locator(*names):

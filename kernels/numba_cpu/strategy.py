@@ -10,8 +10,9 @@ each store strategy and block size, interleaved, and keeps the fastest; streamin
 `MARGIN` in two independent halves of the rounds (where they disagree, or the machine was too
 busy to tell, the probe says so and the prior, streaming, holds until a process a day later
 measures again). The choice is saved in
-~/.cache/actbench/ (or $ACTBENCH_CACHE_DIR), keyed by CPU model, core and thread count and numba
-version, so later processes skip the probe. $ACTBENCH_STORES (stream, ordinary or measure) and
+~/.cache/actbench/ (or $ACTBENCH_CACHE_DIR), keyed by CPU model, core and thread count, numba
+version and a hash of this package's sources (a changed kernel is measured again), so later
+processes skip the probe. $ACTBENCH_STORES (stream, ordinary or measure) and
 $ACTBENCH_BLOCK override it. Outputs below `min_bytes`, the smaller of the last-level cache sysfs
 reports and the probe's size, keep ordinary stores and the default block: they can stay in cache
 for the next reader.
@@ -101,12 +102,15 @@ def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
 
 
 def machine_key(threads: int | None = None) -> str:
-    """CPU model, logical cores, numba threads and numba version: what the choice depends on."""
+    """CPU model, logical cores, numba threads, numba version and the kernels' source stamp:
+    what the choice depends on."""
     import numba
 
     from ..machine import cpu_count, cpu_model
+    from .jit import source_stamp
     threads = numba.config.NUMBA_NUM_THREADS if threads is None else threads
-    return f"{cpu_model()} | {cpu_count()} cores | {threads} threads | numba {numba.__version__}"
+    return (f"{cpu_model()} | {cpu_count()} cores | {threads} threads | numba {numba.__version__}"
+            f" | kernels {source_stamp()[:12]}")
 
 
 def decide(times: Mapping[tuple[bool, int], Sequence[float]], margin: float = MARGIN) -> Choice:
