@@ -121,7 +121,8 @@ def _elementwise_launcher(op: str):
                 x, out = x.ravel(), y.ravel()
             else:
                 out = y
-            if SERIAL_MAX is None and y.size < SERIAL_MIN and y.nbytes < STRATEGY.min_bytes:
+            if SERIAL_MAX is None and y.nbytes < STRATEGY.min_bytes and (
+                    y.size < SERIAL_MIN or y.size < STRATEGY.serial_max(op, dtype_name(y))):
                 FAMILIES[op].kernel(x, None, p, out)
             else:
                 _dispatch(FAMILIES[op], op, y, (x, None, p, out))
@@ -134,7 +135,8 @@ def _elementwise_launcher(op: str):
                 a, b, out = a.ravel(), b.ravel(), y.ravel()
             else:
                 out = y
-            if SERIAL_MAX is None and y.size < SERIAL_MIN and y.nbytes < STRATEGY.min_bytes:
+            if SERIAL_MAX is None and y.nbytes < STRATEGY.min_bytes and (
+                    y.size < SERIAL_MIN or y.size < STRATEGY.serial_max(op, dtype_name(y))):
                 FAMILIES[op].kernel(a, b, p, out)
             else:
                 _dispatch(FAMILIES[op], op, y, (a, b, p, out))
