@@ -39,11 +39,11 @@ def _exp_array(t, out):
 
 @njit(**_TEST_JIT)
 def _expm1_m2_array(a, out):
-    """exp(-2a) - 1 from `exp_m2_parts`: (2**k - 1) - t(1 + h), 2**k - 1 exact, t(1 + h) rounded
-    at its own (smaller) size, the sum rounded once; near a = 0 (k = 0) only t(1 + h) rounds."""
+    """exp(-2a) - 1 from `exp_m2_parts`: -((S - 1/2) + c) / S, S - 1/2 exact, the sum rounded
+    once, the division by S (a power of two) exact; near a = 0 (j = 0) only c rounds."""
     for i in range(a.size):
-        s, t, h = M.exp_m2_parts(a[i])
-        out[i] = (s - M.like(a[i], 1.0)) + M.fma(-t, h, -t)
+        s, c = M.exp_m2_parts(a[i])
+        out[i] = -((s - M.like(a[i], 0.5)) + c) / s
 
 
 def _rel_err(out, ref):

@@ -41,9 +41,11 @@ from .jit import DEVICE
 # Results below 2**-125.5 (float32; 2**-1021.5 in float64) flush to zero: an absolute error under
 # 1.7e-38 (float32), which sigmoid never shows (there 1/(1 + e) is 1).
 #
-# `exp_m2_parts(a)` gives exp(-2a) = 2**k * exp(r) = 2**k - t - t*h for 0 <= a <= 20, the form
-# tanh needs: t = 2**k * w exact, h = g(r) - 1 computed without the 1, so that exp(-2a) - 1 and
-# 1 - exp(-2a) keep their digits as a -> 0.
+# `exp_m2_parts(a)` gives exp(-2a) = 2**-j * exp(r), 2a = j*ln2 - r, as (1 - 2c) / (2S) for
+# 0 <= a <= 20, the form tanh needs: S = 2**j / 2 exact, c = -r/2 * g(r) with g(r) - 1 computed
+# without the 1, so that 1 - exp(-2a) keeps its digits as a -> 0. It works with w = -r/2 (and
+# ln2/2, and g's coefficients times 2**i): exact scalings of the same roundings, one operation
+# fewer than doubling a, and none to scale c.
 
 _MANTISSA = {32: 23, 64: 52}
 
@@ -87,7 +89,7 @@ def fma(typingctx, a, b, c):
 _F = np.float32
 _EXPNEG_MIN_F32, _EXPNEG_MAX_F32 = _F(-89.0), _F(87.6)   # k in [-126, 128]: 2**(k-1) is 0 or normal
 _MAGIC_F32 = _F(12582912.0)                               # 1.5 * 2**23
-_NLOG2E_F32, _M2LOG2E_F32 = _F(-1.4426950408889634), _F(-2 * 1.4426950408889634)
+_NLOG2E_F32 = _F(-1.4426950408889634)
 _LN2_HI_F32 = _F(math.log(2))
 _LN2_LO_F32 = _F(math.log(2) - float(_LN2_HI_F32))
 # g(r) ~ (exp(r) - 1)/r on [-ln2/2, ln2/2], degree 5: minimax for relative error (1.5e-8 on g,
@@ -99,20 +101,26 @@ _G1_F32, _G2_F32, _G3_F32, _G4_F32, _G5_F32 = (_F(c) for c in _G_F32[1:])
 _2G1_F32, _2G2_F32, _2G3_F32, _2G4_F32, _2G5_F32 = (_F(2 * c) for c in _G_F32[1:])
 _TWO_F32 = _F(2.0)
 # The same g to degree 6 for tanh's exp(-2a) (`exp_m2_parts`): minimax relative error 4.3e-10,
-# fitted the same way. Its degree-5 error (a quarter of an ulp) alone took tanh past 2 ulp.
+# fitted the same way (its degree-5 error, a quarter of an ulp, alone took tanh past 2 ulp); each
+# coefficient times 2**i, for the polynomial in w = -r/2 (exact scalings: the same roundings).
 _H_F32 = (0.5, 0.1666666567325592, 0.04166649281978607, 0.008333546109497547,
           0.0013932324945926666, 0.00019761805015150458)
-_H1_F32, _H2_F32, _H3_F32, _H4_F32, _H5_F32, _H6_F32 = (_F(c) for c in _H_F32)
-_TANH_CLAMP_F32 = _F(9.1)                                # tanh(9.1) rounds to 1 in float32
+_H1_F32, _H2_F32, _H3_F32, _H4_F32, _H5_F32, _H6_F32 = (_F(c * 2 ** i) for i, c in enumerate(_H_F32, 1))
+_2LOG2E_F32, _HALF_F32 = _F(2 * 1.4426950408889634), _F(0.5)
+_LN2_HI2_F32, _LN2_LO2_F32 = _F(_LN2_HI_F32 / 2), _F(_LN2_LO_F32 / 2)     # ln2/2 in two parts
 
 _D = np.float64
 _EXPNEG_MIN_F64, _EXPNEG_MAX_F64 = _D(-710.0), _D(708.5)    # k in [-1022, 1024]
 _MAGIC_F64 = _D(6755399441055744.0)                       # 1.5 * 2**52
-_NLOG2E_F64, _M2LOG2E_F64 = _D(-1.4426950408889634), _D(-2 * 1.4426950408889634)
+_NLOG2E_F64, _2LOG2E_F64 = _D(-1.4426950408889634), _D(2 * 1.4426950408889634)
 _LN2_HI_F64, _LN2_LO_F64 = _D(0.6931471803691238), _D(1.9082149292705877e-10)
 # g(r) = (exp(r) - 1)/r = sum r**i / (i+1)!: Taylor to r**12, truncation below 2e-17 for |r| <= ln2/2.
 (_G0_F64, _G1_F64, _G2_F64, _G3_F64, _G4_F64, _G5_F64, _G6_F64, _G7_F64, _G8_F64, _G9_F64,
  _G10_F64, _G11_F64, _G12_F64) = (_D(1.0 / math.factorial(i + 1)) for i in range(13))
+# the same times 2**i, for tanh's polynomial in w = -r/2 (`_h_f64`)
+(_H1_F64, _H2_F64, _H3_F64, _H4_F64, _H5_F64, _H6_F64, _H7_F64, _H8_F64, _H9_F64, _H10_F64,
+ _H11_F64, _H12_F64) = (_D(2.0 ** i / math.factorial(i + 1)) for i in range(1, 13))
+_LN2_HI2_F64, _LN2_LO2_F64, _HALF_F64 = _LN2_HI_F64 / 2, _LN2_LO_F64 / 2, _D(0.5)
 _TWO_F64 = _D(2.0)
 
 
@@ -129,12 +137,12 @@ def _g_f64(w):
 
 @njit(inline="always", **DEVICE)
 def _h_f64(w):
-    """g(-w) - 1, without the 1 (its rounding would cost tanh's expm1 digits)."""
+    """g(-2w) - 1, without the 1 (its rounding would cost tanh its digits near 0)."""
     w2 = w * w
     w4 = w2 * w2
-    q0 = w2 * (_G2_F64 - w * _G3_F64) - w * _G1_F64
-    q1 = (_G4_F64 - w * _G5_F64) + w2 * (_G6_F64 - w * _G7_F64)
-    q2 = (_G8_F64 - w * _G9_F64) + w2 * (_G10_F64 - w * _G11_F64) + w4 * _G12_F64
+    q0 = w2 * (_H2_F64 - w * _H3_F64) - w * _H1_F64
+    q1 = (_H4_F64 - w * _H5_F64) + w2 * (_H6_F64 - w * _H7_F64)
+    q2 = (_H8_F64 - w * _H9_F64) + w2 * (_H10_F64 - w * _H11_F64) + w4 * _H12_F64
     return (q0 + w4 * q1) + (w4 * w4) * q2
 
 
@@ -166,22 +174,20 @@ def _exp_neg_f64(v):
 
 @njit(inline="always", **DEVICE)
 def _exp_m2_parts_f32(a):
-    z = a * _M2LOG2E_F32 + _MAGIC_F32            # k = round(-2a*log2(e)), in [-58, 0]
-    k = z - _MAGIC_F32
-    w = fma(k, _LN2_LO_F32, fma(k, _LN2_HI_F32, a + a))   # w = -r, with -2a = k*ln2 + r
+    z = a * _2LOG2E_F32 + _MAGIC_F32             # j = round(2a*log2(e)), in [0, 58]
+    j = z - _MAGIC_F32
+    w = fma(-j, _LN2_LO2_F32, fma(-j, _LN2_HI2_F32, a))   # w = a - j*ln2/2 = -r/2
     w2 = w * w
     h = w2 * (_H2_F32 + w2 * (_H4_F32 + w2 * _H6_F32)) - w * (_H1_F32 + w2 * (_H3_F32 + w2 * _H5_F32))
-    s = _pow2(z, 127)                            # 2**k; h above is g(r) - 1
-    return s, s * w, h
+    return _pow2(z, 126), fma(w, h, w)           # 2**j / 2, and w(1 + h): h is g(r) - 1
 
 
 @njit(inline="always", **DEVICE)
 def _exp_m2_parts_f64(a):
-    z = a * _M2LOG2E_F64 + _MAGIC_F64
-    k = z - _MAGIC_F64
-    w = (a + a + k * _LN2_HI_F64) + k * _LN2_LO_F64
-    s = _pow2(z, 1023)
-    return s, s * w, _h_f64(w)
+    z = a * _2LOG2E_F64 + _MAGIC_F64
+    j = z - _MAGIC_F64
+    w = (a - j * _LN2_HI2_F64) - j * _LN2_LO2_F64
+    return _pow2(z, 1022), fma(w, _h_f64(w), w)
 
 
 @njit(inline="always", **DEVICE)
@@ -197,19 +203,16 @@ def _exp_f64(t):
 @njit(inline="always", **DEVICE)
 def _tanh_pos(a):
     """tanh(a) for 0 <= a <= 20 (or NaN), float32 or float64: one quotient for every a. With
-    e = exp(-2a) = 2**k - c, c = t + t*h (`exp_m2_parts`; 2**k and t exact, c rounded once),
-    tanh(a) = (1 - e)/(1 + e) = ((1 - 2**k) + c) / ((1 + 2**k) - c), where 1 - 2**k and 1 + 2**k
-    are exact: three roundings (numerator, denominator, quotient) and c's own. Near a = 0 (k = 0)
-    the numerator is c itself, so tanh keeps its digits as a -> 0 without a second branch.
-    At most 1.97 ulp in float32 (every positive float32 checked; worst at 0.5112), 2.02 in float64
-    (2**24 samples; at 0.1882): within bench/accuracy.py's bounds (2 and 3), in 0.8x (float32) and
-    0.55x (float64) the time of the forms it replaced: in float32 a polynomial below atanh(1/2)
-    and 1 - 2e/(1 + e) above, both computed for every lane (1.5 ulp); in float64 this quotient
-    with every rounding error put back (1.6 ulp)."""
-    s, t, h = exp_m2_parts(a)
-    one = like(a, 1.0)
-    c = fma(t, h, t)
-    return ((one - s) + c) / ((one + s) - c)
+    exp(-2a) = (1 - 2c) / (2S) (`exp_m2_parts`: S = 2**j / 2 exact, c rounded once),
+    tanh(a) = (1 - exp(-2a)) / (1 + exp(-2a)) = ((S - 1/2) + c) / ((S + 1/2) - c), where S - 1/2
+    and S + 1/2 are exact (up to a = 8.3 in float32; beyond, tanh rounds to 1 either way): three
+    roundings (numerator, denominator, quotient) and c's own. Near a = 0 (j = 0) the numerator is
+    c itself, so tanh keeps its digits as a -> 0 without a second branch. At most 1.97 ulp in
+    float32 (every positive float32 checked; at 0.5112), 2.02 in float64 (2**24 samples; at
+    0.1882): within bench/accuracy.py's bounds (2 and 3)."""
+    s, c = exp_m2_parts(a)
+    half = like(a, 0.5)
+    return ((s - half) + c) / ((s + half) - c)
 
 
 def exp_neg(v):
@@ -229,8 +232,9 @@ def tanh_pos(a):
 
 
 def exp_m2_parts(a):
-    """(2**k, t, h) with exp(-2a) = 2**k - t - t*h for 0 <= a <= 20, in njit code: the pieces
-    from which tanh keeps its digits. 2**k and t = 2**k * w are exact, |w| <= ln2/2, |h| < 0.2."""
+    """(S, c) with exp(-2a) = (1 - 2c) / (2S) for 0 <= a <= 20, in njit code: the pieces from
+    which tanh keeps its digits. S = 2**j / 2 is exact (j = round(2a / ln2) >= 0), c = w(1 + h)
+    rounded once, |c| < 0.2 (w = a - j*ln2/2, h = g(-2w) - 1 with exp(r) = 1 + r*g(r))."""
     raise TypeError("exp_m2_parts is device code: call it from numba.njit functions")
 
 
