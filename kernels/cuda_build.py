@@ -4,17 +4,15 @@
 - where the sources are (kernels/cuda), the dtypes they are written for and the kernel suffixes;
 - the threads per block every launcher uses (ACT_BLOCK in kernels/cuda/common.cuh);
 - the NVRTC language options and a hash of the included headers, which goes into the options
-  because CuPy's kernel cache keys on the source and the options only, never on #include'd files;
-- where a cuda_fp16.h matching an NVRTC major version lies, for compiling outside CuPy (CuPy adds
-  its own CUDA include folder, so the RawModules get no folder from us).
+  because CuPy's kernel cache keys on the source and the options only, never on #include'd files.
+CuPy adds the rest (its include folders and its CUDA headers' folder, which holds cuda_fp16.h):
+kernels/cupy_expand.py's `options` is that whole set, used by every compile check.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import sys
 from pathlib import Path
 
 CUDA_DIR = Path(__file__).parent / "cuda"
@@ -49,30 +47,3 @@ def raw_options() -> tuple[str, ...]:
     """The options the RawModules are compiled with (CuPy adds its own: -arch, -ftz=true, its
     include folders, the CUDA headers'): the language, this folder, and the headers' hash."""
     return (*LANG_OPTIONS, f"-I{CUDA_DIR}", f"-DACTBENCH_HEADERS={headers_hash()}")
-
-
-def fp16_include_dir(major: int | None) -> tuple[Path, str] | None:
-    """(folder holding cuda_fp16.h, short label) for NVRTC `major`, or None.
-
-    Looked for in: pip wheels (nvidia/cu<major>/include, nvidia/cuda_runtime/include), numba-cuda's
-    bundled copy (numba_cuda/numba/cuda/include/<major>), then $CUDA_HOME, $CUDA_PATH and
-    /usr/local/cuda. The header of another major version is never picked from the first two.
-    """
-    candidates: list[tuple[Path, str]] = []
-    for entry in sys.path:
-        if not entry or not os.path.isdir(entry):
-            continue
-        root = Path(entry)
-        if major is not None:
-            candidates.append((root / "nvidia" / f"cu{major}" / "include", f"pip wheel nvidia/cu{major}/include"))
-            candidates.append((root / "numba_cuda" / "numba" / "cuda" / "include" / str(major),
-                               f"numba-cuda's bundled include/{major}"))
-        candidates.append((root / "nvidia" / "cuda_runtime" / "include", "pip wheel nvidia/cuda_runtime/include"))
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var):
-            candidates.append((Path(os.environ[var]) / "include", f"${var}/include"))
-    candidates.append((Path("/usr/local/cuda/include"), "/usr/local/cuda/include"))
-    for folder, label in candidates:
-        if (folder / "cuda_fp16.h").is_file():
-            return folder, label
-    return None

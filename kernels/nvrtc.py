@@ -1,8 +1,11 @@
 """Compile CUDA C with NVRTC, without a GPU, and read ptxas's resource report: the engine behind
 the compile tests (tests/test_kernels_nvrtc.py) and `make resources` (kernels/resources.py).
 
-Each compile adds `-Xptxas=-v` (and ptxas's --warn-on-spills) to the options it is given: a
-compile error, any warning in the log, or a kernel that spills is a problem (`Compiled.problems`).
+The options are CuPy's own (kernels/cupy_expand.py's `options`, which calls CuPy's
+`assemble_cupy_compiler_options`): a source is checked as cupy.RawModule, RawKernel or
+ElementwiseKernel compiles it on a GPU, never with an option set of our own. Each compile adds
+`-Xptxas=-v` (and ptxas's --warn-on-spills): a compile error, any warning in the log, or a kernel
+that spills is a problem (`Compiled.problems`).
 `parse_ptxas` reads registers, shared memory, stack frame and spill bytes per kernel from the log.
 
 NVRTC comes from PyPI (cuda-bindings and nvidia-cuda-nvrtc, the dev extra); it is imported on
@@ -15,11 +18,7 @@ import importlib.util
 import re
 from dataclasses import dataclass, field
 
-from .cuda_build import fp16_include_dir, raw_options
-
 ARCHS = ("sm_80", "sm_90")
-# what CuPy adds to every compile (cupy/cuda/compiler.py): flush subnormal floats to zero
-CUPY_FTZ = ("-ftz=true",)
 # the report: ptxas's resource usage, and spills as warnings
 PTXAS_OPTIONS = ("-Xptxas=-v", "-Xptxas=--warn-on-spills")
 
@@ -52,24 +51,6 @@ def _check(result, what: str):
 def version() -> tuple[int, int]:
     major, minor = _check(_nvrtc().nvrtcVersion(), "nvrtcVersion")
     return int(major), int(minor)
-
-
-def fp16_folder() -> tuple | None:
-    """cuda_fp16.h's folder for this NVRTC's major version, or None (kernels/cuda/fp16.cuh's
-    stand-in is then used)."""
-    try:
-        major = version()[0]
-    except Exception:
-        major = None
-    return fp16_include_dir(major)
-
-
-def standalone_options(*, fp16: bool = True) -> tuple[str, ...]:
-    """Options for a kernels/cuda source compiled outside CuPy: the RawModules' own, the -ftz=true
-    CuPy adds, and cuda_fp16.h's folder (fp16=False forces kernels/cuda/fp16.cuh's stand-in)."""
-    found = fp16_folder() if fp16 else None
-    extra = (f"-I{found[0]}",) if found else ()
-    return (*raw_options(), *CUPY_FTZ, *extra, *(() if fp16 else ("-DACTBENCH_NO_CUDA_FP16",)))
 
 
 # ---- compiling -------------------------------------------------------------------------------
@@ -167,13 +148,27 @@ def _log_problems(log: str) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
+def cupy_options(options: tuple[str, ...] | None) -> tuple[str, ...]:
+    """`options` as given (already CuPy's, e.g. a `resources.Target`'s), or None: what CuPy compiles a
+    RawKernel / RawModule with when it is given no options (`cupy.RawKernel(code, name)`)."""
+    if options is not None:
+        return options
+    from .cupy_expand import options as cupys      # needs cupy importable (the dev extra)
+    return cupys()
+
+
+# kernels/cuda/fp16.cuh's switch to its own __half in place of cuda_fp16.h. CuPy puts its CUDA
+# headers' folder (cuda_fp16.h's) on every compile's path, or raises without one: under CuPy's
+# options only this define reaches that branch, so the tests add it to compile the branch at all.
+NO_CUDA_FP16 = "-DACTBENCH_NO_CUDA_FP16"
+
+
 def compile_source(source: str, label: str, arch: str, options: tuple[str, ...] | None = None, *,
                    fp16: bool = True) -> Compiled:
-    """Compile CUDA C `source` for `arch` with NVRTC and `options` (default:
-    standalone_options(fp16=fp16)); the log checked and parsed."""
+    """Compile CUDA C `source` for `arch` with NVRTC and CuPy's `options` (`cupy_options`);
+    fp16=False adds NO_CUDA_FP16. The log checked and parsed."""
     nv = _nvrtc()
-    base = standalone_options(fp16=fp16) if options is None else options
-    opts = [*base, f"--gpu-architecture={arch}", *PTXAS_OPTIONS]
+    opts = [*cupy_options(options), *(() if fp16 else (NO_CUDA_FP16,)), f"--gpu-architecture={arch}", *PTXAS_OPTIONS]
     prog = _check(nv.nvrtcCreateProgram(source.encode(), label.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         (err,) = nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
@@ -199,24 +194,16 @@ def _text(nv, prog, get_size, get) -> str:
 
 
 def ptx_of(source: str, label: str, arch: str, options: tuple[str, ...] | None = None) -> str:
-    """The PTX NVRTC makes of `source` for arch's virtual architecture (compute_XX)."""
+    """The PTX NVRTC makes of `source` for arch's virtual architecture (compute_XX), with CuPy's
+    `options` (`cupy_options`)."""
     nv = _nvrtc()
-    opts = [*(standalone_options() if options is None else options), f"--gpu-architecture={arch.replace('sm_', 'compute_')}"]
+    opts = [*cupy_options(options), f"--gpu-architecture={arch.replace('sm_', 'compute_')}"]
     prog = _check(nv.nvrtcCreateProgram(source.encode(), label.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         _check(nv.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts]), f"compiling {label}")
         return _text(nv, prog, nv.nvrtcGetPTXSize, nv.nvrtcGetPTX)
     finally:
         nv.nvrtcDestroyProgram(prog)
-
-
-_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(')
-
-
-def kernel_names(source: str) -> list[str]:
-    """The extern "C" __global__ kernels a CUDA C source spells out (kernels/cuda's elementwise
-    kernels come from common.cuh's macros: `Compiled.entries` names those)."""
-    return _KERNEL.findall(source)
 
 
 def entry_names(ptx: str) -> list[str]:

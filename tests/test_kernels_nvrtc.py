@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels import cuda_build, cupy_expand, cupy_gpu, nvrtc, resources
+from kernels import cuda_build, cupy_expand, cupy_gpu, cupy_sparse, nvrtc, resources
 from kernels.reference import OPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,10 @@ def test_every_op_has_a_raw_kernel_and_an_elementwise_body(compiled):
         want = {cuda_build.raw_kernel_name(op, dtype) for op, f in cupy_gpu.RAW_SOURCES.items() if f == filename
                 for dtype in cuda_build.DTYPES}
         assert set(compiled[filename].entries) == want, filename
+    # sparse_matmul.cu: the partial and reduce kernels cupy_sparse looks up, per dtype, in this order
+    assert list(compiled[cupy_sparse.SOURCE].entries) == [
+        f"_sparse_matmul_{kind}_kernel_{cuda_build.SUFFIX[dtype]}" for kind in ("partial", "reduce")
+        for dtype in cuda_build.DTYPES]
     for op, ew in cupy_gpu.ELEMENTWISE.items():
         assert ew.name == f"_{op}_kernel"
         spec = OPS[op]
@@ -75,7 +79,9 @@ def test_block_size_agrees():
 
 def test_vector_loads_and_stores_in_ptx():
     """Each RawKernel moves its arrays with 16-byte loads and stores (ld/st .v4 or .v2.f64), and
-    none has a 64-bit division (trip-count arithmetic of an unrolled grid-stride loop)."""
+    none has a 64-bit division (trip-count arithmetic of an unrolled grid-stride loop); sparse_matmul's
+    partial kernels find a tile's present rows with one warp ballot."""
+    ballots = 0
     for t in resources.raw_targets():
         ptx = nvrtc.ptx_of(t.source, t.label, "sm_90", t.options)
         entries = re.split(r"\.visible \.entry ", ptx)[1:]
@@ -85,14 +91,31 @@ def test_vector_loads_and_stores_in_ptx():
             assert re.search(r"ld\.global(\.nc)?\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte load"
             assert re.search(r"st\.global\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte store"
             assert not re.search(r"\b(div|rem)\.(s|u)64\b", entry), f"{name}: 64-bit division"
+            if name.startswith("_sparse_matmul_partial_"):
+                assert "vote.sync.ballot" in entry, f"{name}: no per-tile ballot"
+                ballots += 1
+    assert ballots == len(cuda_build.DTYPES)
 
 
-def test_sources_compile_with_the_fp16_stand_in():
-    """Without cuda_fp16.h the sources fall back to kernels/cuda/fp16.cuh's stand-in."""
-    opts = nvrtc.standalone_options(fp16=False)
-    for path in resources.raw_sources():
-        r = nvrtc.compile_source(path.read_text(), path.name, "sm_90", opts)
+FP16_PROBE = '#include "fp16.cuh"\n#ifdef ACTBENCH_FP16_STANDIN\n#error the stand-in\n#endif\n'
+
+
+def test_cupys_options_give_the_real_cuda_fp16():
+    """Under CuPy's own options (its CUDA headers' folder) fp16.cuh takes cuda_fp16.h, not its
+    stand-in; nvrtc.NO_CUDA_FP16 switches to the stand-in (so the test below compiles that branch)."""
+    opts = resources.raw_targets()[0].options
+    assert nvrtc.compile_source(FP16_PROBE, "probe.cu", "sm_90", opts).ok
+    r = nvrtc.compile_source(FP16_PROBE, "probe.cu", "sm_90", opts, fp16=False)
+    assert not r.ok and "the stand-in" in r.log
+
+
+@pytest.mark.parametrize("arch", nvrtc.ARCHS)
+def test_sources_compile_with_the_fp16_stand_in(arch):
+    """kernels/cuda/fp16.cuh's stand-in for cuda_fp16.h compiles in every source, with CuPy's options."""
+    for t in resources.raw_targets():
+        r = nvrtc.compile_source(t.source, t.label, arch, t.options, fp16=False)
         assert r.ok, "\n".join(r.problems) + "\n" + r.log
+        assert list(r.kernels) == list(r.entries) and r.entries
 
 
 def test_raw_options_under_cupy():
@@ -124,9 +147,18 @@ def test_headers_hash_follows_the_headers(tmp_path, monkeypatch):
 
 
 def test_cupy_options_are_cupys():
-    """What the compile tests use is CuPy's own option assembly: its headers and the -ftz=true."""
+    """What the compile checks use is CuPy's own option assembly over what the launchers pass:
+    the RawModules' raw_options, each ElementwiseKernel's own options; with CuPy's headers, its
+    CUDA headers' folder and the -ftz=true; and nvrtc's default is a bare cupy.RawKernel's."""
     opts = cupy_expand.options(cuda_build.raw_options())
     assert "-ftz=true" in opts and any(o.endswith("/cupy/_core/include") for o in opts)
+    from cupy._core import core
+    assert opts[:-2] == core.assemble_cupy_compiler_options(cuda_build.raw_options())
+    assert all(t.options == opts for t in resources.raw_targets())
+    for t, e in zip(resources.elementwise_targets(), cupy_expand.expand_all()):
+        given = tuple(cupy_expand.kernel(cupy_gpu.ELEMENTWISE[e.op]).kwargs.get("options", ()))
+        assert t.options == cupy_expand.options(given), t.label
+    assert nvrtc.cupy_options(None) == cupy_expand.options()
 
 
 # ---- the checker checks --------------------------------------------------------------------

@@ -4,15 +4,15 @@ machine can run, against the float64 oracle of kernels/reference.py.
 Here, without a GPU: the oracle's semantics and argument checks, the tolerance (it must reject a
 kernel that drops or doubles one present row), the numba_cpu and scipy_csr kernels on awkward
 sizes, the numba_cuda kernel on numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1), the CUDA C
-kernels of kernels/cuda/sparse_matmul.cu compiled by NVRTC and run on the CPU through
-kernels/cuda/host_shim.h, and the GPU launch plans (pure functions).
+kernels of kernels/cuda/sparse_matmul.cu run on the CPU through kernels/cuda/host_shim.h, and the
+GPU launch plans (pure functions). Their NVRTC compile check (kernel names, 16-byte accesses, the
+per-tile ballot) is tests/test_kernels_nvrtc.py's, with every other kernels/cuda source.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +22,7 @@ import pytest
 
 import kernels
 from bench.check import check_call
-from kernels import cuda_build, cupy_sparse, numba_cuda_sparse, numba_sparse, nvrtc, registry, scipy_csr
+from kernels import cuda_build, cupy_sparse, numba_cuda_sparse, numba_sparse, registry, scipy_csr
 from kernels import reference as R
 
 from .conftest import SIMULATED_MAX
@@ -324,32 +324,8 @@ def test_numba_cuda_kernels_live_in_the_backends_runtime(rng):
 
 
 # ================================================================================================
-# CUDA C: NVRTC, then the kernels on the CPU through the host shim
+# CUDA C: the launch plans, then the kernels on the CPU through the host shim
 # ================================================================================================
-
-def test_cuda_source_compiles_for_every_arch():
-    if nvrtc.reason():
-        pytest.fail(f"NVRTC is needed: {nvrtc.reason()}", pytrace=False)
-    src = SOURCE.read_text()
-    names = nvrtc.kernel_names(src)
-    assert names == [f"_sparse_matmul_{kind}_kernel_{sfx}" for kind in ("partial", "reduce")
-                     for sfx in ("f16", "f32", "f64")]
-    for arch in nvrtc.ARCHS:
-        for fp16 in (True, False):
-            r = nvrtc.compile_source(src, SOURCE.name, arch, nvrtc.standalone_options(fp16=fp16))
-            assert r.ok, f"{arch}:\n" + "\n".join(r.problems) + "\n" + r.log
-            assert list(r.kernels) == names
-    ptx = nvrtc.ptx_of(src, SOURCE.name, "sm_90")
-    entries = re.split(r"\.visible \.entry ", ptx)[1:]
-    assert len(entries) == len(names), f"{len(entries)} PTX entries for {len(names)} kernels"
-    for entry in entries:
-        name = entry.split("(")[0]
-        assert re.search(r"ld\.global(\.nc)?\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte load"
-        assert re.search(r"st\.global\.v(4|2)\.(f32|u32|b32|f64|u64|b64)", entry), f"{name}: no 16-byte store"
-        assert not re.search(r"\b(div|rem)\.(s|u)64\b", entry), f"{name}: 64-bit division"
-        if "partial" in name:
-            assert "vote.sync.ballot" in entry, f"{name}: no per-tile ballot"
-
 
 def test_launch_plan():
     p = cupy_sparse.launch_plan(1, 8192, 8192, 4, 132)
