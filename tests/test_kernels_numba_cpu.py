@@ -108,6 +108,26 @@ def test_expm1_m2_keeps_its_digits_near_zero(dtype, bound):
     assert np.isnan(out[0])
 
 
+# --- leaky_relu's two forms ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("slope", [0.01, 0.5, 1.0, 1e-30, 0.0, -0.3, 1.5, np.nan])
+def test_leaky_relu_is_the_select_at_every_slope(slope, dtype):
+    """max(x, slope*x) for 0 < slope <= 1, the select elsewhere: bit for bit the reference's
+    `x if x > 0 else slope*x`, NaN, +-inf, +-0 and subnormals included (at slope 0, -inf must
+    give 0 * -inf = NaN, which the max form would not), serially and in parallel."""
+    dt = np.dtype(dtype).type
+    x = np.concatenate([special_array(dtype), random_array((5000,), dtype, np.random.default_rng(8))])
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        want = np.where(x > 0, x, dt(slope) * x)
+    bits = np.uint32 if dtype == "float32" else np.uint64
+    fam = K.FAMILIES["leaky_relu"]
+    for run in (fam.kernel, lambda *a: fam.parallel(False, 1024, *a)):
+        y = np.empty_like(x)
+        run(x, None, slope, y)
+        np.testing.assert_array_equal(y.view(bits), want.view(bits))
+
+
 # --- sigmoid and tanh where the fast paths switch -----------------------------------------------
 
 def _around(points, dtype, ulps=3):
