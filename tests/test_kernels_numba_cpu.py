@@ -525,13 +525,16 @@ def test_cache_keys_are_the_same_in_every_process():
 
 
 def test_cache_stamp_covers_every_file_of_the_package(tmp_path, monkeypatch):
-    """An edit to any file of the package (math.py, say) makes every cached kernel stale."""
+    """An edit to any file of the package (math.py, say) makes every cached kernel stale, and
+    the store strategy's measurements too (they are keyed by the same stamp)."""
     from kernels.numba_cpu import jit
+    from kernels.numba_cpu.strategy import machine_key
 
     for name in ("a.py", "b.py"):
         (tmp_path / name).write_text(f"# {name}\n")
     monkeypatch.setattr(jit, "_HERE", tmp_path)
     locator = jit._PackageStamp.__new__(jit._PackageStamp)
-    before = locator.get_source_stamp()
+    before, key = locator.get_source_stamp(), machine_key()
     (tmp_path / "b.py").write_text("# b.py, edited\n")
     assert locator.get_source_stamp() != before
+    assert machine_key() != key and machine_key().startswith(key.rsplit("kernels ", 1)[0])   # measured anew
