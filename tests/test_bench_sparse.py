@@ -38,22 +38,26 @@ def test_relu_pattern_shares_zeros_across_the_batch_more_than_iid(rng):
 
 
 def test_rotation_reads_beyond_the_cache_before_any_repeat():
-    """Between two uses of the same (activations, weights) pair every other pair is used once, and
-    the weights they read exceed twice the last-level cache: the repeat finds nothing cached."""
-    llc = 32 * 2**20
-    w_bytes = 64 * 2**20
-    copies = sparse.weight_copies(w_bytes, llc)
-    assert copies >= 2 and copies * w_bytes > 2 * llc
-    needed = 0.01 * w_bytes                       # s = 0.99: each sample reads 1 % of w
-    pool = sparse.pool_size(needed, llc)
-    assert (pool - 1) * needed > 2 * llc or pool == sparse.POOL_MAX
-    rot = sparse.Rotation([f"a{i}" for i in range(pool)], [f"w{j}" for j in range(copies)])
-    seen = [rot.next() for _ in range(3 * rot.period)]
-    assert len(set(seen[:rot.period])) == rot.period            # every pair once per period
-    assert seen[rot.period:2 * rot.period] == seen[:rot.period]
-    first_repeat = seen.index(seen[0], 1)
-    assert first_repeat == rot.period
-    assert len({w for _, w in seen[:rot.period]}) == copies      # every copy is read
+    """What the timed calls read between two uses of the same (activations, weights) pair exceeds
+    twice the last-level cache, counted from the real pool's needed rows, on a case whose pool is
+    sized by that rule (strictly inside [POOL_MIN, POOL_MAX], so no bound decides it)."""
+    inputs = sparse.Inputs(seed=0)
+    inputs.llc = llc = 2**20                       # w (2 MiB) beyond it; one sample reads ~10 % of w
+    shape = (2048, 256)
+    ws = inputs.weights("float32", shape)
+    pool = inputs.pool("float32", shape, 1, 0.9, "relu")
+    assert sparse.POOL_MIN < len(pool) < sparse.POOL_MAX
+    assert len(ws) >= 2 and len(ws) * ws[0].nbytes > 2 * llc
+    read = {id(a): sparse.needed_rows(a) * shape[1] * 4 for a in pool}   # bytes of w each sample reads
+    assert sum(read.values()) > 2 * llc                    # one pass over the pool (one copy of w)
+    rot = sparse.Rotation(pool, ws)
+    seen = [rot.next() for _ in range(2 * rot.period)]
+    keys = [(id(a), id(w)) for a, w in seen]
+    assert len(set(keys)) == len(pool) * len(ws)           # every pair, every copy and matrix, is used
+    for t in range(rot.period, 2 * rot.period):
+        last = max(i for i in range(t) if keys[i] == keys[t])
+        between = sum(read[id(a)] for a, _ in seen[last + 1:t])
+        assert between > 2 * llc, (t, last, between)
 
 
 def test_rotation_takes_other_arrays_each_sample(rng):
