@@ -10,7 +10,9 @@ backends of one op side by side.
 
 pytest-benchmark times with a host clock and knows nothing of GPU streams, so each benchmark runs
 in pedantic mode: the setup synchronises the device (no earlier work leaks into the round), and the
-timed call ends by synchronising too (the round covers the kernel, not only its launch).
+timed call ends by synchronising too (the round covers the kernel, not only its launch). Pedantic
+mode calibrates nothing, so the rounds come from a few timed calls by pytest-benchmark's own rule
+(tests/benchmarks/rounds.py): --benchmark-max-time and --benchmark-min-rounds still apply.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from bench import inputs, sparse
 from kernels import registry
 from kernels.reference import OPS
 
+from .rounds import call_time, limits, rounds_for
+
 SIZES = {"cpu": 2**22, "gpu": 2**26}
 MATMUL = {"cpu": (2048, 2048), "gpu": (8192, 8192)}     # w's K x N
 BATCH, SPARSITIES = 64, (0.5, 0.9)
 DTYPE = "float32"
-ROUNDS = {"cpu": 40, "gpu": 100}
-MATMUL_ROUNDS = 20                  # a CPU matmul call takes 0.1 s or more
 
 
 def _skip(be) -> list:
@@ -55,8 +57,9 @@ def _params(kind: str):
     return out
 
 
-def _bench(benchmark, op: str, backend: str, host: tuple[np.ndarray, ...], rounds: int | None = None):
-    """Time op on backend with host's arrays moved there, outputs preallocated where it can."""
+def _bench(benchmark, config, op: str, backend: str, host: tuple[np.ndarray, ...]):
+    """Time op on backend with host's arrays moved there, outputs preallocated where it can, for
+    as many rounds as fill --benchmark-max-time at the call time measured first."""
     be = registry.backend(backend)
     args = tuple(be.to_native(a) for a in host)
     kernels.get(op, backend)(*args)          # the checked call once; the raw launcher is timed
@@ -68,20 +71,23 @@ def _bench(benchmark, op: str, backend: str, host: tuple[np.ndarray, ...], round
         sync()
 
     call()                    # compile (numba), first touch of the outputs
-    benchmark.pedantic(call, setup=sync, rounds=rounds or ROUNDS[be.device], iterations=1, warmup_rounds=3)
+    duration = call_time(call)
+    rounds = rounds_for(duration, *limits(config))
+    benchmark.extra_info["calibration_call_s"] = duration
+    benchmark.pedantic(call, setup=sync, rounds=rounds, iterations=1, warmup_rounds=3)
 
 
 @pytest.mark.parametrize("op,backend", _params("elementwise"))
-def test_kernel(benchmark, op, backend):
+def test_kernel(benchmark, pytestconfig, op, backend):
     dev = registry.backend(backend).device
     n = SIZES[dev]
     benchmark.group = f"{op} {DTYPE} 2**{n.bit_length() - 1}"
     benchmark.extra_info.update(op=op, backend=backend, device=dev, dtype=DTYPE, size=n)
-    _bench(benchmark, op, backend, inputs.random_inputs(op, (n,), DTYPE, np.random.default_rng(0)))
+    _bench(benchmark, pytestconfig, op, backend, inputs.random_inputs(op, (n,), DTYPE, np.random.default_rng(0)))
 
 
 @pytest.mark.parametrize("op,backend,sparsity", _params("matmul"))
-def test_sparse_matmul(benchmark, op, backend, sparsity):
+def test_sparse_matmul(benchmark, pytestconfig, op, backend, sparsity):
     dev = registry.backend(backend).device
     k, n = MATMUL[dev]
     rng = np.random.default_rng(0)
@@ -90,4 +96,4 @@ def test_sparse_matmul(benchmark, op, backend, sparsity):
     benchmark.group = f"{op} {DTYPE} {k}x{n} batch {BATCH} {100 * sparsity:g}% zeros"
     benchmark.extra_info.update(op=op, backend=backend, device=dev, dtype=DTYPE, shape=f"{k}x{n}", batch=BATCH,
                                 sparsity=sparsity, pattern="relu")
-    _bench(benchmark, op, backend, (a, w), MATMUL_ROUNDS if dev == "cpu" else None)
+    _bench(benchmark, pytestconfig, op, backend, (a, w))
