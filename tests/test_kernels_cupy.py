@@ -1,12 +1,13 @@
 """The CuPy backends: what can be checked here, without a GPU, and what only a GPU can check.
 
-Here (no GPU, no CuPy):
+Here (no GPU; CuPy imports without one):
 - the cupy* backends say why they cannot run, and importing kernels never imports cupy;
-- the RawKernels of kernels/cuda/*.cu and the ElementwiseKernel bodies run on the CPU, compiled
-  as C++ with kernels/cuda/host_shim.h (each warp is 32 threads; ballots and shuffles meet at a
-  barrier): every op and dtype, sizes around the vector width and the grid, arrays 16-byte
-  aligned, all shifted by one element (the scalar head, then vectors) and shifted differently
-  (scalar all the way), guard bytes around every output, checked against kernels/reference.py.
+- the RawKernels of kernels/cuda/*.cu, and the ElementwiseKernels as CuPy's own code generation
+  writes them (kernels/cupy_expand.py, with CuPy's headers), run on the CPU, compiled as C++ with
+  kernels/cuda/host_shim.h (each warp is 32 threads; ballots and shuffles meet at a barrier):
+  every op and dtype, sizes around the vector width and the grid, arrays 16-byte aligned, all
+  shifted by one element (the scalar head, then vectors) and shifted differently (scalar all the
+  way), guard bytes around every output, checked against kernels/reference.py.
 
 On a GPU (marked `gpu`, skipped with the reason where there is none): cupy_raw on misaligned
 views, sizes around multiples of the vector width and of the launch grid, on a non-default
@@ -157,11 +158,11 @@ def _preprocessed(path: Path) -> str:
     return proc.stdout
 
 
-def _build(tmp: Path, name: str, body: str, sigs: dict, by_name: bool) -> HostKernels:
+def _build(tmp: Path, name: str, body: str, sigs: dict, by_name: bool, extra: list[str] = ()) -> HostKernels:
     src, lib = tmp / f"{name}.cpp", tmp / f"{name}.so"
     src.write_text(body)
     cmd = [CXX, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-DACTBENCH_HOST_EMULATION",
-           "-include", str(CUDA_DIR / "host_shim.h"), f"-I{CUDA_DIR}", str(src), "-o", str(lib)]
+           "-include", str(CUDA_DIR / "host_shim.h"), f"-I{CUDA_DIR}", *extra, str(src), "-o", str(lib)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
     return HostKernels(ctypes.CDLL(str(lib)), sigs, by_name)
@@ -202,68 +203,100 @@ def raw_host(tmp_path_factory) -> HostKernels:
     return _build(tmp_path_factory.mktemp("raw"), "raw", "\n".join(body) + "\n", sigs, by_name=False)
 
 
-# CuPy's float16 (cupy/_core/include/cupy/float16.cuh) for the host: __half storage, converts
-# implicitly from float and to float, so that bodies written for CuPy compile the same way here.
-_FLOAT16_HOST = r"""
-class float16 {
-    __half data_;
-public:
-    float16() = default;
-    float16(float v) : data_(__float2half_rn(v)) {}
-    explicit float16(double v) : data_(__float2half_rn(static_cast<float>(v))) {}
-    operator float() const { return __half2float(data_); }
-};
+# CuPy's own headers (carray.cuh, float16.cuh, atomics.cuh) name CUDA intrinsics that host_shim.h
+# does not give: the host versions here, in front of them. float16.cuh takes cuda_fp16.h's half only
+# under a CUDA compiler; elsewhere its own `half` keeps raw bits, converted by the shim's conversions.
+_CUPY_HOST_PRELUDE = r"""
+#include <bit>
+inline int __popc(unsigned int x) { return std::popcount(x); }
+inline int __popcll(unsigned long long x) { return std::popcount(x); }
+inline float __int_as_float(int v) { return std::bit_cast<float>(v); }
+inline int __float_as_int(float v) { return std::bit_cast<int>(v); }
+inline double __longlong_as_double(long long v) { return std::bit_cast<double>(v); }
+inline long long __double_as_longlong(double v) { return std::bit_cast<long long>(v); }
+template <class T> inline T atomicCAS(T* p, T expected, T desired) {
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+struct half;
+template <class H> inline unsigned short __half_as_ushort(H h) { unsigned short v; std::memcpy(&v, &h, 2); return v; }
+template <class H = half> inline H __ushort_as_half(unsigned short v) { H h; std::memcpy(&h, &v, 2); return h; }
+inline unsigned short act_host_f2h(float v) { return __float2half_rn(v).x; }
+inline float act_host_h2f(unsigned short h) { return __half2float(__half{h}); }
+#define __float2half_rn(v) act_host_f2h(v)
+#define __half2float(h) act_host_h2f(h)
 """
+_INCLUDE = re.compile(r"^\s*#include\s*[<\"][^>\"]+[>\"]\s*$", re.M)
+_CARRAY = re.compile(r"(?:const\s+)?CArray<\s*([^,>]+?)\s*,[^>]*>\s+(\w+)")
+_CINDEXER = re.compile(r"CIndexer<[^>]*>\s+(\w+)")
 
 
-def _host_elementwise_source(ew, dtype: str) -> str:
-    """ew's body in a grid-stride loop for the CPU, with the types CuPy's own resolution gives the
-    launcher's call (typedefs, parameters); kernel <ew.name>_<f16|f32|f64>."""
-    from cupy._core._scalar import get_typename
-    in_types, out_types, type_map = cupy_expand.resolve(ew, dtype)
-    typedefs = "".join(f"typedef {get_typename(np.dtype(t))} {p};\n" for p, t in eval_pairs(type_map))
-    args, binds = [], []
-    specs = [(False, w) for w in ew.in_params.split(",")] + [(True, w) for w in ew.out_params.split(",")]
-    ins, _ = cupy_expand.stand_in_call(ew, dtype)
-    for k, ((is_out, spec), t) in enumerate(zip(specs, (*in_types, *out_types))):
-        words = spec.split()
-        raw, name = words[0] == "raw", words[-1]
-        ctype = get_typename(np.dtype(t))
-        const = "" if is_out else "const "
-        if not is_out and not isinstance(ins[k], np.ndarray):
-            args.append(f"const {ctype} {name}")
-        elif raw:
-            args.append(f"{const}{ctype}* __restrict__ {name}")
+def _split_params(plist: str) -> list[str]:
+    """A parameter list split at its top-level commas (CArray<float, 1, 1, 1> has its own)."""
+    parts, depth, cur = [], 0, ""
+    for ch in plist:
+        depth += (ch == "<") - (ch == ">")
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
         else:
-            args.append(f"{const}{ctype}* __restrict__ _raw_{name}")
-            binds.append(f"{const}{ctype} &{name} = _raw_{name}[i];")
-    body = "\n".join("        " + line for line in (binds + ew.body.splitlines()))
-    return (f"{_FLOAT16_HOST}\n{typedefs}{cupy_gpu.ELEMENTWISE_PREAMBLE}\n"
-            f"extern \"C\" __global__ void {ew.name}_{cuda_build.SUFFIX[dtype]}({', '.join(args + ['const long long _n'])}) {{\n"
-            f"    for (ptrdiff_t i = static_cast<ptrdiff_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < _n;\n"
-            f"         i += static_cast<ptrdiff_t>(blockDim.x) * gridDim.x) {{\n"
-            f"{body}\n    }}\n}}\n")
+            cur += ch
+    return [*parts, cur.strip()] if cur.strip() else parts
 
 
-def eval_pairs(type_map) -> list[tuple[str, object]]:
-    """CuPy's _TypeMap as (placeholder, dtype) pairs (it shows them only in its str)."""
-    return [(p, np.dtype(t)) for p, t in re.findall(r"\('(\w+)', dtype\('(\w+)'\)\)", str(type_map))]
+def _cupy_host_wrapper(name: str, plist: str) -> tuple[str, list[tuple[str, str]]]:
+    """extern "C" host_<name>(grid, block, ...) for a kernel CuPy generated: each CArray passed as
+    (pointer, size) and built as CuPy builds it for a contiguous array, the CIndexer from its size,
+    scalars as they are. Returns the code and the host parameters as (ctype, name)."""
+    host, build, call, sig = [], [], [], []
+    for p in _split_params(plist):
+        if m := _CARRAY.fullmatch(p):
+            elem, pname = m.groups()
+            ctype = p[:m.start(2)].strip().removeprefix("const").strip()
+            host += [f"void* {pname}", f"long long {pname}_size"]
+            build.append(f"{ctype} {pname}_a(static_cast<{elem}*>({pname}), &{pname}_size);")
+            call.append(f"{pname}_a")
+            sig += [("ptr", pname), ("long long", f"{pname}.size")]
+        elif m := _CINDEXER.fullmatch(p):
+            pname = m.group(1)
+            host.append(f"long long {pname}_size")
+            build.append(f"{p.rsplit(' ', 1)[0]} {pname}_i(&{pname}_size);")
+            call.append(f"{pname}_i")
+            sig.append(("long long", pname))
+        else:                                     # a scalar: const double slope, const long long n
+            words = p.replace("const ", "").split()
+            host.append(" ".join(words))
+            call.append(words[-1])
+            sig.append((" ".join(words[:-1]), words[-1]))
+    code = (f'extern "C" void host_{name}(unsigned grid, unsigned block, {", ".join(host)}) {{\n    '
+            + "\n    ".join(build) + f"\n    act_host::launch(grid, block, [&] {{ {name}({', '.join(call)}); }});\n}}\n")
+    return code, sig
 
 
 @pytest.fixture(scope="module")
 def elementwise_host(tmp_path_factory) -> HostKernels:
-    """Each ElementwiseKernel x dtype for the CPU: CuPy's resolved types, in a plain loop (CuPy's own
-    CArray code is CUDA only; its expansion is compiled with NVRTC in test_kernels_nvrtc.py)."""
+    """Each ElementwiseKernel x dtype for the CPU as CuPy expands the launcher's call
+    (kernels/cupy_expand.py): CuPy's generated source, with CuPy's headers (its CArray, CIndexer,
+    CUPY_FOR and float16) from CuPy's include folders, the kernel renamed <name>_<f16|f32|f64> (one
+    library holds every dtype; each expansion in its own namespace, CuPy's headers once)."""
     _need_cxx()
-    body, sigs = [], {}
-    for op, ew in cupy_gpu.ELEMENTWISE.items():
-        for dtype in DTYPES:
-            src = _host_elementwise_source(ew, dtype)
-            ns = f"ew_{op}_{cuda_build.SUFFIX[dtype]}"
-            code, s = _wrappers(src)
-            body.append(f"namespace {ns} {{\n{src}\n{code}\n}}")
-            sigs.update(s)
-    return _build(tmp_path_factory.mktemp("ew"), "ew", "\n".join(body) + "\n", sigs, by_name=True)
+    expanded = [(e, f"{e.name}_{cuda_build.SUFFIX[e.dtype]}") for e in cupy_expand.expand_all()]
+    includes = list(dict.fromkeys(m.group(0).strip() for e, _ in expanded for m in _INCLUDE.finditer(e.source)))
+    body, sigs = [_CUPY_HOST_PRELUDE, *includes], {}
+    for e, name in expanded:
+        (plist,) = re.findall(rf'extern\s+"C"\s+__global__\s+void\s+{e.name}\s*\(([^)]*)\)', e.source)
+        code, sigs[name] = _cupy_host_wrapper(name, plist)
+        body.append(f"#define {e.name} {name}\nnamespace ew_{name} {{\n{e.source}\n}}\n#undef {e.name}\n"
+                    f"namespace ew_{name} {{\n{code}}}")
+    # CuPy's own include folders from its options; not the CUDA headers' (their vector types and
+    # dim3 would clash with host_shim.h's, and float16.cuh takes cuda_fp16.h only under nvcc/NVRTC)
+    import cupy
+    own = f"-I{Path(cupy.__file__).parent}"
+    folders = list(dict.fromkeys(o for e, _ in expanded for o in e.options if o.startswith(own)))
+    return _build(tmp_path_factory.mktemp("ew"), "ew", "\n".join(body) + "\n", sigs, by_name=True, extra=folders)
 
 
 def _placed(a: np.ndarray, shift: int, guard: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -295,12 +328,13 @@ def _run_host(hk: HostKernels, name: str, op: str, inputs, grid: int, block: int
         args[pname] = view
         outs.append((view, buf))
     args["n"] = n
-    if hk.by_name:                 # an ElementwiseKernel wrapper: its parameters are the op's names
+    if hk.by_name:                 # CuPy's ElementwiseKernel: its parameters are the op's names
         args["slope"] = params.get("slope", 0.0)
-        # its loop size: the size of its first non-raw array
-        loop_over = [p.removeprefix("_raw_") for c, p in hk.signatures[name] if p.startswith("_raw_")]
-        args["_n"] = args[loop_over[0]].size if loop_over else n
-        hk(name, grid, block, [args[p.removeprefix("_raw_")] for _, p in hk.signatures[name]])
+        # its CIndexer's size: CuPy loops over the non-raw arrays (_raw_<name>), all of one size here
+        loop_over = [p.removeprefix("_raw_") for c, p in hk.signatures[name] if p.startswith("_raw_") and c == "ptr"]
+        args["_ind"] = args[loop_over[0]].size if loop_over else n
+        hk(name, grid, block, [args[p.removeprefix("_raw_").removesuffix(".size")].size if p.endswith(".size")
+                               else args[p.removeprefix("_raw_")] for _, p in hk.signatures[name]])
     else:                          # a RawKernel: the cupy_raw launcher's order
         hk(name, grid, block, [*(args[p] for p in (*spec.inputs, *spec.outputs, "n")), *(params[p] for p in spec.params)])
     where = f"{name} n={n} grid={grid}x{block} shift in/out={in_shift}/{out_shift}"
@@ -337,7 +371,7 @@ def test_raw_kernels_on_the_cpu(raw_host, op, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", ELEMENTWISE_OPS)
 def test_elementwise_bodies_on_the_cpu(elementwise_host, op, dtype, rng):
-    """ElementwiseKernel bodies, in the CuPy-like wrapper: sizes and special values."""
+    """ElementwiseKernels as CuPy generates them: sizes and special values."""
     name = f"{cupy_gpu.ELEMENTWISE[op].name}_{cuda_build.SUFFIX[dtype]}"
     for n in (0, 1, 7, 33, 1029):
         _run_host(elementwise_host, name, op, random_inputs(op, (n,), dtype, rng, 10.0), 2, 64, 0, 0)
@@ -350,6 +384,13 @@ def test_host_harness_catches_a_wrong_kernel(raw_host, rng):
     inputs = random_inputs("sigmoid", (257,), "float32", rng, 10.0)
     with pytest.raises(AssertionError, match="_tanh_kernel_f32 n=257"):
         _run_host(raw_host, "_tanh_kernel_f32", "sigmoid", inputs, 2, 64, 0, 0)
+
+
+def test_host_harness_catches_a_wrong_elementwise_kernel(elementwise_host, rng):
+    """And a wrong ElementwiseKernel: CuPy's tanh kernel run as if it were sigmoid's."""
+    inputs = random_inputs("sigmoid", (257,), "float16", rng, 10.0)
+    with pytest.raises(AssertionError, match="_tanh_kernel_f16 n=257"):
+        _run_host(elementwise_host, "_tanh_kernel_f16", "sigmoid", inputs, 2, 64, 0, 0)
 
 
 _ELEMENT_BYTES = {"__half": 2, "float": 4, "double": 8, "unsigned char": 1 / 8}   # a mask: 1 bit per element
