@@ -1,5 +1,6 @@
-"""Shared fixtures: the (op, backend) matrix every correctness test runs over, GPU skips, the
-seeded random generator, and the recorded example run that the results and report tests read.
+"""Shared fixtures: a cache directory of its own for numba_cpu's measurements, the (op, backend)
+matrix every correctness test runs over, GPU skips, the seeded random generator, and the recorded
+example run that the results and report tests read.
 
 NUMBA_ENABLE_CUDASIM=1 is set here, before numba is imported, unless the environment says
 otherwise (bench/gpu_check.py sets 0 on a real GPU): `pytest` alone and `make test` agree, and the
@@ -10,10 +11,14 @@ need a real GPU (CuPy, torch CUDA) are skipped with the reason their probe gives
 from __future__ import annotations
 
 import os
+import tempfile
 import zlib
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+# numba_cpu's measured store strategy and serial thresholds go to a cache of the test session's
+# own: a test run (often beside other work) must not leave its measurements for later benchmarks
+os.environ["ACTBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="actbench-test-cache-")
 
 import numpy as np  # noqa: E402  (after the simulator switch)
 import pytest  # noqa: E402

@@ -226,24 +226,66 @@ def test_decide_split_finds_where_the_parallel_driver_wins_for_good():
 
 def test_serial_max_is_measured_once_cached_and_overridden(tmp_path):
     split = FakeSplit(2**15)
-    st = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=split,
+    st = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=split, busy=lambda: False,
                          env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
     assert st.serial_max("tanh", "float32") == 2**16 and st.serial_max("tanh", "float32") == 2**16
     assert split.calls == [("tanh", "float32")]
-    again = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=FakeSplit(),
+    again = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=FakeSplit(), busy=lambda: False,
                             env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
     assert again.serial_max("tanh", "float32") == 2**16                 # from the disk cache
     assert again.report(probe=False)["serial_max"] == {"tanh/float32": {"serial_max": 2**16, "source": "cached"}}
-    env = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=FakeSplit(),
+    env = S.StoreStrategy(FakeProbe(), llc_bytes=32 * 2**20, key="cpu A", split_probe=FakeSplit(), busy=lambda: False,
                           env={"ACTBENCH_CACHE_DIR": str(tmp_path), "ACTBENCH_SERIAL_MAX": "1000"})
     assert env.serial_max("relu", "float64") == 1000
     with pytest.raises(ValueError, match="ACTBENCH_SERIAL_MAX"):
         S.StoreStrategy(FakeProbe(), env={"ACTBENCH_SERIAL_MAX": "lots"}).serial_max("relu", "float32")
 
 
+def test_a_split_probe_that_disagrees_with_itself_is_not_kept(tmp_path):
+    """Even and odd rounds that put the crossing at different sizes, a size whose rounds scatter,
+    or other work on the machine: the prior serves this process and nothing is saved, so the next
+    process measures again."""
+    even, odd = _split_times(2**13), _split_times(2**16)
+    disagree = {n: ([even[n][0][0], odd[n][0][0]], [even[n][1][0], odd[n][1][0]]) for n in even}
+    assert S.split_conclusive(_split_times(2**14)) and not S.split_conclusive(disagree)
+    noisy = _split_times(2**14)
+    noisy[2**13] = (noisy[2**13][0], [noisy[2**13][1][0], 1.5 * noisy[2**13][1][0]])
+    assert S.decide_split(noisy) == S.decide_split(_split_times(2**14)) and not S.split_conclusive(noisy)
+
+    class Probe:
+        def __init__(self, times):
+            self.times, self.calls = times, 0
+
+        def __call__(self, op, dtype, sizes):
+            self.calls += 1
+            return self.times
+    env = {"ACTBENCH_CACHE_DIR": str(tmp_path)}
+    for times, busy in ((disagree, False), (noisy, False), (_split_times(2**14), True)):
+        probe = Probe(times)
+        st = S.StoreStrategy(FakeProbe(), llc_bytes=2**30, key="k", split_probe=probe, env=env, busy=lambda b=busy: b)
+        assert st.serial_max("relu", "float32") == S.SPLIT_PRIOR
+        assert st.report(probe=False)["serial_max"]["relu/float32"]["source"] == "inconclusive"
+        assert not (tmp_path / "numba_cpu-stores.json").exists()
+    again = Probe(_split_times(2**14))
+    st = S.StoreStrategy(FakeProbe(), llc_bytes=2**30, key="k", split_probe=again, env=env, busy=lambda: False)
+    assert st.serial_max("relu", "float32") == 2**15 and again.calls == 1     # measured, and kept
+    assert (tmp_path / "numba_cpu-stores.json").exists()
+
+
+def test_a_load_average_above_the_cores_is_other_work(monkeypatch):
+    from kernels.machine import cpu_count
+    monkeypatch.setattr(S, "_busy_seen", [])
+    monkeypatch.setattr(S.os, "getloadavg", lambda: (cpu_count() + 1.0, 0.0, 0.0))
+    assert S._other_work() is True
+    monkeypatch.setattr(S.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert S._other_work() is True                     # the verdict holds for half a minute
+    monkeypatch.setattr(S, "_busy_seen", [])
+    assert S._other_work() in (True, False)            # measured now: a parallel loop's CPU share
+
+
 def test_launchers_run_serially_below_their_ops_threshold(tmp_path, monkeypatch):
     split = FakeSplit(2**14)                                           # serial_max 2**15
-    st = S.StoreStrategy(FakeProbe(), llc_bytes=2**30, key="fake", split_probe=split,
+    st = S.StoreStrategy(FakeProbe(), llc_bytes=2**30, key="fake", split_probe=split, busy=lambda: False,
                          env={"ACTBENCH_CACHE_DIR": str(tmp_path)})
     monkeypatch.setattr(K, "STRATEGY", st)
     monkeypatch.setattr(K, "SERIAL_MAX", None)

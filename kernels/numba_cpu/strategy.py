@@ -23,7 +23,10 @@ lies depends on the machine, the op and the dtype (2**15 to 2**17 elements here)
 first call of at least `SPLIT_SIZES[0]` elements a second probe times its serial kernel and its
 parallel driver side by side at the sizes of `SPLIT_SIZES`, keeping each one's fastest round (load
 only adds time), and sets the op's `serial_max`: the smallest size from which the parallel driver
-wins by `SPLIT_MARGIN` there and at every larger size probed. Cached in the same file;
+wins by `SPLIT_MARGIN` there and at every larger size probed. Cached in the same file, unless the
+probe's even and odd rounds disagree or other work keeps the cores busy (`_other_work`: the
+parallel driver then loses for the wrong reason): that process uses `SPLIT_PRIOR` and the next one
+measures again.
 $ACTBENCH_SERIAL_MAX (elements) overrides it for every op.
 
 `StoreStrategy.report()` (kernels.numba_cpu.store_strategy()) says what was chosen and why.
@@ -50,6 +53,7 @@ RETRY_S = 24 * 3600                            # an inconclusive probe is tried 
 SCHEMA = 1
 SPLIT_SIZES = tuple(2**k for k in range(13, 19))   # elements: where serial and parallel are compared
 SPLIT_MARGIN = 1.10          # the parallel driver must be 10 % faster: it is the one load can stall
+SPLIT_PRIOR = 2**15          # serial_max where the split probe could not tell (a busy machine)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,55 @@ def decide_split(times: Mapping[int, tuple[Sequence[float], Sequence[float]]],
             break
         serial_max = n
     return serial_max
+
+
+def split_conclusive(times: Mapping[int, tuple[Sequence[float], Sequence[float]]],
+                     margin: float = SPLIT_MARGIN) -> bool:
+    """Whether a split probe's rounds agree with themselves: the even and the odd rounds alone
+    give the same threshold, and no size's fastest even and odd rounds of either path are more
+    than `NOISE` apart. A machine busy with other work fails one or the other (the parallel
+    driver, which needs every core, is the one it stalls), and its threshold is not kept."""
+    def half(k):
+        return {n: (t[0][k::2] or t[0], t[1][k::2] or t[1]) for n, t in times.items()}
+
+    noisy = any(max(min(h[0::2]), min(h[1::2] or h)) > NOISE * min(h)
+                for pair in times.values() for h in pair)
+    return not noisy and decide_split(half(0), margin) == decide_split(half(1), margin)
+
+
+BUSY_SHARE = 0.8      # of the threads: below it, a parallel loop did not get its cores
+_busy_seen: list[tuple[float, bool]] = []        # (when, verdict): asked once per half minute
+
+
+def _other_work(seconds: float = 0.01) -> bool:
+    """Whether other processes keep this machine's cores busy, which the split probe's two halves
+    cannot see when the load is steady (it slows them alike, the parallel driver most). Two signs:
+    a 1-minute load average above the core count plus one half, or a parallel copy loop run for
+    `seconds` that got less than `BUSY_SHARE` of a core per thread (process CPU time over wall
+    time; here 1.8-2.2 of 2 when quiet, 1.4-1.6 beside one busy process, 1.0 beside two)."""
+    import numba
+    import numpy as np
+
+    from ..machine import cpu_count
+    from .kernels import FAMILIES as COMPILED
+    if _busy_seen and time.monotonic() - _busy_seen[-1][0] < 30:
+        return _busy_seen[-1][1]
+    try:
+        busy = os.getloadavg()[0] > cpu_count() + 0.5
+    except OSError:                                # no load average here
+        busy = False
+    if not busy and numba.get_num_threads() > 1:
+        x = np.ones(1 << 16, np.float32)
+        y = np.empty_like(x)
+        run = COMPILED["copy"].parallel
+        run(False, DEFAULT_BLOCK, x, None, 0.0, y)
+        wall, cpu = time.perf_counter(), time.process_time()
+        while time.perf_counter() - wall < seconds:
+            run(False, DEFAULT_BLOCK, x, None, 0.0, y)
+        share = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        busy = share < BUSY_SHARE * numba.get_num_threads()
+    _busy_seen.append((time.monotonic(), busy))
+    return busy
 
 
 def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -150,10 +203,12 @@ class StoreStrategy:
 
     def __init__(self, probe: Probe | None = None, *, llc_bytes: int | None = None,
                  env: Mapping[str, str] | None = None, key: str | None = None,
-                 enabled: bool = True, split_probe: SplitProbe | None = None):
+                 enabled: bool = True, split_probe: SplitProbe | None = None,
+                 busy: Callable[[], bool] | None = None):
         from ..machine import last_level_cache_bytes
         self._probe = probe or measure
         self._split_probe = split_probe or measure_split
+        self._busy = busy or _other_work
         self._splits: dict[tuple[str, str], Split] = {}
         self._env = os.environ if env is None else env
         self._key = key
@@ -218,7 +273,10 @@ class StoreStrategy:
             return None
 
     def _measure_split(self, op: str, dtype: str) -> Split:
-        split = Split(decide_split(self._split_probe(op, dtype, SPLIT_SIZES)), "measured")
+        times = self._split_probe(op, dtype, SPLIT_SIZES)
+        if not split_conclusive(times) or self._busy():
+            return Split(SPLIT_PRIOR, "inconclusive")      # not saved: a later process measures again
+        split = Split(decide_split(times), "measured")
         self._write(f"split/{op}/{dtype}", {"serial_max": split.serial_max, "time": time.time()})
         return split
 
