@@ -1,9 +1,8 @@
 // __half for the actbench CUDA sources: the real <cuda_fp16.h>, or a minimal stand-in.
-// cuda_fp16.h is not built into NVRTC: kernels/nvrtc.py and the cupy_raw launcher pass the folder
-// that holds it (a pip wheel's include folder, numba-cuda's copy, or the CUDA toolkit) with -I.
-// Where no copy is found, this stand-in gives the only two things the kernels need from it, the
-// float conversions, as the same PTX instructions (cvt). ACTBENCH_NO_CUDA_FP16 forces the
-// stand-in, so that the tests compile both.
+// cuda_fp16.h is not built into NVRTC: CuPy puts the folder that holds it on the include path
+// itself (its compile options, which kernels/nvrtc.py's compile checks use too). The stand-in
+// gives the only two things the kernels need from it, the float conversions, as the same PTX
+// instructions (cvt); ACTBENCH_NO_CUDA_FP16 selects it, so that the tests compile both.
 #pragma once
 
 #if defined(ACTBENCH_HOST_EMULATION)
