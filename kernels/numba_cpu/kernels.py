@@ -127,9 +127,7 @@ def _line_lanes(arrty) -> int:
 
 def line_lanes(a):
     """Elements of a's dtype in a 64-byte line, as a compile-time constant in njit code (numba
-    reads `a.itemsize` from the array at run time, which keeps LLVM from unrolling by it). The
-    streamed mask kernels keep `itemsize`: with a constant, LLVM vectorises their loop over a
-    line's 2 or 3 mask bytes with a masked byte load."""
+    reads `a.itemsize` from the array at run time, which keeps LLVM from unrolling by it)."""
     raise TypeError("line_lanes is device code: call it from numba.njit functions")
 
 
@@ -268,14 +266,15 @@ def _relu_mask_streamed_kernel(x, mask, y):
         if i & 7 == 7:                           # only when there is no body
             mask[i >> 3] = acc
             acc = 0
-    lanes = 64 // x.itemsize                     # a line: a whole number of mask bytes
+    lanes = line_lanes(x)                        # a line: a whole number of mask bytes
+    per = lanes // 8
     xb, out, mb = x[body], streamed(y[body]), mask[body.start >> 3:]
     for k in range((body.stop - body.start) // lanes):   # line k: from bit `shift` of its bytes
         bits = _relu_pack_line(xb, out, lanes * k)
         both = acc | (bits << shift)
-        first = k * (lanes // 8)
-        for j in range(lanes // 8):
-            mb[first + j] = both >> (8 * j) & 255
+        mb[k * per] = both & 255
+        if per == 2:
+            mb[k * per + 1] = both >> 8 & 255
         acc = bits >> (lanes - shift)
     for i in range(tail.start, tail.stop):
         v = x[i]
@@ -324,14 +323,18 @@ def _relu_grad_mask_streamed_kernel(dy, mask, dx):
     for i in range(head.stop):
         dx[i] = dy[i] if (mask[i >> 3] >> (i & 7)) & 1 else zero
     shift = body.start & 7
-    lanes = 64 // dy.itemsize                    # a whole number of mask bytes: 16 or 8
-    nbytes = lanes // 8 + (1 if shift else 0)    # the mask bytes a line overlaps
+    lanes = line_lanes(dy)                       # a whole number of mask bytes: 16 or 8
+    per = lanes // 8
     dyb, out, mb = dy[body], streamed(dx[body]), mask[body.start >> 3:]
+    # the bytes a line overlaps, read one by one without a loop (a loop over 2 or 3 of them
+    # cost 18 cycles a line, and LLVM vectorised it into a masked byte load)
     for k in range((body.stop - body.start) // lanes):
-        first = k * (lanes // 8)
-        bits = np.int64(0)
-        for j in range(nbytes):
-            bits |= np.int64(mb[first + j]) << (8 * j)
+        first = k * per
+        bits = np.int64(mb[first])
+        if per == 2:
+            bits |= np.int64(mb[first + 1]) << 8
+        if shift:                                # a shifted line reaches into one more byte
+            bits |= np.int64(mb[first + per]) << (8 * per)
         _unpack_select_line(dyb, bits >> shift, out, lanes * k)
     for i in range(tail.start, tail.stop):
         dx[i] = dy[i] if (mask[i >> 3] >> (i & 7)) & 1 else zero
