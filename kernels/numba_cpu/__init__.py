@@ -88,59 +88,48 @@ def _run(op: str, out, *args) -> None:
     """Run op's family on `args` (its output is `out`): an output of at least `STRATEGY.min_bytes`
     as the measured strategy says, else serially below the op's serial threshold, else in
     parallel with ordinary stores."""
-    _dispatch(FAMILIES[op], op, out, args)
-
-
-def _dispatch(family, op: str, out, args) -> None:
-    """`_run` with the family looked up."""
-    if out.nbytes >= STRATEGY.min_bytes:
+    family = FAMILIES[op]
+    if _serial(op, out):
+        family.kernel(*args)
+    elif out.nbytes >= STRATEGY.min_bytes:
         choice = STRATEGY.choose(TUNING[op], dtype_name(out))
         family.parallel(choice.stream, choice.block, *args)
-    elif ((out.size < SERIAL_MIN or out.size < STRATEGY.serial_max(op, dtype_name(out)))
-          if SERIAL_MAX is None else out.size < SERIAL_MAX):
-        family.kernel(*args)
     else:
         family.parallel(False, BLOCK, *args)
 
 
-def _elementwise_launcher(op: str):
-    """The launcher of an elementwise op: `op(*arrays, out=None, **params)`, one output; written
-    out for one input and for two rather than unpacking `*arrays` per call.
+def _serial(op: str, out) -> bool:
+    """Whether op's output `out` is computed on the calling thread alone: below the op's measured
+    threshold (`SERIAL_MAX` instead where a test sets it) and below `STRATEGY.min_bytes`."""
+    if out.nbytes >= STRATEGY.min_bytes:
+        return False
+    if SERIAL_MAX is not None:
+        return out.size < SERIAL_MAX
+    return out.size < SERIAL_MIN or out.size < STRATEGY.serial_max(op, dtype_name(out))
 
-    Below every threshold (the commonest small call) it runs the kernel without `_dispatch`: at
-    1k elements a kernel takes about as long as a few Python calls, so every step shows (one
-    function call ~70 ns; `out.dtype.name`, computed in Python by NumPy, 1.5 us: hence the cached
-    `dtype_name` there)."""
+
+def _elementwise_launcher(op: str):
+    """The launcher of an elementwise op: `op(a, b=None, out=None, **params)` (b for the ops of
+    two inputs; the registry passes `out` by keyword), one output.
+
+    The smallest calls (below `SERIAL_MIN`, where nothing is looked up) run the kernel without
+    `_run`: at 1k elements a kernel takes about as long as a few Python calls, so every step
+    shows (one function call ~70 ns; `out.dtype.name`, computed in Python by NumPy, 1.5 us:
+    hence the cached `dtype_name` in `_serial`)."""
     param = next(iter(OPS[op].params), None)              # the op's one scalar parameter, if any
 
-    if OPS[op].n_inputs == 1:
-        def launch(x, out=None, **params):
-            y = np.empty_like(x) if out is None else out
-            p = params[param] if param else 0.0
-            if x.ndim != 1:
-                x, out = x.ravel(), y.ravel()
-            else:
-                out = y
-            if SERIAL_MAX is None and y.nbytes < STRATEGY.min_bytes and (
-                    y.size < SERIAL_MIN or y.size < STRATEGY.serial_max(op, dtype_name(y))):
-                FAMILIES[op].kernel(x, None, p, out)
-            else:
-                _dispatch(FAMILIES[op], op, y, (x, None, p, out))
-            return y
-    else:
-        def launch(a, b, out=None, **params):
-            y = np.empty_like(a) if out is None else out
-            p = params[param] if param else 0.0
-            if a.ndim != 1:
-                a, b, out = a.ravel(), b.ravel(), y.ravel()
-            else:
-                out = y
-            if SERIAL_MAX is None and y.nbytes < STRATEGY.min_bytes and (
-                    y.size < SERIAL_MIN or y.size < STRATEGY.serial_max(op, dtype_name(y))):
-                FAMILIES[op].kernel(a, b, p, out)
-            else:
-                _dispatch(FAMILIES[op], op, y, (a, b, p, out))
-            return y
+    def launch(a, b=None, out=None, **params):
+        y = np.empty_like(a) if out is None else out
+        p = params[param] if param else 0.0
+        if a.ndim != 1:
+            a, b, out = a.ravel(), None if b is None else b.ravel(), y.ravel()
+        else:
+            out = y
+        if SERIAL_MAX is None and y.size < SERIAL_MIN and y.nbytes < STRATEGY.min_bytes:
+            FAMILIES[op].kernel(a, b, p, out)
+        else:
+            _run(op, y, a, b, p, out)
+        return y
     launch.__name__ = launch.__qualname__ = op
     return launch
 

@@ -35,9 +35,9 @@ def _package_stamp(stats: tuple) -> bytes:
 
 
 def source_stamp() -> str:
-    """A short hash of the package's sources: the store strategy's cache keys its measurements by
-    it too, since a kernel that changed may want a different choice (a faster tanh, an earlier
-    split between serial and parallel)."""
+    """A hash of the package's sources, in hex: numba's cache stamps its entries with it, and the
+    store strategy's cache keys its measurements by it too, since a kernel that changed may want
+    a different choice (a faster tanh, an earlier split between serial and parallel)."""
     files = sorted(_HERE.glob("*.py"))
     return _package_stamp(tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)).hex()
 

@@ -220,6 +220,29 @@ def _unpack_select_line(typingctx, dy, bits, dx, i):
 
 
 @register_jitable
+def _line_bits(mb, first, per, shift):
+    """The mask bits of a 64-byte line of values: its `per` bytes (2 float32, 1 float64) from
+    mb[first], and the next one where the line starts `shift` bits into its first byte, shifted
+    down by `shift`. Read one by one, not in a loop: over 2 or 3 bytes with a run-time count
+    that loop cost 18 cycles a line, and with a constant count LLVM vectorised it into a masked
+    byte load."""
+    bits = np.int64(mb[first])
+    if per == 2:
+        bits |= np.int64(mb[first + 1]) << 8
+    if shift:
+        bits |= np.int64(mb[first + per]) << (8 * per)
+    return bits >> shift
+
+
+@register_jitable
+def _put_line_bits(mb, first, per, bits):
+    """mb[first:first + per] = the low 8 * per bits of `bits`, a byte each (per: 2 or 1)."""
+    mb[first] = bits & 255
+    if per == 2:
+        mb[first + 1] = bits >> 8 & 255
+
+
+@register_jitable
 def _relu_mask_kernel(x, mask, y):
     """y = relu(x) and the mask of x > 0. x, y: a block whose start is a multiple of 8 elements;
     mask: its bytes. A 64-byte line at a time (16 float32 lanes: 2 mask bytes; 8 float64: 1),
@@ -231,9 +254,7 @@ def _relu_mask_kernel(x, mask, y):
     per = lanes // 8                             # mask bytes per line
     lines = n // lanes
     for k in range(lines):
-        bits = _relu_pack_line(x, y, lanes * k)
-        for j in range(per):
-            mask[per * k + j] = bits >> (8 * j) & 255
+        _put_line_bits(mask, per * k, per, _relu_pack_line(x, y, lanes * k))
     for j in range(lines * per, full):
         mask[j] = _relu_pack8(x, y, 8 * j)
     if full * 8 < n:                             # the last, partial byte (last block only)
@@ -271,10 +292,7 @@ def _relu_mask_streamed_kernel(x, mask, y):
     xb, out, mb = x[body], streamed(y[body]), mask[body.start >> 3:]
     for k in range((body.stop - body.start) // lanes):   # line k: from bit `shift` of its bytes
         bits = _relu_pack_line(xb, out, lanes * k)
-        both = acc | (bits << shift)
-        mb[k * per] = both & 255
-        if per == 2:
-            mb[k * per + 1] = both >> 8 & 255
+        _put_line_bits(mb, k * per, per, acc | (bits << shift))
         acc = bits >> (lanes - shift)
     for i in range(tail.start, tail.stop):
         v = x[i]
@@ -298,10 +316,7 @@ def _relu_grad_mask_kernel(dy, mask, dx):
     per = lanes // 8
     lines = n // lanes
     for k in range(lines):
-        bits = np.int64(0)
-        for j in range(per):
-            bits |= np.int64(mask[per * k + j]) << (8 * j)
-        _unpack_select_line(dy, bits, dx, lanes * k)
+        _unpack_select_line(dy, _line_bits(mask, per * k, per, 0), dx, lanes * k)
     for j in range(lines * per, full):
         _unpack_select8(dy, mask[j], dx, 8 * j)
     if full * 8 < n:
@@ -326,16 +341,8 @@ def _relu_grad_mask_streamed_kernel(dy, mask, dx):
     lanes = line_lanes(dy)                       # a whole number of mask bytes: 16 or 8
     per = lanes // 8
     dyb, out, mb = dy[body], streamed(dx[body]), mask[body.start >> 3:]
-    # the bytes a line overlaps, read one by one without a loop (a loop over 2 or 3 of them
-    # cost 18 cycles a line, and LLVM vectorised it into a masked byte load)
     for k in range((body.stop - body.start) // lanes):
-        first = k * per
-        bits = np.int64(mb[first])
-        if per == 2:
-            bits |= np.int64(mb[first + 1]) << 8
-        if shift:                                # a shifted line reaches into one more byte
-            bits |= np.int64(mb[first + per]) << (8 * per)
-        _unpack_select_line(dyb, bits >> shift, out, lanes * k)
+        _unpack_select_line(dyb, _line_bits(mb, k * per, per, shift), out, lanes * k)
     for i in range(tail.start, tail.stop):
         dx[i] = dy[i] if (mask[i >> 3] >> (i & 7)) & 1 else zero
 

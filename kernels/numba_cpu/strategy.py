@@ -80,7 +80,7 @@ class Split:
     elements do."""
 
     serial_max: int
-    source: str                      # measured, cached, environment
+    source: str                      # measured, cached, environment, inconclusive (not saved)
 
 
 def decide_split(times: Mapping[int, tuple[Sequence[float], Sequence[float]]],
@@ -107,16 +107,15 @@ def split_conclusive(times: Mapping[int, tuple[Sequence[float], Sequence[float]]
     def half(k):
         return {n: (t[0][k::2] or t[0], t[1][k::2] or t[1]) for n, t in times.items()}
 
-    noisy = any(max(min(h[0::2]), min(h[1::2] or h)) > NOISE * min(h)
-                for pair in times.values() for h in pair)
+    noisy = any(_noisy(h) for pair in times.values() for h in pair)
     return not noisy and decide_split(half(0), margin) == decide_split(half(1), margin)
 
 
 BUSY_SHARE = 0.8      # of the threads: below it, a parallel loop did not get its cores
-_busy_seen: list[tuple[float, bool]] = []        # (when, verdict): asked once per half minute
+_busy_seen: tuple[float, bool] | None = None     # (when, verdict): asked once per half minute
 
 
-def _other_work(seconds: float = 0.01) -> bool:
+def _other_work(seconds: float = 0.01, cpu_clock: Callable[[], float] = time.process_time) -> bool:
     """Whether other processes keep this machine's cores busy, which the split probe's two halves
     cannot see when the load is steady (it slows them alike, the parallel driver most). Two signs:
     a 1-minute load average above the core count plus one half, or a parallel copy loop run for
@@ -127,8 +126,9 @@ def _other_work(seconds: float = 0.01) -> bool:
 
     from ..machine import cpu_count
     from .kernels import FAMILIES as COMPILED
-    if _busy_seen and time.monotonic() - _busy_seen[-1][0] < 30:
-        return _busy_seen[-1][1]
+    global _busy_seen
+    if _busy_seen and time.monotonic() - _busy_seen[0] < 30:
+        return _busy_seen[1]
     try:
         busy = os.getloadavg()[0] > cpu_count() + 0.5
     except OSError:                                # no load average here
@@ -138,12 +138,12 @@ def _other_work(seconds: float = 0.01) -> bool:
         y = np.empty_like(x)
         run = COMPILED["copy"].parallel
         run(False, DEFAULT_BLOCK, x, None, 0.0, y)
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), cpu_clock()
         while time.perf_counter() - wall < seconds:
             run(False, DEFAULT_BLOCK, x, None, 0.0, y)
-        share = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        share = (cpu_clock() - cpu) / (time.perf_counter() - wall)
         busy = share < BUSY_SHARE * numba.get_num_threads()
-    _busy_seen.append((time.monotonic(), busy))
+    _busy_seen = (time.monotonic(), busy)
     return busy
 
 
@@ -166,6 +166,17 @@ def machine_key(threads: int | None = None) -> str:
             f" | kernels {source_stamp()[:12]}")
 
 
+def _halves(t: Sequence[float]) -> tuple[float, float]:
+    """The fastest of the even rounds and of the odd ones: two independent readings of a probe."""
+    t = list(t)
+    return min(t[0::2]), min(t[1::2] or t)
+
+
+def _noisy(t: Sequence[float]) -> bool:
+    """Whether a probe's two halves are more than `NOISE` apart: too busy to tell."""
+    return max(_halves(t)) > NOISE * min(_halves(t))
+
+
 def decide(times: Mapping[tuple[bool, int], Sequence[float]], margin: float = MARGIN) -> Choice:
     """The choice a probe's timings make: the fastest block with ordinary stores, unless a
     streaming variant beats it by `margin`; a block other than the default only where it beats the
@@ -175,8 +186,7 @@ def decide(times: Mapping[tuple[bool, int], Sequence[float]], margin: float = MA
     was inconclusive (source "inconclusive"): the prior holds, streaming stores from `min_bytes`
     up, and a later process measures again once `RETRY_S` have passed."""
     def halves(v):
-        t = list(times[v])
-        return min(t[0::2]), min(t[1::2] or t)
+        return _halves(times[v])
 
     def beats(a, b):
         return all(x * margin < y for x, y in zip(halves(a), halves(b)))
@@ -188,7 +198,7 @@ def decide(times: Mapping[tuple[bool, int], Sequence[float]], margin: float = MA
 
     ordinary, streaming = best(False), best(True)
     speedup = min(times[ordinary]) / min(times[streaming])
-    if any(max(halves(v)) > NOISE * min(halves(v)) for v in times):   # a busy machine
+    if any(_noisy(t) for t in times.values()):                      # a busy machine
         return Choice(PRIOR_STREAM, DEFAULT_BLOCK, "inconclusive", speedup)
     if beats(streaming, ordinary):
         return Choice(True, streaming[1], "measured", speedup)
