@@ -257,6 +257,12 @@ def test_rule_sparse_matmul_without_relus_measured_sparsity():
     d = dict(_mm({1: (0.3, 0.6, 3.0), 64: (0.1, 0.2, 0.5)}), relu_zero_fraction={})
     v = rules.sparse_matmul(d)
     assert v.verdict == rules.DEPENDS and "n/a" in v.numbers and "n/a" in v.condition
+    assert "batch 1 from s ~ 0.57" in v.condition and "batch 64 never" in v.condition   # the crossovers
+    # a grid where the sparse kernel wins everywhere is not "supported" without ReLU's sparsity,
+    # and no speed-up "at" an unknown sparsity is printed
+    v = rules.sparse_matmul(dict(_mm({1: (3.0, 6.0, 9.0)}), relu_zero_fraction={}))
+    assert v.verdict == rules.DEPENDS and "from s ~ 0.00" in v.condition
+    assert "nan" not in v.numbers + v.condition and "x0 " not in v.condition
 
 
 def _dy(dead):

@@ -167,13 +167,13 @@ def sparse_matmul(d: dict) -> Verdict:
         xs = [x for x in (old[2], c["crossover"]) if x is not None]
         best[key] = (sp, c["impl"], min(xs) if xs else None) if sp > old[0] else (old[0], old[1], min(xs) if xs else None)
         xo = "never" if c["crossover"] is None else f"{c['crossover']:.2f}"
-        parts.append(f"{c['impl']} {c['shape'][0]}x{c['shape'][1]} batch {c['batch']}: {_x(sp)} at s={at_relu}, "
-                     f"crossover {xo}")
+        at_s = f"{_x(sp)} at s={at_relu}, " if s_relu is not None else ""
+        parts.append(f"{c['impl']} {c['shape'][0]}x{c['shape'][1]} batch {c['batch']}: {at_s}crossover {xo}")
     src = "" if d["project_op"] else " [project's sparse_matmul not available yet: scipy CSR fallback]"
-    numbers = "; ".join(parts) + src
+    numbers = "; ".join(parts) + src + ("" if s_relu is not None else f"; ReLU's sparsity {at_relu}")
     change = (f"a speed-up of at least {FASTER}x at ReLU's measured sparsity ({at_relu}) in every shape and batch "
               "(supported), or no crossover anywhere (refuted); a faster sparse kernel moves the crossover")
-    if all(v[0] >= FASTER for v in best.values()):
+    if s_relu is not None and all(v[0] >= FASTER for v in best.values()):
         return Verdict(SUPPORTED, "", numbers, change)
     if all(v[2] is None for v in best.values()):
         return Verdict(REFUTED, "", numbers, change)
@@ -181,6 +181,10 @@ def sparse_matmul(d: dict) -> Verdict:
     def where(k):
         shape, batch = k
         return f"batch {batch}" + (f" {shape[0]}x{shape[1]}" if len({s for s, _ in best}) > 1 else "")
+    if s_relu is None:                   # only the crossovers can speak: where sparsity pays
+        pays = [f"{where(k)} from s ~ {v[2]:.2f}" if v[2] is not None else f"{where(k)} never"
+                for k, v in best.items()]
+        return Verdict(DEPENDS, f"sparsity: ReLU's s={at_relu}; it pays at " + ", ".join(pays), numbers, change)
     yes = [f"{where(k)} ({_x(v[0])} {v[1]})" for k, v in best.items() if v[0] >= FASTER]
     no = [f"{where(k)} ({_x(v[0])}; pays from s ~ {v[2]:.2f})" if v[2] is not None else f"{where(k)} (never)"
           for k, v in best.items() if v[0] < FASTER]
