@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 from . import cupy_gpu
-from .cuda_build import BLOCK, SUFFIX
+from .cuda_build import BLOCK, raw_kernel_name
 from .reference import as_rows, dtype_name, matmul_operands, matmul_result
 from .registry import Available, register
 
@@ -88,7 +88,7 @@ cupy_gpu.declare_cupy_backend("cupyx_csr", _probe, dtypes=("float32", "float64")
 def _function(kind: str, dtype: str):
     """The partial or reduce kernel of sparse_matmul.cu for dtype, looked up once (cupy_gpu's
     RawModule cache: the RawModules' options, the headers' hash in CuPy's cache key)."""
-    return cupy_gpu._module(SOURCE).get_function(f"_sparse_matmul_{kind}_kernel_{SUFFIX[dtype]}")
+    return cupy_gpu._module(SOURCE).get_function(raw_kernel_name(f"sparse_matmul_{kind}", dtype))
 
 
 @register("sparse_matmul", "cupy_raw")

@@ -11,14 +11,12 @@ need a real GPU (CuPy, torch CUDA) are skipped with the reason their probe gives
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import zlib
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
-# numba_cpu's measured store strategy and serial thresholds go to a cache of the test session's
-# own: a test run (often beside other work) must not leave its measurements for later benchmarks
-os.environ["ACTBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="actbench-test-cache-")
 
 import numpy as np  # noqa: E402  (after the simulator switch)
 import pytest  # noqa: E402
@@ -87,6 +85,26 @@ def example_run():
     """The recorded run in reports/example/ (a Run; frozen, so tests may share it)."""
     from bench import results
     return results.load(EXAMPLE_RUN)
+
+
+def pytest_configure(config):
+    """numba_cpu's measured store strategy and serial thresholds go to a cache of the test
+    session's own, removed at its end: a test run (often beside other work) must not leave its
+    measurements for later benchmarks. Not for the pytest-benchmark suite (--benchmark-only),
+    which measures with the machine's own cache like `make bench`."""
+    if config.getoption("benchmark_only", False):
+        return
+    folder = tempfile.mkdtemp(prefix="actbench-test-cache-")
+    old = os.environ.get("ACTBENCH_CACHE_DIR")
+    os.environ["ACTBENCH_CACHE_DIR"] = folder
+
+    def restore():
+        shutil.rmtree(folder, ignore_errors=True)
+        if old is None:
+            os.environ.pop("ACTBENCH_CACHE_DIR", None)
+        else:
+            os.environ["ACTBENCH_CACHE_DIR"] = old
+    config.add_cleanup(restore)
 
 
 def pytest_report_header(config):

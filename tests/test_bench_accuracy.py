@@ -74,7 +74,7 @@ def _degraded_sigmoid(monkeypatch, lo: float, hi: float, ulps: int) -> None:
         if (op, backend) != ("sigmoid", "numba_cpu"):
             return fn
 
-        def worse(x, out=None):
+        def worse(x):
             y = fn(x)
             hit = (x >= lo) & (x < hi)
             y[hit] += ulps * np.spacing(y[hit])
@@ -88,11 +88,10 @@ def test_a_kernel_a_few_ulp_off_is_caught(monkeypatch, capsys):
     (1/64 of one binade), say where, and fail it; the same run on the real kernel passes."""
     bound = A.BOUNDS[("sigmoid", "float32")]
     argv = ["--ops", "sigmoid", "--dtypes", "float32", "--backends", "numba_cpu", "--step", str(1 << 14)]
-    real = A.sweep("sigmoid", ["numba_cpu"], A.float32_inputs(step=1 << 14))["numba_cpu"]
-    assert real.ulp <= bound and A.main(argv) == 0
+    assert A.main(argv) == 0
     _degraded_sigmoid(monkeypatch, 2.0, 2.25, 4)
     worst = A.sweep("sigmoid", ["numba_cpu"], A.float32_inputs(step=1 << 14))["numba_cpu"]
-    assert worst.ulp > bound and 2.0 <= worst.x < 2.25 and worst.count == real.count
+    assert worst.ulp > bound and 2.0 <= worst.x < 2.25
     capsys.readouterr()
     assert A.main(argv) == 1
     assert "@ 2." in capsys.readouterr().out

@@ -130,7 +130,7 @@ def test_cupy_spin_kernel_compiles_with_nvrtc():
     from kernels import nvrtc
     assert not nvrtc.reason(), nvrtc.reason()     # the dev extra installs NVRTC: fail, not skip
     for arch in ("sm_80", "sm_90"):
-        r = nvrtc.compile_source(devices.SPIN_CODE, "spin", arch, fp16=False)
+        r = nvrtc.compile_source(devices.SPIN_CODE, "spin", arch)
         assert r.ok and not r.warnings and "_spin_kernel" in r.kernels, r.log
 
 

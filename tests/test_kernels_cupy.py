@@ -287,7 +287,7 @@ def elementwise_host(tmp_path_factory) -> HostKernels:
     includes = list(dict.fromkeys(m.group(0).strip() for e, _ in expanded for m in _INCLUDE.finditer(e.source)))
     body, sigs = [_CUPY_HOST_PRELUDE, *includes], {}
     for e, name in expanded:
-        (plist,) = re.findall(rf'extern\s+"C"\s+__global__\s+void\s+{e.name}\s*\(([^)]*)\)', e.source)
+        plist = dict(_SIGNATURE.findall(e.source))[e.name]
         code, sigs[name] = _cupy_host_wrapper(name, plist)
         body.append(f"#define {e.name} {name}\nnamespace ew_{name} {{\n{e.source}\n}}\n#undef {e.name}\n"
                     f"namespace ew_{name} {{\n{code}}}")

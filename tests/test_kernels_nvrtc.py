@@ -62,7 +62,7 @@ def test_every_op_has_a_raw_kernel_and_an_elementwise_body(compiled):
         assert set(compiled[filename].entries) == want, filename
     # sparse_matmul.cu: the partial and reduce kernels cupy_sparse looks up, per dtype, in this order
     assert list(compiled[cupy_sparse.SOURCE].entries) == [
-        f"_sparse_matmul_{kind}_kernel_{cuda_build.SUFFIX[dtype]}" for kind in ("partial", "reduce")
+        cuda_build.raw_kernel_name(f"sparse_matmul_{kind}", dtype) for kind in ("partial", "reduce")
         for dtype in cuda_build.DTYPES]
     for op, ew in cupy_gpu.ELEMENTWISE.items():
         assert ew.name == f"_{op}_kernel"

@@ -341,7 +341,7 @@ def test_launch_plan():
 
 CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
 C_TYPES = {"float16": "__half", "float32": "float", "float64": "double"}
-SFX = cupy_sparse.SUFFIX
+SFX = cuda_build.SUFFIX
 
 
 @pytest.fixture(scope="module")

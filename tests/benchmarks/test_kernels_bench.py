@@ -74,7 +74,7 @@ def _bench(benchmark, config, op: str, backend: str, host: tuple[np.ndarray, ...
     duration = call_time(call)
     rounds = rounds_for(duration, *limits(config))
     benchmark.extra_info["calibration_call_s"] = duration
-    benchmark.pedantic(call, setup=sync, rounds=rounds, iterations=1, warmup_rounds=3)
+    benchmark.pedantic(call, setup=sync, rounds=rounds, iterations=1)   # warm: the probes were
 
 
 @pytest.mark.parametrize("op,backend", _params("elementwise"))
