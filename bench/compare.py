@@ -264,6 +264,13 @@ def env_differences(a: dict, b: dict, force: bool = False) -> list[str]:
     return warnings
 
 
+def median_scaled(base, new) -> bool:
+    """Whether --normalise auto scales two runs by the medians of the copy peak sampled beside
+    each case: only for files from before the per-round samples (neither run has any); else each
+    sample is divided by the probe's of the same round."""
+    return not (base.probe_samples or new.probe_samples)
+
+
 def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESHOLD,
                  alpha: float = DEFAULT_ALPHA, normalise: str = DEFAULT_NORMALISE,
                  force: bool = False) -> Report:
@@ -274,6 +281,7 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
     if not common:
         raise UsageError(f"{base.path} and {new.path} have no measured case in common")
     drift = {dev: new.peaks[dev] / base.peaks[dev] for dev in base.peaks if dev in new.peaks}
+    by_median = median_scaled(base, new)
     rows = []
     for k in common:
         dev = dict(zip(KEY_FIELDS, k))["device"]
@@ -283,7 +291,7 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
         if normalise == "auto" and paired[0] is not None and paired[1] is not None:
             raw = float(np.median(n) / np.median(b))
             b, n = b / paired[0], n / paired[1]          # each sample in copies of the same round
-        elif normalise == "auto" and all(beside) and not (base.probe_samples or new.probe_samples):
+        elif normalise == "auto" and all(beside) and by_median:
             scale = beside[1] / beside[0]                # files from before the per-round samples
         elif normalise == "peak":
             if dev in drift:

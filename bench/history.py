@@ -199,7 +199,7 @@ def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, pro
         todo = [_case(cases_mod.Case, r.key) for r in rep.slower]
         again = runner.run_cases(prof, todo, seed=seed, interleave=interleave).results
         again = {compare.case_key(e): e for e in again if e.timed}
-        scale = not (base.probe_samples or any(e.probe_samples_s for e in new_run.results))
+        scale = compare.median_scaled(base, compare.from_run(new_run, rep.new))
         kept = []
         for e in new_run.results:
             a = again.get(compare.case_key(e))
