@@ -227,6 +227,44 @@ def test_auto_pairs_each_sample_with_the_probe_of_its_round():
     assert slower.rows[0].change.ratio == pytest.approx(1.3, rel=0.03)
 
 
+def _probed(samples_s, probe_s, backend="numba_cpu", peak_gbps=None):
+    """A compare.Loaded of one relu 2^25 case with the copy probe's samples beside it (None: a
+    file from before them, with only the probe's median as peak_gbps)."""
+    e = results.CaseResult("relu", backend, "cpu", "float32", 2**25, "ok", samples_s=samples_s,
+                           median_s=float(np.median(samples_s)), n=len(samples_s), probe_samples_s=probe_s,
+                           peak_gbps=peak_gbps)
+    return compare.from_run(results.Run(env=env(), peaks={"cpu": {"gbps": 40.0, "method": "copy"}},
+                                        created="2026-11-28T12:00:00+00:00", results=[e]))
+
+
+def test_each_sample_is_divided_by_the_probe_sample_of_its_own_round():
+    # Each round's case sample is exactly 2 (base) or 2.6 (new) copies of that round's probe sample,
+    # the probe's time changing from round to round (the memory phases): divided round by round, the
+    # ratio is exactly 1.3 with no spread at all. Divided by another round's probe (the previous
+    # one, say), the rounds' changes no longer cancel: the medians may still agree, the spread not.
+    rounds = np.array([1.0, 1.7, 1.1, 1.6, 1.0, 1.8, 1.2, 1.7, 1.05, 1.65] * 3) * 3e-3
+    base = _probed((2.0 * rounds).tolist(), rounds.tolist())
+    new_probe = rounds[::-1]
+    new = _probed((2.6 * new_probe).tolist(), new_probe.tolist())
+    c = compare.compare_runs(base, new).rows[0].change
+    assert c.ratio == pytest.approx(1.3, rel=1e-12)
+    assert c.spread == pytest.approx(0.0, abs=1e-12)
+    assert c.verdict == compare.SLOWER
+
+
+def test_an_old_baseline_against_a_run_with_per_round_probes_is_compared_raw():
+    # The baseline is a file from before the per-round samples (only the probe's median, 10 GB/s);
+    # the new run has them but the case has no pairs in both: it is compared on its raw times, never
+    # scaled by the two probes' medians (which would read the 2x faster probe as a 2x slowdown).
+    s = samples(1e-2, 0.02, seed=1)
+    base = _probed(s, None, peak_gbps=10.0)
+    new = _probed(samples(1e-2, 0.02, seed=2), samples(5e-3, 0.02, seed=3), peak_gbps=20.0)
+    assert not compare.median_scaled(base, new) and compare.median_scaled(base, base)
+    c = compare.compare_runs(base, new).rows[0].change
+    assert c.ratio == c.raw_ratio
+    assert c.verdict == compare.SAME
+
+
 def test_a_normalised_change_the_measured_times_do_not_show_is_noisy():
     # A/A across a memory phase change, as from a fresh clone here: the probe ran 38 % faster in the
     # new run, the kernel (not bound by memory like the copy) 32 % faster: normalised +10 %, raw
@@ -542,3 +580,86 @@ def test_update_baseline_replaces_case_by_case_but_not_slower_or_noisy_cases(tmp
     for k, e in now.items():
         keep = k[:2] + (k[4],) in (noisy_key, slow_key)
         assert e == (first[k] if keep else new[k]), k
+
+
+def test_confirm_keeps_the_first_measurement_when_the_again_is_worse_and_noisier(monkeypatch):
+    # A real 1.3x regression, measured again at 1.35x with a 30 % spread: the fastest measurement
+    # (the first) stays and the case stays slower. Keeping the latest would make it noisy (its spread
+    # wider than the change) and let CI pass.
+    from bench import history, runner
+    slow_key = ("relu", "numba_cpu", 2**25)
+    base = compare.from_run(make_run(base_cases(0)))
+    cases = base_cases(100)
+    cases[slow_key] = samples(3e-3 * 1.3, 0.02, seed=11)
+    new = make_run(cases)
+    worse = samples(3e-3 * 1.35, 0.3, seed=12)
+    assert compare.judge(base.samples[slow_key[:2] + ("cpu", "float32", 2**25) + (None,) * 4],
+                         worse).verdict == compare.NOISY
+    again = []
+
+    def run_cases(prof, todo, seed=0, interleave=True):
+        again.append([c.name for c in todo])
+        return make_run({(c.op, c.backend, c.size): worse for c in todo})
+
+    monkeypatch.setattr(runner, "run_cases", run_cases)
+    rep = compare.compare_runs(base, compare.from_run(new))
+    assert [r.key[:2] for r in rep.slower] == [slow_key[:2]]
+    kept = history.confirm(base, new, rep, "quick", 0, attempts=2)
+    assert len(again) == 2                                            # still slower after the first
+    assert kept.results == new.results                                # the fastest: the first measurement
+    final = compare.compare_runs(base, compare.from_run(kept))
+    assert [r.key[:2] for r in final.slower] == [slow_key[:2]]
+
+
+def _fake_check_runs(monkeypatch, *runs):
+    """history.check's own `bench run` replaced by the given runs, one per call, each saved where
+    check asks (as the real one does)."""
+    from bench import history
+    todo = iter(runs)
+
+    def fake_run(profile, out, run_args):
+        r = next(todo)
+        results.save(r, out)
+        return r
+    monkeypatch.setattr(history, "_run", fake_run)
+
+
+def test_check_exits_with_the_verdict_after_confirm(tmp_path, monkeypatch):
+    # check() through confirm: a case that met a busy moment (3x) is measured again, recovers, and the
+    # exit code is the final verdict's (0), not the first comparison's (1).
+    from bench import history, runner
+    slow_key = ("relu", "numba_cpu", 2**25)
+    transient = base_cases(100)
+    transient[slow_key] = samples(3e-3 * 3, 0.02, seed=11)
+    _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(transient))
+    monkeypatch.setattr(runner, "run_cases", lambda prof, todo, seed=0, interleave=True: make_run(
+        {(c.op, c.backend, c.size): samples(3e-3, 0.02, seed=12) for c in todo}))
+    kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p")
+    assert history.check(out=tmp_path / "r0.json", **kw) == 0             # no baseline yet: made
+    report = tmp_path / "verdicts.json"
+    assert history.check(out=tmp_path / "r1.json", report_json=report, **kw) == 0
+    verdicts = json.loads(report.read_text())
+    assert verdicts["before_confirm"]["counts"]["slower"] == 1 and verdicts["final"]["counts"]["slower"] == 0
+    # the saved run holds the measurement that cleared it
+    saved = {compare.case_key(e): e for e in results.load(tmp_path / "r1.json").results}
+    assert saved[("relu", "numba_cpu", "cpu", "float32", 2**25) + (None,) * 4].samples_s == \
+        tuple(samples(3e-3, 0.02, seed=12))
+
+
+def test_update_baseline_after_a_subset_run_keeps_the_cases_it_did_not_measure(tmp_path, monkeypatch):
+    # `bench-check --run-args "--ops relu"` on main: the sigmoid cases of the baseline were not
+    # measured; they stay in it as they were, the relu cases are replaced.
+    from bench import history
+    relu_only = {k: v for k, v in base_cases(1).items() if k[0] == "relu"}
+    _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(relu_only))
+    kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
+              update_baseline=True)
+    assert history.check(out=tmp_path / "r0.json", **kw) == 0
+    base_file = next((tmp_path / "b").glob("*.json"))
+    first = {compare.case_key(e): e for e in results.load(base_file).results}
+    assert history.check(out=tmp_path / "r1.json", **kw) == 0
+    now = {compare.case_key(e): e for e in results.load(base_file).results}
+    subset = {compare.case_key(e): e for e in results.load(tmp_path / "r1.json").results}
+    assert set(now) == set(first) and len(subset) == 4
+    for k, e in now.items():
+        assert e == (subset[k] if k[0] == "relu" else first[k]), k

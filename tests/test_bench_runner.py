@@ -1,5 +1,6 @@
-"""One run's flow under memory pressure (bench/runner.py): an out-of-memory error in a case skips
-that case with its reason and the run goes on; pooled memory goes back between sizes."""
+"""One run's flow (bench/runner.py): under memory pressure an out-of-memory error in a case skips
+that case with its reason and the run goes on, pooled memory goes back between sizes; an
+interleaved case's samples come out in round order beside the copy probe's (fake members)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,45 @@ def test_a_kernel_bug_is_still_a_failure_not_a_skip(monkeypatch, greedy):
     prof, todo, _ = cases.build(ops="relu", backends="greedy", sizes="1024", budget=0.01)
     (e,) = runner.run_cases(prof, todo).results
     assert e.status == "failed" and "illegal memory access" in e.reason
+
+
+@pytest.fixture
+def all_cores(monkeypatch):
+    """A CPU backend 'allcores': NumPy's kernels declared as using every core (no one-thread ops),
+    so that an interleaved run pairs its samples with the copy probe's, as it does numba_cpu's."""
+    monkeypatch.setattr(registry, "_BACKENDS", dict(registry._BACKENDS))
+    monkeypatch.setattr(registry, "_KERNELS", dict(registry._KERNELS))
+    registry.declare_backend(dataclasses.replace(registry.backend("numpy"), name="allcores",
+                                                 one_thread_ops=frozenset()))
+
+    @registry.register("relu", "allcores")
+    def relu(x, out=None):
+        return np.maximum(x, 0, out=np.empty_like(x) if out is None else out)
+
+    patch_peaks(monkeypatch, gbps=1.0, cache_gbps=10.0, applies_below=2**14)
+    yield
+    registry.forget_states("allcores")
+
+
+def test_each_sample_keeps_the_probe_sample_of_its_own_round(all_cores, monkeypatch):
+    """bench compare divides each sample by the probe's of the same round: the run must hand them
+    over in round order, not sorted. Fake members (nothing is timed): round r's case sample is
+    SHAPE[r] ms and the probe's SHAPE[r] / 2 ms, SHAPE neither increasing nor decreasing, so any
+    reordering of one list against the other breaks the exact ratio 2."""
+    from bench import interleave
+    shape = [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0, 6.0, 5.5, 3.5, 8.0, 7.0]
+
+    def member(name, value):
+        rounds = iter(range(len(shape)))
+        return interleave.Member(name, lambda: value * shape[next(rounds)] * 1e-3, "fake")
+
+    monkeypatch.setattr(interleave, "cpu_member", lambda name, fn, args, kwargs, sampling: member(name, 1.0))
+    monkeypatch.setattr(interleave.CopyProbe, "member",
+                        lambda self, dtype, size, sampling: (member(interleave.PROBE, 0.5), 2 * 4 * size))
+    prof, todo, _ = cases.build(ops="relu", backends="allcores", sizes="4096", budget=0.01)
+    prof = dataclasses.replace(prof, sampling=dataclasses.replace(prof.sampling, min_samples=len(shape),
+                                                                  max_samples=len(shape)))
+    (e,) = runner.run_cases(prof, todo, interleave=True).results      # 32 KiB moved: beyond the fake cache
+    assert e.status == "ok" and e.n == len(shape)
+    assert list(e.samples_s) == [s * 1e-3 for s in shape]
+    assert list(e.probe_samples_s) == [s * 0.5e-3 for s in shape]
