@@ -2,10 +2,13 @@
 
 Adversarial kernels live beside a right one, on a throw-away backend registered for each test:
 returns zeros, writes half its output, mutates its input, reuses an earlier result, computes in
-too low a precision, returns the wrong dtype, gets NaN or -inf wrong. Each must be rejected.
+too low a precision, returns the wrong dtype, gets NaN or -inf wrong, ignores out= and returns a
+new array, gives an infinity of the wrong sign. Each must be rejected.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -152,6 +155,35 @@ def test_overflowing_sigmoid_at_minus_inf_is_accepted_only_when_right(wrong_back
     args = inputs.special_inputs("sigmoid", "float32", rng)[0][1]
     r = check.check_call("sigmoid", "wrong", args)
     assert not r.ok and "expected" in r.message
+
+
+def test_ignoring_out_and_returning_a_new_array_is_rejected(wrong_backend, rng):
+    """Right values, but out= is ignored: the benchmark would time an allocation each call and
+    read an output the kernel never wrote."""
+    wrong_backend("relu", lambda x, out=None: np.maximum(x, 0))
+    r = check.check_call("relu", "wrong", inputs.random_inputs("relu", (1000,), "float32", rng))
+    assert not r.ok and r.message == "with out=, the kernel must return the out array(s) it was given"
+    # the same kernel declared as allocating (no out=) is right
+    wrong_backend("relu", lambda x, out=None: np.maximum(x, 0), supports_out=False)
+    assert check.check_call("relu", "wrong", inputs.random_inputs("relu", (1000,), "float32", rng)).ok
+
+
+def test_an_infinity_of_the_wrong_sign_is_rejected(wrong_backend, rng):
+    """A special-value branch with a sign bug: +inf in, -inf out (every finite value right)."""
+    def negates_inf(x, out=None):
+        out = np.maximum(x, 0, out=_out(out, x))
+        out[np.isinf(out)] *= -1
+        return out
+    wrong_backend("relu", negates_inf)
+    assert check.check_call("relu", "wrong", inputs.random_inputs("relu", (100,), "float32", rng)).ok
+    label, args = inputs.special_inputs("relu", "float32", rng)[0]
+    assert np.isposinf(args[0]).any()
+    r = check.check_call("relu", "wrong", args)
+    assert not r.ok and re.search(r"got (np\.float64\()?-inf\)?, expected (np\.float64\()?inf", r.message), r.message
+    # and leaky_relu's -inf at x = -inf must not come back as +inf
+    x = np.array([-np.inf, np.inf, -1.0], dtype=np.float32)
+    assert check.compare("leaky_relu", (x,), np.array([-np.inf, np.inf, -0.01], dtype=np.float32)).ok
+    assert not check.compare("leaky_relu", (x,), np.array([np.inf, np.inf, -0.01], dtype=np.float32)).ok
 
 
 def test_gradient_tolerance_counts_dy():
