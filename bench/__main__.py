@@ -8,8 +8,9 @@
                                                    slower / faster / same / noisy per case; exit 1 if slower
 
 A user's mistake (unknown name, malformed size, unreadable file) is one line on stderr and exit
-code 2, never a traceback. `run` exits 1 when any case failed its correctness check, and 130 after
-Ctrl-C, once what was measured is saved and shown.
+code 2, never a traceback. `run` exits 1 when any case failed its correctness check, 130 after
+Ctrl-C or SIGTERM, and 3 when an exception stopped it (one line says what failed and where): in
+each case once what was measured is saved, marked interrupted, and shown.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
 from .cases import PROFILES, UsageError
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,13 +138,17 @@ def _run(args, console, argv) -> int:
 
     columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with _sigterm_as_ctrl_c(), Progress(*columns, console=console, transient=True) as progress:
         run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
                                on_case=save_partial, interleave=args.interleave)
     paths = _write_outputs(run, out, plots=not args.no_plots)
     tables.print_run(run, console)
     for p in paths:
         console.print(f"wrote {p}", highlight=False)
+    if run.error:
+        console.print(f"[bold red]error:[/] the run stopped at {run.error}; the {len(run.results)} case(s) "
+                      f"measured before are saved in {out}, marked interrupted", highlight=False)
+        return EXIT_ERROR
     if run.interrupted:
         console.print("[yellow]interrupted: the cases measured so far are saved and shown[/]")
         return EXIT_INTERRUPTED
@@ -150,6 +157,23 @@ def _run(args, console, argv) -> int:
         console.print(f"[bold red]{len(failed)} case(s) FAILED the correctness check[/]")
         return EXIT_FAILED
     return 0
+
+
+@contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (a CI timeout, `kill`) ends a run as Ctrl-C does: what was measured is saved and
+    marked interrupted, instead of the process dying with the partial file saying it is whole."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        before = signal.signal(signal.SIGTERM, stop)
+    except ValueError:             # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _write_outputs(run, out: Path, plots: bool = True) -> list[Path]:

@@ -204,6 +204,8 @@ def env_lines(run: Run) -> list[tuple[str, str]]:
               ("profile", f"{env.get('profile') or '-'}, seed {env.get('seed', '-')}, "
                           f"created {run.created or '?'}"
                           + (", INTERRUPTED (partial results)" if run.interrupted else ""))]
+    if run.error:
+        lines.append(("stopped by", run.error))
     for dev in run.peaks:
         lines.append(("peak", peak_label(run, dev)))
         cache = (run.peaks.get(dev) or {}).get("cache") or {}

@@ -72,6 +72,18 @@ def gpu_member(name: str, fn, args, kwargs, device) -> Member:
 PROBE = "copy probe"
 
 
+PROBE_DTYPES = ("float32", "float64")     # what the streaming-store copy is compiled for
+
+
+def stand_in(dtype: str, size: int) -> tuple[int, str]:
+    """(elements, dtype) of the probe's arrays for a case of `size` elements of `dtype`: the same
+    dtype where the streaming copy serves it, else float32 arrays of the same bytes (rounded up to
+    whole float32 elements), since a copy moves bytes, not values (numba compiles no float16)."""
+    if np.dtype(dtype).name in PROBE_DTYPES:
+        return size, np.dtype(dtype).name
+    return -(-size * np.dtype(dtype).itemsize // 4), "float32"
+
+
 class CopyProbe:
     """The CPU copy probe of one (dtype, size), its two arrays kept while the size lasts."""
 
@@ -83,11 +95,10 @@ class CopyProbe:
         key = (dtype, size)
         if key not in self._arrays:
             self._arrays.clear()
-            src = np.ones(size, dtype=dtype)
+            src = np.ones(*stand_in(dtype, size))
             self._arrays[key] = (src, np.zeros_like(src))
         src, dst = self._arrays[key]
-        copy = roofline._streaming_copy() if src.dtype in (np.float32, np.float64) else roofline._numba_copy()
-        measure, reps = timing.cpu_sampler(copy, (src, dst), {}, sampling)
+        measure, reps = timing.cpu_sampler(roofline._streaming_copy(), (src, dst), {}, sampling)
         return Member(PROBE, measure, "perf_counter_ns", reps), 2 * src.nbytes
 
     def release(self) -> None:

@@ -7,7 +7,8 @@ record (`derive`), never by editing one in place. On disk a run is one JSON docu
     {
       "schema": "actbench.results/3",
       "created": "2026-11-28T12:00:00+00:00",
-      "interrupted": false,                 # true when Ctrl-C ended the run early
+      "interrupted": false,                 # true when Ctrl-C, SIGTERM or an exception ended the run early
+      "error": null,                        # an exception's one line: what failed, in which case, where
       "env": {                              # bench/environment.py: where and how it ran
         "host", "platform", "python", "command", "profile", "seed",
         "cpu": {"model", "cores", "llc_bytes"},
@@ -166,6 +167,7 @@ class Run:
     peaks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     created: str = field(default_factory=_now)
     interrupted: bool = False
+    error: str | None = None      # why a run that died of an exception stopped (it is interrupted too)
 
     def __post_init__(self):
         object.__setattr__(self, "results", tuple(self.results))
@@ -175,7 +177,7 @@ class Run:
         return replace(self, results=self.results + (case,))
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "created": self.created, "interrupted": self.interrupted,
+        return {"schema": SCHEMA, "created": self.created, "interrupted": self.interrupted, "error": self.error,
                 "env": self.env, "peaks": self.peaks, "results": [e.to_json() for e in self.results]}
 
     @classmethod
@@ -199,7 +201,8 @@ class Run:
             except (TypeError, ValueError) as exc:
                 raise ResultsError(f"case {i}: {exc}") from None
         return cls(env=d.get("env") or {}, results=tuple(cases), peaks=d.get("peaks") or {},
-                   created=d.get("created") or "", interrupted=bool(d.get("interrupted")))
+                   created=d.get("created") or "", interrupted=bool(d.get("interrupted")),
+                   error=d.get("error") if isinstance(d.get("error"), str) else None)
 
 
 # ------------------------------------------------------------------------------------ derived figures

@@ -6,7 +6,8 @@ the timing with preallocated outputs; the memory peak is probed again before the
 the measured cache boundary (CPU) or after the last case (GPU), and the fastest probe counts; the
 CPU cache peak and its boundary are probed once, at the start; bandwidth,
 % of peak and speed-up over NumPy are derived at the end from the raw medians. Ctrl-C stops
-cleanly: what was measured is kept and the run is marked interrupted.
+cleanly: what was measured is kept and the run is marked interrupted; so does any exception, whose
+one-line account (`Run.error`: what failed, in which case, at which line) goes into the results.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import traceback
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -28,6 +31,7 @@ from .environment import environment
 from .results import CaseResult, Run, Status, derive
 from .scope import RunScope
 
+_ROOT = Path(__file__).resolve().parent.parent     # the checkout: bench/ and kernels/ live here
 MEMORY_HEADROOM = 0.8      # a case may use at most this fraction of the free memory
 
 
@@ -89,13 +93,15 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
     None); `on_case` is called with the run so far after each case (for saving as it goes).
     `interleave`: the backends of each (op, dtype, size) are sampled round-robin (bench/interleave.py)."""
     run = Run(env=environment(command, profile=profile.name, seed=seed, gpu=_gpu_info(cases)))
-    interrupted = False
+    interrupted, error, where = False, None, "peaks"
     sampling = profile.sampling
     # peaks only where some case will be timed: a backend that is missing or simulated has none
     devices = sorted({c.device for c in cases if _timeable(registry.backend(c.backend))})
     task = progress.add_task("peaks", total=len(cases) + 2 * len(devices)) if progress else None
 
     def advance(label: str):
+        nonlocal where
+        where = label
         if progress:
             progress.update(task, advance=1, description=label)
 
@@ -112,6 +118,7 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
             probe = _interleave.CopyProbe()
             for group in _groups(cases, interleave):
                 case = group[0]
+                where = case.name if len(group) == 1 else f"{case.op} {case.dtype} {case.size} group"
                 if progress:
                     progress.update(task, description=case.name if len(group) == 1 else
                                     f"{case.op} {case.dtype} {case.size} x {len(group)} interleaved")
@@ -152,8 +159,23 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                     first_peaks[dev] = _combine_peaks(first_peaks[dev], _measure_peak(dev, cases, sampling, scope))
         except KeyboardInterrupt:
             interrupted = True
+        except Exception as exc:    # a fault mid-run: keep what was measured, say what failed and where
+            interrupted, error = True, failure(exc, where)
     env = dict(run.env, **_store_strategy(cases))
-    return derive(dataclasses.replace(run, env=env, peaks=first_peaks, interrupted=interrupted))
+    return derive(dataclasses.replace(run, env=env, peaks=first_peaks, interrupted=interrupted, error=error))
+
+
+def failure(exc: BaseException, where: str) -> str:
+    """One line for a run that died of `exc` while measuring `where`: the exception, and the
+    innermost frame of actbench's own code it came through (a library's frames say less)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(_ROOT)]
+    at = ""
+    if ours:
+        f = ours[-1]
+        at = f" (at {Path(f.filename).resolve().relative_to(_ROOT)}:{f.lineno} in {f.name})"
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{where}: {type(exc).__name__}: {text}{at}"
 
 
 def _store_strategy(cases: list[Case]) -> dict:
