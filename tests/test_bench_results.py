@@ -194,3 +194,12 @@ def test_derive_judges_each_case_against_its_level(example_run):
     assert small.bytes < 2**20 <= large.bytes
     assert small.peak_level == "cache" and small.pct_peak == pytest.approx(100 * small.gbps / 400.0)
     assert large.peak_level == "memory" and large.pct_peak == pytest.approx(100 * large.gbps / 40.0)
+
+
+def test_the_level_is_chosen_by_the_bytes_moved_not_the_element_count():
+    # relu float32 on 2^17 elements moves 2^20 bytes: past a 2^19-byte boundary, though its element
+    # count is below it
+    e = results.CaseResult("relu", "numba_cpu", "cpu", "float32", 2**17, "ok", median_s=1e-4, bytes=2**20)
+    peaks = {"cpu": dict(CPU_PEAKS, cache=dict(CPU_PEAKS["cache"], applies_below_bytes=2**19))}
+    (d,) = results.derive(results.Run(env={}, results=[e], peaks=peaks)).results
+    assert d.peak_level == "memory" and d.pct_peak == pytest.approx(100 * (2**20 / 1e-4 / 1e9) / 40.0)

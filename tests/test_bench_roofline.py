@@ -1,4 +1,5 @@
-"""Bytes and flops per op, from each op's definition (bench/roofline.py), and the CPU peak probe."""
+"""Bytes and flops per op, from each op's definition (bench/roofline.py), the CPU peak probes, and the
+GPU copy peak on a fake device."""
 
 from __future__ import annotations
 
@@ -105,3 +106,29 @@ def test_cpu_cache_peak_entry(monkeypatch):
     assert c["method"].startswith("glibc memcpy of 64 KiB per thread")
     assert [p["working_set_bytes"] for p in c["sweep"]] == [2**18, 2**19]   # stopped at two memory-like
     assert c["applies_below_bytes"] == 2**18                # memory-like from the first (fake huge memory peak)
+
+
+def test_gpu_copy_peak_counts_read_plus_write_on_a_fake_device():
+    """A fake GPU (the scripted stream of test_bench_timing) whose device-to-device copy streams
+    2 x nbytes (read + write) at 2 TB/s: the peak is 2000 GB/s, not the 1000 of the bytes read."""
+    from tests.test_bench_timing import FakeGpu
+
+    class CopyingGpu(FakeGpu):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def device_copy(self, nbytes):
+            self.sizes.append(nbytes)
+
+            def copy(src, dst):
+                self.enqueue("copy", 2 * nbytes / 2e12)
+            return "src", "dst", copy
+
+    gpu = CopyingGpu()
+    p = roofline.gpu_copy_peak(gpu, timing.Sampling(min_samples=10, budget_s=1.0))
+    assert gpu.sizes == [2**30]                              # at least 1 GiB, by default
+    assert "flush" not in gpu.log                            # a 1 GiB copy is its own cold start
+    assert p["bytes"] == 2**31 and p["median_s"] == pytest.approx(2**30 / 1e12)
+    assert p["gbps"] == pytest.approx(2000.0) and p["measured"][0]["gbps"] == pytest.approx(2000.0)
+    assert p["method"] == "fake device-to-device copy of 1 GiB"

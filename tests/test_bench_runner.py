@@ -118,3 +118,12 @@ def test_each_sample_keeps_the_probe_sample_of_its_own_round(all_cores, monkeypa
     assert e.status == "ok" and e.n == len(shape)
     assert list(e.samples_s) == [s * 1e-3 for s in shape]
     assert list(e.probe_samples_s) == [s * 0.5e-3 for s in shape]
+
+
+def test_the_probe_joins_the_cases_whose_bytes_pass_the_cache_boundary():
+    # relu float32 on 2^17 elements moves 2^20 bytes: beyond a 2^19-byte boundary, though its element
+    # count is below it
+    peak = {"gbps": 10.0, "cache": {"gbps": 100.0, "applies_below_bytes": 2**19}}
+    assert runner._beyond_cache(cases.Case("relu", "numba_cpu", "cpu", "float32", 2**17), peak)
+    assert not runner._beyond_cache(cases.Case("relu", "numba_cpu", "cpu", "float32", 2**15), peak)
+    assert not runner._beyond_cache(cases.Case("relu", "numba_cpu", "cpu", "float32", 2**17), {"gbps": 10.0})
