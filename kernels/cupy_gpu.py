@@ -169,7 +169,13 @@ register_all("cupy", ArrayModuleOps(lambda: cupy))
 # runs the body. Arithmetic is in C: float for float16 (CuPy's float16 converts to and from
 # float), T otherwise.
 
-ELEMENTWISE_PREAMBLE = r"""
+# sign.cuh: the ReLU family's sign tests on x's bits (CuPy's -ftz=true would read a subnormal x as 0
+# in a float compare), the same definitions as the RawKernels'; its #pragma once left out (in the
+# main file NVRTC warns about it)
+SIGN_TESTS = "".join(line for line in (CUDA_DIR / "sign.cuh").read_text().splitlines(keepends=True)
+                     if not line.startswith("#pragma once"))
+
+ELEMENTWISE_PREAMBLE = SIGN_TESTS + r"""
 template <typename E> struct act_compute { typedef E type; };      // arithmetic type of an element type
 template <> struct act_compute<float16> { typedef float type; };   // CuPy's float16: compute in float
 __device__ __forceinline__ float act_exp(float v) { return expf(v); }
@@ -183,10 +189,12 @@ __device__ __forceinline__ double act_recip_1_2(double d) { return 1.0 / d; }
 
 _C = "typedef act_compute<T>::type C;\n"
 
+# The ReLU family decides on x's sign with sign.cuh's act::gt_zero / lt_zero / le_zero (its bits),
+# never a float compare, which CuPy's -ftz=true makes read a subnormal x as 0.
 # relu: NaN < 0 is false, so NaN passes through (fmax(x, 0) would give 0).
-RELU_BODY = _C + "const C v = x;\ny = v < C(0) ? C(0) : v;"
+RELU_BODY = _C + "const C v = x;\ny = act::lt_zero(v) ? C(0) : v;"
 # relu_grad: dy unless x <= 0, as torch's threshold_backward (a NaN x passes dy).
-RELU_GRAD_BODY = _C + "dx = C(x) <= C(0) ? C(0) : C(dy);"
+RELU_GRAD_BODY = _C + "dx = act::le_zero(C(x)) ? C(0) : C(dy);"
 # sigmoid without overflow: exp of -|x| only; exactly 0 and 1 at -inf and +inf; NaN stays NaN.
 SIGMOID_BODY = _C + (
     "const C v = x;\n"
@@ -200,8 +208,8 @@ TANH_BODY = _C + "y = act_tanh(C(x));"
 TANH_GRAD_BODY = _C + "const C v = y;\ndx = C(dy) * (C(1) - v * v);"
 # leaky_relu(_grad): the slope comes as a float64 scalar (a placeholder only a scalar uses is never
 # bound by CuPy) and is rounded to C once, as the RawKernels' slope argument is.
-LEAKY_RELU_BODY = _C + "const C v = x;\ny = v > C(0) ? v : C(slope) * v;"
-LEAKY_RELU_GRAD_BODY = _C + "const C d = dy;\ndx = C(x) > C(0) ? d : C(slope) * d;"
+LEAKY_RELU_BODY = _C + "const C v = x;\ny = act::gt_zero(v) ? v : C(slope) * v;"
+LEAKY_RELU_GRAD_BODY = _C + "const C d = dy;\ndx = act::gt_zero(C(x)) ? d : C(slope) * d;"
 # relu_mask runs over the mask's bytes: byte i packs x[8i .. 8i+7] > 0 (little bit order) and
 # writes the same eight elements of y.
 RELU_MASK_BODY = _C + (
@@ -211,8 +219,8 @@ RELU_MASK_BODY = _C + (
     "    const long long e = first + j;\n"
     "    if (e < n) {\n"
     "        const C v = x[e];\n"
-    "        y[e] = v < C(0) ? C(0) : v;\n"
-    "        bits |= (unsigned int)(v > C(0)) << j;\n"
+    "        y[e] = act::lt_zero(v) ? C(0) : v;\n"
+    "        bits |= (unsigned int)act::gt_zero(v) << j;\n"
     "    }\n"
     "}\n"
     "mask = (unsigned char)bits;")

@@ -7,7 +7,10 @@ Here (no GPU; CuPy imports without one):
   kernels/cuda/host_shim.h (each warp is 32 threads; ballots and shuffles meet at a barrier):
   every op and dtype, sizes around the vector width and the grid, arrays 16-byte aligned, all
   shifted by one element (the scalar head, then vectors) and shifted differently (scalar all the
-  way), guard bytes around every output, checked against kernels/reference.py.
+  way), guard bytes around every output, checked against kernels/reference.py. float16 and
+  float32 kernels run twice: in IEEE mode, and in the float mode CuPy compiles them in
+  (-ftz=true: the lanes run with x86 MXCSR's FTZ and DAZ set), where the old compare-based ReLU
+  kernels fail on subnormal x and the bit tests of kernels/cuda/sign.cuh pass.
 
 On a GPU (marked `gpu`, skipped with the reason where there is none): cupy_raw on misaligned
 views, sizes around multiples of the vector width and of the launch grid, on a non-default
@@ -117,7 +120,13 @@ class HostKernels:
     def __init__(self, lib: ctypes.CDLL, signatures: dict[str, list[tuple[str, str]]], by_name: bool):
         self.lib, self.signatures, self.by_name = lib, signatures, by_name
 
-    def __call__(self, name: str, grid: int, block: int, values: list):
+    def flush_to_zero(self, on: bool) -> None:
+        """The lanes' float mode for the next launches (host_shim.h): FTZ + DAZ, or IEEE."""
+        if not self.lib.act_host_flush_to_zero(int(on)):
+            pytest.skip("flush-to-zero needs x86 MXCSR (kernels/cuda/host_shim.h)")
+
+    def __call__(self, name: str, grid: int, block: int, values: list, ftz: bool = False):
+        self.flush_to_zero(ftz)
         params = self.signatures[name]
         assert len(values) == len(params), f"{name} takes {len(params)} arguments, got {len(values)}"
         args = [ctypes.c_void_p(v.ctypes.data) if ctype == "ptr" else _CTYPES[ctype](v)
@@ -204,14 +213,13 @@ def raw_host(tmp_path_factory) -> HostKernels:
 
 
 # CuPy's own headers (carray.cuh, float16.cuh, atomics.cuh) name CUDA intrinsics that host_shim.h
-# does not give: the host versions here, in front of them. float16.cuh takes cuda_fp16.h's half only
-# under a CUDA compiler; elsewhere its own `half` keeps raw bits, converted by the shim's conversions.
+# does not give (it has the float <-> int bit casts): the host versions here, in front of them.
+# float16.cuh takes cuda_fp16.h's half only under a CUDA compiler; elsewhere its own `half` keeps
+# raw bits, converted by the shim's conversions.
 _CUPY_HOST_PRELUDE = r"""
 #include <bit>
 inline int __popc(unsigned int x) { return std::popcount(x); }
 inline int __popcll(unsigned long long x) { return std::popcount(x); }
-inline float __int_as_float(int v) { return std::bit_cast<float>(v); }
-inline int __float_as_int(float v) { return std::bit_cast<int>(v); }
 inline double __longlong_as_double(long long v) { return std::bit_cast<double>(v); }
 inline long long __double_as_longlong(double v) { return std::bit_cast<long long>(v); }
 template <class T> inline T atomicCAS(T* p, T expected, T desired) {
@@ -283,7 +291,11 @@ def elementwise_host(tmp_path_factory) -> HostKernels:
     CUPY_FOR and float16) from CuPy's include folders, the kernel renamed <name>_<f16|f32|f64> (one
     library holds every dtype; each expansion in its own namespace, CuPy's headers once)."""
     _need_cxx()
-    expanded = [(e, f"{e.name}_{cuda_build.SUFFIX[e.dtype]}") for e in cupy_expand.expand_all()]
+    return _build_elementwise(tmp_path_factory.mktemp("ew"), "ew", cupy_expand.expand_all())
+
+
+def _build_elementwise(tmp: Path, label: str, expansions: list) -> HostKernels:
+    expanded = [(e, f"{e.name}_{cuda_build.SUFFIX[e.dtype]}") for e in expansions]
     includes = list(dict.fromkeys(m.group(0).strip() for e, _ in expanded for m in _INCLUDE.finditer(e.source)))
     body, sigs = [_CUPY_HOST_PRELUDE, *includes], {}
     for e, name in expanded:
@@ -296,7 +308,7 @@ def elementwise_host(tmp_path_factory) -> HostKernels:
     import cupy
     own = f"-I{Path(cupy.__file__).parent}"
     folders = list(dict.fromkeys(o for e, _ in expanded for o in e.options if o.startswith(own)))
-    return _build(tmp_path_factory.mktemp("ew"), "ew", "\n".join(body) + "\n", sigs, by_name=True, extra=folders)
+    return _build(tmp, label, "\n".join(body) + "\n", sigs, by_name=True, extra=folders)
 
 
 def _placed(a: np.ndarray, shift: int, guard: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -311,9 +323,10 @@ def _placed(a: np.ndarray, shift: int, guard: int = 64) -> tuple[np.ndarray, np.
 
 
 def _run_host(hk: HostKernels, name: str, op: str, inputs, grid: int, block: int, in_shift: int, out_shift: int,
-              params: dict | None = None):
+              params: dict | None = None, ftz: bool = False):
     """Run one host kernel on inputs placed at in_shift elements and outputs (poisoned) at
-    out_shift; check guard bytes, inputs untouched, and the outputs against the reference."""
+    out_shift, in IEEE mode or (ftz) CuPy's flush-to-zero mode; check guard bytes, inputs
+    untouched, and the outputs against the reference."""
     spec = OPS[op]
     params = {**spec.params, **(params or {})}
     n = inputs[0].size
@@ -334,10 +347,12 @@ def _run_host(hk: HostKernels, name: str, op: str, inputs, grid: int, block: int
         loop_over = [p.removeprefix("_raw_") for c, p in hk.signatures[name] if p.startswith("_raw_") and c == "ptr"]
         args["_ind"] = args[loop_over[0]].size if loop_over else n
         hk(name, grid, block, [args[p.removeprefix("_raw_").removesuffix(".size")].size if p.endswith(".size")
-                               else args[p.removeprefix("_raw_")] for _, p in hk.signatures[name]])
+                               else args[p.removeprefix("_raw_")] for _, p in hk.signatures[name]], ftz=ftz)
     else:                          # a RawKernel: the cupy_raw launcher's order
-        hk(name, grid, block, [*(args[p] for p in (*spec.inputs, *spec.outputs, "n")), *(params[p] for p in spec.params)])
-    where = f"{name} n={n} grid={grid}x{block} shift in/out={in_shift}/{out_shift}"
+        hk(name, grid, block, [*(args[p] for p in (*spec.inputs, *spec.outputs, "n")), *(params[p] for p in spec.params)],
+           ftz=ftz)
+    where = (f"{name} n={n} grid={grid}x{block} shift in/out={in_shift}/{out_shift}"
+             f"{' flush-to-zero' if ftz else ''}")
     for (view, buf), pname in zip(outs, spec.outputs):
         start = view.ctypes.data - buf.ctypes.data
         assert (buf[:start] == 0x5A).all() and (buf[start + view.nbytes:] == 0x5A).all(), \
@@ -350,33 +365,108 @@ def _run_host(hk: HostKernels, name: str, op: str, inputs, grid: int, block: int
     assert r.ok, f"{where}: {r.message}"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+# The float modes a dtype's kernels run in here: IEEE (numba-cuda compiles without ftz; and the
+# logic alone), and flush-to-zero where CuPy's -ftz=true changes float arithmetic on the GPU (float,
+# which float16 kernels compute in). Not float64: the GPU never flushes double, x86's DAZ would.
+FLOAT_MODES = [(dtype, mode) for dtype in DTYPES
+               for mode in (("ieee",) if dtype == "float64" else ("ieee", "ftz"))]
+
+
+@pytest.mark.parametrize("dtype, mode", FLOAT_MODES)
 @pytest.mark.parametrize("op", list(cupy_gpu.RAW_SOURCES))
-def test_raw_kernels_on_the_cpu(raw_host, op, dtype, rng):
+def test_raw_kernels_on_the_cpu(raw_host, op, dtype, mode, rng):
     """RawKernels: awkward sizes; aligned, shifted together (head + vectors + tail) and shifted
-    apart (scalar only); small grids; then the special values."""
-    name = cuda_build.raw_kernel_name(op, dtype)
+    apart (scalar only); small grids; then the special values (+-1e-40 among them)."""
+    name, ftz = cuda_build.raw_kernel_name(op, dtype), mode == "ftz"
     for n in SIZES:
         inputs = random_inputs(op, (n,), dtype, rng, 10.0)
         for in_shift, out_shift in ((0, 0), (1, 1), (1, 0), (3, 2)):
             grid, block = LAUNCHES[n % 2]
-            _run_host(raw_host, name, op, inputs, grid, block, in_shift, out_shift)
+            _run_host(raw_host, name, op, inputs, grid, block, in_shift, out_shift, ftz=ftz)
     for _label, inputs in special_inputs(op, dtype, rng):
-        _run_host(raw_host, name, op, inputs, 2, 64, 0, 0)
-        _run_host(raw_host, name, op, inputs, 1, 32, 1, 1)
+        _run_host(raw_host, name, op, inputs, 2, 64, 0, 0, ftz=ftz)
+        _run_host(raw_host, name, op, inputs, 1, 32, 1, 1, ftz=ftz)
     if "slope" in OPS[op].params:
-        _run_host(raw_host, name, op, random_inputs(op, (1029,), dtype, rng), 2, 64, 0, 0, {"slope": 0.3})
+        _run_host(raw_host, name, op, random_inputs(op, (1029,), dtype, rng), 2, 64, 0, 0, {"slope": 0.3}, ftz=ftz)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype, mode", FLOAT_MODES)
 @pytest.mark.parametrize("op", ELEMENTWISE_OPS)
-def test_elementwise_bodies_on_the_cpu(elementwise_host, op, dtype, rng):
-    """ElementwiseKernels as CuPy generates them: sizes and special values."""
-    name = f"{cupy_gpu.ELEMENTWISE[op].name}_{cuda_build.SUFFIX[dtype]}"
+def test_elementwise_bodies_on_the_cpu(elementwise_host, op, dtype, mode, rng):
+    """ElementwiseKernels as CuPy generates them: sizes and special values, in both float modes."""
+    name, ftz = f"{cupy_gpu.ELEMENTWISE[op].name}_{cuda_build.SUFFIX[dtype]}", mode == "ftz"
     for n in (0, 1, 7, 33, 1029):
-        _run_host(elementwise_host, name, op, random_inputs(op, (n,), dtype, rng, 10.0), 2, 64, 0, 0)
+        _run_host(elementwise_host, name, op, random_inputs(op, (n,), dtype, rng, 10.0), 2, 64, 0, 0, ftz=ftz)
     for _label, inputs in special_inputs(op, dtype, rng):
-        _run_host(elementwise_host, name, op, inputs, 1, 32, 0, 0)
+        _run_host(elementwise_host, name, op, inputs, 1, 32, 0, 0, ftz=ftz)
+
+
+# The ReLU family as it was written before sign.cuh: float compares on x, which CuPy's -ftz=true
+# turns into setp.*.ftz.f32 (a subnormal x read as 0). Known-wrong kernels, kept to show that the
+# flush-to-zero host run catches them and the IEEE run cannot.
+COMPARE_RELU_CU = r"""#include "common.cuh"
+struct CompareReluGrad {
+    template <typename C> C operator()(C dy, C x) const { return x <= C(0) ? C(0) : dy; }
+};
+template <typename C> struct CompareLeakyReluGrad {
+    C slope;
+    C operator()(C dy, C x) const { return x > C(0) ? dy : slope * dy; }
+};
+ACT_MAP2_KERNELS(relu_grad_compare, CompareReluGrad)
+ACT_MAP2_SCALAR_KERNELS(leaky_relu_grad_compare, CompareLeakyReluGrad)
+"""
+COMPARE_ELEMENTWISE = {
+    "relu_grad": "typedef act_compute<T>::type C;\ndx = C(x) <= C(0) ? C(0) : C(dy);",
+    "leaky_relu_grad": "typedef act_compute<T>::type C;\nconst C d = dy;\ndx = C(x) > C(0) ? d : C(slope) * d;",
+}
+
+
+def _subnormal_x(op: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, x) with x = +-1e-40 (float32 subnormals) and dy = 1."""
+    x = np.array([1e-40, -1e-40, 1e-40, 2.0], dtype)
+    return np.ones_like(x), x
+
+
+@pytest.mark.parametrize("op", ["relu_grad", "leaky_relu_grad"])
+def test_flush_to_zero_run_fails_compare_based_raw_kernels(op, tmp_path):
+    """The old RawKernels pass in IEEE mode and fail in CuPy's float mode on a subnormal x."""
+    _need_cxx()
+    src = tmp_path / "compare.cu"
+    src.write_text(COMPARE_RELU_CU)
+    code, sigs = _wrappers(_preprocessed(src))
+    hk = _build(tmp_path, "compare", f'#include "{src}"\n{code}\n', sigs, by_name=False)
+    name = cuda_build.raw_kernel_name(f"{op}_compare", "float32")
+    inputs = _subnormal_x(op, "float32")
+    _run_host(hk, name, op, inputs, 1, 32, 0, 0)
+    with pytest.raises(AssertionError, match="flush-to-zero: dx: .* wrong; first at flat index 0"):
+        _run_host(hk, name, op, inputs, 1, 32, 0, 0, ftz=True)
+
+
+@pytest.mark.parametrize("op", ["relu_grad", "leaky_relu_grad"])
+def test_flush_to_zero_run_fails_compare_based_elementwise_kernels(op, tmp_path):
+    """And the old ElementwiseKernel bodies, as CuPy generates them."""
+    _need_cxx()
+    ew = cupy_gpu.ELEMENTWISE[op]
+    old = cupy_gpu.Elementwise(op, ew.in_params, ew.out_params, COMPARE_ELEMENTWISE[op])
+    hk = _build_elementwise(tmp_path, "compare_ew", [cupy_expand.expand(old, "float32")])
+    name = f"{old.name}_f32"
+    inputs = _subnormal_x(op, "float32")
+    _run_host(hk, name, op, inputs, 1, 32, 0, 0)
+    with pytest.raises(AssertionError, match="flush-to-zero: dx: .* wrong; first at flat index 0"):
+        _run_host(hk, name, op, inputs, 1, 32, 0, 0, ftz=True)
+
+
+def test_flush_to_zero_mode_flushes(raw_host):
+    """The mode is real: leaky_relu's slope * x for x = -1e-38 is a subnormal in IEEE mode and
+    0 under FTZ, and the mode is per launch (IEEE again after)."""
+    x = np.array([-1e-38] * 4, np.float32)
+    y = np.full(4, np.nan, np.float32)
+    raw_host("_leaky_relu_kernel_f32", 1, 32, [x, y, 4, 0.01])
+    assert y[0] != 0 and abs(y[0]) < np.finfo(np.float32).tiny
+    raw_host("_leaky_relu_kernel_f32", 1, 32, [x, y, 4, 0.01], ftz=True)
+    assert y[0] == 0
+    raw_host("_leaky_relu_kernel_f32", 1, 32, [x, y, 4, 0.01])
+    assert y[0] != 0
 
 
 def test_host_harness_catches_a_wrong_kernel(raw_host, rng):

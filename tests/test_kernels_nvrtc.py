@@ -97,6 +97,47 @@ def test_vector_loads_and_stores_in_ptx():
     assert ballots == len(cuda_build.DTYPES)
 
 
+# The ops that decide on the sign of x: under CuPy's -ftz=true a float compare on x reads a
+# subnormal as 0 (setp.*.ftz.f32), so they decide from x's bits (kernels/cuda/sign.cuh).
+SIGN_DECIDING_OPS = ("relu", "relu_grad", "leaky_relu", "leaky_relu_grad", "relu_mask")
+FTZ_COMPARE = re.compile(r"\bsetp\.\w+\.ftz\.f32\b")
+
+
+@pytest.mark.parametrize("arch", nvrtc.ARCHS)
+def test_no_relu_decision_is_a_flushing_compare(arch):
+    """No float16 / float32 kernel of the ReLU family, RawKernel or ElementwiseKernel as CuPy
+    generates it, compiles to a .ftz float compare under CuPy's options: each would read x = 1e-40
+    as 0 (relu_grad giving 0 for dy, the mask bit 0) on the GPU."""
+    found, checked = {}, 0
+    for t in resources.targets():
+        ptx = nvrtc.ptx_of(t.source, t.label, arch, t.options)
+        for entry in re.split(r"\.visible \.entry ", ptx)[1:]:
+            name = entry.split("(")[0]
+            if t.kind == "raw":
+                relevant = any(name in (cuda_build.raw_kernel_name(op, "float16"), cuda_build.raw_kernel_name(op, "float32"))
+                               for op in SIGN_DECIDING_OPS)
+            else:
+                _, op, dtype = t.label.split()
+                relevant = op in SIGN_DECIDING_OPS and dtype in ("float16", "float32")
+            if relevant:
+                checked += 1
+                if hits := sorted(set(FTZ_COMPARE.findall(entry))):
+                    found[f"{t.label}: {name}"] = hits
+    assert checked == 2 * 2 * len(SIGN_DECIDING_OPS), checked
+    assert not found, found
+
+
+def test_a_float_compare_is_a_flushing_compare_under_cupys_options():
+    """The check above can fail: `x > 0.0f` on a float compiles to setp.gt.ftz.f32 under CuPy's
+    options, and the same test through sign.cuh's gt_zero to none."""
+    compare = 'extern "C" __global__ void k(const float* x, int* y) { y[0] = x[0] > 0.0f; }'
+    bits = ('#include "sign.cuh"\n'
+            'extern "C" __global__ void k(const float* x, int* y) { y[0] = act::gt_zero(x[0]); }')
+    opts = resources.raw_targets()[0].options
+    assert FTZ_COMPARE.search(nvrtc.ptx_of(compare, "compare.cu", "sm_90", opts))
+    assert not FTZ_COMPARE.search(nvrtc.ptx_of(bits, "bits.cu", "sm_90", opts))
+
+
 FP16_PROBE = '#include "fp16.cuh"\n#ifdef ACTBENCH_FP16_STANDIN\n#error the stand-in\n#endif\n'
 
 
@@ -125,7 +166,7 @@ def test_raw_options_under_cupy():
     opts = cuda_build.raw_options()
     assert not any("cuda_fp16" in o or "/include" in o for o in opts), opts
     assert f"-DACTBENCH_HEADERS={cuda_build.headers_hash()}" in opts
-    assert {p.name for p in cuda_build.headers()} == {"common.cuh", "fp16.cuh"}
+    assert {p.name for p in cuda_build.headers()} == {"common.cuh", "fp16.cuh", "sign.cuh"}
 
 
 def test_headers_hash_follows_the_headers(tmp_path, monkeypatch):

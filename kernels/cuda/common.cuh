@@ -16,10 +16,12 @@
 // --fmad=true is kept: a*b+c may become one FMA (only tanh_grad's 1 - y*y has that shape), which
 // is at least as accurate as two roundings; the tolerances in bench/check.py allow either.
 // CuPy compiles every module with -ftz=true (kernels/nvrtc.py checks with it too): float32
-// subnormal results flush to 0, an error below the tolerance's atol (float32's smallest normal).
+// subnormal results flush to 0, an error below the tolerance's atol (float32's smallest normal);
+// but a compare reads a subnormal operand as 0 too, so decisions on a sign use sign.cuh's bit tests.
 #pragma once
 
 #include "fp16.cuh"
+#include "sign.cuh"
 
 #define ACT_BLOCK 256                 // threads per block; kernels/cupy_gpu.py launches with this
 #define ACT_FULL_WARP 0xffffffffu

@@ -6,8 +6,17 @@
 // A launch runs the warps one at a time on 32 std::threads, one per lane (the kernels never talk
 // across warps); __ballot_sync and __shfl_xor_sync meet at a barrier of the warp's lanes.
 // The math is the host's libm (expf, tanhf): this checks logic, not CUDA's last-ulp numerics.
+//
+// The float mode: CuPy compiles every kernel with -ftz=true, so on the GPU float arithmetic flushes
+// subnormal results to zero and reads subnormal operands as zero, compares included. A test that
+// runs GPU code compiled that way sets act_host_flush_to_zero(1): the lanes then run with x86
+// MXCSR's FTZ (subnormal results flushed) and DAZ (subnormal inputs read as zero) bits set, which
+// do the same to SSE/AVX arithmetic and compares. DAZ flushes double too, which the GPU never
+// does: the tests use it for kernels on float16 and float32 only. 0 (the default) is IEEE, as
+// numba-cuda compiles.
 #pragma once
 
+#include <bit>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -19,6 +28,10 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define ACT_HOST_MXCSR 1
+#endif
 
 #define __global__
 #define __device__
@@ -39,6 +52,8 @@ struct alignas(2) __half { unsigned short x; };
 inline float __half2float(__half h) { _Float16 f; std::memcpy(&f, &h, 2); return static_cast<float>(f); }
 inline __half __float2half_rn(float v) { _Float16 f = static_cast<_Float16>(v); __half h; std::memcpy(&h, &f, 2); return h; }
 inline float __fdividef(float a, float b) { return a / b; }
+inline int __float_as_int(float v) { return std::bit_cast<int>(v); }
+inline float __int_as_float(int v) { return std::bit_cast<float>(v); }
 
 namespace act_host {
 // The lanes of the running warp meet here for each collective. A lane that does not arrive within
@@ -67,6 +82,17 @@ struct Warp {
 };
 inline Warp* warp = nullptr;
 inline thread_local int lane = 0;
+inline bool flush_to_zero = false;         // the lanes' float mode, set by act_host_flush_to_zero
+
+#if defined(ACT_HOST_MXCSR)
+constexpr unsigned MXCSR_FTZ = 0x8000u, MXCSR_DAZ = 0x0040u;
+inline void enter_float_mode() {               // on each lane's thread (MXCSR is per thread)
+    const unsigned csr = _mm_getcsr() & ~(MXCSR_FTZ | MXCSR_DAZ);
+    _mm_setcsr(flush_to_zero ? csr | MXCSR_FTZ | MXCSR_DAZ : csr);
+}
+#else
+inline void enter_float_mode() {}
+#endif
 
 template <typename F> void launch(unsigned grid, unsigned block, F body) {
     gridDim = {grid, 1, 1};
@@ -77,6 +103,7 @@ template <typename F> void launch(unsigned grid, unsigned block, F body) {
     for (int l = 0; l < 32; ++l)
         lanes.emplace_back([=, &body, &shared] {          // lane l of every warp, one warp at a time
             lane = l;
+            enter_float_mode();
             for (unsigned b = 0; b < grid; ++b)
                 for (unsigned w = 0; w < (block + 31) / 32; ++w) {
                     blockIdx = {b, 1, 1};
@@ -88,6 +115,18 @@ template <typename F> void launch(unsigned grid, unsigned block, F body) {
     for (auto& t : lanes) t.join();
 }
 }  // namespace act_host
+
+// The lanes' float mode for the launches that follow: 1 flush to zero (FTZ + DAZ), 0 IEEE. Returns
+// whether the mode is in force: 0 when asked for flushing on a host without MXCSR.
+extern "C" int act_host_flush_to_zero(int on) {
+#if defined(ACT_HOST_MXCSR)
+    act_host::flush_to_zero = on != 0;
+    return 1;
+#else
+    act_host::flush_to_zero = false;
+    return on == 0;
+#endif
+}
 
 inline unsigned __ballot_sync(unsigned, bool pred) {
     act_host::Warp& w = *act_host::warp;

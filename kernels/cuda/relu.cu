@@ -1,6 +1,8 @@
 // The ReLU family as CUDA RawKernels (cupy_raw backend): relu, relu_grad, leaky_relu,
 // leaky_relu_grad, and relu_mask / relu_grad_mask, which keep the sign of x packed 1 bit per
-// element. Semantics are those of kernels/reference.py; common.cuh says how data moves.
+// element. Semantics are those of kernels/reference.py; common.cuh says how data moves. Every
+// decision on the sign of x goes through sign.cuh (x's bits), never a float compare: CuPy
+// compiles with -ftz=true, which would read a subnormal x as zero.
 // One extern "C" kernel per op and dtype, _<op>_kernel_f16 / _f32 / _f64, declared at the end.
 #include "common.cuh"
 
@@ -9,28 +11,28 @@ namespace act {
 // relu: max(x, 0) with NaN kept. Not fmaxf(x, 0), which returns 0 for NaN.
 struct Relu {
     template <typename C> __device__ __forceinline__ C operator()(C x) const {
-        return x < C(0) ? C(0) : x;                 // NaN < 0 is false: NaN passes through
+        return lt_zero(x) ? C(0) : x;               // NaN < 0 is false: NaN passes through
     }
 };
 
 // relu_grad: dy unless x <= 0, as torch's threshold_backward (0 at x == +-0; a NaN x passes dy).
 struct ReluGrad {
     template <typename C> __device__ __forceinline__ C operator()(C dy, C x) const {
-        return x <= C(0) ? C(0) : dy;
+        return le_zero(x) ? C(0) : dy;
     }
 };
 
 // leaky_relu: x where x > 0, else slope * x (NaN -> slope * NaN = NaN).
 template <typename C> struct LeakyRelu {
     C slope;
-    __device__ __forceinline__ C operator()(C x) const { return x > C(0) ? x : slope * x; }
+    __device__ __forceinline__ C operator()(C x) const { return gt_zero(x) ? x : slope * x; }
 };
 
 // leaky_relu_grad: dy where x > 0, else slope * dy (a NaN x gives slope * dy, as torch's
 // leaky_relu_backward).
 template <typename C> struct LeakyReluGrad {
     C slope;
-    __device__ __forceinline__ C operator()(C dy, C x) const { return x > C(0) ? dy : slope * dy; }
+    __device__ __forceinline__ C operator()(C dy, C x) const { return gt_zero(x) ? dy : slope * dy; }
 };
 
 // relu_mask: y = relu(x) and mask bit i (bit i % 8 of byte i / 8) = x[i] > 0, as
@@ -69,7 +71,7 @@ __device__ __forceinline__ void relu_mask(const T* __restrict__ x, T* __restrict
         for (int k = 0; k < N; ++k) {
             const C v = to_c(a.v[k]);
             r.v[k] = from_c<T>(Relu()(v));
-            bits |= static_cast<unsigned>(v > C(0)) << k;
+            bits |= static_cast<unsigned>(gt_zero(v)) << k;
         }
         yv[c * 32 + lane] = r.raw;
         unsigned word = bits << (N * (lane % G));
@@ -84,7 +86,7 @@ __device__ __forceinline__ void relu_mask(const T* __restrict__ x, T* __restrict
         const bool in = i < n;
         const C v = in ? to_c(x[i]) : C(0);
         if (in) y[i] = from_c<T>(Relu()(v));
-        const unsigned word = __ballot_sync(ACT_FULL_WARP, v > C(0));
+        const unsigned word = __ballot_sync(ACT_FULL_WARP, gt_zero(v));
         const idx_t left = n - (w << 5);          // elements from this word's first to the end
         if (left >= 32 && words_aligned) {
             if (lane == 0) mask_words[w] = word;
