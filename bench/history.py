@@ -22,9 +22,10 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import math
+import os
 import re
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -38,6 +39,16 @@ HISTORY = Path("reports/history.jsonl")
 PLOTS = Path("reports/history")
 CHECKS = Path("reports/results")
 ROW_FIELDS = compare.KEY_FIELDS
+EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class Stopped(Exception):
+    """A check that cannot give a verdict (Ctrl-C or a fault while measuring again): one line, its
+    exit code, and neither the baseline nor the history touched."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 def _slug(text: str) -> str:
@@ -80,24 +91,52 @@ def append(run: results.Run, path: Path = HISTORY) -> int:
     """Append the run's rows to the history file (JSON lines); returns how many."""
     new = rows(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        for r in new:
-            f.write(json.dumps(r) + "\n")
+    with path.open("ab+") as f:
+        # a writer killed mid-line left a fragment: end it, so that it stays one bad line (skipped
+        # by read) instead of swallowing the first row appended now
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write("".join(json.dumps(r) + "\n" for r in new).encode())
     return len(new)
 
 
-def read(path: Path = HISTORY) -> list[dict]:
-    """The history's rows; a line that is not JSON (a check killed mid-write) is skipped."""
+def _row_ok(row) -> bool:
+    """Whether a history line is a row plot and check can use: the fields they read, typed."""
+    if not isinstance(row, dict) or not isinstance(row.get("op"), str):
+        return False
+    if not all(isinstance(row.get(k), str) for k in ("date", "machine")):
+        return False
+    m = row.get("median_s")
+    return isinstance(m, (int, float)) and not isinstance(m, bool) and math.isfinite(m) and m > 0
+
+
+def read(path: Path = HISTORY, notes=None) -> list[dict]:
+    """The history's rows. A line that is not a usable row (cut by a killed writer, bad bytes, a
+    field of the wrong type) is skipped; `notes`, a callable, is told how many once."""
+    path = Path(path)
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")   # bad bytes: that line is skipped
+    except OSError as exc:
+        raise UsageError(f"cannot read the history {path}: {exc.strerror or exc}") from None
+    out, bad = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "op" in row and "median_s" in row:
+        except ValueError:
+            row = None
+        if _row_ok(row):
             out.append(row)
+        else:
+            bad += 1
+    if bad and notes is not None:
+        notes(f"{path}: {bad} malformed line(s) skipped")
     return out
 
 
@@ -172,8 +211,7 @@ def make_baseline(profile: str, run_args: list[str], folder: Path = BASELINES, c
     tmp = CHECKS / f"{_stamp()}-baseline.json"
     run = _run(profile, tmp, run_args)
     path = baseline_path(run.env, folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(tmp, path)
+    results.save(run, path)          # atomic: a Ctrl-C leaves the old baseline or the new one, whole
     _say(console, f"baseline for {machine_name(run.env)}: {path}")
     return path
 
@@ -197,8 +235,13 @@ def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, pro
             break
         _say(console, f"measuring {len(rep.slower)} slower case(s) again ({attempt} of {attempts})")
         todo = [_case(cases_mod.Case, r.key) for r in rep.slower]
-        again = runner.run_cases(prof, todo, seed=seed, interleave=interleave).results
-        again = {compare.case_key(e): e for e in again if e.timed}
+        again_run = runner.run_cases(prof, todo, seed=seed, interleave=interleave)
+        if again_run.interrupted:    # Ctrl-C (or a fault) mid-way: no verdict, nothing rewritten
+            left = "the baseline and the history are left as they were"
+            if again_run.error:
+                raise Stopped(EXIT_ERROR, f"measuring {len(todo)} slower case(s) again stopped at {again_run.error}; {left}")
+            raise Stopped(EXIT_INTERRUPTED, f"interrupted while measuring {len(todo)} slower case(s) again; {left}")
+        again = {compare.case_key(e): e for e in again_run.results if e.timed}
         scale = compare.median_scaled(base, compare.from_run(new_run, rep.new))
         kept = []
         for e in new_run.results:
@@ -241,8 +284,7 @@ def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, 
     run = _run(profile, out, list(run_args))
     base_path = baseline_path(run.env, baselines)
     if not base_path.exists():
-        base_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, base_path)
+        results.save(run, base_path)
         _say(console, f"no baseline for {machine_name(run.env)}: this run is now the baseline ({base_path})")
         append(run, history)
         plot(read(history), plots)
@@ -329,12 +371,29 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         if args.command == "plot":
-            paths = plot(read(args.history), args.plots)
+            _folder_usable(args.plots, "--plots")
+            paths = plot(read(args.history, notes=lambda n: _say(console, n)), args.plots)
             _say(console, f"{len(paths)} plots in {args.plots}")
             return 0
         if args.profile not in ("quick", "full"):
             raise UsageError(f"unknown profile {args.profile!r}; valid: quick, full")
-        run_args = shlex.split(args.run_args)
+        try:
+            run_args = shlex.split(args.run_args)
+        except ValueError as exc:
+            raise UsageError(f"--run-args {args.run_args!r}: {exc}") from None
+        # every path and option checked before the minutes of measuring, not after them
+        _folder_usable(args.baselines, "--baselines")
+        if args.command == "check":
+            if not 0 < args.alpha < 1:          # 0 would mean the gate can never fail
+                raise UsageError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
+            if args.confirm < 0:
+                raise UsageError(f"--confirm must be 0 or more, got {args.confirm}")
+            compare.parse_threshold(args.threshold)
+            for path, flag in ((args.history, "--history"), (args.markdown, "--markdown"), (args.out, "--out"),
+                               (args.report_json, "--report-json")):
+                if path is not None:
+                    _folder_usable(Path(path).parent, flag)
+            _folder_usable(args.plots, "--plots")
         if args.command == "baseline":
             make_baseline(args.profile, run_args, args.baselines, console)
             return 0
@@ -343,7 +402,26 @@ def main(argv: list[str] | None = None) -> int:
                      update_baseline=args.update_baseline, report_json=args.report_json, out=args.out)
     except UsageError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
-        return 2
+        return EXIT_USAGE
+    except Stopped as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return exc.code
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted:[/] a baseline is only ever replaced whole (or not at all)", highlight=False)
+        return EXIT_INTERRUPTED
+
+
+def _folder_usable(folder: Path, flag: str) -> None:
+    """UsageError unless `folder` is a writable folder or can be made one (its nearest existing
+    ancestor is a writable folder)."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"{flag} {folder}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: {probe} is not writable")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ import enum
 import json
 import os
 import socket
+import stat
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -326,6 +327,7 @@ def write_json(doc: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _mode_for(path))      # mkstemp's 0600 would hide the results from the team
         with os.fdopen(fd, "w") as f:
             json.dump(doc, f, indent=1, default=_jsonable, allow_nan=True)
             f.write("\n")
@@ -336,6 +338,17 @@ def write_json(doc: Any, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a rewritten file keeps (its own), or a new one gets (0666 less the umask,
+    as open() would give)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def load(path: str | Path) -> Run:
