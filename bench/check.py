@@ -12,6 +12,10 @@ Tolerance, for each output element (ref computed in float64):
 with rtol by dtype (RTOL) and atol the dtype's smallest normal number; NaN exactly where the
 reference is NaN; +-inf exactly where the reference, rounded to the dtype, is +-inf.
 Packed masks must match bit for bit.
+A backend that declares it flushes subnormals for a dtype (`Backend.flushes_subnormals`: CuPy's
+ufuncs, compiled with -ftz=true) is also right, where an input element is subnormal, with the
+reference computed from its inputs flushed to (signed) zero; everywhere else it is held to the
+exact reference.
 
 Above SAMPLE_ABOVE elements (benchmark sizes; the tests stay below it) the float64 reference is
 computed on a sample (both ends, random blocks, random elements) instead of every element, and
@@ -60,7 +64,27 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 
 def _compare_values(name: str, out: np.ndarray, ref: np.ndarray, dtype: np.dtype,
-                    dy: np.ndarray | None) -> CheckResult:
+                    dy: np.ndarray | None, flushed: tuple | None = None) -> CheckResult:
+    """out against ref; `flushed` = (where an input is subnormal, the reference of the flushed
+    inputs, their dy): also right there when it matches that reference."""
+    bad, ratio, o = _wrong(out, ref, dtype, dy)
+    if flushed is not None:
+        subnormal, ref_flushed, dy_flushed = flushed
+        bad_flushed, ratio_flushed, _ = _wrong(out, ref_flushed, dtype, dy_flushed)
+        take = subnormal.reshape(bad.shape) & ~bad_flushed
+        bad &= ~take
+        ratio = np.where(take, ratio_flushed, ratio)
+    worst = float(np.nanmax(ratio, initial=0.0)) if ratio.size else 0.0
+    if not bad.any():
+        return CheckResult(True, worst=worst)
+    flat = np.flatnonzero(bad.ravel())
+    i = int(flat[0])
+    return CheckResult(False, f"{name}: {flat.size} of {bad.size} elements wrong; first at flat index {i}: "
+                              f"got {o.ravel()[i]!r}, expected {ref.ravel()[i]!r}", worst=np.inf)
+
+
+def _wrong(out: np.ndarray, ref: np.ndarray, dtype: np.dtype, dy: np.ndarray | None):
+    """(wrong elements, error / allowed error, out in float64) of out against ref."""
     o = out.astype(np.float64)
     with np.errstate(over="ignore"):
         rounded = ref.astype(dtype).astype(np.float64)   # the correctly rounded answer; inf if it overflows
@@ -78,13 +102,18 @@ def _compare_values(name: str, out: np.ndarray, ref: np.ndarray, dtype: np.dtype
         allowed = RTOL[dtype.name] * scale + atol(dtype)
         ratio = np.where(finite, err / allowed, 0.0)
     bad |= finite & ~(err <= allowed)
-    worst = float(np.nanmax(ratio, initial=0.0)) if ratio.size else 0.0
-    if not bad.any():
-        return CheckResult(True, worst=worst)
-    flat = np.flatnonzero(bad.ravel())
-    i = int(flat[0])
-    return CheckResult(False, f"{name}: {flat.size} of {bad.size} elements wrong; first at flat index {i}: "
-                              f"got {o.ravel()[i]!r}, expected {ref.ravel()[i]!r}", worst=np.inf)
+    return bad, ratio, o
+
+
+def subnormal(a: np.ndarray) -> np.ndarray:
+    """Where a (a float array) holds a subnormal number of its dtype."""
+    m = np.abs(a)
+    return (m > 0) & (m < np.finfo(a.dtype).tiny)
+
+
+def flush_subnormals(a: np.ndarray) -> np.ndarray:
+    """a with its subnormal numbers as zero of their sign (what -ftz code reads)."""
+    return np.where(subnormal(a), np.copysign(np.zeros((), a.dtype), a), a)
 
 
 def sample_indices(n: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -97,6 +126,10 @@ def sample_indices(n: int, rng: np.random.Generator | None = None) -> np.ndarray
     return np.sort(np.concatenate([edge, blocks, rng.integers(0, n, 2**18)]).clip(0, n - 1))
 
 
+def _unpacked(mask: np.ndarray, n: int) -> np.ndarray:
+    return np.unpackbits(mask, count=n, bitorder="little").astype(bool)
+
+
 def _elementwise(spec, inputs, n):
     """Inputs as flat arrays of n elements each (a packed mask unpacked to booleans)."""
     return [np.unpackbits(a, count=n, bitorder="little").astype(bool) if name == "mask"
@@ -104,9 +137,11 @@ def _elementwise(spec, inputs, n):
 
 
 def compare(op: str, inputs: tuple[np.ndarray, ...], outputs, params: dict | None = None,
-            sample: np.ndarray | None = None) -> CheckResult:
+            sample: np.ndarray | None = None, flushes_subnormals: tuple[str, ...] = ()) -> CheckResult:
     """Check NumPy `outputs` of op on NumPy `inputs` against the float64 reference, on every
-    element or only on the flat indices `sample` (masks are always compared whole)."""
+    element or only on the flat indices `sample` (masks are always compared whole). For a dtype in
+    `flushes_subnormals` (the backend's declaration) an element with a subnormal input may also
+    match the reference of the inputs flushed to zero."""
     spec = OPS[op]
     params = {**spec.params, **(params or {})}
     outs = outputs if isinstance(outputs, tuple) else (outputs,)
@@ -123,8 +158,13 @@ def compare(op: str, inputs: tuple[np.ndarray, ...], outputs, params: dict | Non
     if spec.compare is not None:                # the op's own criterion (sparse_matmul's)
         ok, message, worst = spec.compare(outs, inputs)
         return CheckResult(ok, message, worst)
+    flushes = x.dtype.name in flushes_subnormals
     if "mask" in spec.outputs:                  # bit for bit, always whole (packing is cheap)
         out, ref = outs[spec.outputs.index("mask")], pack_mask(x)
+        if flushes and not np.array_equal(out, ref):     # a subnormal x's bit may be the flushed x's
+            got, alt = _unpacked(out, n), _unpacked(pack_mask(flush_subnormals(x)), n)
+            ref = np.packbits(np.where(subnormal(x.ravel()) & (got == alt), got, _unpacked(ref, n)),
+                              bitorder="little")
         if not np.array_equal(out, ref):
             i = int(np.flatnonzero(out != ref)[0])
             return CheckResult(False, f"mask: byte {i} is {out[i]:#04x}, expected {ref[i]:#04x}")
@@ -136,11 +176,20 @@ def compare(op: str, inputs: tuple[np.ndarray, ...], outputs, params: dict | Non
     with np.errstate(all="ignore"):
         refs = reference(op)(*inputs, **params)
     refs = refs if isinstance(refs, tuple) else (refs,)
+    flushed = [None] * len(refs)
+    floats = [(name, a) for name, a in zip(spec.inputs, inputs) if name != "mask"]
+    if flushes and any(subnormal(a).any() for _, a in floats):
+        where = np.logical_or.reduce([subnormal(a).reshape(-1) for _, a in floats])
+        inputs_flushed = tuple(a if name == "mask" else flush_subnormals(a) for name, a in zip(spec.inputs, inputs))
+        with np.errstate(all="ignore"):
+            refs_flushed = reference(op)(*inputs_flushed, **params)
+        refs_flushed = refs_flushed if isinstance(refs_flushed, tuple) else (refs_flushed,)
+        flushed = [(where, r, inputs_flushed[0] if spec.grad else None) for r in refs_flushed]
     worst = 0.0
-    for name, out, ref in zip(spec.outputs, outs, refs):
+    for name, out, ref, fl in zip(spec.outputs, outs, refs, flushed):
         if name == "mask":
             continue                            # checked above
-        r = _compare_values(name, out, ref, x.dtype, inputs[0] if spec.grad else None)
+        r = _compare_values(name, out, ref, x.dtype, inputs[0] if spec.grad else None, fl)
         if not r.ok:
             return r
         worst = max(worst, r.worst)
@@ -254,7 +303,8 @@ def check_call(op: str, backend: str, inputs: tuple[np.ndarray, ...], params: di
             bad = _unwritten(spec, inputs, outs) if poisoned is not None else None
             if bad:
                 return CheckResult(False, f"{op} on {backend} (into preallocated out): {bad}")
-        r = compare(op, inputs, outs if len(outs) > 1 else outs[0], params, sample=sample)
+        r = compare(op, inputs, outs if len(outs) > 1 else outs[0], params, sample=sample,
+                    flushes_subnormals=be.flushes_subnormals)
         if not r.ok:
             how = "into preallocated out" if poisoned is not None else "allocating its output"
             return CheckResult(False, f"{op} on {backend} ({how}): {r.message}", r.worst)

@@ -4,7 +4,8 @@ A cell says whether the op runs on the backend here: "ok", "sim" (numba-cuda's s
 in tests, never timed), "n/a" (the backend cannot run here; the reason is in the backend table),
 "omit" (left out on purpose: the backend has no kernel of its own for it, and timing a composition
 would not measure the peer at its best; the reason is listed under the tables), or "-" (no kernel
-for that op on that backend).
+for that op on that backend). A backend that reads subnormal inputs as zero (CuPy's ufuncs, compiled
+with -ftz=true) is named under the tables with what its gate accepts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def as_dict() -> dict:
     return {
         "backends": [{"name": b.name, "device": b.device, "library": b.library, "available": b.available,
                       "reason": b.reason, "simulated": b.simulated, "dtypes": list(b.dtypes),
-                      "description": b.description, "omitted": dict(b.omitted)}
+                      "description": b.description, "omitted": dict(b.omitted),
+                      "flushes_subnormals": list(b.flushes_subnormals)}
                      for b in bes],
         "matrix": {op: {b.name: _state(op, b, have) for b in bes} for op in kernels.ops()},
     }
@@ -59,6 +61,10 @@ def show(console: Console) -> None:
         bt.add_row(b["name"], b["device"], ", ".join(b["dtypes"]), status)
     console.print(bt)
     for b in d["backends"]:
+        if b["flushes_subnormals"]:
+            console.print(f"{b['name']} reads {', '.join(b['flushes_subnormals'])} subnormals as zero (compiled "
+                          "with -ftz=true, as its users get it): its gate accepts the answer of the flushed "
+                          "inputs where an input is subnormal, and only there", highlight=False)
         for why, ops in _grouped(b["omitted"]).items():
             console.print(f"{b['name']} leaves out {', '.join(ops)}: {escape(why)}", highlight=False)
     console.print("ok: runs here  sim: numba-cuda simulator (checked in tests, never timed)  "

@@ -45,6 +45,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import json
+import math
 import os
 import socket
 import stat
@@ -186,9 +187,24 @@ class Run:
         """A run from its JSON document (schema 3, 2 or 1); ResultsError when it is none of them."""
         schema = d.get("schema") if isinstance(d, Mapping) else None
         if schema not in (SCHEMA, SCHEMA_2, SCHEMA_1):
+            newer = _schema_number(schema)
+            if newer is not None and newer > _schema_number(SCHEMA):
+                raise ResultsError(f"written by a newer actbench (schema {schema!r}); this one reads schemas 1 to "
+                                   f"{_schema_number(SCHEMA)}: update actbench to read it")
             raise ResultsError(f"not an actbench results file (expected schema {SCHEMA!r})")
+        # the containers' types first: a file edited by hand or by another tool must be one line, not
+        # a traceback from deep in a table
+        for name, kind in (("results", list), ("env", Mapping), ("peaks", Mapping)):
+            if d.get(name) is not None and not isinstance(d[name], kind):
+                raise ResultsError(f"{name!r} must be a JSON {'list' if kind is list else 'object'}, "
+                                   f"got {type(d[name]).__name__}")
+        for dev, peak in (d.get("peaks") or {}).items():
+            if not isinstance(peak, Mapping) or not _positive_or_none(peak.get("gbps")):
+                raise ResultsError(f"peaks[{dev!r}] must be an object with a positive 'gbps'")
         cases = []
         for i, e in enumerate(d.get("results") or []):
+            if not isinstance(e, Mapping):
+                raise ResultsError(f"case {i}: a JSON object expected, got {type(e).__name__}")
             e = dict(e)
             if schema == SCHEMA_1:
                 for k in _DROPPED_IN_2:
@@ -198,12 +214,32 @@ class Run:
             if unknown:
                 raise ResultsError(f"case {i}: unknown fields {sorted(unknown)}")
             try:
-                cases.append(CaseResult.from_json(e))
+                case = CaseResult.from_json(e)
             except (TypeError, ValueError) as exc:
                 raise ResultsError(f"case {i}: {exc}") from None
+            if case.status is Status.OK and case.median_s is not None and not _positive_or_none(case.median_s):
+                # a time that cannot be (NaN, zero, negative) would be starred as the fastest
+                raise ResultsError(f"case {i} ({case.op} {case.backend}): median_s must be a positive number of "
+                                   f"seconds, got {case.median_s}")
+            cases.append(case)
         return cls(env=d.get("env") or {}, results=tuple(cases), peaks=d.get("peaks") or {},
                    created=d.get("created") or "", interrupted=bool(d.get("interrupted")),
                    error=d.get("error") if isinstance(d.get("error"), str) else None)
+
+
+def _schema_number(schema) -> int | None:
+    """3 for 'actbench.results/3'; None for anything else."""
+    prefix = "actbench.results/"
+    if isinstance(schema, str) and schema.startswith(prefix) and schema[len(prefix):].isdigit():
+        return int(schema[len(prefix):])
+    return None
+
+
+def _positive_or_none(v) -> bool:
+    """v is None or a finite number above 0."""
+    if v is None:
+        return True
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 # ------------------------------------------------------------------------------------ derived figures
@@ -358,6 +394,10 @@ def load(path: str | Path) -> Run:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: a folder, not a results file") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: not valid JSON ({exc})") from None
     try:

@@ -112,10 +112,11 @@ def _describe() -> str:
 
 
 def declare_cupy_backend(name: str, probe: Callable[[], Available | str],
-                         dtypes: tuple[str, ...] = DTYPES) -> Backend:
+                         dtypes: tuple[str, ...] = DTYPES, flushes_subnormals: tuple[str, ...] = ()) -> Backend:
     """Declare a backend on CuPy arrays (current device and stream). Its probe must call
     `import_cupy` first: the array functions use the module it binds."""
     return declare_backend(Backend(
+        flushes_subnormals=flushes_subnormals,
         name=name,
         library="cupy",
         default_device="gpu",
@@ -130,14 +131,18 @@ def declare_cupy_backend(name: str, probe: Callable[[], Available | str],
     ))
 
 
-def _declare(name: str, what: str, probe_fn) -> Backend:
+def _declare(name: str, what: str, probe_fn, flushes_subnormals: tuple[str, ...] = ()) -> Backend:
     def probe() -> Available | str:
         return probe_fn() or Available(description=f"{what}; {_describe()}")
 
-    return declare_cupy_backend(name, probe)
+    return declare_cupy_backend(name, probe, flushes_subnormals=flushes_subnormals)
 
 
-_declare("cupy", "CuPy's own ufuncs, as a GPU user would write them", _probe_cupy)
+# CuPy compiles its ufuncs with -ftz=true: a float32 compare or product reads a subnormal operand as
+# 0 (relu_grad(dy, 1e-40) is 0). That is what a CuPy user gets, so the peer is measured as it is and
+# declares it; our own kernels decide on the bits (kernels/cuda/sign.cuh) and declare nothing.
+# (float16 ufuncs compute in float32, where every float16 subnormal is a normal number.)
+_declare("cupy", "CuPy's own ufuncs, as a GPU user would write them", _probe_cupy, flushes_subnormals=("float32",))
 _declare("cupy_elementwise", "cupy.ElementwiseKernel per op (kernels/cupy_gpu.py)", _probe_cupy)
 _declare("cupy_raw", "cupy.RawModule over kernels/cuda/*.cu: grid-stride, 16-byte vectors", _probe_raw)
 

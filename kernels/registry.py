@@ -78,6 +78,10 @@ class Backend:
     # ops whose kernels run on the calling thread only (NumPy's ufuncs): a benchmark does not read
     # them against the all-core copy probe beside them (bench/interleave.py)
     one_thread_ops: frozenset[str] = frozenset()
+    # dtypes whose subnormal inputs the backend's compiled code reads as zero (CuPy's ufuncs: CuPy
+    # compiles with -ftz=true, float32): what its users get, so the gate (bench/check.py) accepts
+    # the answer for the flushed inputs where an input is subnormal, and only there; `bench list` says so
+    flushes_subnormals: tuple[str, ...] = ()
 
     @property
     def state(self) -> BackendState:

@@ -653,3 +653,64 @@ def test_mask_reference_stays_below_int32():
     small = np.random.default_rng(3).standard_normal(1000).astype(np.float32)
     got = np.concatenate([b for _, b in packed_mask_chunks(np, small, chunk=64)])
     assert np.array_equal(got, np.packbits(small > 0, bitorder="little"))
+
+
+# ================================================================================================
+# The CuPy-ufunc peer flushes float32 subnormals (CuPy's -ftz=true): declared, listed, gated
+# ================================================================================================
+
+def test_only_the_cupy_ufunc_peer_declares_it_flushes_subnormals():
+    """CuPy's ufuncs are measured as a CuPy user gets them (flushed); our kernels decide on bits."""
+    assert registry.backend("cupy").flushes_subnormals == ("float32",)
+    flushing = {b.name for b in registry.all_backends() if b.flushes_subnormals}
+    assert flushing == {"cupy"}
+
+
+def _flushed_relu_grad():
+    """relu_grad(dy, x) as -ftz code computes it: x = +-1e-40 read as 0, so dx = 0 there."""
+    x = np.array([1e-40, -1e-40, 2.0, -3.0, 1e-40], np.float32)
+    dy = np.array([1.0, 1.0, 1.0, 1.0, 1e-40], np.float32)
+    return (dy, x), np.array([0.0, 0.0, 1.0, 0.0, 0.0], np.float32)
+
+
+def test_the_gate_accepts_a_flushed_answer_only_where_declared_and_only_at_subnormal_inputs():
+    inputs, flushed = _flushed_relu_grad()
+    assert not compare("relu_grad", inputs, flushed).ok                     # not declared: FAILED
+    assert compare("relu_grad", inputs, flushed, flushes_subnormals=("float32",)).ok
+    assert compare("relu_grad", inputs, np.array([1.0, 0.0, 1.0, 0.0, 1e-40], np.float32),
+                   flushes_subnormals=("float32",)).ok                      # the exact answer still passes
+    wrong = flushed.copy()
+    wrong[2] = 0.0                                                           # x = 2: no subnormal input
+    r = compare("relu_grad", inputs, wrong, flushes_subnormals=("float32",))
+    assert not r.ok and "first at flat index 2" in r.message
+    assert not compare("relu_grad", tuple(a.astype(np.float64) for a in inputs), flushed.astype(np.float64),
+                       flushes_subnormals=("float32",)).ok                  # float64 is not flushed
+    # leaky_relu_grad: slope * dy where the flushed x reads 0
+    x = np.array([1e-40, 5.0], np.float32)
+    dy = np.ones(2, np.float32)
+    assert compare("leaky_relu_grad", (dy, x), np.array([0.01, 1.0], np.float32), flushes_subnormals=("float32",)).ok
+    assert not compare("leaky_relu_grad", (dy, x), np.array([0.01, 1.0], np.float32)).ok
+
+
+def test_the_gate_accepts_a_flushed_mask_bit_only_at_subnormal_inputs():
+    x = np.array([1e-40, 2.0, -1e-40, 3.0, 0.0, 1e-40, 4.0, -1.0, 1e-40], np.float32)
+    y = np.maximum(x, 0)
+    exact = np.packbits(x > 0, bitorder="little")
+    flushed = np.packbits(np.array([0, 1, 0, 1, 0, 0, 1, 0, 0], bool), bitorder="little")
+    assert compare("relu_mask", (x,), (y, exact), flushes_subnormals=("float32",)).ok
+    assert compare("relu_mask", (x,), (y, flushed), flushes_subnormals=("float32",)).ok
+    assert not compare("relu_mask", (x,), (y, flushed)).ok
+    wrong = flushed.copy()
+    wrong[0] &= ~np.uint8(2)                                                 # x = 2.0's bit cleared
+    assert not compare("relu_mask", (x,), (y, wrong), flushes_subnormals=("float32",)).ok
+
+
+def test_bench_list_says_which_backend_flushes_subnormals():
+    from rich.console import Console
+
+    from bench import listing
+    d = listing.as_dict()
+    assert {b["name"]: b["flushes_subnormals"] for b in d["backends"]}["cupy"] == ["float32"]
+    console = Console(record=True, width=300)
+    listing.show(console)
+    assert "cupy reads float32 subnormals as zero (compiled with -ftz=true" in console.export_text()
