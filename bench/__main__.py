@@ -16,7 +16,9 @@ each case once what was measured is saved, marked interrupted, and shown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import shlex
 import signal
 import sys
@@ -116,9 +118,7 @@ def _list(args, console) -> int:
 
 
 def _run(args, console, argv) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from . import cases, results, runner, tables
+    from . import cases, results
 
     prof, todo, notes = cases.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device,
                                     args.budget, args.shapes, args.batch, args.sparsity, args.pattern)
@@ -128,23 +128,43 @@ def _run(args, console, argv) -> int:
     out = args.out or results.default_path()
     if out.exists() and out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file path ending in .json")
+    with _one_writer(out):          # before anything is measured: --out can be written, by us alone
+        return _measure(args, console, argv, prof, todo, notes, out)
+
+
+def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from . import results, runner, tables
+
     for note in notes:
         console.print(note, style="dim", highlight=False, markup=False)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     console.print(f"{len(todo)} cases, profile {prof.name}; results -> {out}", highlight=False)
 
     def save_partial(run):
-        results.save(run, out)
+        # marked: a run killed now (SIGKILL, power) must not leave a file that says it is whole
+        results.save(dataclasses.replace(run, interrupted=True), out)
 
     columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with _sigterm_as_ctrl_c(), Progress(*columns, console=console, transient=True) as progress:
         run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
                                on_case=save_partial, interleave=args.interleave)
-    paths = _write_outputs(run, out, plots=not args.no_plots)
+    try:
+        paths, unsaved = _write_outputs(run, out, plots=not args.no_plots), None
+    except OSError as exc:          # a full disk, a folder made read-only meanwhile
+        paths, unsaved = [], exc
     tables.print_run(run, console)
     for p in paths:
         console.print(f"wrote {p}", highlight=False)
+    if unsaved is not None:
+        why = unsaved.strerror or str(unsaved)
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(f"[red]error:[/] could not write the results beside {out} ({why}): the tables above are "
+                  "all there is of this run; the file holds the last save that got through, marked interrupted",
+                  highlight=False)
+        return EXIT_ERROR
     if run.error:
         console.print(f"[bold red]error:[/] the run stopped at {run.error}; the {len(run.results)} case(s) "
                       f"measured before are saved in {out}, marked interrupted", highlight=False)
@@ -157,6 +177,56 @@ def _run(args, console, argv) -> int:
         console.print(f"[bold red]{len(failed)} case(s) FAILED the correctness check[/]")
         return EXIT_FAILED
     return 0
+
+
+@contextmanager
+def _one_writer(out: Path):
+    """A lock file beside `out` while a run writes it: a second run on the same --out is refused
+    (it would silently replace the first's file and mix both in the plots folder), and creating the
+    lock proves the folder writable before anything is measured. A lock whose process is gone (a
+    run killed by SIGKILL) is taken over."""
+    lock = out.with_name(out.name + ".lock")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = _lock_owner(lock)
+                if pid is not None and _alive(pid):
+                    raise UsageError(f"--out {out} is being written by another run (pid {pid}; lock {lock}): "
+                                     "give another --out") from None
+                lock.unlink(missing_ok=True)            # its run died without removing it
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            break
+        else:
+            raise UsageError(f"--out {out}: another run keeps taking its lock {lock}")
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        text = lock.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:       # another user's live process
+        return True
+    return True
 
 
 @contextmanager

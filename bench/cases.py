@@ -69,20 +69,25 @@ def size_label(n: int) -> str:
     return f"2**{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else str(n)
 
 
+MAX_SIZE = 2**48     # elements: 1 PiB of float32, beyond any machine's memory (2**99 overflowed later)
+
 _SUFFIX = {"": 1, "k": 10**3, "K": 2**10, "m": 10**6, "M": 2**20, "g": 10**9, "G": 2**30}
 
 
 def parse_size(text: str) -> int:
     """'2**20', '2^20', '16M' (binary: 16 * 2**20), '16k' (decimal), '16777216' -> elements."""
     t = text.strip().replace("_", "")
+    n = None
     m = re.fullmatch(r"2\s*(?:\*\*|\^)\s*(\d{1,2})", t)
     if m:
-        return 2 ** int(m.group(1))
+        n = 2 ** int(m.group(1))
     m = re.fullmatch(r"(\d+)([kKmMgG]?)", t)
     if m:
         n = int(m.group(1)) * _SUFFIX[m.group(2)]
-        if n > 0:
-            return n
+    if n is not None and n > MAX_SIZE:
+        raise UsageError(f"size {text!r} is more elements than any machine holds (at most 2**48)")
+    if n is not None and n > 0:
+        return n
     raise UsageError(f"malformed size {text!r}: use a positive count like 2**20, 2^20, 16M (=16*2**20), 16k (=16000) or 1048576")
 
 

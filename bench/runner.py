@@ -141,6 +141,14 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                         again = _measure_peak("cpu", cases, sampling, scope)
                         first_peaks["cpu"] = _combine_peaks(first_peaks["cpu"], again)
                         probed_again.add("cpu")
+                    room = _host_room(case)
+                    if room:          # checked before the inputs are built: a size too large is skipped
+                        for c in group:
+                            run = run.adding(CaseResult(**_base(c), status=Status.SKIPPED, reason=room))
+                            if on_case:
+                                on_case(run)
+                            advance(f"{c.op} {c.backend}")
+                        continue
                     host_inputs[key] = _Inputs(case.dtype, case.size, seed)
                 if interleave:
                     entries = _run_group(group, host_inputs[key], sampling, checked, seed, scope, probe,
@@ -235,6 +243,17 @@ def _combine_peaks(best_so_far: dict, again: dict) -> dict:
     if "fastest_gbps" in again:
         out["fastest_gbps"] = max(best_so_far.get("fastest_gbps", 0), again["fastest_gbps"])
     return out
+
+
+def _host_room(case: Case) -> str | None:
+    """Why this machine cannot hold a size's host inputs (x, dy and an array derived from them),
+    else None. Asked before they are built: 2**36 elements raised MemoryError from NumPy before the
+    per-case check could skip them."""
+    need = 3 * case.size * np.dtype(case.dtype).itemsize
+    free = devices.HostAdapter().free_bytes()
+    if free is not None and need > MEMORY_HEADROOM * free:
+        return f"its inputs need {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on the host"
+    return None
 
 
 def _skip_reason(case: Case, be: registry.Backend, device: devices.HostAdapter) -> str | None:
