@@ -47,3 +47,29 @@ def test_median_ci_covers_the_true_median_at_least_95_percent_of_the_time(n, exa
         hits += lo <= 1.0 <= hi
     # 4000 trials: the standard error of the coverage is about 0.003
     assert exact - 0.015 <= hits / trials <= exact + 0.015
+
+
+def test_median_ci_at_the_edges_of_its_domain():
+    assert all(np.isnan(stats.median_ci([])))
+    assert stats.median_ci([5.0]) == (-np.inf, np.inf)
+    # n = 6 is the smallest count with a 95 % interval: the extremes, P(K <= 0) = 1/64 <= 0.025
+    assert stats.median_ci([6.0, 1.0, 5.0, 2.0, 4.0, 3.0]) == (1.0, 6.0)
+    assert stats.median_ci([1.0, 2.0, 3.0, 4.0, 5.0]) == (-np.inf, np.inf)
+
+
+def test_summarize_empty_and_at_another_confidence():
+    s = stats.summarize([])
+    assert s.n == 0 and all(np.isnan(v) for v in (s.median, s.iqr, s.min, s.ci_low, s.ci_high))
+    one = stats.summarize([2.0])
+    assert (one.median, one.iqr, one.min, one.n) == (2.0, 0.0, 2.0, 1)
+    x = np.arange(1, 31, dtype=float)
+    assert (stats.summarize(x).ci_low, stats.summarize(x).ci_high) == (10.0, 21.0)
+    lo99 = float(st.binom.ppf(0.005, 30, 0.5))                 # 99 %: the 8th and 23rd
+    assert (stats.summarize(x, confidence=0.99).ci_low, stats.summarize(x, confidence=0.99).ci_high) == (lo99, 31 - lo99)
+    assert lo99 == 8.0
+
+
+def test_is_stable_defaults_to_10_samples_and_accepts_a_half_width_equal_to_the_tolerance():
+    assert stats.is_stable([1.0] * 10, 0.02) and not stats.is_stable([1.0] * 9, 0.02)
+    assert stats.is_stable([1.0] * 10, 0.0)                    # half-width 0 <= 0
+    assert stats.summarize([]).rel_ci_halfwidth == np.inf and stats.summarize([0.0] * 10).rel_iqr == np.inf
