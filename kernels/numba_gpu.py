@@ -314,6 +314,12 @@ def _contiguous(a):
     return c
 
 
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """a, or a C-ordered copy where it is not C-contiguous. Not np.array(a, copy=None): NumPy 1.x
+    rejects copy=None, and the system python3 make gpu-check runs may ship NumPy 1.x."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 def _numba_cuda():
     """numba.cuda, probing first if nobody has yet (bench.check moves data before any kernel call)."""
     if RUNTIME.cuda is None and not _backend.available:
@@ -326,7 +332,7 @@ _backend = declare_backend(Backend(
     library="numba",
     default_device="gpu",
     probe=_probe,
-    to_native=lambda a: _numba_cuda().to_device(np.array(a, order="C", copy=None)),
+    to_native=lambda a: _numba_cuda().to_device(_c_order(a)),
     to_numpy=lambda a: a.copy_to_host(),
     is_native=_is_native,
     empty=lambda shape, dtype: _numba_cuda().device_array(shape, np.dtype(dtype)),

@@ -463,3 +463,45 @@ def test_gpu_mask_unaligned_and_large(rng):
     for n in (2**20 + 5, 3 * 2**20 + 31):
         for offset in (PAD, 1):
             _run_in_place("relu_mask", random_inputs("relu_mask", (n,), "float32", rng), mask_offset=offset)
+
+
+def test_moving_arrays_works_on_numpy_1(monkeypatch):
+    """to_native under NumPy 1.x rules, where np.array(..., copy=None) is a ValueError ("NoneType
+    copy mode not allowed"; make gpu-check's system python3 may ship NumPy 1.x): C-contiguous
+    arrays and strided views both reach the device, values intact."""
+    real = np.array
+
+    def array_numpy1(obj, *args, copy=True, **kw):
+        if copy is None:
+            raise ValueError("NoneType copy mode not allowed.")
+        return real(obj, *args, copy=copy, **kw)
+
+    monkeypatch.setattr(numba_gpu, "np", type(np)("numpy1", "NumPy 1.x's copy rules"))
+    vars(numba_gpu.np).update({k: v for k, v in vars(np).items() if not k.startswith("__")}, array=array_numpy1)
+    assert BE.available, BE.reason
+    base = np.arange(20, dtype=np.float32)
+    for a in (base, base[::2], base.reshape(4, 5).T):
+        got = BE.to_numpy(BE.to_native(a))
+        assert got.shape == a.shape and np.array_equal(got, a)
+
+
+def test_dependency_floors_are_the_tested_versions():
+    """pyproject's floors for what make test installs (the dependencies and the dev extra) are the
+    versions this environment tests, to the minor: a floor below them is a promise nobody checks
+    (numpy>=1.24 admitted NumPy 1.x, on which numba_cuda broke). Raise the floor with the venv."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    checked = 0
+    for req in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9.]+)", req.split(";")[0].strip())
+        assert m, f"{req}: a floor (>=) is expected"
+        name, floor = m.groups()
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is not installed, so its floor {floor} is not tested")
+        minor = lambda v: tuple(int(p) for p in re.findall(r"\d+", v)[:2])  # noqa: E731
+        assert minor(floor) == minor(have), f"{name}>={floor}, but {have} is what is tested"
+        checked += 1
+    assert checked >= 6
