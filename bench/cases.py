@@ -138,6 +138,10 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
         be = registry.backend(b)
         if device != "all" and be.device != device:
             continue
+        try:
+            be.check_settings()       # a bad environment override: exit 2 now, not FAILED cases later
+        except ValueError as exc:
+            raise UsageError(f"{b}: {exc}") from None
         if not be.available and backends is None:
             notes.append(f"{b}: not measured ({be.reason})")
             continue

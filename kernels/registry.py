@@ -13,6 +13,7 @@ registry keeps what it found (a `BackendState`) for the rest of the process.
 from __future__ import annotations
 
 import functools
+import numbers
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class Backend:
     # compiles with -ftz=true, float32): what its users get, so the gate (bench/check.py) accepts
     # the answer for the flushed inputs where an input is subnormal, and only there; `bench list` says so
     flushes_subnormals: tuple[str, ...] = ()
+    # raises ValueError naming a setting of the backend's that no kernel can use (an environment
+    # override): the CLI says it as a usage error before anything is measured
+    check_settings: Callable[[], None] = lambda: None
 
     @property
     def state(self) -> BackendState:
@@ -229,7 +233,8 @@ def _check_call(spec: OpSpec, be: Backend, arrays, params):
                         f"it takes {', '.join(spec.params) or 'none'}")
     params = {**spec.params, **params}
     for k, v in params.items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+        # numbers.Real: Python's and NumPy's floats and ints (np.float32(0.1) too), never a bool
+        if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)) or not np.isfinite(v):
             raise TypeError(f"{spec.name}: {k} must be a finite real number, got {v!r}")
         params[k] = float(v)
     checked = []
@@ -293,9 +298,20 @@ def _check_out(spec: OpSpec, be: Backend, arrays, out, layout=None):
                              f"got {dtype_name(o)} of shape {tuple(o.shape)}")
         if not _is_c_contiguous(o):
             raise ValueError(f"{spec.name}: out {name} must be C-contiguous")
+        if not _writeable(o):
+            raise ValueError(f"{spec.name}: out {name} is a read-only array")
         if any(_shares_memory(o, a) for a in arrays):
             raise ValueError(f"{spec.name}: out {name} must not overlap an input (kernels never modify inputs)")
     return out
+
+
+def _writeable(a) -> bool:
+    """False for an array flagged read-only (NumPy's `writeable`); other libraries' arrays are."""
+    flags = getattr(a, "flags", None)
+    try:
+        return bool(flags["WRITEABLE"]) if flags is not None else True
+    except (KeyError, TypeError):
+        return True
 
 
 def _is_c_contiguous(a) -> bool:

@@ -36,7 +36,7 @@ import numpy as np
 from ..reference import ELEMENTWISE_OPS, OPS, dtype_name, mask_nbytes
 from ..registry import Available, Backend, declare_backend, register
 from .jit import X86_64
-from .strategy import DEFAULT_BLOCK, SPLIT_SIZES, StoreStrategy
+from .strategy import DEFAULT_BLOCK, SPLIT_SIZES, StoreStrategy, check_environment
 
 
 def _probe() -> Available | str:
@@ -55,11 +55,14 @@ _backend = declare_backend(Backend(
     probe=_probe,
     to_native=np.asarray,                 # host arrays are already NumPy arrays: no copy
     to_numpy=np.asarray,
-    is_native=lambda a: isinstance(a, np.ndarray),
+    # exactly ndarray: numba cannot type a subclass (np.matrix), and the registry's TypeError for it
+    # says how to move it (kernels.asarray) where numba would print 80 lines of TypingError
+    is_native=lambda a: type(a) is np.ndarray,
     empty=lambda shape, dtype: np.empty(shape, dtype),
     dtypes=("float32", "float64"),
     # not np.ascontiguousarray alone: it turns a 0-d array into shape (1,)
     contiguous=lambda a: a if a.flags.c_contiguous else np.ascontiguousarray(a),
+    check_settings=check_environment,     # ACTBENCH_STORES / _BLOCK / _SERIAL_MAX (strategy.py)
 ))
 
 from .kernels import FAMILIES  # noqa: E402  (the backend first: kernels.py never registers)

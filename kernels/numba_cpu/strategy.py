@@ -38,7 +38,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 FAMILIES = ("memory", "exp", "mask")          # copy-like ops, ops with an exp, packed-mask ops
@@ -109,6 +109,50 @@ def split_conclusive(times: Mapping[int, tuple[Sequence[float], Sequence[float]]
 
     noisy = any(_noisy(h) for pair in times.values() for h in pair)
     return not noisy and decide_split(half(0), margin) == decide_split(half(1), margin)
+
+
+def check_environment(env: Mapping[str, str] = os.environ) -> None:
+    """ValueError naming the variable when ACTBENCH_STORES, ACTBENCH_BLOCK or ACTBENCH_SERIAL_MAX
+    holds a value no kernel can use (the CLI says it as a usage error before measuring)."""
+    stores = env.get("ACTBENCH_STORES", "measure").strip().lower()
+    if stores not in ("stream", "ordinary", "measure"):
+        raise ValueError(f"ACTBENCH_STORES must be stream, ordinary or measure, not {stores!r}")
+    block = env.get("ACTBENCH_BLOCK", "").strip()
+    if block and not (block.isdigit() and _block_ok(int(block))):
+        raise ValueError(f"ACTBENCH_BLOCK must be a positive multiple of 64, not {block!r}")
+    serial = env.get("ACTBENCH_SERIAL_MAX", "").strip()
+    if serial and not serial.isdigit():
+        raise ValueError(f"ACTBENCH_SERIAL_MAX must be a number of elements, not {serial!r}")
+
+
+def _block_ok(block) -> bool:
+    """A block a parallel kernel can split work by: a positive multiple of 64 (whole mask bytes)."""
+    return _count(block) and block > 0 and block % 64 == 0
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _entry_problem(entry) -> str | None:
+    """Why a cached store choice cannot be used, or None."""
+    if not isinstance(entry, dict):
+        return f"{type(entry).__name__}, not an object"
+    if not isinstance(entry.get("stream"), bool):
+        return f"stream {entry.get('stream')!r} is not true or false"
+    if not _block_ok(entry.get("block")):
+        return f"block {entry.get('block')!r} is not a positive multiple of 64"
+    if not isinstance(entry.get("inconclusive", False), bool):
+        return f"inconclusive {entry.get('inconclusive')!r} is not true or false"
+    if not _number(entry.get("time")):
+        return f"time {entry.get('time')!r} is not a number"
+    if entry.get("speedup") is not None and not _number(entry["speedup"]):
+        return f"speedup {entry['speedup']!r} is not a number"
+    return None
 
 
 BUSY_SHARE = 0.8      # of the threads: below it, a parallel loop did not get its cores
@@ -226,6 +270,7 @@ class StoreStrategy:
         llc = last_level_cache_bytes() if llc_bytes is None else llc_bytes
         self.min_bytes = min(llc, PROBE_BYTES)
         self._choices: dict[tuple[str, str], Choice] = {}
+        self._invalid: dict[str, str] = {}        # cache entries found unusable: why, for the note
 
     @property
     def key(self) -> str:
@@ -268,35 +313,32 @@ class StoreStrategy:
                 "serial_max": {f"{o}/{d}": asdict(c) for (o, d), c in sorted(self._splits.items())}}
 
     def _split_override(self) -> Split | None:
+        check_environment(self._env)
         value = self._env.get("ACTBENCH_SERIAL_MAX", "").strip()
-        if not value:
-            return None
-        if not value.isdigit():
-            raise ValueError(f"ACTBENCH_SERIAL_MAX must be a number of elements, not {value!r}")
-        return Split(int(value), "environment")
+        return Split(int(value), "environment") if value else None
 
     def _cached_split(self, op: str, dtype: str) -> Split | None:
-        entry = self._load().get("machines", {}).get(self.key, {}).get(f"split/{op}/{dtype}")
-        try:
-            return Split(int(entry["serial_max"]), "cached")
-        except (KeyError, TypeError, ValueError):
+        entry = self._entry(f"split/{op}/{dtype}")
+        if entry is None:
             return None
+        n = entry.get("serial_max") if isinstance(entry, dict) else None
+        if not _count(n):
+            self._invalid[f"split/{op}/{dtype}"] = f"serial_max {n!r} is not a count of elements"
+            return None
+        return Split(n, "cached")
 
     def _measure_split(self, op: str, dtype: str) -> Split:
         times = self._split_probe(op, dtype, SPLIT_SIZES)
         if not split_conclusive(times) or self._busy():
             return Split(SPLIT_PRIOR, "inconclusive")      # not saved: a later process measures again
-        split = Split(decide_split(times), "measured")
+        split = Split(decide_split(times), self._noted("measured", f"split/{op}/{dtype}"))
         self._write(f"split/{op}/{dtype}", {"serial_max": split.serial_max, "time": time.time()})
         return split
 
     def _override(self) -> Choice | None:
+        check_environment(self._env)
         stores = self._env.get("ACTBENCH_STORES", "measure").strip().lower()
         block = self._env.get("ACTBENCH_BLOCK", "").strip()
-        if stores not in ("stream", "ordinary", "measure"):
-            raise ValueError(f"ACTBENCH_STORES must be stream, ordinary or measure, not {stores!r}")
-        if block and (not block.isdigit() or int(block) <= 0 or int(block) % 64):
-            raise ValueError(f"ACTBENCH_BLOCK must be a positive multiple of 64, not {block!r}")
         if not self.enabled:
             return Choice(False, int(block or DEFAULT_BLOCK), "default (no streaming stores here)")
         if stores == "measure":
@@ -304,29 +346,47 @@ class StoreStrategy:
         return Choice(stores == "stream", int(block or DEFAULT_BLOCK), "environment")
 
     def _load(self) -> dict:
+        """The cache file's content, {"schema", "machines": {key: {name: entry}}}: empty where
+        the file is missing, not JSON or not of this structure (it is rewritten whole next time),
+        and without machines whose value is not an object."""
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) and data.get("schema") == SCHEMA else {}
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("machines"), dict):
+            return {}
+        return dict(data, machines={k: v for k, v in data["machines"].items() if isinstance(v, dict)})
+
+    def _entry(self, name: str):
+        """This machine's cached entry `name` (any JSON value: the caller validates it), or None."""
+        return self._load().get("machines", {}).get(self.key, {}).get(name)
 
     def _cached(self, family: str, dtype: str) -> Choice | None:
-        entry = self._load().get("machines", {}).get(self.key, {}).get(f"{family}/{dtype}")
-        if not isinstance(entry, dict):
+        """The cached choice, validated as an environment override is: an entry a kernel cannot
+        use (a block of 0 made relu return zeros) is noted and measured again, never used."""
+        name = f"{family}/{dtype}"
+        entry = self._entry(name)
+        if entry is None:
             return None
-        if entry.get("inconclusive") and not time.time() - float(entry.get("time", 0)) < RETRY_S:
+        why = _entry_problem(entry)
+        if why:
+            self._invalid[name] = why
+            return None
+        if entry.get("inconclusive") and not time.time() - entry["time"] < RETRY_S:
             return None                            # a busy machine then: measure again now
         source = "cached (inconclusive)" if entry.get("inconclusive") else "cached"
-        try:
-            return Choice(bool(entry["stream"]), int(entry["block"]), source, entry.get("speedup"))
-        except (KeyError, TypeError, ValueError):
-            return None
+        return Choice(entry["stream"], entry["block"], source, entry.get("speedup"))
+
+    def _noted(self, source: str, name: str) -> str:
+        """`source`, with why the cached entry `name` was measured again where it was invalid."""
+        why = self._invalid.pop(name, None)
+        return f"{source} (cached entry invalid: {why})" if why else source
 
     def _measure(self, family: str, dtype: str) -> Choice:
         variants = [(s, b) for s in (False, True) for b in BLOCKS]
         choice = decide(self._probe(family, dtype, PROBE_BYTES, variants))
         self._save(family, dtype, choice)
-        return choice
+        return replace(choice, source=self._noted(choice.source, f"{family}/{dtype}"))
 
     def _save(self, family: str, dtype: str, choice: Choice) -> None:
         self._write(f"{family}/{dtype}", {
