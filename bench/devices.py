@@ -10,12 +10,23 @@ synchronize, an empty cache buffer to clear), one class per library instead of o
 
 An adapter imports its library on first use, never at import, and keeps what it allocates (the
 flush buffer, the spin kernel) until `close()`: a run holds its adapters in its RunScope.
+
+The L2 flush (`flush_mode`): "read" (the default) zeroes a buffer of 2x L2 once, then each flush
+reads it whole, so the kernel timed next finds L2 full of clean lines of another buffer: nothing of
+its inputs, and nothing to write back. "memset" writes the buffer at each flush, as NVBench and
+Triton's do_bench do: up to 2x L2 of dirty lines, written back to memory while the next kernel runs
+and charged to it. ACTBENCH_L2_FLUSH=memset selects it, to show the difference on a GPU.
+
+Pools: a library's free memory does not count what another library keeps pooled (CuPy's memory
+pool, torch's caching allocator, numba's pending frees), so `free_bytes` first gives back the pools
+of every open GPU adapter: each GPU case's skip decision sees what an allocation can get.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import weakref
 
 import numpy as np
 
@@ -29,6 +40,38 @@ extern "C" __global__ void _spin_kernel(unsigned long long ns) {
     } while (now - start < ns);
 }
 """
+
+
+# Reads a buffer of n 16-byte words and writes nothing (the store is never taken: the buffer is
+# zeros), so every line it leaves in L2 is clean.
+READ_CODE = r"""
+extern "C" __global__ void _l2_read_kernel(const uint4* __restrict__ p, long long n, unsigned* sink) {
+    unsigned acc = 0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        const uint4 v = p[i];
+        acc |= v.x | v.y | v.z | v.w;
+    }
+    if (acc == 0xffffffffu) sink[0] = acc;
+}
+"""
+READ_GRID, READ_BLOCK = 1024, 256     # a grid-stride pass: enough blocks to fill any GPU's SMs
+FLUSH_MODES = ("read", "memset")
+FLUSH_ENV = "ACTBENCH_L2_FLUSH"
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()     # the GPU adapters not closed yet, every library's
+
+
+def release_pools() -> None:
+    """Give back what every open GPU adapter's library keeps pooled."""
+    for adapter in list(_OPEN):
+        adapter.release()
+
+
+def flush_mode_from_env() -> str:
+    mode = os.environ.get(FLUSH_ENV, "read") or "read"
+    if mode not in FLUSH_MODES:
+        raise ValueError(f"{FLUSH_ENV}={mode!r}: expected one of {', '.join(FLUSH_MODES)}")
+    return mode
 
 
 class HostAdapter:
@@ -67,10 +110,16 @@ class GpuAdapter(HostAdapter):
 
     device = "gpu"
 
-    def __init__(self, lib=None):
+    def __init__(self, lib=None, flush_mode: str | None = None):
         self.lib = self.load() if lib is None else lib     # the library module (a stand-in in tests)
+        self.flush_mode = flush_mode or flush_mode_from_env()
+        if self.flush_mode not in FLUSH_MODES:
+            raise ValueError(f"flush_mode {self.flush_mode!r}: expected one of {', '.join(FLUSH_MODES)}")
         self._flush_buf = None
         self._spin = None                                  # the spin kernel, built on first use
+        self._read = None                                  # the read-pass kernel, built on first use
+        self._sink = None                                  # where it would write (it never does)
+        _OPEN.add(self)
 
     # ---- spelled by each library
     @staticmethod
@@ -110,16 +159,38 @@ class GpuAdapter(HostAdapter):
         """(src, dst, copy): two device buffers of nbytes and copy(src, dst), device to device."""
         raise NotImplementedError
 
+    def read_pass(self, buf) -> None:
+        """Read all of buf (a multiple of 16 bytes) on the launching stream, writing nothing."""
+        raise NotImplementedError
+
+    def device_free_bytes(self) -> int:
+        """Free device memory as this library sees it, its own pool's unused part included."""
+        raise NotImplementedError
+
     # ---- shared
     def flush(self) -> None:
-        """Overwrite 2x the L2 cache on the launching stream, so the next kernel starts cold."""
+        """Fill L2 with 2x its size of another buffer on the launching stream, so the next kernel
+        starts cold: read (clean lines; the buffer zeroed once, when made) or memset (dirty lines)."""
         if self._flush_buf is None:
             self._flush_buf = self.empty_bytes(max(2 * self.l2_bytes(), 2**25))
-        self.zero(self._flush_buf)
+            self.zero(self._flush_buf)
+            if self.flush_mode == "read":
+                self.synchronize()                 # the zeros written back before any timing
+        if self.flush_mode == "read":
+            self.read_pass(self._flush_buf)
+        else:
+            self.zero(self._flush_buf)
+
+    def free_bytes(self) -> int:
+        """Free device memory, after every open GPU adapter's library gave its pool back (another
+        library's pooled blocks are not free to this one)."""
+        release_pools()
+        return self.device_free_bytes()
 
     def close(self) -> None:
-        self._flush_buf = self._spin = None
+        self._flush_buf = self._spin = self._read = self._sink = None
         self.release()
+        _OPEN.discard(self)
 
 
 class CupyAdapter(GpuAdapter):
@@ -161,7 +232,13 @@ class CupyAdapter(GpuAdapter):
         src, dst = self.lib.ones(nbytes, dtype=self.lib.uint8), self.lib.empty(nbytes, dtype=self.lib.uint8)
         return src, dst, lambda s, d: d.data.copy_from_device_async(s.data, s.nbytes)
 
-    def free_bytes(self):
+    def read_pass(self, buf):
+        if self._read is None:
+            self._read = self.lib.RawKernel(READ_CODE, "_l2_read_kernel")
+            self._sink = self.lib.empty(1, dtype=self.lib.uint32)
+        self._read((READ_GRID,), (READ_BLOCK,), (buf, np.int64(buf.nbytes // 16), self._sink))
+
+    def device_free_bytes(self):
         """Free device memory plus what CuPy's pool holds unused (the pool hands it out first)."""
         pool = self.lib.get_default_memory_pool()
         return int(self.lib.cuda.runtime.memGetInfo()[0]) + int(pool.total_bytes() - pool.used_bytes())
@@ -235,11 +312,39 @@ class NumbaAdapter(GpuAdapter):
         src, dst = self.lib.device_array(nbytes, dtype=np.uint8), self.lib.device_array(nbytes, dtype=np.uint8)
         return src, dst, lambda s, d: d.copy_to_device(s)
 
-    def free_bytes(self):
+    def read_kernel(self):
+        """READ_CODE's pass in numba: a grid-stride read of 8-byte words, a store never taken."""
+        if self._read is None:
+            cuda = self.lib
+
+            @cuda.jit
+            def _l2_read_kernel(words, sink):
+                acc = np.uint64(0)
+                for i in range(cuda.grid(1), words.size, cuda.gridsize(1)):
+                    acc |= words[i]
+                if acc == np.uint64(0xFFFFFFFFFFFFFFFF):
+                    sink[0] = acc
+            self._read = _l2_read_kernel
+        return self._read
+
+    def read_pass(self, buf):
+        if self._sink is None:
+            self._sink = self.lib.device_array(1, dtype=np.uint64)
+        self.read_kernel()[READ_GRID, READ_BLOCK](buf.view(np.uint64), self._sink)
+
+    def device_free_bytes(self):
         return int(self.lib.current_context().get_memory_info()[0])
 
     def release(self):
-        self.lib.current_context().deallocations.clear()     # numba frees lazily: now
+        """numba frees lazily: run the pending frees now. Device arrays queue theirs on the memory
+        manager's queue (ctx.memory_manager.deallocations); the context's own queue holds streams,
+        events and modules. An external memory manager (EMM plugin) may keep no queue, and the
+        simulator's context keeps neither."""
+        ctx = self.lib.current_context()
+        for pending in (getattr(getattr(ctx, "memory_manager", None), "deallocations", None),
+                        getattr(ctx, "deallocations", None)):
+            if pending is not None:
+                pending.clear()
 
     def device_info(self):
         dev = self.lib.get_current_device()
@@ -295,7 +400,13 @@ class TorchAdapter(GpuAdapter):
         src = self.lib.ones(nbytes, dtype=self.lib.uint8, device="cuda")
         return src, self.lib.empty_like(src), lambda s, d: d.copy_(s)
 
-    def free_bytes(self):
+    def read_pass(self, buf):
+        """torch's own max reduction over the buffer as 8-byte words: reads it all, writes one word."""
+        if self._sink is None:
+            self._sink = self.lib.empty((), dtype=self.lib.int64, device="cuda")
+        self.lib.amax(buf.view(self.lib.int64), dim=0, out=self._sink)
+
+    def device_free_bytes(self):
         """Free device memory plus what torch's caching allocator holds unused."""
         cuda = self.lib.cuda
         return int(cuda.mem_get_info()[0]) + int(cuda.memory_reserved() - cuda.memory_allocated())
