@@ -13,6 +13,8 @@
 #   make bench-check   quick run vs that baseline, history + plots; exit 1 on a significant slowdown
 #   make bench-pytest  pytest-benchmark suites (tests/benchmarks), saved under .benchmarks/
 #   make bench-pytest-compare  the same, compared with the last saved run; fails on median +15 %
+#   make mutate        mutation testing of the verdict layer (mutmut, ~25 min on 2 cores; not in make test or CI):
+#                      kill rate and the survivors judged equivalent in docs/mutation.md
 # EXTRAS picks the optional dependencies (default dev,torch: the torch CPU peer is measured and
 # tested too); `make test EXTRAS=dev` leaves torch out where its wheel is not at hand.
 
@@ -23,7 +25,7 @@ EXTRAS ?= dev,torch
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv bench bench-full accuracy test lint gpu-check resources clean compare baseline bench-check bench-pytest bench-pytest-compare claims claims-full
+.PHONY: venv bench bench-full accuracy test lint gpu-check resources clean compare baseline bench-check bench-pytest bench-pytest-compare claims claims-full mutate
 
 venv: $(STAMP)
 
@@ -86,3 +88,37 @@ bench-pytest: venv
 
 bench-pytest-compare: venv
 	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-compare --benchmark-compare-fail=median:15%
+
+# ---------------------------------------------------------------------------- mutation testing
+# mutmut (settings in setup.cfg) copies bench/ into mutants/ with every mutant behind a switch and
+# runs, for each mutant, only the tests that reached its function. Only the mutants of the verdict
+# layer's functions run (MUTATE_FUNCS, mutmut's names: module.x_<function>, module.x?<Class>?<method>);
+# docs/mutation.md says why those, and lists the survivors. Installed here, not in pyproject.toml:
+# no test needs it.
+MUTMUT := mutmut==3.8.1
+MUTATE_FUNCS := 'bench.stats.*' \
+	'bench.compare.x_case_key__*' 'bench.compare.x_from_run__*' 'bench.compare.x__positive__*' \
+	'bench.compare.x_judge__*' 'bench.compare.x_median_scaled__*' 'bench.compare.x_compare_runs__*' \
+	'bench.compare.x_parse_threshold__*' 'bench.compare.x?Report?*' 'bench.compare.x__gmean__*' \
+	'bench.history.x_confirm__*' 'bench.history.x__cost__*' 'bench.history.x__case__*' \
+	'bench.history.x_check__*' 'bench.history.x_next_baseline__*' \
+	'bench.interleave.x_round_robin__*' \
+	'bench.check.x_atol__*' 'bench.check.x__compare_values__*' 'bench.check.x_sample_indices__*' \
+	'bench.check.x__elementwise__*' 'bench.check.x_compare__*' 'bench.check.x__unwritten__*' \
+	'bench.check.x_check_call__*' 'bench.check.x?CheckResult?*' 'bench.check.x?Scratch?poison__*' \
+	'bench.results.x_peak_for__*' 'bench.results.x_derive__*' 'bench.results.x_ratio__*' \
+	'bench.roofline.x_traffic__*' 'bench.roofline.x_bytes_per_element__*' 'bench.roofline.x_flops__*' \
+	'bench.roofline.x_matmul_traffic__*' 'bench.roofline.x_matmul_flops__*' 'bench.roofline.x__fastest__*' \
+	'bench.roofline.x_cache_boundary__*' 'bench.roofline.x_gpu_copy_peak__*' \
+	'bench.runner.x__beyond_cache__*' 'bench.runner.x__combine_peaks__*' 'bench.runner.x__timed__*' \
+	'bench.runner.x__interleaved__*'
+
+mutate: venv
+	$(PY) -m pip install --quiet "$(MUTMUT)"
+	rm -rf mutants
+	NUMBA_ENABLE_CUDASIM=1 nice -n 10 $(PY) -m mutmut run --max-children 2 $(MUTATE_FUNCS) > mutants.log 2>&1 \
+		|| { tail -c 3000 mutants.log; exit 1; }
+	$(PY) -m mutmut results --all true | awk -F': ' '/__mutmut_/ && $$2 != "not checked" { n++; c[$$2]++ } \
+		END { for (s in c) printf "%-12s %d\n", s, c[s]; \
+		      printf "kill rate: %.1f %% of %d mutants (killed + timeout)\n", 100 * (c["killed"] + c["timeout"]) / n, n }'
+	@echo "survivors: $(PY) -m mutmut results; one diff: $(PY) -m mutmut show NAME"
