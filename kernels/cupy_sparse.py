@@ -6,7 +6,10 @@ The dense cuBLAS peer is the cupy backend's sparse_matmul (kernels/numpy_cpu.py,
   at run time), then CSR @ dense through cuSPARSE. float32 and float64 (cuSPARSE's SpMM here).
 - `raw(a, w)`: split-K, per-tile detection of the present rows, 16-byte loads of whole rows of w,
   accumulation in float32 (float16 and float32) or float64, then a reduction of the S partial
-  sums. `launch_plan` sizes the split to the device: a pure function, tested without a GPU.
+  sums. `launch_plan` sizes the split so that the grid fits one wave of the partial kernel: the SMs
+  times the blocks one SM holds at once, which the occupancy API gives on a GPU
+  (`_blocks_per_sm`) and `blocks_per_sm_from_registers` computes from ptxas's register report
+  without one (the tests, with NVRTC). A pure function, tested without a GPU.
 
 CuPy is imported on first use (never at import), so a machine without it imports this module fine;
 the kernels compile on first use per device with the RawModules' options (kernels/cuda_build.py).
@@ -25,7 +28,13 @@ from .registry import Available, register
 
 SOURCE = "sparse_matmul.cu"
 GROUP = 4              # ACT_SM_GROUP of sparse_matmul.cu: batch rows per warp
-WARPS_PER_SM = 32      # work items in flight per SM the split aims at (4 rows of 512 B each in flight)
+# What bounds resident blocks on sm_80, sm_90 and sm_100 (CUDA's occupancy calculator): 64K
+# registers per SM, allocated per warp in units of 256; 64 warps and 32 blocks per SM. The kernels
+# use no shared memory, so registers decide.
+REGISTERS_PER_SM = 65536
+REGISTER_UNIT = 256
+MAX_WARPS_PER_SM = 64
+MAX_BLOCKS_PER_SM = 32
 
 
 @dataclass(frozen=True)
@@ -43,19 +52,32 @@ class Plan:
         return self.ntiles * self.splits * self.ngroups
 
 
-def launch_plan(batch: int, k: int, n: int, itemsize: int, sm_count: int) -> Plan:
-    """Split a (batch x K) @ (K x N) call so that about WARPS_PER_SM warps per SM have work: as few
-    K slices as that needs (each slice adds S x batch x N partial sums to the traffic)."""
+def blocks_per_sm_from_registers(registers: int, block: int = BLOCK) -> int:
+    """Blocks of `block` threads one SM holds at once for a kernel of `registers` registers per
+    thread and no shared memory (what the occupancy API answers on sm_80 / sm_90 / sm_100)."""
+    per_warp = math.ceil(registers * 32 / REGISTER_UNIT) * REGISTER_UNIT
+    warps = block // 32
+    return max(1, min(REGISTERS_PER_SM // (per_warp * warps), MAX_WARPS_PER_SM // warps, MAX_BLOCKS_PER_SM))
+
+
+def launch_plan(batch: int, k: int, n: int, itemsize: int, sm_count: int, blocks_per_sm: int) -> Plan:
+    """Split a (batch x K) @ (K x N) call into as many K slices as one wave of the partial kernel
+    holds (sm_count x blocks_per_sm blocks, one work item per warp), rounded down so that the grid
+    fits that wave: a second, partly empty wave would cost as much as the first. More slices than
+    that only add S x batch x N partial sums to the traffic."""
     vec = 16 // itemsize
     ntiles = max(1, math.ceil(n / (32 * vec)))
     ngroups = max(1, math.ceil(batch / GROUP))
     windows = max(1, math.ceil(k / 32))                       # 32 activations per ballot
-    want = max(1, math.ceil(sm_count * WARPS_PER_SM / (ntiles * ngroups)))
-    per_split = math.ceil(windows / min(want, windows))
+    wave = sm_count * blocks_per_sm * (BLOCK // 32)           # warps resident at once
+    fit = max(1, wave // (ntiles * ngroups))                  # slices that one wave holds
+    per_split = math.ceil(windows / min(fit, windows))
     splits = math.ceil(windows / per_split)
     items = ntiles * splits * ngroups
-    if items >= 2**32:
-        raise ValueError(f"sparse_matmul: {batch} x {k} @ {k} x {n} is too large for one launch")
+    # the kernel's warp index, (blockIdx.x * blockDim.x + threadIdx.x) >> 5, is 32-bit unsigned
+    if items * 32 >= 2**32:
+        raise ValueError(f"sparse_matmul: {batch} x {k} @ {k} x {n} is too large for one launch "
+                         f"({items} warps; the kernel's 32-bit thread index holds {2**27 - 1})")
     return Plan(ntiles, splits, ngroups, per_split * 32, math.ceil(items * 32 / BLOCK))
 
 
@@ -91,6 +113,14 @@ def _function(kind: str, dtype: str):
     return cupy_gpu._module(SOURCE).get_function(raw_kernel_name(f"sparse_matmul_{kind}", dtype))
 
 
+@functools.cache
+def _blocks_per_sm(kind: str, dtype: str, device: int) -> int:
+    """Blocks of BLOCK threads one SM holds at once for the partial or reduce kernel: CUDA's
+    occupancy API on the kernel as loaded (registers as ptxas gave them for this device)."""
+    fn = _function(kind, dtype)
+    return max(1, cupy_gpu.cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(fn.kernel.ptr, BLOCK, 0))
+
+
 @register("sparse_matmul", "cupy_raw")
 def raw(a, w, out=None):
     """a @ w with the row-skipping kernels; a, w C-contiguous CuPy arrays of one float dtype."""
@@ -100,8 +130,9 @@ def raw(a, w, out=None):
     if batch == 0 or n == 0:
         return matmul_result(a, y, out)
     dtype = dtype_name(w)
-    sms = cupy_gpu._sm_count(cp.cuda.runtime.getDevice())
-    plan = launch_plan(batch, k, n, w.dtype.itemsize, sms)
+    device = cp.cuda.runtime.getDevice()
+    sms = cupy_gpu._sm_count(device)
+    plan = launch_plan(batch, k, n, w.dtype.itemsize, sms, _blocks_per_sm("partial", dtype, device))
     acc = cp.float64 if dtype == "float64" else cp.float32
     part = cp.empty((plan.splits, batch, n), acc)
     partial, reduce = _function("partial", dtype), _function("reduce", dtype)
@@ -109,7 +140,7 @@ def raw(a, w, out=None):
                                      cp.uint32(plan.ntiles), cp.uint32(plan.splits), cp.uint32(plan.ngroups),
                                      cp.int64(plan.kchunk)))
     total = batch * n
-    rgrid = max(1, min(math.ceil(total / BLOCK), sms * 8))
+    rgrid = max(1, min(math.ceil(total / BLOCK), sms * _blocks_per_sm("reduce", dtype, device)))
     reduce((rgrid,), (BLOCK,), (part, y, cp.int64(total), cp.uint32(plan.splits)))
     return matmul_result(a, y, out)
 

@@ -328,15 +328,65 @@ def test_numba_cuda_kernels_live_in_the_backends_runtime(rng):
 # ================================================================================================
 
 def test_launch_plan():
-    p = cupy_sparse.launch_plan(1, 8192, 8192, 4, 132)
+    p = cupy_sparse.launch_plan(1, 8192, 8192, 4, 132, 4)
     assert p.ntiles == 64 and p.kchunk % 32 == 0 and p.splits * p.kchunk >= 8192
     assert p.items * 32 <= p.grid * cupy_sparse.BLOCK < p.items * 32 + cupy_sparse.BLOCK
-    assert p.items >= 132 * cupy_sparse.WARPS_PER_SM * 0.9
-    h = cupy_sparse.launch_plan(64, 4096, 11008, 2, 132)     # float16: 256 columns per tile
+    assert p.grid <= 132 * 4 and p.items >= 132 * 4 * 8 * 0.9     # one wave, nearly full
+    h = cupy_sparse.launch_plan(64, 4096, 11008, 2, 132, 2)   # float16: 256 columns per tile
     assert h.ntiles == 43 and h.ngroups == 16
-    assert cupy_sparse.launch_plan(1, 0, 5, 4, 1).splits == 1
-    big = cupy_sparse.launch_plan(64, 8192, 8192, 4, 132)
+    assert cupy_sparse.launch_plan(1, 0, 5, 4, 1, 1).splits == 1
+    big = cupy_sparse.launch_plan(64, 8192, 8192, 4, 132, 4)
     assert big.splits < p.splits
+
+
+@pytest.mark.parametrize("blocks_per_sm", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("shape", [(1, 8192, 8192), (64, 8192, 8192), (64, 4096, 11008), (16, 2048, 2048),
+                                   (256, 8192, 8192), (7, 100, 129)])
+@pytest.mark.parametrize("itemsize", [2, 4, 8])
+def test_launch_plan_fits_one_wave(shape, itemsize, blocks_per_sm):
+    """The grid fits one wave (SMs x resident blocks) whenever one split does, with as many slices
+    as the wave holds: one more would not fit."""
+    batch, k, n = shape
+    p = cupy_sparse.launch_plan(batch, k, n, itemsize, 132, blocks_per_sm)
+    wave_blocks = 132 * blocks_per_sm
+    if p.ntiles * p.ngroups * 32 <= wave_blocks * cupy_sparse.BLOCK:
+        assert p.grid <= wave_blocks, p
+    windows, per_split = max(1, -(-k // 32)), p.kchunk // 32
+    if per_split > 1:           # shorter slices would need more of them than one wave holds
+        assert p.ntiles * p.ngroups * -(-windows // (per_split - 1)) > wave_blocks * (cupy_sparse.BLOCK // 32), p
+
+
+def test_launch_plan_refuses_a_32_bit_warp_index_overflow():
+    """The partial kernel's thread index is 32-bit: items * 32 >= 2**32 is refused, just below is not."""
+    n = 2**27 * 32 * 4                 # float32: 2**27 column tiles of 128 columns, batch 1, K 32
+    with pytest.raises(ValueError, match="too large for one launch"):
+        cupy_sparse.launch_plan(1, 32, n, 4, 132, 4)
+    ok = cupy_sparse.launch_plan(1, 32, n - 128, 4, 132, 4)
+    assert ok.items == 2**27 - 1
+
+
+def test_blocks_per_sm_from_the_register_report():
+    """The occupancy of the partial kernels from ptxas's registers (NVRTC, CuPy's options): what the
+    occupancy API answers, and with it the issue's case, batch 64 float16 on a 132-SM H100, in one
+    wave where the old plan (32 warps per SM, rounded up) needed about two."""
+    from kernels import nvrtc, resources
+    assert cupy_sparse.blocks_per_sm_from_registers(64) == 4       # 2048 registers a warp: 4 blocks of 8
+    assert cupy_sparse.blocks_per_sm_from_registers(102) == 2      # 3328 a warp
+    assert cupy_sparse.blocks_per_sm_from_registers(32) == 8       # the 64-warp limit
+    assert cupy_sparse.blocks_per_sm_from_registers(255) == 1
+    target = next(t for t in resources.raw_targets() if t.label == cupy_sparse.SOURCE)
+    r = nvrtc.compile_source(target.source, target.label, "sm_90", target.options)
+    regs = r.kernels[cuda_build.raw_kernel_name("sparse_matmul_partial", "float16")].registers
+    bps = cupy_sparse.blocks_per_sm_from_registers(regs)
+    assert 1 <= bps <= 4, (regs, bps)
+    p = cupy_sparse.launch_plan(64, 8192, 8192, 2, 132, bps)
+    assert p.grid <= 132 * bps
+    # the old plan: 32 warps per SM wanted, the split count rounded up
+    per_tile = p.ntiles * p.ngroups
+    windows = 8192 // 32
+    old_per_split = -(-windows // min(-(-132 * 32 // per_tile), windows))
+    old_grid = per_tile * -(-windows // old_per_split) * 32 // cupy_sparse.BLOCK
+    assert old_grid > 1.5 * 132 * bps, (old_grid, 132 * bps)
 
 
 CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
@@ -376,7 +426,7 @@ def run_host(lib, a, w, *, sm_count=2, y_offset=0):
     a2 = a.reshape(1, -1) if a.ndim == 1 else a
     batch, k = a2.shape
     n = w.shape[1]
-    plan = cupy_sparse.launch_plan(batch, k, n, w.itemsize, sm_count)
+    plan = cupy_sparse.launch_plan(batch, k, n, w.itemsize, sm_count, blocks_per_sm=2)
     acc = np.float64 if dtype == "float64" else np.float32
     part = np.full((plan.splits, batch, n), np.nan, acc)
     buf = np.full(batch * n + y_offset + 8, np.nan, w.dtype)

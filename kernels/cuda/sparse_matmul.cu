@@ -16,7 +16,7 @@
 //  * _sparse_matmul_reduce_kernel_*: y[b][n] = sum over s of part[s][b][n], rounded to T.
 // Warps never talk to each other (no shared memory, no __syncthreads), so the kernels also run on
 // the CPU under kernels/cuda/host_shim.h. Index arithmetic of the work split is 32-bit (no 64-bit
-// division); offsets into the arrays are 64-bit. The vector path needs N % VEC == 0 and w, part
+// division; the launcher refuses a grid of 2**32 threads or more); offsets into the arrays are 64-bit. The vector path needs N % VEC == 0 and w, part
 // and y 16-byte aligned (a grid-uniform choice); otherwise each lane loads its VEC columns one by
 // one, with bounds checks.
 #include "common.cuh"
@@ -200,7 +200,9 @@ __device__ __forceinline__ void sparse_reduce(const typename Compute<T>::type* _
 // column tile and writes S x batch x N partial sums (compute type), as bench/roofline.py counts.
 
 // __launch_bounds__(..., 1): no occupancy target for ptxas, whose default one spilled the double
-// kernel's accumulators; the registers used stay far below what 8 blocks per SM allow.
+// kernel's accumulators. The registers ptxas then uses decide how many blocks an SM holds (two to
+// four, by arch and dtype): kernels/cupy_sparse.py sizes the split from the occupancy API on this
+// kernel, so that the grid fits one wave.
 
 // reads 2 B + writes 0 B per element (__half); see bench/roofline.py
 extern "C" __global__ void __launch_bounds__(ACT_BLOCK, 1)
