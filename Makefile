@@ -5,8 +5,9 @@
 #   make lint       ruff (rules in pyproject.toml)
 #   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
 #   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
-#   make claims     nine ReLU-vs-sigmoid claims measured and judged -> reports/claims.md (+ .json, plots);
-#                   quick profile (at most 2 min on 2 cores); make claims-full for the full one
+#   make claims     nine ReLU-vs-sigmoid claims measured and judged -> reports/results/claims.md (+ .json,
+#                   plots); quick profile (at most 2 min on 2 cores); make claims-full for the full one;
+#                   CLAIMS_ARGS=--committed refreshes the committed reports/claims.* instead
 # Regression tracking (README, "Regression tracking"):
 #   make compare [BASE=a.json NEW=b.json]  verdict per case (default: the two newest runs); exit 1 if slower
 #   make baseline      this machine's quick run -> reports/baselines/<cpu-cores-gpu>.json
@@ -50,10 +51,10 @@ lint: venv
 	$(PY) -m ruff check .
 
 claims: venv
-	$(PY) -m bench claims --quick
+	$(PY) -m bench claims --quick $(CLAIMS_ARGS)
 
 claims-full: venv
-	$(PY) -m bench claims
+	$(PY) -m bench claims $(CLAIMS_ARGS)
 
 resources: venv
 	$(PY) -m kernels.resources --report reports/kernels-resources.md
@@ -87,6 +88,7 @@ bench-pytest: venv
 	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-autosave
 
 bench-pytest-compare: venv
+	@$(PY) -m bench.pytest_saved    # a saved run to compare with, before a minute of measuring
 	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-compare --benchmark-compare-fail=median:15%
 
 # ---------------------------------------------------------------------------- mutation testing

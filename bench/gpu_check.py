@@ -30,8 +30,14 @@ import threading
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+try:
+    from rich.console import Console
+    from rich.table import Table
+except ModuleNotFoundError as _missing:     # the system python3 of a bare GPU machine: say so, in one line
+    _name = (_missing.name or "rich").split(".")[0]
+    sys.stderr.write(f"error: make gpu-check needs {_name} in {sys.executable}, which lacks it: "
+                     f"{sys.executable} -m pip install --user {_name}\n")
+    sys.exit(2)
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_TEST_FILES = ["tests/test_kernels_correctness.py", "tests/test_kernels_api.py",
