@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import math
 
-from .results import PEAK_LEVELS, CaseResult, Run, devices_of, dtypes_of
+from . import load as _load
+from .results import ABOVE_PEAK, MARKED_BASELINE, PEAK_LEVELS, STARVED, CaseResult, Run, devices_of, dtypes_of
 
 BEST = "★"          # the fastest (lowest median) cell of a row
 UNSTABLE = "~"      # the median did not stabilise within the case's time budget
+STARVED_MARK = "?"  # its threads waited for a core (bench/load.py): its time measures the scheduler
+ABOVE_MARK = "!"    # faster than its level's peak by more than the peak's spread: a figure to distrust
+MARKED_MARK = "?"   # on the speed-up line: the case or its NumPy case is marked
+
+MARK_HELP = {
+    STARVED: f"{STARVED_MARK} before the time: its threads were starved (they ran less than "
+             f"{_load.GOT_MIN:.0%} of the time they were ready to; sampled again within its budget and "
+             "still so): the time measures the wait for a core, not the kernel",
+    ABOVE_PEAK: f"{ABOVE_MARK} after the % of peak: above its level's peak by more than the peak's own "
+                "spread, which no copy of these bytes can be: the peak or the time is wrong",
+    MARKED_BASELINE: f"{MARKED_MARK} before the speed-up: the case or its NumPy case is marked "
+                     f"({STARVED_MARK}, {ABOVE_MARK} or {UNSTABLE}): the ratio is not to be trusted",
+}
 
 
 def sig3(v: float) -> str:
@@ -79,11 +93,45 @@ def fmt_pct_peak(pct: float | None, level: str | None = None) -> str:
 
 def ok_lines(e: CaseResult, best: bool) -> list[str]:
     """The four short lines of a timed case: time ± IQR, GB/s, % of peak, speed-up vs numpy."""
-    mark = (f"{BEST} " if best else "") + (UNSTABLE if e.stable is False else "")
+    marks = e.marks or ()
+    mark = (f"{BEST} " if best else "") + (UNSTABLE if e.stable is False else "") \
+        + (STARVED_MARK if STARVED in marks else "")
     return [f"{mark}{fmt_time(e.median_s)}{fmt_iqr(e)}",
             f"{sig3(e.gbps)} GB/s" if e.gbps is not None else "- GB/s",
-            fmt_pct_peak(e.pct_peak, e.peak_level),
-            fmt_speedup(e.speedup_vs_numpy)]
+            fmt_pct_peak(e.pct_peak, e.peak_level) + (f" {ABOVE_MARK}" if ABOVE_PEAK in marks else ""),
+            (MARKED_MARK if marks and e.speedup_vs_numpy is not None else "") + fmt_speedup(e.speedup_vs_numpy)]
+
+
+def mark_lines(entries: list[CaseResult]) -> list[str]:
+    """The legend lines of the marks that `entries` carry, in a fixed order."""
+    present = {m for e in entries for m in e.marks or ()}
+    lines = [MARK_HELP[m] for m in (STARVED, ABOVE_PEAK) if m in present]
+    if present:
+        lines.append(MARK_HELP[MARKED_BASELINE])
+    return lines
+
+
+def busy_warning(run: Run) -> str | None:
+    """The warning a run measured on a busy machine opens with (bench/load.py's `busy`), or None."""
+    why = _load.busy((run.env or {}).get("load"))
+    if not why:
+        return None
+    marked = sum(1 for e in run.results if e.marks)
+    return (f"WARNING: the machine was busy: {why}. Times and ratios may be off; {marked} case(s) "
+            "are marked (see each table's legend)")
+
+
+def load_line(load: dict | None) -> str | None:
+    """'load 0.4 -> 2.1 (1-minute average, 2 cores); others used 3 % (up to 9 %) of the CPU'."""
+    if not load:
+        return None
+    la = [((load.get(k) or {}).get("loadavg") or [None])[0] for k in ("before", "after")]
+    text = " -> ".join("?" if v is None else f"{v:.2f}" for v in la) + \
+        f" (1-minute average, {load.get('cores', '?')} cores)"
+    if load.get("others_mean") is not None:
+        text += (f"; other processes used {100 * load['others_mean']:.0f} % of the CPU during the run "
+                 f"(up to {100 * (load.get('others_max') or 0):.0f} % between two cases)")
+    return text
 
 
 def ratio_label(r: float | None) -> str:
@@ -114,6 +162,9 @@ def peak_label(run: Run, device: str) -> str:
         return f"{device} peak not measured"
     method = f" ({peak['method']})" if peak.get("method") else ""
     cache = peak.get("cache") or {}
+    if cache.get("refused_gbps") is not None:
+        return (f"{device} mem peak {sig3(peak['gbps'])} GB/s{method}, cache peak refused "
+                f"({sig3(cache['refused_gbps'])} GB/s, not above it): the memory peak judges every case")
     if cache.get("gbps") is None:
         return f"{device} peak {sig3(peak['gbps'])} GB/s{method}"
     return (f"{device} mem peak {sig3(peak['gbps'])} GB/s{method}, cache peak {sig3(cache['gbps'])} GB/s"
@@ -206,8 +257,12 @@ def env_lines(run: Run) -> list[tuple[str, str]]:
                           + (", INTERRUPTED (partial results)" if run.interrupted else ""))]
     if run.error:
         lines.append(("stopped by", run.error))
+    if load_line(env.get("load")):
+        lines.append(("load", load_line(env.get("load"))))
     for dev in run.peaks:
         lines.append(("peak", peak_label(run, dev)))
+        for note in (run.peaks.get(dev) or {}).get("notes") or []:
+            lines.append(("peak note", f"{dev}: {note}"))
         cache = (run.peaks.get(dev) or {}).get("cache") or {}
         if cache.get("method"):
             sweep = ", ".join(f"{fmt_bytes(p['working_set_bytes'])} {sig3(p['gbps'])}"

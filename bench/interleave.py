@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import roofline, stats, timing
+from . import load, roofline, stats, timing
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,16 @@ class Member:
 
 
 def round_robin(members: list[Member], sampling: timing.Sampling, rng: random.Random | None = None,
-                clock: Callable[[], float] = time.perf_counter) -> dict[str, timing.Timing]:
+                clock: Callable[[], float] = time.perf_counter,
+                clocks: load.Clocks | None = None) -> dict[str, timing.Timing]:
     """Sample every member once per round, in a shuffled order, until all are stable or the
-    group's budget (budget_s per member) is spent; at least min_samples rounds."""
+    group's budget (budget_s per member) is spent; at least min_samples rounds. What the machine
+    gave the threads during each member's samples is tallied for that member (`Timing.tally`)."""
     rng = rng or random.Random(0)
     samples: dict[str, list[float]] = {m.name: [] for m in members}
+    tallies = {m.name: load.Tally() for m in members}
+    clocks = clocks or load.Clocks()
+    clocks.start()
     budget = sampling.budget_s * len(members)
     start = clock()
     rounds = 0
@@ -52,12 +57,14 @@ def round_robin(members: list[Member], sampling: timing.Sampling, rng: random.Ra
         rng.shuffle(order)
         for m in order:
             samples[m.name].append(m.measure())
+            clocks.into(tallies[m.name])
         rounds += 1
         if rounds < sampling.min_samples:
             continue
         stable = {k: stats.is_stable(v, sampling.rel_tol, sampling.min_samples) for k, v in samples.items()}
         if all(stable.values()) or rounds >= sampling.max_samples or clock() - start >= budget:
-            return {m.name: timing.Timing(samples[m.name], stable[m.name], m.timer, m.reps) for m in members}
+            return {m.name: timing.Timing(samples[m.name], stable[m.name], m.timer, m.reps, tallies[m.name])
+                    for m in members}
 
 
 def cpu_member(name: str, fn, args, kwargs, sampling: timing.Sampling) -> Member:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .formatting import BEST, UNSTABLE, Notes, env_lines, fmt_size, level_legend, ok_lines, op_title, run_label
+from .formatting import (BEST, UNSTABLE, Notes, busy_warning, env_lines, fmt_size, level_legend, mark_lines, ok_lines,
+                         op_title, run_label)
 from .results import CaseResult, Run, Status, backend_order, best_backend, by_op, rows
 
 
@@ -40,7 +41,8 @@ def md_table(run: Run, op: str, entries: list[CaseResult], notes: Notes) -> list
         out.append(f"| {dtype} | {_md(fmt_size(size))} | "
                    + " | ".join(md_cell(cells.get(b), b == best, notes) for b in backends) + " |")
     new = set(notes.items.values()) - before
-    return out + ([""] + _definitions(notes, new) if new else [])
+    marks = [_md(line) for line in mark_lines(entries)]
+    return out + ([""] + marks if marks else []) + ([""] + _definitions(notes, new) if new else [])
 
 
 def how_to_read(run: Run) -> str:
@@ -62,6 +64,9 @@ def markdown(run: Run, plots=None) -> str:
     reduced to their file name, i.e. the images are assumed to lie beside it)."""
     images = [Path(p) for p in plots or []]
     out = [f"# actbench: {run_label(run)}", ""]
+    warning = busy_warning(run)
+    if warning:
+        out += [f"> **{_md(warning)}**", ""]
     out += [f"- **{label}**: {_md(text)}" for label, text in env_lines(run)]
     out += ["", how_to_read(run), ""]
     notes, used = Notes(), set()

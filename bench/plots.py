@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
 from .formatting import peak_label
-from .results import CaseResult, Run, backend_order, by_op, devices_of
+from .results import CaseResult, Run, backend_order, by_op, devices_of, is_marked
 
 # Same colour and marker for a backend in every figure; backends not listed take the next ones.
 KNOWN_BACKENDS = ("numpy", "numba_cpu", "cupy", "cupy_elementwise", "cupy_raw", "numba_cuda", "torch",
@@ -31,6 +31,13 @@ def points(entries: list[CaseResult], backend: str) -> tuple[list, list, list]:
     """Sizes, median seconds and % of peak of a backend's timed cases, by size."""
     ok = sorted((e.size, e.median_s, e.pct_peak) for e in entries if e.backend == backend and e.timed)
     return [p[0] for p in ok], [p[1] for p in ok], [p[2] for p in ok]
+
+
+def marked_points(entries: list[CaseResult], backend: str) -> list[tuple]:
+    """(size, median seconds, % of peak) of a backend's timed cases that carry a mark of their own
+    (starved, above their peak: results.is_marked without the unstable ones, which the tables mark)."""
+    return sorted((e.size, e.median_s, e.pct_peak) for e in entries
+                  if e.backend == backend and e.timed and is_marked(e) and e.marks)
 
 
 def _axes_setup(ax_time, ax_pct) -> None:
@@ -65,6 +72,12 @@ def figure(run: Run, op: str, dtype: str = "float32") -> Figure:
         pct_pts = [(s, p) for s, p in zip(sizes, pcts) if p is not None]
         ax_pct.plot([s for s, _ in pct_pts], [p for _, p in pct_pts], label=backend, **style(backend))
         top = max([top] + [p for _, p in pct_pts])
+        marked = marked_points(entries, backend)
+        if marked:                     # marked cases (starved, above their peak): a black ring on both panels
+            ax_time.scatter([m[0] for m in marked], [m[1] for m in marked], s=140, facecolors="none",
+                            edgecolors="black", linewidths=1.2, zorder=5, label="_marked")
+            ax_pct.scatter([m[0] for m in marked if m[2] is not None], [m[2] for m in marked if m[2] is not None],
+                           s=140, facecolors="none", edgecolors="black", linewidths=1.2, zorder=5, label="_marked")
     ax_pct.set_ylim(0, top * 1.08)
     if ax_time.get_legend_handles_labels()[0]:
         ax_time.legend(fontsize="small")

@@ -31,7 +31,16 @@ record (`derive`), never by editing one in place. On disk a run is one JSON docu
       "results": [{CaseResult's fields}, ...]   # one entry per case, status "ok" | "failed" | "skipped"
     }
 
-Fields that a failed or skipped case cannot have are null. Each timed case's `peak_level` says
+Fields that a failed or skipped case cannot have are null. A timed CPU case records `cpu_got`,
+the share of their runnable time its threads ran during its samples (bench/load.py), and its
+`marks`, what makes a figure of it unsafe to read: "starved" (its threads waited for a core: it was
+measured again within its budget, `remeasured`, and stayed so), "above peak" (faster than its
+level's peak by more than the peak's own spread: the peak, not the case, is wrong), "marked
+baseline" (its speed-up is over a NumPy case that is marked or did not stabilise). The run's
+`env.load` holds the machine's load before, during and after it (bench/load.py), and a peak that
+contradicted physics names it in its `notes` (bench/roofline.py's `peak_faults`). These fields
+are absent from files written before them, which load and render as they did.
+Each timed case's `peak_level` says
 which peak its pct_peak is of: "cache" when its working set (the bytes it moves, inputs + outputs)
 is below the cache peak's `applies_below_bytes`, else "memory". Schema 2 files (one peak per device,
 no `peak_level`: every % is of the memory peak) and schema 1 files (the same, plus shape,
@@ -111,6 +120,9 @@ class CaseResult:
     # the samples of the copy probe beside it, one per round of samples_s (not for kernels on one
     # thread, Backend.one_thread_ops: the all-core probe does not move with them)
     probe_samples_s: tuple[float, ...] | None = None
+    cpu_got: float | None = None               # share of their runnable time its threads ran (bench/load.py)
+    remeasured: bool | None = None             # sampled again because its threads were starved
+    marks: tuple[str, ...] | None = None       # STARVED, ABOVE_PEAK, MARKED_BASELINE: figures not to trust
 
     def __post_init__(self):
         # plain Python values whatever the caller passes (strings, lists, NumPy scalars), so that
@@ -118,7 +130,7 @@ class CaseResult:
         set_ = object.__setattr__
         set_(self, "status", Status(self.status))
         for name in ("median_s", "iqr_s", "min_s", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst",
-                     "sparsity", "speedup_vs_dense", "pct_of_ideal", "conversion_s", "peak_gbps"):
+                     "sparsity", "speedup_vs_dense", "pct_of_ideal", "conversion_s", "peak_gbps", "cpu_got"):
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, float(v))
@@ -130,6 +142,8 @@ class CaseResult:
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, tuple(float(s) for s in v))
+        if self.marks is not None:
+            set_(self, "marks", tuple(str(m) for m in self.marks))
 
     @property
     def timed(self) -> bool:
@@ -138,11 +152,11 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for name in (*MATMUL_FIELDS, "peak_gbps", "probe_samples_s"):   # only in the cases that have them
+        for name in (*MATMUL_FIELDS, *_OPTIONAL):   # only in the cases that have them
             if d[name] is None:
                 del d[name]
         d["status"] = self.status.value
-        for name in ("samples_s", "probe_samples_s"):
+        for name in ("samples_s", "probe_samples_s", "marks"):
             if d.get(name) is not None:
                 d[name] = list(d[name])
         return d
@@ -154,6 +168,22 @@ class CaseResult:
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(CaseResult))
 MATMUL_FIELDS = ("shape", "batch", "sparsity", "pattern", "speedup_vs_dense", "pct_of_ideal", "conversion_s")
+_OPTIONAL = ("peak_gbps", "probe_samples_s", "cpu_got", "remeasured", "marks")   # null: left out of the JSON
+
+STARVED = "starved"                  # its threads waited for a core (bench/load.py's rule)
+ABOVE_PEAK = "above peak"            # faster than its level's peak by more than the peak's spread
+MARKED_BASELINE = "marked baseline"  # its speed-up's NumPy case is marked or unstable
+_DERIVED_MARKS = (ABOVE_PEAK, MARKED_BASELINE)     # recomputed by every derive
+
+
+def is_marked(e: CaseResult) -> bool:
+    """Whether a timed case's own figures are unsafe: starved, above its peak, or unstable."""
+    return e.stable is False or any(m in (STARVED, ABOVE_PEAK) for m in e.marks or ())
+
+
+def speedup_marked(e: CaseResult) -> bool:
+    """Whether a case's speed-up over NumPy is unsafe: the case or its NumPy case is marked."""
+    return is_marked(e) or MARKED_BASELINE in (e.marks or ())
 
 
 def _now() -> str:
@@ -267,19 +297,60 @@ def derive(run: Run) -> Run:
     def key(e: CaseResult) -> tuple:
         return (e.op, e.dtype, e.size, e.shape, e.batch, e.sparsity, e.pattern)
 
-    numpy_median = {key(e): e.median_s for e in run.results if e.backend == "numpy" and e.timed}
-
-    def one(e: CaseResult) -> CaseResult:
+    def figures(e: CaseResult) -> CaseResult:
         if not e.timed or not e.median_s:
             return e
         gbps = e.bytes / e.median_s / 1e9
         level, peak = ("memory", e.peak_gbps) if e.peak_gbps else peak_for(run.peaks.get(e.device), e.bytes)
-        ref = numpy_median.get(key(e))
-        return replace(e, gbps=gbps, pct_peak=100 * gbps / peak if peak else None, peak_level=level,
-                       speedup_vs_numpy=ref / e.median_s if ref else None)
+        pct = 100 * gbps / peak if peak else None
+        marks = [m for m in e.marks or () if m not in _DERIVED_MARKS]
+        dev_peak = run.peaks.get(e.device) or {}
+        # a CPU run without a cache peak (schema 2) judges in-cache cases by the memory peak, which
+        # they pass by nature; so does a case in a cache whose peak was refused
+        scoped = "cache" in dev_peak or e.device != "cpu"
+        if pct is not None and scoped and pct > 100 * (1 + peak_spread(dev_peak, level, e)) \
+                and not in_refused_cache(dev_peak, e.bytes):
+            marks.append(ABOVE_PEAK)
+        return replace(e, gbps=gbps, pct_peak=pct, peak_level=level, marks=tuple(marks) or None)
+
+    cases = [figures(e) for e in run.results]
+    numpy_case = {key(e): e for e in cases if e.backend == "numpy" and e.timed}
+
+    def speedup(e: CaseResult) -> CaseResult:
+        if not e.timed or not e.median_s:
+            return e
+        ref = numpy_case.get(key(e))
+        marks = list(e.marks or ())
+        if ref is not None and ref is not e and is_marked(ref):
+            marks.append(MARKED_BASELINE)
+        return replace(e, speedup_vs_numpy=ref.median_s / e.median_s if ref else None, marks=tuple(marks) or None)
 
     from .sparse import derive as derive_sparse    # speed-up over the best dense, % of ideal
-    return replace(run, results=tuple(derive_sparse([one(e) for e in run.results])))
+    return replace(run, results=tuple(derive_sparse([speedup(e) for e in cases])))
+
+
+def in_refused_cache(peak: Mapping[str, Any] | None, working_set: int | None) -> bool:
+    """Whether a case's working set lies in a cache whose peak was refused (it stayed below the
+    memory peak): the memory peak judges it, and being faster than that is no contradiction."""
+    cache = (peak or {}).get("cache") or {}
+    below = cache.get("applies_below_bytes")
+    return cache.get("refused_gbps") is not None and below is not None and working_set is not None \
+        and working_set < below
+
+
+def peak_spread(peak: Mapping[str, Any] | None, level: str | None, e: CaseResult | None = None) -> float:
+    """The relative spread (IQR / median) of the samples behind the peak that judges a case: the
+    copy probe beside it (interleaved runs), else the run's `level` peak of its device; 0 unknown."""
+    from .stats import summarize
+    if e is not None and e.peak_gbps and e.probe_samples_s:
+        samples = e.probe_samples_s
+    else:
+        p = (peak or {}).get("cache") if level == "cache" else peak
+        samples = (p or {}).get("samples_s")
+    if not samples:
+        return 0.0
+    spread = summarize(samples).rel_iqr
+    return spread if spread == spread and spread != float("inf") else 0.0
 
 
 def ratio(e: CaseResult | None, first: CaseResult | None) -> float | None:

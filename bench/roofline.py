@@ -306,3 +306,60 @@ def gpu_copy_peak(device, sampling: timing.Sampling, nbytes: int = 2**30) -> dic
     return {"gbps": 2 * nbytes / med / 1e9, "method": what, "bytes": 2 * nbytes, "median_s": med,
             "samples_s": t.samples_s, "measured": [{"method": device.library, "median_s": med,
                                                     "gbps": 2 * nbytes / med / 1e9}]}
+
+
+# ---------------------------------------------------------------------------------- sound peaks
+
+FAR_OFF = 2.0      # probes of one level more than this factor apart: one of them met a busy moment
+
+
+def level_probes(peak: dict, level: str) -> list[float]:
+    """The GB/s of each probe of one level of a peaks entry: the memory probes (the best method of
+    each, by `probe` number) or the cache probes (`repeats`, else the one cache peak)."""
+    if level == "cache":
+        cache = peak.get("cache") or {}
+        return list(cache.get("repeats") or ([cache["gbps"]] if cache.get("gbps") else []))
+    best: dict[int, float] = {}
+    for m in peak.get("measured") or []:
+        n = m.get("probe", 0)
+        best[n] = max(best.get(n, 0.0), m.get("gbps") or 0.0)
+    return list(best.values()) or ([peak["gbps"]] if peak.get("gbps") else [])
+
+
+def peak_faults(peak: dict) -> list[str]:
+    """What contradicts physics in a CPU peaks entry: a cache peak at or below the memory peak
+    (a copy within the caches cannot be slower than one through them to memory), or a level whose
+    fastest probe (the one that counts) has no other probe within FAR_OFF of it (a probe far from
+    its own repeats: one of them met a busy moment, or a fluke). [] when sound."""
+    faults = []
+    cache = peak.get("cache") or {}
+    if cache.get("gbps") and peak.get("gbps") and cache["gbps"] <= peak["gbps"]:
+        faults.append(f"cache peak {cache['gbps']:.3g} GB/s at or below the memory peak {peak['gbps']:.3g} GB/s")
+    for level in ("memory", "cache"):
+        probes = sorted(level_probes(peak, level), reverse=True)
+        if len(probes) > 1 and probes[1] * FAR_OFF < probes[0]:
+            faults.append(f"the fastest {level} probe has no repeat within {FAR_OFF:g}x of it: "
+                          + ", ".join(f"{g:.3g}" for g in probes) + " GB/s")
+    return faults
+
+
+def with_cache_repeat(peak: dict, again: dict) -> dict:
+    """The peaks entry with one more cache probe (a `cpu_cache_peak` result without sweep): its
+    GB/s joins `repeats`, and the faster probe is the cache peak (the boundary stays the sweep's)."""
+    cache = dict(peak["cache"])
+    repeats = list(cache.get("repeats") or [cache["gbps"]]) + [again["gbps"]]
+    if again["gbps"] > cache["gbps"]:
+        keep = ("sweep", "applies_below_bytes")
+        cache = dict({k: v for k, v in again.items() if k not in keep}, **{k: cache[k] for k in keep if k in cache})
+    cache["repeats"] = repeats
+    return dict(peak, cache=cache)
+
+
+def without_cache_level(peak: dict, why: str) -> dict:
+    """The peaks entry whose cache peak stayed below the memory peak after probing again: the memory
+    peak (the sound level) judges every case; the refused cache figure is kept as `refused_gbps`,
+    the boundary too (the runner still knows where the cache ends), with a note."""
+    cache = {k: v for k, v in (peak.get("cache") or {}).items() if k != "gbps"}
+    cache["refused_gbps"] = (peak.get("cache") or {}).get("gbps")
+    note = f"{why} after probing again: the memory peak judges every case"
+    return dict(peak, cache=cache, notes=list(peak.get("notes") or []) + [note])

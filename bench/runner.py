@@ -4,7 +4,13 @@
 every op and backend at one dtype and size), the correctness gate (a failing case is never timed),
 the timing with preallocated outputs; the memory peak is probed again before the arrays beyond
 the measured cache boundary (CPU) or after the last case (GPU), and the fastest probe counts; the
-CPU cache peak and its boundary are probed once, at the start; bandwidth,
+CPU cache peak and its boundary are probed at the start, the cache peak twice; a peak that
+contradicts physics (bench/roofline.py's `peak_faults`: a cache peak below the memory peak, a
+fastest probe with no repeat near it) is probed again, and where the cache peak stays below the
+memory peak the memory peak judges every case, with a note. A CPU case whose threads were starved
+(bench/load.py's rule: they waited for a core) is sampled again with what is left of its budget
+and marked when it stays starved. The machine's load is read before, during (once per case) and
+after the run (`env.load`). Bandwidth,
 % of peak and speed-up over NumPy are derived at the end from the raw medians. Ctrl-C stops
 cleanly: what was measured is kept and the run is marked interrupted; so does any exception, whose
 one-line account (`Run.error`: what failed, in which case, at which line) goes into the results.
@@ -24,11 +30,11 @@ import numpy as np
 from kernels import registry
 from kernels.reference import OPS
 
-from . import check, devices, inputs, roofline, sparse, timing
+from . import check, devices, inputs, load, roofline, sparse, timing
 from . import interleave as _interleave
 from .cases import Case, Profile
 from .environment import environment
-from .results import CaseResult, Run, Status, derive
+from .results import STARVED, CaseResult, Run, Status, derive
 from .scope import RunScope
 
 _ROOT = Path(__file__).resolve().parent.parent     # the checkout: bench/ and kernels/ live here
@@ -98,10 +104,12 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
     # peaks only where some case will be timed: a backend that is missing or simulated has none
     devices = sorted({c.device for c in cases if _timeable(registry.backend(c.backend))})
     task = progress.add_task("peaks", total=len(cases) + 2 * len(devices)) if progress else None
+    loadlog = load.LoadLog()
 
     def advance(label: str):
         nonlocal where
         where = label
+        loadlog.mark()
         if progress:
             progress.update(task, advance=1, description=label)
 
@@ -110,7 +118,8 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
         try:
             for dev in devices:
                 advance(f"peak bandwidth ({dev})")
-                first_peaks[dev] = _measure_peak(dev, cases, sampling, scope, cache=True)
+                first_peaks[dev] = _sound_peak(_measure_peak(dev, cases, sampling, scope, cache=True, repeat=True),
+                                               lambda p, d=dev: _probe_again(d, p, cases, sampling, scope))
             host_inputs: dict[tuple[str, int], _Inputs] = {}
             probed_again: set[str] = set()
             checked: dict[tuple[str, str, str], check.CheckResult] = {}
@@ -165,11 +174,13 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
                 advance(f"peak bandwidth again ({dev})")
                 if dev not in probed_again:           # at the end, unless probed beside the large arrays
                     first_peaks[dev] = _combine_peaks(first_peaks[dev], _measure_peak(dev, cases, sampling, scope))
+                first_peaks[dev] = _sound_peak(first_peaks[dev],
+                                               lambda p, d=dev: _probe_again(d, p, cases, sampling, scope))
         except KeyboardInterrupt:
             interrupted = True
         except Exception as exc:    # a fault mid-run: keep what was measured, say what failed and where
             interrupted, error = True, failure(exc, where)
-    env = dict(run.env, **_store_strategy(cases))
+    env = dict(run.env, **_store_strategy(cases), load=loadlog.finish())
     return derive(dataclasses.replace(run, env=env, peaks=first_peaks, interrupted=interrupted, error=error))
 
 
@@ -208,19 +219,59 @@ def _timeable(be: registry.Backend) -> bool:
     return be.available and not be.simulated
 
 
+def _peak_sampling(sampling: timing.Sampling) -> timing.Sampling:
+    return timing.Sampling(min_samples=10, budget_s=max(0.5, sampling.budget_s), rel_tol=0.01)
+
+
 def _measure_peak(device: str, cases: list[Case], sampling: timing.Sampling, scope: RunScope,
-                  cache: bool = False) -> dict:
-    """The device's memory copy peak; on the CPU with `cache`, its cache peak too (under "cache")."""
-    peak_sampling = timing.Sampling(min_samples=10, budget_s=max(0.5, sampling.budget_s), rel_tol=0.01)
+                  cache: bool = False, repeat: bool = False) -> dict:
+    """The device's memory copy peak; on the CPU with `cache`, its cache peak too (under "cache"),
+    with `repeat` probed twice (the second without the sweep), so that a probe that met a busy
+    moment has a repeat to be judged against."""
+    peak_sampling = _peak_sampling(sampling)
     if device == "cpu":
         # 5 samples of the memory copy: each streams 2 GiB, its median is steady well before 10
         memory = roofline.cpu_copy_peak(dataclasses.replace(peak_sampling, min_samples=5), pools=scope.pools)
         if cache:
-            memory["cache"] = roofline.cpu_cache_peak(peak_sampling, memory.get("fastest_gbps", memory["gbps"]))
+            fastest = memory.get("fastest_gbps", memory["gbps"])
+            memory["cache"] = roofline.cpu_cache_peak(peak_sampling, fastest)
+            if repeat:
+                memory = roofline.with_cache_repeat(memory, roofline.cpu_cache_peak(peak_sampling, fastest,
+                                                                                    sweep=False))
         return memory
     gpu = next(be for be in (registry.backend(c.backend) for c in cases)
                if be.device == "gpu" and _timeable(be))
     return roofline.gpu_copy_peak(scope.device(gpu), peak_sampling)
+
+
+def _probe_again(device: str, peak: dict, cases: list[Case], sampling: timing.Sampling, scope: RunScope) -> dict:
+    """`peak` with one more probe of each of its levels (the memory copy; on the CPU the cache
+    copy too, without the sweep)."""
+    again = _measure_peak(device, cases, sampling, scope)
+    out = _combine_peaks(peak, again)
+    if (peak.get("cache") or {}).get("gbps"):
+        fastest = out.get("fastest_gbps", out["gbps"])
+        out = roofline.with_cache_repeat(out, roofline.cpu_cache_peak(_peak_sampling(sampling), fastest, sweep=False))
+    return out
+
+
+def _sound_peak(peak: dict, again: Callable[[dict], dict]) -> dict:
+    """`peak` when nothing in it contradicts physics (roofline.peak_faults); else probed again
+    (`again(peak)`: one more probe of each level, the fastest counting), and what still contradicts
+    physics noted: a cache peak still below the memory peak is refused, the memory peak (the sound
+    level) judging every case; a fastest probe still without a repeat near it is kept, said so."""
+    faults = roofline.peak_faults(peak)
+    if not faults:
+        return peak
+    peak = again(peak)
+    notes = list(peak.get("notes") or []) + [f"probed again: {f}" for f in faults]
+    peak = dict(peak, notes=notes)
+    for fault in roofline.peak_faults(peak):
+        if fault.startswith("cache peak"):
+            peak = roofline.without_cache_level(peak, fault)
+        else:
+            peak = dict(peak, notes=peak["notes"] + [f"{fault} after probing again: the fastest counts"])
+    return peak
 
 
 def _beyond_cache(case: Case, peak: dict | None) -> bool:
@@ -238,8 +289,10 @@ def _combine_peaks(best_so_far: dict, again: dict) -> dict:
     n = 1 + max(m["probe"] for m in probes)
     best = max((best_so_far, again), key=lambda p: p["gbps"])
     out = dict(best, measured=probes + [dict(m, probe=n) for m in again["measured"]])
-    if "cache" in best_so_far:                     # probed once, at the start
+    if "cache" in best_so_far:                     # probed at the start (and when found unsound)
         out["cache"] = best_so_far["cache"]
+    if best_so_far.get("notes"):
+        out["notes"] = best_so_far["notes"]
     if "fastest_gbps" in again:
         out["fastest_gbps"] = max(best_so_far.get("fastest_gbps", 0), again["fastest_gbps"])
     return out
@@ -281,6 +334,24 @@ def _run_case(case: Case, host: _Inputs, sampling: timing.Sampling,
                                                          scope, base))
 
 
+def _starved(t: timing.Timing | None, device: str) -> bool:
+    """bench/load.py's rule on a CPU timing's tally (a GPU timing's host thread waits on events)."""
+    return device == "cpu" and t is not None and t.tally is not None and load.starved(t.tally.got)
+
+
+def _round_robin_again(members: list, sampling: timing.Sampling, seed: int, devices_of: dict[str, str]):
+    """round_robin over `members`, sampled again with what is left of the group's budget when a
+    CPU member's threads were starved (load.remeasured). Returns (times, passes)."""
+    def measure(budget_s: float):
+        per = dataclasses.replace(sampling, budget_s=budget_s / len(members))
+        return _interleave.round_robin(members, per, random.Random(seed))
+
+    def count(times) -> int:
+        return sum(_starved(times[m.name], devices_of.get(m.name, "cpu")) for m in members)
+
+    return load.remeasured(measure, count, sampling.budget_s * len(members))
+
+
 def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.Sampling,
                      checked: dict, seed: int, scope: RunScope,
                      probe: _interleave.CopyProbe | None = None) -> CaseResult:
@@ -300,14 +371,14 @@ def _run_matmul_case(case: Case, matmul_inputs: sparse.Inputs, sampling: timing.
         beside = None
         if probe is not None and case.device == "cpu" and case.op not in be.one_thread_ops:
             member = _interleave.cpu_member("case", ready.fn, ready.native, ready.kwargs, sampling)
-            times = _interleave.round_robin([member, probe.member(case.dtype, case.size, sampling)[0]],
-                                            sampling, random.Random(seed))
+            times, passes = _round_robin_again([member, probe.member(case.dtype, case.size, sampling)[0]],
+                                               sampling, seed, {})
             t, beside = times["case"], times[_interleave.PROBE]
         else:
-            t = _time(ready, sampling)
+            t, passes = _time(ready, sampling)
         pool = matmul_inputs.pool(case.dtype, case.shape, case.batch, case.sparsity, case.pattern)
         conv = sparse.conversion_s(case.backend, [a[0] if case.batch == 1 else a for a in pool])
-        return _timed(ready, t, probe=beside, conversion_s=conv)
+        return _timed(ready, t, probe=beside, passes=passes, conversion_s=conv)
 
     return _guarded(case, be, base, matmul_inputs, scope, measure)
 
@@ -351,14 +422,19 @@ def _check_and_time(case: Case, be: registry.Backend, device: devices.HostAdapte
     ready = _check(case, be, device, host, checked, seed, scope, base)
     if isinstance(ready, CaseResult):
         return ready
-    return _timed(ready, _time(ready, sampling))
+    t, passes = _time(ready, sampling)
+    return _timed(ready, t, passes=passes)
 
 
-def _time(ready: _Ready, sampling: timing.Sampling) -> timing.Timing:
-    """The timing of one case on its own: CUDA events on a GPU, perf_counter_ns on the CPU."""
+def _time(ready: _Ready, sampling: timing.Sampling) -> tuple[timing.Timing, int]:
+    """The timing of one case on its own: CUDA events on a GPU, perf_counter_ns on the CPU, there
+    sampled again with what is left of its budget when its threads were starved. (timing, passes)"""
     if ready.be.device == "gpu":
-        return timing.time_gpu(ready.fn, ready.native, ready.kwargs, sampling, device=ready.device)
-    return timing.time_cpu(ready.fn, ready.native, ready.kwargs, sampling)
+        return timing.time_gpu(ready.fn, ready.native, ready.kwargs, sampling, device=ready.device), 1
+    return load.remeasured(
+        lambda budget_s: timing.time_cpu(ready.fn, ready.native, ready.kwargs,
+                                         dataclasses.replace(sampling, budget_s=budget_s)),
+        lambda t: int(_starved(t, "cpu")), sampling.budget_s)
 
 
 def _gate(case: Case, checked: dict, small_checks: Callable[[], check.CheckResult],
@@ -427,13 +503,19 @@ def _check_matmul(case: Case, be: registry.Backend, device: devices.HostAdapter,
 
 
 def _timed(ready: _Ready, t: timing.Timing, peak_gbps: float | None = None,
-           probe: timing.Timing | None = None, **extra) -> CaseResult:
-    """The case's OK result from its timing (`extra`: fields of its kind, conversion_s say)."""
+           probe: timing.Timing | None = None, passes: int = 1, **extra) -> CaseResult:
+    """The case's OK result from its timing (`extra`: fields of its kind, conversion_s say): on the
+    CPU with the share of their runnable time its threads ran, marked STARVED by bench/load.py's
+    rule (`passes`: 2 when it was sampled again for that)."""
     s = t.summary
+    cpu = ready.be.device == "cpu"
+    got = t.tally.got if cpu and t.tally is not None else None
     return CaseResult(**ready.base, status=Status.OK, reason=ready.reason, median_s=s.median, iqr_s=s.iqr,
                       min_s=s.min, n=s.n, samples_s=t.samples_s, stable=t.stable, timer=t.timer,
                       check_worst=ready.worst, peak_gbps=peak_gbps,
-                      probe_samples_s=probe.samples_s if probe is not None else None, **extra)
+                      probe_samples_s=probe.samples_s if probe is not None else None,
+                      cpu_got=got, remeasured=True if passes > 1 else None,
+                      marks=(STARVED,) if _starved(t, ready.be.device) else None, **extra)
 
 
 def _run_group(group: list[Case], host: _Inputs, sampling: timing.Sampling, checked: dict, seed: int,
@@ -478,7 +560,8 @@ def _interleaved(group: list[Case], host: _Inputs, sampling: timing.Sampling, ch
         if first.device == "cpu" and beyond:
             m, probe_bytes = probe.member(first.dtype, first.size, sampling)
             members.append(m)
-        times = _interleave.round_robin(members, sampling, random.Random(seed))
+        times, passes = _round_robin_again(members, sampling, seed,
+                                           {str(i): r.be.device for i, r in ready.items()})
         peak = None
         if probe_bytes:
             peak = probe_bytes / float(np.median(times[_interleave.PROBE].samples_s)) / 1e9
@@ -486,7 +569,8 @@ def _interleaved(group: list[Case], host: _Inputs, sampling: timing.Sampling, ch
             cpu = r.be.device == "cpu"
             # the probe's samples beside every CPU kernel but those on one thread (interleave.py)
             paired = cpu and probe_bytes and group[i].op not in r.be.one_thread_ops
-            done[i] = _timed(r, times[str(i)], peak if cpu else None, times[_interleave.PROBE] if paired else None)
+            done[i] = _timed(r, times[str(i)], peak if cpu else None, times[_interleave.PROBE] if paired else None,
+                             passes=passes)
     return [done[i] for i in range(len(group))]
 
 

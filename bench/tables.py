@@ -13,9 +13,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .formatting import (BEST, UNSTABLE, Notes, env_lines, fmt_pct_peak, fmt_size, fmt_time, level_legend,
-                         ok_lines, op_title, peak_label, ratio_label, run_label)
-from .results import (CaseResult, Run, Status, backend_order, best_backend, by_op, devices_of, dtypes_of,
+from .formatting import (BEST, STARVED_MARK, UNSTABLE, Notes, busy_warning, env_lines, fmt_pct_peak, fmt_size,
+                         fmt_time, level_legend, mark_lines, ok_lines, op_title, peak_label, ratio_label, run_label)
+from .results import (STARVED, CaseResult, Run, Status, backend_order, best_backend, by_op, devices_of, dtypes_of,
                       op_order, ratio, rows)
 
 CELL_HELP = ("median ± IQR (relative) · GB/s · % of the device's copy peak · "
@@ -48,6 +48,8 @@ def legend(notes: Notes, entries: list[CaseResult], how: str = CELL_HELP, best: 
         text.append(f"\n{UNSTABLE} the timing did not stabilise within the case's budget "
                     "(its median's 95 % confidence interval stayed wider than the target): read it with care",
                     style="dim")
+    for line in mark_lines(entries):
+        text.append("\n" + line, style="yellow")
     for line in notes.lines():
         text.append("\n" + line, style="red" if "] failed:" in line else "dim")
     return text
@@ -82,7 +84,8 @@ def op_tables(run: Run) -> list[Table]:
 def _run_cell(e: CaseResult | None, first: CaseResult | None, later: bool, notes: Notes) -> Text:
     if e is None or e.status is not Status.OK:
         return cell(e, False, notes)
-    lines = [(UNSTABLE if e.stable is False else "") + fmt_time(e.median_s), fmt_pct_peak(e.pct_peak, e.peak_level)]
+    lines = [(UNSTABLE if e.stable is False else "") + (STARVED_MARK if STARVED in (e.marks or ()) else "")
+             + fmt_time(e.median_s), fmt_pct_peak(e.pct_peak, e.peak_level)]
     if later:
         lines.append(ratio_label(ratio(e, first)))
     return Text("\n".join(lines))
@@ -136,6 +139,9 @@ def summary(run: Run) -> Panel:
 def print_run(run: Run, console: Console | None = None) -> None:
     """Print the summary, then a table per op (what `bench run` and `bench report` show)."""
     console = console or Console()
+    warning = busy_warning(run)
+    if warning:                       # first, before anything is read
+        console.print(warning, style="bold red", highlight=False, markup=False)
     console.print(summary(run))
     from .sparse import tables as sparse_tables    # per shape and batch, rows by sparsity
     for table in op_tables(run) + sparse_tables(run):

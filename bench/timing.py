@@ -12,6 +12,8 @@
   come from its adapter (bench/devices.py).
 - Adaptive sampling: at least `min_samples`; then stop as soon as the median's 95 % confidence
   interval is within `rel_tol` of it, or the case's time budget is spent. Raw samples are kept.
+- CPU timings also keep what the machine gave their threads over the samples (`Timing.tally`,
+  bench/load.py): a timing whose threads waited for a core is starved, whatever its spread.
 
 The clocks and the device adapter are parameters, so the tests drive the logic with fakes.
 """
@@ -23,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import stats
+from . import load, stats
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Timing:
     stable: bool
     timer: str
     reps: int = 1                  # calls per sample
+    tally: load.Tally | None = None  # the CPU its threads got over the samples (CPU timings)
     summary: stats.Summary = field(init=False)
 
     def __post_init__(self):
@@ -51,13 +54,20 @@ class Timing:
 
 
 def sample(measure: Callable[[], float], sampling: Sampling,
-           clock: Callable[[], float] = time.perf_counter) -> tuple[list[float], bool]:
+           clock: Callable[[], float] = time.perf_counter,
+           tally: load.Tally | None = None, clocks: load.Clocks | None = None) -> tuple[list[float], bool]:
     """Call `measure` (one sample, in seconds) until the median is stable or the budget is spent.
-    Returns the samples and whether the stopping rule was met."""
+    Returns the samples and whether the stopping rule was met. With `tally`, what the machine gave
+    the threads during each sample is added to it (read with `clocks`)."""
     samples: list[float] = []
+    if tally is not None:
+        clocks = clocks or load.Clocks()
+        clocks.start()
     start = clock()
     while True:
         samples.append(measure())
+        if tally is not None:
+            clocks.into(tally)
         n = len(samples)
         if n < sampling.min_samples:
             continue
@@ -108,11 +118,13 @@ def cpu_sampler(fn, args, kwargs, sampling: Sampling,
     return measure, reps
 
 
-def time_cpu(fn, args, kwargs, sampling: Sampling, clock_ns: Callable[[], int] = time.perf_counter_ns) -> Timing:
-    """Time fn(*args, **kwargs) on the CPU with perf_counter_ns."""
+def time_cpu(fn, args, kwargs, sampling: Sampling, clock_ns: Callable[[], int] = time.perf_counter_ns,
+             clocks: load.Clocks | None = None) -> Timing:
+    """Time fn(*args, **kwargs) on the CPU with perf_counter_ns, tallying the CPU its threads got."""
     measure, reps = cpu_sampler(fn, args, kwargs, sampling, clock_ns)
-    samples, stable = sample(measure, sampling, clock=lambda: clock_ns() / 1e9)
-    return Timing(samples, stable, "perf_counter_ns", reps)
+    tally = load.Tally()
+    samples, stable = sample(measure, sampling, clock=lambda: clock_ns() / 1e9, tally=tally, clocks=clocks)
+    return Timing(samples, stable, "perf_counter_ns", reps, tally)
 
 
 # --------------------------------------------------------------------------------------- GPU
