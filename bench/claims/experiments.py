@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 import kernels
 from kernels.reference import mask_nbytes
 
-from .. import timing
+from .. import load, timing
 from . import measure
 from .nets import ACTIVATIONS, STANDARD_INIT, Net, Task
 
@@ -112,6 +112,7 @@ def cost(cfg: Config, ctx: Context) -> dict:
     # Ratios of the fastest samples: on a shared machine interference only ever adds time.
     t = {(r["backend"], r["size"], r["op"]): r["min_s"] for r in rows}
     spread = {(r["backend"], r["size"], r["op"]): r["rel_iqr"] for r in rows}
+    got = {(r["backend"], r["size"], r["op"]): r.get("cpu_got") for r in rows}
     ratios = []
     for (be, n) in dict.fromkeys((r["backend"], r["size"]) for r in rows):
         dev = next(r["device"] for r in rows if r["backend"] == be)
@@ -119,20 +120,23 @@ def cost(cfg: Config, ctx: Context) -> dict:
                        "forward": t[be, n, "sigmoid"] / t[be, n, "relu"],
                        "backward": t[be, n, "sigmoid_grad"] / t[be, n, "relu_grad"],
                        "spread": max(spread[be, n, op] for op in COST_OPS),
-                       "starved": _starved(t, be, n, COST_OPS)})
+                       "starved": _starved(t, be, n, COST_OPS, got)})
     return {"dtype": "float32", "sizes": list(cfg.timing_sizes), "estimator": "min of the samples",
             "timings": rows, "ratios": ratios}
 
 
-# A backend this many times slower than the NumPy baseline on every op of a size was not computing
-# but waiting (its threads for a core on a loaded machine): its ratios measure the scheduler.
-STARVED = 10.0
+# A backend far slower than the NumPy baseline on every op of a size, or whose threads waited for a
+# core while any of its ops was timed, was not computing but waiting: its ratios measure the
+# scheduler. The judgement is bench/load.py's, the one `bench run` marks its cases by.
+STARVED = load.STARVED_SLOWER
 
 
-def _starved(t: dict, be: str, n: int, ops) -> bool:
-    if be == "numpy" or not all(("numpy", n, op) in t for op in ops):
-        return False
-    return min(t[be, n, op] / t["numpy", n, op] for op in ops) >= STARVED
+def _starved(t: dict, be: str, n: int, ops, got: dict | None = None) -> bool:
+    """load.starved on each of the ops' CPU share (`got`, keyed as `t`) and on the backend's
+    slowdown against NumPy over all of them."""
+    ops = list(ops)
+    slower = load.slowest_vs_baseline(t, be, n, ops)
+    return load.starved(slower=slower) or any(load.starved((got or {}).get((be, n, op))) for op in ops)
 
 
 # ------------------------------------------------------------------- 2. derivative bounds
@@ -404,9 +408,10 @@ def mask_backward(cfg: Config, ctx: Context) -> dict:
         rows = measure.time_ops(mask_ops, list(cfg.timing_sizes), cfg.sampling, cfg.seed)
     t = {(r["backend"], r["size"], r["op"]): r["min_s"] for r in rows}
     spread = {(r["backend"], r["size"], r["op"]): r["rel_iqr"] for r in rows}
+    got = {(r["backend"], r["size"], r["op"]): r.get("cpu_got") for r in rows}
     ratios = [{"backend": r["backend"], "device": r["device"], "size": r["size"],
                "spread": max(spread[r["backend"], r["size"], op] for op in mask_ops),
-               "starved": _starved(t, r["backend"], r["size"], mask_ops),
+               "starved": _starved(t, r["backend"], r["size"], mask_ops, got),
                "mask_over_sigmoid_grad": r["min_s"] / t[r["backend"], r["size"], "sigmoid_grad"],
                "mask_over_relu_grad": r["min_s"] / t[r["backend"], r["size"], "relu_grad"]}
               for r in rows if r["op"] == "relu_grad_mask"]

@@ -76,7 +76,10 @@ def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict
     for m in members:
         t = times[m.name]
         s = t.summary
-        out.append({"median_s": s.median, "min_s": s.min, "rel_iqr": s.rel_iqr, "n": s.n, "timer": t.timer})
+        # the CPU its threads got (bench/load.py); a GPU call's host thread waits on events: not judged
+        got = t.tally.got if t.timer != "cuda_event" and t.tally is not None else None
+        out.append({"median_s": s.median, "min_s": s.min, "rel_iqr": s.rel_iqr, "n": s.n, "timer": t.timer,
+                    "cpu_got": got})
     return out
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from ..results import write_json
 
 SCHEMA = "actbench-claims/1"
-COLOUR = {"supported": "green", "refuted": "red", "depends on": "yellow"}
+COLOUR = {"supported": "green", "refuted": "red", "depends on": "yellow", "undecided": "magenta"}
 
 
 def table(run: dict) -> Table:

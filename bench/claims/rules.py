@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 SUPPORTED, REFUTED, DEPENDS = "supported", "refuted", "depends on"
+UNDECIDED = "undecided"     # every cell that could decide was marked: measure again on a quieter machine
 
 # Claim 1: sigmoid "costs more" when it takes at least this many times ReLU's time; "the same" below EQUAL.
 COST_HOLDS = 1.5
@@ -28,8 +29,9 @@ BLOWUP, BOUNDED = 10.0, 2.0
 # Claim 8: a network "trains" when its final loss is at most TRAINS x the loss of predicting the mean.
 TRAINS = 0.5
 # Claims 1 and 9: a time ratio whose timings spread more than NOISY (IQR / median of the samples),
-# or whose backend was starved (experiments.STARVED: far slower than NumPy on every op, its threads
-# waiting for a core), is shown (marked ~) but decides nothing, unless every cell is like that.
+# or whose backend was starved (bench/load.py's rule, as bench run marks cases: its threads waited
+# for a core while an op was timed, or it was far slower than NumPy on every op), is shown (marked ~)
+# but never decides; when every cell is like that the claim is UNDECIDED.
 NOISY = 1.0
 # Claim 9: the 1-bit backward is "not slower" up to NOT_SLOWER x sigmoid_grad's time.
 NOT_SLOWER = 1.1
@@ -58,9 +60,8 @@ def _size(n: int) -> str:
 
 
 def _steady(ratios: list[dict]) -> list[dict]:
-    """The cells that decide: those whose timings spread at most NOISY; all when none does."""
-    ok = [r for r in ratios if not _unsteady(r)]
-    return ok or ratios
+    """The cells that decide: those neither noisy nor starved (none may)."""
+    return [r for r in ratios if not _unsteady(r)]
 
 
 def _unsteady(r: dict) -> bool:
@@ -71,11 +72,16 @@ def _decided(steady: list, ratios: list) -> str:
     n = len([r for r in ratios if not _unsteady(r)])
     if n == len(ratios):
         return ""
-    return f" ({n} of {len(ratios)} cells decide)" if n else " (every cell unsteady: all decide)"
+    return f" ({n} of {len(ratios)} cells decide)" if n else " (every cell marked ~: none decides)"
 
 
 def _tilde(r: dict) -> str:
     return "~" if _unsteady(r) else ""
+
+
+def _undecided(numbers: str, change: str) -> Verdict:
+    return Verdict(UNDECIDED, "every cell marked ~ (noisy or starved): run it again on a quieter machine",
+                   numbers, change)
 
 
 def cost(d: dict) -> Verdict:
@@ -88,6 +94,8 @@ def cost(d: dict) -> Verdict:
     change = (f"a cell counts as 'sigmoid costs more' at >= {COST_HOLDS}x ReLU's time (min of the samples); "
               "supported if every backend, size and direction does, refuted if none does; cells marked ~ "
               f"(timings spread over {NOISY:.0%}, or a backend starved of cores) do not decide")
+    if not steady:
+        return _undecided(numbers, change)
     if len(holds) == len(cells):
         return Verdict(SUPPORTED, "", numbers, change)
     if not holds:
@@ -288,6 +296,8 @@ def mask_backward(d: dict) -> Verdict:
               f"cells marked ~ (timings spread over {NOISY:.0%}, or a backend starved of cores) do not decide")
     if mem < 8:
         return Verdict(REFUTED, "", numbers, change)
+    if not cells:
+        return _undecided(numbers, change)
     slow = [c for c in cells if c["mask_over_sigmoid_grad"] > NOT_SLOWER]
     if not slow:
         return Verdict(SUPPORTED, "", numbers, change)
