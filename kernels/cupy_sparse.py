@@ -3,7 +3,11 @@ row-skipping RawKernels of kernels/cuda/sparse_matmul.cu (on the cupy_raw backen
 
 The dense cuBLAS peer is the cupy backend's sparse_matmul (kernels/numpy_cpu.py, xp = cupy).
 - `csr(a, w)`: a converted to cupyx.scipy.sparse.csr_matrix at call time (the activations appear
-  at run time), then CSR @ dense through cuSPARSE. float32 and float64 (cuSPARSE's SpMM here).
+  at run time: part of every timed call, with a count of non-zeros read back to the host), then
+  cuSPARSE's SpMM reading w where it lies: C-ordered K x N w is w.T in Fortran order, which SpMM
+  takes with op(B) = transpose. `csr_matrix @ w` copied all of w to Fortran order in every call
+  (cupy.asfortranarray in cupyx's csrmm). float32 and float64. `csr_steps` splits a call into its
+  conversion and its product, so that make gpu-check can say which part of the time is which.
 - `raw(a, w)`: split-K, per-tile detection of the present rows, 16-byte loads of whole rows of w,
   accumulation in float32 (float16 and float32) or float64, then a reduction of the S partial
   sums. `launch_plan` sizes the split so that the grid fits one wave of the partial kernel: the SMs
@@ -100,8 +104,8 @@ def _probe() -> Available | str:
     why = _probe_cupy()
     if why:
         return why
-    return Available(description=f"CuPy {cupy_gpu.cupy.__version__} cuSPARSE CSR (activations converted at "
-                                 f"call time) @ dense on {cupy_gpu.device_name()}")
+    return Available(description=f"CuPy {cupy_gpu.cupy.__version__} cuSPARSE SpMM: activations converted to "
+                                 f"CSR in each call (timed), weights read in place on {cupy_gpu.device_name()}")
 
 
 cupy_gpu.declare_cupy_backend("cupyx_csr", _probe, dtypes=("float32", "float64"))
@@ -145,12 +149,27 @@ def raw(a, w, out=None):
     return matmul_result(a, y, out)
 
 
+def csr_steps(a2, w):
+    """(convert, multiply): a2 (batch x K) to CSR, and CSR @ w through cuSPARSE's SpMM with w read
+    in place (w.T is F-contiguous; op(B) = transpose), returning the F-ordered batch x N product."""
+    from cupyx import cusparse
+    from cupyx.scipy import sparse
+
+    def convert():
+        return sparse.csr_matrix(a2)
+
+    def multiply(m):
+        return cusparse.spmm(m, w.T, transb=True)
+    return convert, multiply
+
+
 @register("sparse_matmul", "cupyx_csr")
 def csr(a, w, out=None):
-    """a converted to CSR (cuSPARSE), then CSR @ dense w."""
+    """a converted to CSR (cuSPARSE), then CSR @ dense w by cuSPARSE's SpMM on w as it lies."""
     import cupy as cp
-    from cupyx.scipy import sparse
-    y = cp.asarray(sparse.csr_matrix(as_rows(a)) @ w, dtype=w.dtype)
+    convert, multiply = csr_steps(as_rows(a), w)
+    y = multiply(convert())                       # F-ordered batch x N: a C-ordered copy of the output only
     if out is not None:
         out[...] = y.reshape(out.shape)
-    return matmul_result(a, y, out)
+        return out
+    return matmul_result(a, cp.ascontiguousarray(y), out)

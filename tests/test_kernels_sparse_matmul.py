@@ -521,3 +521,37 @@ def test_dense_peers_write_a_vector_into_out_without_resizing(rng):
             y = kernels.get("sparse_matmul", name)(be.to_native(a), be.to_native(w), out=out)
         assert y is out and tuple(out.shape) == (70,)
         assert_close(be.to_numpy(out), a, w)
+
+
+def test_cupyx_csr_reads_w_in_place(monkeypatch, rng):
+    """cupyx_csr hands cuSPARSE's SpMM w.T (w's own memory, Fortran order) with op(B) = transpose:
+    no copy of the K x N weights in the timed call (csr_matrix @ w made one with asfortranarray).
+    cuSPARSE needs a GPU: here cupyx's two entry points are stand-ins over NumPy arrays."""
+    import types
+
+    import cupyx
+    import cupyx.scipy
+    calls = []
+
+    def spmm(m, b, c=None, alpha=1, beta=0, transa=False, transb=False):
+        calls.append((b, transb))
+        assert b.flags.f_contiguous and transb and not transa
+        return np.asfortranarray(m @ (b.T if transb else b))
+
+    fake_cusparse = types.ModuleType("cupyx.cusparse")
+    fake_cusparse.spmm = spmm
+    fake_sparse = types.ModuleType("cupyx.scipy.sparse")
+    fake_sparse.csr_matrix = lambda dense: np.array(dense)
+    monkeypatch.setitem(sys.modules, "cupyx.cusparse", fake_cusparse)
+    monkeypatch.setitem(vars(cupyx), "cusparse", fake_cusparse)      # not setattr: cupyx's lazy __getattr__
+    monkeypatch.setitem(sys.modules, "cupyx.scipy.sparse", fake_sparse)
+    monkeypatch.setitem(vars(cupyx.scipy), "sparse", fake_sparse)
+    a = np.where(rng.random((5, 64)) < 0.5, 0, rng.standard_normal((5, 64))).astype(np.float32)
+    w = rng.standard_normal((64, 40)).astype(np.float32)
+    out = np.full((5, 40), np.nan, np.float32)
+    got = registry.kernel("sparse_matmul", "cupyx_csr").raw(a, w, out=out)
+    assert got is out and np.allclose(out, a.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+    (b, transb), = calls
+    assert transb and np.shares_memory(b, w) and b.shape == (40, 64)
+    convert, multiply = cupy_sparse.csr_steps(a, w)                  # the two timed parts, apart
+    assert np.allclose(multiply(convert()), out)
