@@ -128,6 +128,10 @@ def _run(args, console, argv) -> int:
     out = args.out or results.default_path()
     if out.exists() and out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file path ending in .json")
+    if out.exists() and not out.is_file():      # a device or a pipe: the save renames a file over it
+        raise UsageError(f"--out {out} is not a regular file; give a file path ending in .json")
+    if args.seed < 0:                           # NumPy refuses it, after the peaks were measured
+        raise UsageError(f"--seed must be 0 or more, got {args.seed}")
     with _one_writer(out):          # before anything is measured: --out can be written, by us alone
         return _measure(args, console, argv, prof, todo, notes, out)
 
@@ -272,7 +276,10 @@ def _report(args, console) -> int:
         for t in tables.side_by_side(runs, [f.name for f in args.files]):
             console.print(t)
     if args.markdown:
-        args.markdown.write_text(markdown.markdown(runs[0]))
+        try:
+            args.markdown.write_text(markdown.markdown(runs[0]))
+        except OSError as exc:
+            raise UsageError(f"--markdown {args.markdown}: cannot write it ({exc.strerror or exc})") from None
         console.print(f"wrote {args.markdown}", highlight=False)
     return 0
 

@@ -123,7 +123,7 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
     op_list = _pick("op", ops, kernels.ops())
     all_backends = [b.name for b in kernels.backends()]
     be_list = _pick("backend", backends, all_backends)
-    dt_list = _pick("dtype", dtypes, list(registry.FLOAT_DTYPES)) if dtypes else list(prof.dtypes)
+    dt_list = _pick("dtype", dtypes, list(registry.FLOAT_DTYPES)) if dtypes is not None else list(prof.dtypes)
     explicit_sizes = [parse_size(s) for s in sizes.split(",") if s.strip()] if sizes else None
     if sizes is not None and not explicit_sizes:
         raise UsageError(f"malformed size list {sizes!r}")

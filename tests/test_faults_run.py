@@ -203,3 +203,33 @@ def test_the_example_run_still_loads():
     from tests.conftest import EXAMPLE_RUN
     run = results.load(EXAMPLE_RUN)
     assert any(e.timed for e in run.results)
+
+
+# ------------------------------------------------------------------------------ found beyond the list
+
+@pytest.mark.parametrize("more,message", [
+    (["--seed", "-1"], "--seed"),              # NumPy refuses negative seeds: the run died after the peaks
+    (["--dtypes", ""], "dtype"),               # was silently the profile's dtypes
+])
+def test_more_bad_run_options_are_usage_errors_before_measuring(tmp_path, monkeypatch, capsys, more, message):
+    _not_measured(monkeypatch)
+    assert cli.main([*RELU, "--sizes", "100", "--out", str(tmp_path / "r.json"), *more]) == 2
+    err = capsys.readouterr().err
+    _one_line(err)
+    assert message in err
+
+
+def test_an_out_that_is_not_a_regular_file_is_refused(tmp_path, monkeypatch, capsys):
+    # a results file renamed over /dev/null (as root) would replace the device
+    _not_measured(monkeypatch)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    assert cli.main([*RELU, "--sizes", "100", "--out", str(fifo)]) == 2
+    _one_line(capsys.readouterr().err)
+
+
+def test_report_markdown_into_a_missing_or_unwritable_place_is_one_line(tmp_path, capsys):
+    from tests.conftest import EXAMPLE_RUN
+    (tmp_path / "f").write_text("x")
+    assert cli.main(["report", str(EXAMPLE_RUN), "--markdown", str(tmp_path / "f" / "r.md")]) == 2
+    _one_line(capsys.readouterr().err)
