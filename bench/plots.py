@@ -64,6 +64,7 @@ def figure(run: Run, op: str, dtype: str = "float32") -> Figure:
     ax_time, ax_pct = fig.subplots(1, 2)
     _axes_setup(ax_time, ax_pct)
     top = 100.0
+    ringed = False
     for backend in backend_order(entries):
         sizes, times, pcts = points(entries, backend)
         if not sizes:
@@ -74,8 +75,10 @@ def figure(run: Run, op: str, dtype: str = "float32") -> Figure:
         top = max([top] + [p for _, p in pct_pts])
         marked = marked_points(entries, backend)
         if marked:                     # marked cases (starved, above their peak): a black ring on both panels
+            ring = "marked (see the table)" if not ringed else "_marked"
+            ringed = True
             ax_time.scatter([m[0] for m in marked], [m[1] for m in marked], s=140, facecolors="none",
-                            edgecolors="black", linewidths=1.2, zorder=5, label="_marked")
+                            edgecolors="black", linewidths=1.2, zorder=5, label=ring)
             ax_pct.scatter([m[0] for m in marked if m[2] is not None], [m[2] for m in marked if m[2] is not None],
                            s=140, facecolors="none", edgecolors="black", linewidths=1.2, zorder=5, label="_marked")
     ax_pct.set_ylim(0, top * 1.08)

@@ -377,3 +377,25 @@ def test_a_quiet_run_has_no_warning():
     run = _marked_run(busy=False)
     assert formatting.busy_warning(run) is None
     assert "WARNING" not in markdown.markdown(run)
+
+
+def test_plots_ring_the_marked_cases_once_in_the_legend():
+    from bench import plots
+    run = _marked_run()
+    assert plots.marked_points(list(run.results), "numba_cpu") == [(2**25, 0.2, pytest.approx(50.0))]
+    assert plots.marked_points(list(run.results), "numpy") == []
+    fig = plots.figure(run, "relu")
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels.count("marked (see the table)") == 1
+
+
+def test_the_load_experiment_counts_moved_cells_with_and_without_a_mark():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("load_experiment",
+                                                  Path(__file__).resolve().parent.parent / "docs/load_experiment.py")
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    quiet = _run(_case("numpy", 0.1), _case("numba_cpu", 0.1), _case("torch", 0.1))
+    loaded = _run(_case("numpy", 0.1), _case("numba_cpu", 0.2, marks=(STARVED,)), _case("torch", 0.15))
+    assert exp.moved(quiet, loaded, 0.2) == {"cells": 2, "moved_unmarked": 1, "moved_marked": 1, "marked": 1}
