@@ -663,3 +663,20 @@ def test_update_baseline_after_a_subset_run_keeps_the_cases_it_did_not_measure(t
     assert set(now) == set(first) and len(subset) == 4
     for k, e in now.items():
         assert e == (subset[k] if k[0] == "relu" else first[k]), k
+
+
+def test_confirm_judges_fastest_round_by_round_where_both_have_probe_samples():
+    from bench import history
+    # the same median (20 ms), but one met a memory phase twice as slow in every round: in copies of
+    # its own round's probe it is the faster run (auto); raw, neither is; the peak is ignored when
+    # both have samples
+    slow_phase = results.CaseResult("relu", "numba_cpu", "cpu", "float32", 2**25, "ok", median_s=2e-2,
+                                    samples_s=[2e-2] * 3, probe_samples_s=[2e-2] * 3, peak_gbps=1.0)
+    fast_phase = results.CaseResult("relu", "numba_cpu", "cpu", "float32", 2**25, "ok", median_s=2e-2,
+                                    samples_s=[2e-2] * 3, probe_samples_s=[1e-2] * 3, peak_gbps=100.0)
+    assert history._cost(slow_phase, fast_phase, "auto") == 1.0 and history._cost(fast_phase, slow_phase, "auto") == 2.0
+    assert history._cost(slow_phase, fast_phase, "raw") == history._cost(fast_phase, slow_phase, "raw") == 2e-2
+    # without samples in both, the probe's median where the runs have no per-round samples at all
+    alone = dataclasses.replace(fast_phase, probe_samples_s=None)
+    assert history._cost(alone, slow_phase, "auto") == pytest.approx(2e-2 * 100.0)
+    assert history._cost(alone, slow_phase, "auto", median_scale=False) == 2e-2
