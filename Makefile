@@ -12,12 +12,15 @@
 #   make compare [BASE=a.json NEW=b.json]  verdict per case (default: the two newest runs); exit 1 if slower
 #   make baseline      this machine's quick run -> reports/baselines/<cpu-cores-gpu>.json
 #   make bench-check   quick run vs that baseline, history + plots; exit 1 on a significant slowdown
+#   make bench-ab BASE=<git ref>  a pull request's gate: BASE and the working tree measured side by
+#                      side in alternating runs, judged as compare does (AB_ARGS: more `bench ab` flags)
 #   make bench-pytest  pytest-benchmark suites (tests/benchmarks), saved under .benchmarks/
 #   make bench-pytest-compare  the same, compared with the last saved run; fails on median +15 %
 #   make mutate        mutation testing of the verdict layer (mutmut, ~25 min on 2 cores; not in make test or CI):
 #                      kill rate and the survivors judged equivalent in docs/mutation.md
 # EXTRAS picks the optional dependencies (default dev,torch: the torch CPU peer is measured and
-# tested too); `make test EXTRAS=dev` leaves torch out where its wheel is not at hand.
+# tested too); `make test EXTRAS=dev` leaves torch out where its wheel is not at hand; `EXTRAS=`
+# (empty) installs the project alone, all `make bench` needs (the CPU workflow's choice).
 
 comma  := ,
 PYTHON ?= python3
@@ -32,7 +35,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	@touch $@
 
 bench: venv
@@ -49,6 +52,7 @@ test: venv
 
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/actionlint   # the workflows in .github/ (settings: .github/actionlint.yaml)
 
 claims: venv
 	$(PY) -m bench claims --quick $(CLAIMS_ARGS)
@@ -83,6 +87,13 @@ baseline: venv
 
 bench-check: venv
 	$(PY) -m bench.history check $(CHECK_ARGS)
+
+# BASE must be given here: make compare's BASE defaults to a results file
+.PHONY: bench-ab
+AB_ARGS ?=
+bench-ab: venv
+	@test "$(origin BASE)" = "command line" || { echo "error: make bench-ab needs a git ref: make bench-ab BASE=origin/main" >&2; exit 2; }
+	$(PY) -m bench ab "$(BASE)" $(AB_ARGS)
 
 bench-pytest: venv
 	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-autosave

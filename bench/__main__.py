@@ -6,6 +6,8 @@
     python -m bench report FILE [FILE ...]         render saved results again, side by side
     python -m bench compare BASE NEW [--threshold 10%] [--alpha 0.01] [--markdown FILE] [--force]
                                                    slower / faster / same / noisy per case; exit 1 if slower
+    python -m bench ab BASE [HEAD] [--cases pr|quick] [--pairs 3]
+                                                   base and head measured side by side (bench/ab.py)
 
 A user's mistake (unknown name, malformed size, unreadable file) is one line on stderr and exit
 code 2, never a traceback. `run` exits 1 when any case failed its correctness check, 130 after
@@ -40,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m bench", description="actbench: honest measurements of ReLU, sigmoid and "
                 "their gradients on every backend, each checked against a float64 reference before it is timed.")
-    sub = p.add_subparsers(dest="command", metavar="{list,run,report,compare,claims}", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="{list,run,report,compare,ab,claims}", parser_class=_Parser)
     sub.required = True
 
     ls = sub.add_parser("list", help="the op x backend matrix: available here, or why not",
@@ -78,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                          "side by side with the ratio of each to the first.")
     rep.add_argument("files", nargs="+", type=Path, help="results JSON files")
     rep.add_argument("--markdown", type=Path, help="also write the first file's Markdown report here")
-    from . import compare
+    from . import ab, compare
     compare.add_parser(sub)
+    ab.add_parser(sub)
     from .claims.cli import add_parser as add_claims_parser
     add_claims_parser(sub)
     return p
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from . import compare
             return compare.run_command(args, console)
+        if args.command == "ab":
+            from . import ab
+            return ab.run_command(args, console)
         if args.command == "claims":
             from .claims.cli import main as claims_main
             return claims_main(args, console, argv, UsageError)

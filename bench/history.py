@@ -9,7 +9,10 @@ numbers depend on: the CPU model and core count, and the GPU model (never the ho
 machine here is called `vm`, and two of them were different CPUs). `check` runs the profile,
 compares it with the baseline (making the baseline when there is none), appends one row per case
 to reports/history.jsonl (commit, date, median, % of peak), draws the history of each op, and
-exits 1 when a case is significantly slower (bench/compare.py decides), 2 for bad input.
+exits 1 when a case is significantly slower (bench/compare.py decides), 2 for bad input, 4 when
+this machine has no baseline and the check may not make one (never a silent pass: a pull request
+is gated by `bench ab` instead, bench/ab.py). `--update-baseline --accept-slower` makes an
+intentional slowdown the baseline.
 
 A case called slower is measured again (`--confirm`, twice by default) and the fastest of its
 measurements kept: load from other processes only ever adds time, so a kernel that met a busy
@@ -40,6 +43,7 @@ PLOTS = Path("reports/history")
 CHECKS = Path("reports/results")
 ROW_FIELDS = compare.KEY_FIELDS
 EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 3, 130
+NOTHING_COMPARED = 4      # check: no baseline for this machine, and the run may not make one
 
 
 class Stopped(Exception):
@@ -279,16 +283,28 @@ def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, 
           normalise: str = compare.DEFAULT_NORMALISE, confirm_attempts: int = 2, run_args: list[str] = (),
           baselines: Path = BASELINES, history: Path = HISTORY, plots: Path = PLOTS,
           markdown: Path | None = None, force: bool = False, seed: int = 0, console=None,
-          update_baseline: bool = False, report_json: Path | None = None, out: Path | None = None) -> int:
+          update_baseline: bool = False, report_json: Path | None = None, out: Path | None = None,
+          accept_slower: bool = False) -> int:
+    """Exit code: 0 nothing slower, 1 something slower, NOTHING_COMPARED where this machine has no
+    baseline and the run may not make one (without --update-baseline: a green check that compared
+    nothing would read as a pass)."""
     out = out or CHECKS / f"{_stamp()}-check.json"
     run = _run(profile, out, list(run_args))
     base_path = baseline_path(run.env, baselines)
     if not base_path.exists():
-        results.save(run, base_path)
-        _say(console, f"no baseline for {machine_name(run.env)}: this run is now the baseline ({base_path})")
+        if update_baseline:
+            results.save(run, base_path)
+            said = f"no baseline for {machine_name(run.env)}: this run is now its baseline ({base_path}); nothing was compared"
+        else:
+            said = (f"no baseline for {machine_name(run.env)} in {baselines}: nothing was compared "
+                    "(make baseline, or --update-baseline on the main branch, makes one)")
+        _say(console, said)
+        if markdown:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            markdown.write_text(f"### actbench bench-check: nothing compared\n\n> ⚠️ {said}.\n")
         append(run, history)
         plot(read(history), plots)
-        return 0
+        return 0 if update_baseline else NOTHING_COMPARED
     base = compare.load(base_path)
     rep = compare.compare_runs(base, compare.from_run(run, str(out)), threshold=threshold, alpha=alpha,
                                normalise=normalise, force=force)
@@ -313,20 +329,28 @@ def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, 
     images = plot(read(history), plots)
     _say(console, f"history: {n} rows appended to {history}; {len(images)} plots in {plots}")
     if update_baseline:
-        merged, kept = next_baseline(results.load(base_path), run, rep)
+        merged, kept = next_baseline(results.load(base_path), run, rep, accept_slower=accept_slower)
         results.save(merged, base_path)
+        if accept_slower:
+            _say(console, f"this run is the new baseline ({base_path}), its {len(rep.slower)} slower case(s) "
+                          f"accepted (an intentional slowdown); {kept} noisy case(s) keep their earlier measurement")
+            return 0
         _say(console, f"this run is the new baseline ({base_path}), but for {kept} slower or noisy case(s), "
                       "whose earlier measurement stays")
     return rep.exit_code
 
 
-def next_baseline(base: results.Run, run: results.Run, rep: compare.Report) -> tuple[results.Run, int]:
+def next_baseline(base: results.Run, run: results.Run, rep: compare.Report,
+                  accept_slower: bool = False) -> tuple[results.Run, int]:
     """The baseline after a check: the new run's measurement of every case the comparison called
     same or faster (a baseline that met a slow moment is replaced by a better one, case by case),
     the baseline's own for a case called slower or noisy (a regression is not absorbed, and a run
     measured beside a busy process never sets the spread later runs are judged against), and the
-    baseline's cases the run did not measure. Returns it and the number of cases kept."""
-    keep = {r.key for r in rep.rows if r.change.verdict in (compare.SLOWER, compare.NOISY)}
+    baseline's cases the run did not measure. `accept_slower`: a slowdown someone chose (merged
+    with the accept-slowdown token or the workflow's input) becomes the baseline too, or every
+    later check would fail on it. Returns it and the number of cases kept."""
+    kept_verdicts = (compare.NOISY,) if accept_slower else (compare.SLOWER, compare.NOISY)
+    keep = {r.key for r in rep.rows if r.change.verdict in kept_verdicts}
     old = {compare.case_key(e): e for e in base.results}
     merged, seen = [], set()
     for e in run.results:
@@ -360,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--report-json", type=Path, help="also write the verdicts (before and after confirming) as JSON")
     c.add_argument("--update-baseline", action="store_true",
                    help="this run becomes the baseline, case by case: not for cases called slower or noisy "
-                        "(CI on the main branch)")
+                        "(CI on the main branch); with no baseline, this run makes it")
+    c.add_argument("--accept-slower", action="store_true",
+                   help="with --update-baseline: cases called slower take this run's measurement too (an "
+                        "intentional slowdown, accepted) and the check exits 0")
     pl = sub.add_parser("plot")
     pl.add_argument("--history", type=Path, default=HISTORY)
     pl.add_argument("--plots", type=Path, default=PLOTS)
@@ -384,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         # every path and option checked before the minutes of measuring, not after them
         _folder_usable(args.baselines, "--baselines")
         if args.command == "check":
+            if args.accept_slower and not args.update_baseline:
+                raise UsageError("--accept-slower makes a slowdown the baseline: it needs --update-baseline")
             if not 0 < args.alpha < 1:          # 0 would mean the gate can never fail
                 raise UsageError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
             if args.confirm < 0:
@@ -399,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return check(args.profile, compare.parse_threshold(args.threshold), args.alpha, args.normalise, args.confirm,
                      run_args, args.baselines, args.history, args.plots, args.markdown, args.force, console=console,
-                     update_baseline=args.update_baseline, report_json=args.report_json, out=args.out)
+                     update_baseline=args.update_baseline, report_json=args.report_json, out=args.out,
+                     accept_slower=args.accept_slower)
     except UsageError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE

@@ -635,7 +635,7 @@ def test_check_exits_with_the_verdict_after_confirm(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "run_cases", lambda prof, todo, seed=0, interleave=True: make_run(
         {(c.op, c.backend, c.size): samples(3e-3, 0.02, seed=12) for c in todo}))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p")
-    assert history.check(out=tmp_path / "r0.json", **kw) == 0             # no baseline yet: made
+    assert history.check(out=tmp_path / "r0.json", update_baseline=True, **kw) == 0     # no baseline yet: made
     report = tmp_path / "verdicts.json"
     assert history.check(out=tmp_path / "r1.json", report_json=report, **kw) == 0
     verdicts = json.loads(report.read_text())
