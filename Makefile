@@ -15,7 +15,9 @@
 #   make bench-ab BASE=<git ref>  a pull request's gate: BASE and the working tree measured side by
 #                      side in alternating runs, judged as compare does (AB_ARGS: more `bench ab` flags)
 #   make bench-pytest  pytest-benchmark suites (tests/benchmarks), saved under .benchmarks/
-#   make bench-pytest-compare  the same, compared with the last saved run; fails on median +15 %
+#   make bench-pytest-compare  the same, side by side with the last saved run: a look, not a gate (its
+#                      median +15 % rule failed 14 of 36 cases of an A/A pair on a busy machine;
+#                      bench-ab and bench-check are the gates, with a test on the samples)
 #   make mutate        mutation testing of the verdict layer (mutmut, ~25 min on 2 cores; not in make test or CI):
 #                      kill rate and the survivors judged equivalent in docs/mutation.md
 # EXTRAS picks the optional dependencies (default dev,torch: the torch CPU peer is measured and
@@ -100,7 +102,7 @@ bench-pytest: venv
 
 bench-pytest-compare: venv
 	@$(PY) -m bench.pytest_saved    # a saved run to compare with, before a minute of measuring
-	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-compare --benchmark-compare-fail=median:15%
+	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-compare
 
 # ---------------------------------------------------------------------------- mutation testing
 # mutmut (settings in setup.cfg) copies bench/ into mutants/ with every mutant behind a switch and
