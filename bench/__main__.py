@@ -1,4 +1,4 @@
-"""Command line: `python -m bench list | run | report`.
+"""Command line: `actbench list | run | report | compare | ab | claims` (or `python -m bench ...`).
 
     python -m bench list [--json]                  which op runs on which backend here, or why not
     python -m bench run [--profile quick|full] [--ops ...] [--backends ...] [--dtypes ...]
@@ -13,6 +13,11 @@ A user's mistake (unknown name, malformed size, unreadable file) is one line on 
 code 2, never a traceback. `run` exits 1 when any case failed its correctness check, 130 after
 Ctrl-C or SIGTERM, and 3 when an exception stopped it (one line says what failed and where): in
 each case once what was measured is saved, marked interrupted, and shown.
+
+`actbench` is the console script pyproject.toml installs ([project.scripts], `entry` below): it
+imports the installed package from any folder. `python -m bench` puts the current folder first on
+sys.path, so in a folder holding another `bench/` package it runs that one, before a line of this
+file could object; there, use `actbench` or `python -P -m bench` (-P: no current folder on the path).
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m bench", description="actbench: honest measurements of ReLU, sigmoid and "
+PROG = "python -m bench"
+
+
+def _parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="actbench: honest measurements of ReLU, sigmoid and "
                 "their gradients on every backend, each checked against a float64 reference before it is timed.")
     sub = p.add_subparsers(dest="command", metavar="{list,run,report,compare,ab,claims}", parser_class=_Parser)
     sub.required = True
@@ -51,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="check and time the case matrix; print tables, write JSON, Markdown, plots",
                        description="Check every case against the float64 reference, time the ones that pass, "
-                       "and show time, GB/s, %% of the copy peak measured in the same run, and speed-up over NumPy.")
+                       "and show time, GB/s, % of the copy peak measured in the same run, and speed-up over NumPy.")
     r.add_argument("--profile", default="quick", help="quick (default; about a minute on 2 cores) or full. "
                    + "; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()))
     r.add_argument("--ops", help="comma-separated op ids (default: all), e.g. relu,sigmoid")
@@ -88,13 +96,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     console = Console()
     if not console.is_terminal:         # piped or captured: do not squeeze tables into 80 columns
         console = Console(width=max(console.width, 160))
     err = Console(stderr=True, soft_wrap=True)
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(prog).parse_args(argv)
+        args.prog = prog            # the run records the command as the user typed it
         if args.command == "list":
             return _list(args, console)
         if args.command == "run":
@@ -149,7 +158,7 @@ def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
 
     for note in notes:
         console.print(note, style="dim", highlight=False, markup=False)
-    command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = f"{getattr(args, 'prog', PROG)} " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     console.print(f"{len(todo)} cases, profile {prof.name}; results -> {out}", highlight=False)
 
     def save_partial(run):
@@ -290,8 +299,13 @@ def _report(args, console) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry(argv: list[str] | None = None, prog: str = "actbench") -> int:
+    """The `actbench` console script: the commands of `python -m bench`, its exit codes included."""
     try:
-        sys.exit(main())
+        return main(argv, prog)
     except KeyboardInterrupt:          # Ctrl-C outside a run (a run handles its own)
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(entry(prog=PROG))
