@@ -1,5 +1,6 @@
-"""Where and how a run happens, as recorded in its results: host, CPU, BLAS and its threads, numba,
-package versions and the git commit. (The GPU is described by the runner, from the backend in use.)
+"""Where and how a run happens, as recorded in its results: host, CPU (model, the cores this process
+may use, its instruction-set flags), BLAS and its threads, numba, package versions and the git
+commit. (The GPU is described by the runner, from the backend in use.)
 Capturing the environment never ends a run: what cannot be read is recorded as unknown.
 """
 
@@ -52,7 +53,7 @@ def environment(command: str | None = None, **extra) -> dict:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "command": command if command is not None else " ".join(sys.argv),
-        "cpu": {"model": machine.cpu_model(), "cores": os.cpu_count(), "llc_bytes": machine.last_level_cache_bytes()},
+        "cpu": _cpu(),
         "numpy": {"version": np.__version__, "blas": _blas()},
         "numba": _numba_info(),
         "gpu": None,
@@ -61,6 +62,29 @@ def environment(command: str | None = None, **extra) -> dict:
     }
     env.update(extra)
     return env
+
+
+def _cpu() -> dict:
+    """`cores` is what the run can use (the affinity mask, kernels/machine.py): a baseline's name
+    and the copy peak's threads follow it; `logical_cpus` is what the host has. `flags` let a
+    reader check what a figure rests on (AVX-512, streaming stores) without the machine."""
+    flags, source = _cpu_flags()
+    return {"model": machine.cpu_model(), "cores": machine.cpu_count(), "logical_cpus": os.cpu_count(),
+            "llc_bytes": machine.last_level_cache_bytes(), "flags": flags, "flags_from": source}
+
+
+def _cpu_flags() -> tuple[list[str], str | None]:
+    """The CPU's flags and where they came from: py-cpuinfo (installed with pytest-benchmark; any
+    OS, CPUID itself), else Linux's /proc/cpuinfo; ([], None) when neither can say."""
+    try:
+        import cpuinfo
+        flags = cpuinfo.get_cpu_info().get("flags") or []
+        if flags:
+            return sorted(set(flags)), "py-cpuinfo"
+    except Exception:      # a third-party probe: capturing the environment never ends a run
+        pass
+    flags = machine.cpu_flags()
+    return flags, ("/proc/cpuinfo" if flags else None)
 
 
 def _blas() -> list[dict]:

@@ -19,11 +19,11 @@ cache peak: its inputs are made cold before every sample).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from kernels import machine
 from kernels.reference import OPS, mask_nbytes
 
 from . import devices, timing
@@ -210,7 +210,7 @@ def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads:
             return cpu_copy_peak(sampling, nbytes, threads, own)
         finally:
             own.close()
-    threads = threads or os.cpu_count() or 1
+    threads = threads or machine.cpu_count()       # the cores this process may use, not the host's
     nbytes = nbytes or memory_array_bytes()
     n = nbytes // 4
     src = np.ones(n, dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Facts about the host CPU, read from the OS: model, logical cores, cache sizes.
+"""Facts about the host CPU, read from the OS: model, usable cores, instruction-set flags, cache sizes.
 
 A leaf module (standard library only), so that kernels and the bench harness can both ask without
 importing each other. These are what the OS reports, not measurements: a VM may list a host's
@@ -28,8 +28,26 @@ def cpu_model() -> str:
 
 
 def cpu_count() -> int:
-    """Logical cores the OS reports (1 when it cannot tell)."""
-    return os.cpu_count() or 1
+    """Logical cores this process may run on: its affinity mask where the OS has one (a container
+    on a 64-core host given 2 cores says 2; os.cpu_count() would say 64), else the cores the OS
+    reports (1 when it cannot tell)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):      # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The instruction-set flags Linux lists for the first CPU ('avx2', 'avx512f', ...), sorted;
+    [] where there is no such file (bench/environment.py asks py-cpuinfo first, which reads them
+    on any OS)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(("flags", "Features")):      # x86, ARM
+                return sorted(set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return []
 
 
 def _bytes(text: str) -> int:
