@@ -13,6 +13,10 @@ in pedantic mode: the setup synchronises the device (no earlier work leaks into 
 timed call ends by synchronising too (the round covers the kernel, not only its launch). Pedantic
 mode calibrates nothing, so the rounds come from a few timed calls by pytest-benchmark's own rule
 (tests/benchmarks/rounds.py): --benchmark-max-time and --benchmark-min-rounds still apply.
+
+Each saved benchmark's extra_info carries `bytes`, what an ideal kernel moves per call (the op's
+spec, bench/roofline.py; for sparse_matmul the rows of w its activations need), and `gbps`, those
+bytes over the median: throughput that pytest-benchmark's own files and `compare --json` keep.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import pytest
 
 import kernels
-from bench import inputs, sparse
+from bench import inputs, roofline, sparse
 from kernels import registry
 from kernels.reference import OPS
 
@@ -57,9 +61,10 @@ def _params(kind: str):
     return out
 
 
-def _bench(benchmark, config, op: str, backend: str, host: tuple[np.ndarray, ...]):
+def _bench(benchmark, config, op: str, backend: str, host: tuple[np.ndarray, ...], nbytes: int):
     """Time op on backend with host's arrays moved there, outputs preallocated where it can, for
-    as many rounds as fill --benchmark-max-time at the call time measured first."""
+    as many rounds as fill --benchmark-max-time at the call time measured first; `nbytes`, what
+    one call moves, goes to extra_info with the GB/s of the median."""
     be = registry.backend(backend)
     args = tuple(be.to_native(a) for a in host)
     kernels.get(op, backend)(*args)          # the checked call once; the raw launcher is timed
@@ -75,6 +80,12 @@ def _bench(benchmark, config, op: str, backend: str, host: tuple[np.ndarray, ...
     rounds = rounds_for(duration, *limits(config))
     benchmark.extra_info["calibration_call_s"] = duration
     benchmark.pedantic(call, setup=sync, rounds=rounds, iterations=1)   # warm: the probes were
+    benchmark.extra_info.update(_throughput(nbytes, benchmark.stats.stats.median))
+
+
+def _throughput(nbytes: int, median_s: float) -> dict:
+    """extra_info's bytes per call and GB/s (1e9 bytes per second, as bench run counts them)."""
+    return {"bytes": int(nbytes), "gbps": nbytes / median_s / 1e9 if median_s > 0 else None}
 
 
 @pytest.mark.parametrize("op,backend", _params("elementwise"))
@@ -83,7 +94,8 @@ def test_kernel(benchmark, pytestconfig, op, backend):
     n = SIZES[dev]
     benchmark.group = f"{op} {DTYPE} 2**{n.bit_length() - 1}"
     benchmark.extra_info.update(op=op, backend=backend, device=dev, dtype=DTYPE, size=n)
-    _bench(benchmark, pytestconfig, op, backend, inputs.random_inputs(op, (n,), DTYPE, np.random.default_rng(0)))
+    _bench(benchmark, pytestconfig, op, backend, inputs.random_inputs(op, (n,), DTYPE, np.random.default_rng(0)),
+           roofline.traffic(op, n, DTYPE))
 
 
 @pytest.mark.parametrize("op,backend,sparsity", _params("matmul"))
@@ -96,4 +108,5 @@ def test_sparse_matmul(benchmark, pytestconfig, op, backend, sparsity):
     benchmark.group = f"{op} {DTYPE} {k}x{n} batch {BATCH} {100 * sparsity:g}% zeros"
     benchmark.extra_info.update(op=op, backend=backend, device=dev, dtype=DTYPE, shape=f"{k}x{n}", batch=BATCH,
                                 sparsity=sparsity, pattern="relu")
-    _bench(benchmark, pytestconfig, op, backend, (a, w))
+    _bench(benchmark, pytestconfig, op, backend, (a, w),
+           roofline.matmul_traffic(sparse.needed_rows(a), BATCH, k, n, DTYPE))
