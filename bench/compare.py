@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -337,6 +338,41 @@ def summary_line(rep: Report) -> str:
             f"{_HOW[rep.normalise]})")
 
 
+ONLY_LISTED = 6        # cases in one run only: named one by one up to this many, else summarised
+_ONLY_VALUES = 4       # values shown per field in a summary; the rest counted
+
+
+def only_summary(keys: list[tuple]) -> str:
+    """The cases of one run only, in a line: each named when there are few; else how many, and per
+    field (backend, op, dtype, size, ...) its values with their counts, the most frequent first, so
+    a whole backend or dtype missing from the other run reads as one phrase instead of ~100 names."""
+    if len(keys) <= ONLY_LISTED:
+        return ", ".join(case_label(k) for k in keys)
+    dicts = [dict(zip(KEY_FIELDS, k)) for k in keys]
+    parts = []
+    for name in ("backend", "op", "dtype", "size", "shape", "batch", "sparsity", "pattern", "device"):
+        counts = Counter(d[name] for d in dicts if d[name] is not None)
+        if not counts or (name == "device" and len(counts) == 1):
+            continue
+        if len(counts) == 1:
+            (value,) = counts
+            parts.append(f"{name} {_only_value(name, value)} (all)")
+            continue
+        common = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        shown = ", ".join(f"{_only_value(name, v)} {n}" for v, n in common[:_ONLY_VALUES])
+        more = f" and {len(common) - _ONLY_VALUES} more" if len(common) > _ONLY_VALUES else ""
+        parts.append(f"{name} {shown}{more}")
+    return f"{len(keys)} cases: " + "; ".join(parts)
+
+
+def _only_value(name: str, value) -> str:
+    if name == "size":
+        return fmt_size(value).split(" ")[0]          # '2^25', not '2^25 (33.6M)': counts follow
+    if name == "sparsity":
+        return f"{100 * value:g}%"
+    return str(value)
+
+
 def print_report(rep: Report, console) -> None:
     from rich import box
     from rich.table import Table
@@ -368,7 +404,7 @@ def print_report(rep: Report, console) -> None:
     console.print(g)
     for title, keys in (("only in the base run", rep.only_base), ("only in the new run", rep.only_new)):
         if keys:
-            console.print(f"{title}: " + ", ".join(case_label(k) for k in keys), highlight=False, markup=False)
+            console.print(f"{title}: {only_summary(keys)}", highlight=False, markup=False)
     style = "bold red" if rep.slower else "bold green"
     console.print(summary_line(rep), style=style, highlight=False)
 
@@ -395,7 +431,10 @@ def markdown(rep: Report) -> str:
         lines.append(f"| {dev} | {be} | {n} | {_pct(gm)} | {_pct(gm_raw)} |")
     for title, keys in (("Only in the base run", rep.only_base), ("Only in the new run", rep.only_new)):
         if keys:
-            lines += ["", f"{title}: " + ", ".join(case_label(k) for k in keys)]
+            lines += ["", f"{title}: {only_summary(keys)}"]
+            if len(keys) > ONLY_LISTED:     # a comment can fold the whole list away
+                lines += ["", "<details><summary>every case</summary>", "",
+                          *(f"- {case_label(k)}" for k in keys), "", "</details>"]
     return "\n".join(lines) + "\n"
 
 
@@ -454,6 +493,7 @@ def as_dict(rep: Report) -> dict:
     """The comparison as plain data (for scripts and the A/A experiments)."""
     return {"base": rep.base, "new": rep.new, "threshold": rep.threshold, "alpha": rep.alpha,
             "normalise": rep.normalise, "drift": rep.drift, "warnings": rep.warnings, "counts": rep.counts(),
+            "only_base": [case_label(k) for k in rep.only_base], "only_new": [case_label(k) for k in rep.only_new],
             "rows": [dict(zip(KEY_FIELDS, r.key), ratio=r.change.ratio, raw_ratio=r.change.raw_ratio,
                           p=r.change.p, spread=r.change.spread, verdict=r.change.verdict) for r in rep.rows]}
 
