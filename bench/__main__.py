@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import shlex
-import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .cases import PROFILES, UsageError
+from .signals import sigterm_as_ctrl_c
 
 EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -167,7 +167,7 @@ def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
 
     columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
-    with _sigterm_as_ctrl_c(), Progress(*columns, console=console, transient=True) as progress:
+    with sigterm_as_ctrl_c(), Progress(*columns, console=console, transient=True) as progress:
         run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
                                on_case=save_partial, interleave=args.interleave)
     try:
@@ -246,23 +246,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:       # another user's live process
         return True
     return True
-
-
-@contextmanager
-def _sigterm_as_ctrl_c():
-    """SIGTERM (a CI timeout, `kill`) ends a run as Ctrl-C does: what was measured is saved and
-    marked interrupted, instead of the process dying with the partial file saying it is whole."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        before = signal.signal(signal.SIGTERM, stop)
-    except ValueError:             # not the main thread: leave signals to whoever owns them
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def _write_outputs(run, out: Path, plots: bool = True) -> list[Path]:

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import compare, results
 from .cases import UsageError
+from .signals import sigterm_as_ctrl_c
 
 # A case set fit for every pull request on 2 cores (a few minutes for 3 pairs): the ops whose cost
 # the project exists to compare, one size in the cache and one far beyond it, the NumPy baseline
@@ -209,7 +210,10 @@ def ab(base_ref: str, head_ref: str | None = None, *, run_args: list[str], pairs
                                    f"(log: {path.with_suffix('.log')})")
             runs[side].append(path)
             say(f"  done in {time.monotonic() - t0:.0f} s -> {path}")
-    loaded = {side: [results.load(p) for p in paths] for side, paths in runs.items()}
+    try:
+        loaded = {side: [results.load(p) for p in paths] for side, paths in runs.items()}
+    except results.ResultsError as exc:     # e.g. a base from before a schema this code reads
+        raise UsageError(f"cannot judge the runs: {exc}") from None
     rep = compare.compare_runs(pool(loaded["base"], names_of(base, None)), pool(loaded["head"], names_of(head, "working tree")),
                                threshold=threshold, alpha=alpha, force=False)
     failed = sorted({compare.case_label(compare.case_key(e)) for r in loaded["head"] for e in r.results
@@ -264,13 +268,17 @@ def run_command(args, console) -> int:
         raise UsageError(f"--run-args: {exc}") from None
     out = args.out or Path("reports/results") / f"ab-{time.strftime('%Y-%m-%dT%H%M%S')}"
     try:
-        outcome = ab(args.base, args.head, run_args=CASE_SETS[args.cases] + extra, pairs=args.pairs, out=out,
-                     threshold=threshold, alpha=args.alpha, seed=args.seed,
-                     allow_dependency_change=args.allow_dependency_change,
-                     say=lambda s: console.print(s, highlight=False, markup=False))
+        with sigterm_as_ctrl_c():
+            outcome = ab(args.base, args.head, run_args=CASE_SETS[args.cases] + extra, pairs=args.pairs, out=out,
+                         threshold=threshold, alpha=args.alpha, seed=args.seed,
+                         allow_dependency_change=args.allow_dependency_change,
+                         say=lambda s: console.print(s, highlight=False, markup=False))
     except RuntimeError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 3
+    except KeyboardInterrupt:      # the child was stopped and the worktrees removed on the way out
+        console.print(f"[yellow]interrupted: nothing judged; the runs that finished are in {out}[/]", highlight=False)
+        return 130
     compare.print_report(outcome.report, console)
     for name in outcome.failed_on_head:
         console.print(f"[bold red]FAILED on the head:[/] {name}", highlight=False)

@@ -150,3 +150,30 @@ def test_an_accepted_slowdown_becomes_the_baseline(tmp_path, monkeypatch, no_plo
 def test_accept_slower_needs_update_baseline(capsys):
     assert history.main(["check", "--accept-slower"]) == 2
     assert "--update-baseline" in capsys.readouterr().err
+
+
+def test_ctrl_c_or_sigterm_stops_the_gate_and_removes_its_worktrees(scratch_repo, tmp_path, monkeypatch, capsys):
+    import argparse
+    repo, git = scratch_repo
+    calls = []
+
+    def run_side(code, out, run_args, log):
+        calls.append(code)
+        if len(calls) == 2:
+            raise KeyboardInterrupt          # what SIGTERM becomes inside sigterm_as_ctrl_c
+        out.write_text("{}")
+        return 0
+    monkeypatch.setattr(ab, "run_side", run_side)
+    monkeypatch.chdir(repo)
+    args = argparse.Namespace(base="HEAD", head="HEAD", cases="pr", run_args="", pairs=2, threshold="10%",
+                              alpha=0.01, seed=0, out=tmp_path / "out", markdown=None,
+                              allow_dependency_change=False)
+    assert ab.run_command(args, _Console()) == 130
+    assert all(not c.exists() for c in calls)                    # both worktrees are gone
+    assert git("worktree", "list").count("\n") == 0              # and git forgot them
+    assert "interrupted" in capsys.readouterr().out
+
+
+class _Console:
+    def print(self, text, **kw):
+        print(text)
