@@ -145,11 +145,14 @@ def read(path: Path = HISTORY, notes=None) -> list[dict]:
 
 
 def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) -> list[Path]:
-    """One PNG per op: median time of each (backend, dtype, size) over the checks, oldest first.
-    Only one machine's rows (the latest row's machine unless given): times from other machines
-    would not mean anything on the same axis."""
+    """One PNG per op: each (backend, dtype, size) over the checks, oldest first, as its time over
+    that case's first check in the history, with the spread (IQR) of each check and compare's
+    threshold as a band. Times of one op span five decades (4k to 32M elements), so on one time
+    axis a 10 % regression was a pixel; relative to its own start every case shares one scale, on
+    which the threshold is a fixed height. Only one machine's rows (the latest row's machine
+    unless given): times from other machines would not mean anything on the same axis."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from .plots import style
 
@@ -164,32 +167,56 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
         labels.setdefault(index.get(r["date"]), (r.get("commit") or "?")[:7] + ("+" if r.get("dirty") else ""))
     folder = Path(folder) / machine
     folder.mkdir(parents=True, exist_ok=True)
+    t = compare.DEFAULT_THRESHOLD
+
+    def ticks(lo: float, hi: float) -> list[float]:
+        # round changes; the 10 % and 20 % ones only while the axis is narrow enough to tell them apart
+        steps = [0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2, 3, 5, 10, 30, 100]
+        if hi / lo > 2.5:
+            steps = [v for v in steps if v not in (0.8, 0.9, 1.1, 1.2)]
+        return [v for v in steps if lo <= v <= hi] or [1.0]
+
     paths = []
     for op in sorted({r["op"] for r in mine}):
-        series: dict[tuple, list[tuple[int, float]]] = {}
+        series: dict[tuple, list[tuple[int, float, float]]] = {}
         for r in mine:
             if r["op"] == op and r.get("median_s") and r.get("date") in index:
                 key = tuple(r.get(k) for k in compare.KEY_FIELDS)
-                series.setdefault(key, []).append((index[r["date"]], r["median_s"]))
+                iqr = r.get("iqr_s") if isinstance(r.get("iqr_s"), (int, float)) else 0.0
+                series.setdefault(key, []).append((index[r["date"]], r["median_s"], iqr or 0.0))
         fig = Figure(figsize=(10, 4.5))
-        fig.subplots_adjust(left=0.09, right=0.74, bottom=0.2, top=0.9)
+        fig.subplots_adjust(left=0.09, right=0.72, bottom=0.2, top=0.9)
         ax = fig.subplots()
-        sizes = sorted({k[4] for k in series})
+        ax.axhspan(1 / (1 + t), 1 + t, color="0.9", zorder=0,
+                   label=f"within ±{100 * t:g} % (compare's threshold)")
+        ax.axhline(1.0, color="0.5", linewidth=0.8, zorder=1)
+        sizes = sorted({k[4] for k in series}, key=lambda v: (v is None, v or 0))
         dashes = ["-", "--", ":", "-."]
-        for key, pts in sorted(series.items(), key=lambda kv: str(kv[0])):
+        lo, hi = 1 / (1 + 2 * t), 1 + 2 * t        # at least twice the threshold: the band never fills it
+        for key, pts in sorted(series.items(), key=lambda kv: tuple((0, v, "") if isinstance(v, (int, float))
+                                                              else (1, 0, str(v)) for v in kv[0])):
             pts.sort()
+            ref = pts[0][1]                          # the case's first check
+            x = [p[0] for p in pts]
+            y = [p[1] / ref for p in pts]
+            half = [p[2] / 2 / ref for p in pts]     # IQR as a bar around the median
+            below = [min(h, v * 0.99) for h, v in zip(half, y)]     # a log axis: the bar stays above 0
             st = style(key[1])
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=st["color"], marker=st["marker"],
-                     linestyle=dashes[sizes.index(key[4]) % len(dashes)], markersize=4,
-                     label=compare.case_label(key).split(" ", 1)[1])
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(EngFormatter(unit="s"))
-        ax.set_ylabel("time per call (median)")
+            ax.errorbar(x, y, yerr=[below, half], color=st["color"],
+                        marker=st["marker"], linestyle=dashes[sizes.index(key[4]) % len(dashes)], markersize=4,
+                        linewidth=1.2, elinewidth=0.8, capsize=2, label=compare.case_label(key).split(" ", 1)[1])
+            lo, hi = min(lo, *(v - h for v, h in zip(y, below))), max(hi, *(v + h for v, h in zip(y, half)))
+        ax.set_yscale("log", base=2)                 # 2x slower and 2x faster equally far from 1
+        ax.set_ylim(lo / 1.05, hi * 1.05)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * (v - 1):+.0f} %" if abs(v - 1) > 1e-9 else "0"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks(ticks(lo / 1.05, hi * 1.05))
+        ax.set_ylabel("time vs the case's first check")
         ax.set_xticks(range(len(checks)))
         ax.set_xticklabels([labels.get(i, "") for i in range(len(checks))], rotation=60, fontsize=7)
         ax.set_xlabel("check (commit)")
-        ax.set_title(f"{op} on {machine}: history of bench-check")
-        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{op} on {machine}: history of bench-check (up = slower; bars: IQR)")
+        ax.grid(True, axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         path = folder / f"{op}.png"
         fig.savefig(path, dpi=90)
