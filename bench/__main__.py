@@ -60,7 +60,7 @@ def _parser(prog: str = PROG) -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="check and time the case matrix; print tables, write JSON, Markdown, plots",
                        description="Check every case against the float64 reference, time the ones that pass, "
                        "and show time, GB/s, % of the copy peak measured in the same run, and speed-up over NumPy.")
-    r.add_argument("--profile", default="quick", help="quick (default; about a minute on 2 cores) or full. "
+    r.add_argument("--profile", default="quick", help="quick (default) or full; longer on a busy machine. "
                    + "; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()))
     r.add_argument("--ops", help="comma-separated op ids (default: all), e.g. relu,sigmoid")
     r.add_argument("--backends", help="comma-separated backend ids (default: every available one)")

@@ -35,7 +35,7 @@ PROFILES = {
     "quick": Profile(
         "quick", cpu_sizes=(2**12, 2**18, 2**25), gpu_sizes=(2**16, 2**20, 2**24, 2**26, 2**28),
         dtypes=("float32",), sampling=Sampling(budget_s=0.3, rel_tol=0.02),
-        description="float32, 3 CPU sizes up to 2**25 (far beyond the caches): about a minute on 2 cores"),
+        description="float32, 3 CPU sizes up to 2**25 (far beyond the caches): about 2 minutes on 2 idle cores"),
     "full": Profile(
         "full", cpu_sizes=tuple(2**k for k in range(10, 28)), gpu_sizes=tuple(2**k for k in range(10, 31)),
         dtypes=("float32", "float64", "float16"), sampling=Sampling(budget_s=2.0, rel_tol=0.01),

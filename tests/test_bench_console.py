@@ -71,6 +71,7 @@ def test_run_help_prints_percent_signs_once(capsys):
     out = capsys.readouterr().out
     assert "%%" not in out
     assert "% of the copy peak" in out
+    assert "about 2 minutes on 2 idle cores" in " ".join(out.split())     # a quick run's honest length
 
 
 def _decoy(folder: Path) -> None:
