@@ -98,7 +98,8 @@ def _parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     console = Console()
-    if not console.is_terminal:         # piped or captured: do not squeeze tables into 80 columns
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # piped or captured: do not squeeze tables into 80 columns, unless COLUMNS asks for a width
         console = Console(width=max(console.width, 160))
     err = Console(stderr=True, soft_wrap=True)
     try:
@@ -154,7 +155,7 @@ def _run(args, console, argv) -> int:
 def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from . import results, runner, tables
+    from . import results, runner, summary, tables
 
     for note in notes:
         console.print(note, style="dim", highlight=False, markup=False)
@@ -165,7 +166,9 @@ def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
         # marked: a run killed now (SIGKILL, power) must not leave a file that says it is whole
         results.save(dataclasses.replace(run, interrupted=True), out)
 
-    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
+    # the description gives way to the clocks: at 80 columns a 44-wide one cut the elapsed time to '0:00:…'
+    w = max(16, min(44, console.width - 52))
+    columns = (TextColumn(f"{{task.description:<{w}.{w}}}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with sigterm_as_ctrl_c(), Progress(*columns, console=console, transient=True) as progress:
         run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
@@ -174,9 +177,11 @@ def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
         paths, unsaved = _write_outputs(run, out, plots=not args.no_plots), None
     except OSError as exc:          # a full disk, a folder made read-only meanwhile
         paths, unsaved = [], exc
-    tables.print_run(run, console)
-    for p in paths:
-        console.print(f"wrote {p}", highlight=False)
+    tables.print_run(run, console, short_header=True)
+    console.print()
+    console.rule("summary", align="left", style="dim")
+    for line in summary.lines(run, paths):
+        console.print(line, highlight=False, markup=False)
     if unsaved is not None:
         why = unsaved.strerror or str(unsaved)
         err = Console(stderr=True, soft_wrap=True)

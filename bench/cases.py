@@ -132,7 +132,7 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
     except sparse.UsageError as exc:
         raise UsageError(str(exc)) from None
 
-    notes, cases = [], []
+    notes, cases, absent = [], [], []
     have = {(k.op, k.backend) for k in registry.kernels()}
     for b in be_list:
         be = registry.backend(b)
@@ -143,10 +143,10 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
         except ValueError as exc:
             raise UsageError(f"{b}: {exc}") from None
         if not be.available and backends is None:
-            notes.append(f"{b}: not measured ({be.reason})")
+            absent.append((b, _short(be.reason)))
             continue
-        if be.simulated and backends is None:
-            notes.append(f"{b}: runs on the CUDA simulator here: checked in tests, never timed")
+        if be.simulated and backends is None:       # checked in the tests, never timed
+            absent.append((b, "CUDA simulator only"))
             continue
         dev_sizes = explicit_sizes or (prof.gpu_sizes if be.device == "gpu" else prof.cpu_sizes)
         for op in op_list:
@@ -166,4 +166,15 @@ def build(profile: str = "quick", ops: str | None = None, backends: str | None =
     # each call, and would take the cores from the next backend's first samples)
     cases.sort(key=lambda c: (c.device != "cpu", c.dtype, c.size, kernels.ops().index(c.op), c.batch or 0,
                               c.pattern or "", order[c.backend], c.sparsity or 0.0))
+    if absent:      # one line: every GPU backend's reason on a CPU machine was a paragraph each
+        why: dict[str, list[str]] = {}
+        for b, reason in absent:
+            why.setdefault(reason, []).append(b)
+        notes.append("not measured here: " + "; ".join(f"{', '.join(bs)} ({r})" for r, bs in why.items())
+                     + "; details: bench list")
     return prof, cases, notes
+
+
+def _short(reason: str | None) -> str:
+    """A backend's reason up to its first ':' or '(': 'no CUDA GPU', not the driver's paragraph."""
+    return re.split(r"[:(]", reason or "unavailable", maxsplit=1)[0].strip() or "unavailable"

@@ -118,7 +118,7 @@ def busy_warning(run: Run) -> str | None:
         return None
     marked = sum(1 for e in run.results if e.marks)
     return (f"WARNING: the machine was busy: {why}. Times and ratios may be off; {marked} case(s) "
-            "are marked (see each table's legend)")
+            "are marked (see the legend)")
 
 
 def load_line(load: dict | None) -> str | None:

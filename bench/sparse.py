@@ -326,10 +326,12 @@ def crossovers(entries) -> dict[tuple, dict[str, float | None]]:
 
 # ------------------------------------------------------------------------------------ tables, plot
 
-def tables(run) -> list:
+def tables(run, narrow: bool = False) -> list:
     """A rich Table per (device, dtype, shape, batch, pattern): rows sparsity, columns backends;
     each cell: time, x speed-up over the best dense, % of ideal, GB/s of needed weights (% of the
-    copy peak); the crossover sparsity of each backend below."""
+    copy peak); the crossover sparsity of each backend below. `narrow`: the same tables, in the
+    same order, as a row per (sparsity, backend) and a column per figure (an 80-column terminal)."""
+    from rich import box
     from rich.table import Table
 
     from .formatting import fmt_time
@@ -342,6 +344,10 @@ def tables(run) -> list:
     for (device, dtype, shape, batch, pattern), es in groups.items():
         backends = list(dict.fromkeys([b for b in DENSE if any(e.backend == b for e in es)]
                                       + [e.backend for e in es if e.backend not in DENSE]))
+        if narrow:
+            out.append(_narrow_table(Table, box, (device, dtype, shape, batch, pattern), es, backends,
+                                     cross.get((device, dtype, shape, batch, pattern), {})))
+            continue
         t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}: "
                         f"time · speed-up over the best dense · % of ideal 1/(1-s) · GB/s of needed weights (% of copy peak)",
                   title_justify="left", show_lines=True)
@@ -372,6 +378,39 @@ def tables(run) -> list:
             f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-")
         out.append(t)
     return out
+
+
+NARROW_HELP = ("sparse_matmul: time · vs dense: speed-up over the best dense · % ideal: of 1/(1-s) · GB/s of "
+               "the weights needed · % peak: of the copy peak · CSR conv.: the conversion's share of the time")
+
+
+def _narrow_table(Table, box, group: tuple, es: list, backends: list, cross: dict):
+    from .formatting import fmt_time
+    device, dtype, shape, batch, pattern = group
+    t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}",
+              title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    t.add_column("zeros", no_wrap=True)
+    t.add_column("backend", no_wrap=True)
+    for name in ("time", "vs dense", "% ideal", "GB/s", "% peak", "CSR conv."):
+        t.add_column(name, justify="right", no_wrap=True)
+    sparsities = sorted({e.sparsity for e in es})
+    for i, sp in enumerate(sparsities):
+        present = [x for b in backends for x in es if x.backend == b and x.sparsity == sp]
+        for j, e in enumerate(present):
+            if not e.timed:
+                cells = [f"{e.status}: {(e.reason or '')[:30]}", "", "", "", "", ""]
+            else:
+                cells = [fmt_time(e.median_s),
+                         f"x{e.speedup_vs_dense:.2f}" if e.speedup_vs_dense is not None else "-",
+                         f"{e.pct_of_ideal:.0f}%" if e.pct_of_ideal is not None else "-",
+                         f"{e.gbps:.1f}" if e.gbps is not None else "-",
+                         f"{e.pct_peak:.0f}%" if e.pct_peak is not None else "-",
+                         f"{100 * e.conversion_s / e.median_s:.0f}%" if e.conversion_s is not None else ""]
+            t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
+                      end_section=j == len(present) - 1 and i < len(sparsities) - 1)
+    t.caption = "crossover sparsity (lowest s beating the best dense): " + (
+        ", ".join(f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cross.items()) or "-")
+    return t
 
 
 def markdown(run) -> str:

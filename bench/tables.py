@@ -2,13 +2,17 @@
 
 A table per op has one row per (dtype, size) and one column per backend (numpy first); a cell
 gives the median time +- IQR, GB/s, % of the device's copy peak measured in the same run, and the
-speed-up over numpy. The fastest cell of a row is marked. Nothing here runs or times a kernel.
+speed-up over numpy. The fastest cell of a row is marked. Where that table is wider than the
+terminal (80 columns, or a GPU machine's seven backends), the narrow layout shows the same figures
+as one row per (size, backend) with a column each, so no cell wraps. A run's tables carry only
+their footnotes; the legend is printed once, after the last. Nothing here runs or times a kernel.
 """
 
 from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -20,6 +24,8 @@ from .results import (STARVED, CaseResult, Run, Status, backend_order, best_back
 
 CELL_HELP = ("median ± IQR (relative) · GB/s · % of the device's copy peak · "
              "x speed-up vs numpy (numpy median / this median)")
+NARROW_HELP = ("time: median ± IQR (relative) · GB/s · % peak: of the device's copy peak (cache or mem) · "
+               "vs numpy: speed-up (numpy median / this median)")
 
 
 def cell(e: CaseResult | None, best: bool, notes: Notes) -> Text:
@@ -62,7 +68,9 @@ def _new_table(title: str) -> Table:
     return table
 
 
-def op_table(run: Run, op: str, entries: list[CaseResult]) -> Table:
+def op_table(run: Run, op: str, entries: list[CaseResult], caption: bool = True) -> Table:
+    """`caption=False`: only the footnotes of failed and skipped cases under it (a run's tables
+    share one legend, `run_legend`)."""
     notes, backends = Notes(), backend_order(entries)
     table = _new_table(op_title(run, op, entries))
     for b in backends:
@@ -70,8 +78,65 @@ def op_table(run: Run, op: str, entries: list[CaseResult]) -> Table:
     for (dtype, size), cells in rows(entries).items():
         best = best_backend(cells)
         table.add_row(dtype, fmt_size(size), *(cell(cells.get(b), b == best, notes) for b in backends))
-    table.caption = legend(notes, entries, levels=[x for x in [level_legend(run, entries)] if x])
+    table.caption = (legend(notes, entries, levels=[x for x in [level_legend(run, entries)] if x]) if caption
+                     else _footnotes(notes))
     return table
+
+
+def _footnotes(notes: Notes) -> Text | None:
+    if not notes.items:
+        return None
+    return Text("\n".join(notes.lines()), style="dim")
+
+
+def narrow_tables(run: Run, op: str, entries: list[CaseResult]) -> list[Table]:
+    """The narrow layout of one op, a table per dtype: a row per (size, backend), the four figures
+    of a cell as four columns (its marks included), the fastest row of a size in bold green."""
+    out = []
+    for dtype in dtypes_of(entries) or [None]:
+        mine = [e for e in entries if e.dtype == dtype]
+        notes, backends = Notes(), backend_order(mine)
+        table = Table(title=" · ".join(p for p in (op, dtype) if p), title_justify="left",
+                      caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("size", no_wrap=True)
+        table.add_column("backend", no_wrap=True)
+        for name in ("time", "GB/s", "% peak", "vs numpy"):
+            table.add_column(name, justify="right", no_wrap=True)
+        groups = list(rows(mine).items())
+        for i, ((_, size), cells) in enumerate(groups):
+            best = best_backend(cells)
+            present = [b for b in backends if b in cells]
+            for j, b in enumerate(present):
+                table.add_row(fmt_size(size).split(" ")[0] if j == 0 else "", b,
+                              *_narrow_cells(cells[b], b == best, notes),
+                              style="bold green" if b == best else None,
+                              end_section=j == len(present) - 1 and i < len(groups) - 1)
+        table.caption = _footnotes(notes)
+        out.append(table)
+    return out
+
+
+def _narrow_cells(e: CaseResult, best: bool, notes: Notes) -> list:
+    """time, GB/s, % peak, speed-up of one case; FAILED / skipped with its footnote instead."""
+    if not e.timed:
+        return [cell(e, False, notes), "", "", ""]
+    time, gbps, pct, speedup = ok_lines(e, best)
+    return [time, gbps.removesuffix(" GB/s"), pct.replace(" peak", "", 1), speedup]
+
+
+def run_legend(run: Run, narrow: bool = False) -> Text:
+    """The legend of a run's tables, printed once after the last: how to read a cell (or a narrow
+    row), which peak each % is of, the best-cell marker and every mark any case carries."""
+    entries = [e for e in run.results if e.op != "sparse_matmul"]
+    levels = list(dict.fromkeys(x for op, es in by_op(run).items() if op != "sparse_matmul"
+                                if (x := level_legend(run, es))))
+    return legend(Notes(), entries, how=NARROW_HELP if narrow else CELL_HELP, levels=levels)
+
+
+def _fits(console: Console, table: Table) -> bool:
+    """Whether the table's cells fit the console's width unwrapped."""
+    unbounded = console.options.update(max_width=10**6)   # console.measure clamps to the console's width
+    return Measurement.get(console, unbounded, table).maximum <= console.width
 
 
 def op_tables(run: Run) -> list[Table]:
@@ -126,24 +191,51 @@ def _side_table(runs: list[Run], labels: list[str], op: str, per_run: list[list[
 
 # ------------------------------------------------------------------------------------ summary
 
-def summary(run: Run) -> Panel:
-    """The environment and the peaks, a few lines in a panel."""
+SHORT_HEADER = ("host", "cpu", "gpu", "git", "profile", "stopped by", "load", "peak", "peak note")
+
+
+def summary(run: Run, short: bool = False) -> Panel:
+    """The environment and the peaks, a few lines in a panel; `short`: only the lines that say
+    where it ran and against which peaks (SHORT_HEADER)."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold cyan")
     grid.add_column()
     for label, text in env_lines(run):
+        if short and label not in SHORT_HEADER:
+            continue
         grid.add_row(label, Text(text, style="bold red" if "INTERRUPTED" in text else ""))
     return Panel(grid, title="actbench run", title_align="left", expand=False)
 
 
-def print_run(run: Run, console: Console | None = None) -> None:
-    """Print the summary, then a table per op (what `bench run` and `bench report` show)."""
+def print_run(run: Run, console: Console | None = None, short_header: bool = False) -> None:
+    """Print the summary, then a table per op, each in the narrow layout where the wide one would
+    not fit the console, then the legend once (what `bench run` and `bench report` show).
+    `short_header`: the run's header without the BLAS, numba and tuning lines (`bench report`
+    shows them all)."""
     console = console or Console()
     warning = busy_warning(run)
     if warning:                       # first, before anything is read
         console.print(warning, style="bold red", highlight=False, markup=False)
-    console.print(summary(run))
+    console.print(summary(run, short_header))
     from .sparse import tables as sparse_tables    # per shape and batch, rows by sparsity
-    for table in op_tables(run) + sparse_tables(run):
+    narrow = False
+    for op, entries in by_op(run).items():
+        if op == "sparse_matmul":
+            continue
+        wide = op_table(run, op, entries, caption=False)
+        tables = [wide] if _fits(console, wide) else narrow_tables(run, op, entries)
+        narrow = narrow or tables[0] is not wide
+        for table in tables:
+            console.print()
+            console.print(table)
+    thin_sparse = False
+    for wide, thin in zip(sparse_tables(run), sparse_tables(run, narrow=True)):
         console.print()
-        console.print(table)
+        console.print(wide if _fits(console, wide) else thin)
+        thin_sparse = thin_sparse or not _fits(console, wide)
+    if any(e.op != "sparse_matmul" for e in run.results):
+        console.print()
+        console.print(run_legend(run, narrow))
+    if thin_sparse:                   # the wide sparse tables say it in their titles
+        from .sparse import NARROW_HELP
+        console.print(NARROW_HELP, style="dim", highlight=False, markup=False)
