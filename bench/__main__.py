@@ -274,9 +274,13 @@ def _report(args, console) -> int:
     if len(runs) == 1:
         tables.print_run(runs[0], console)
     else:
-        for run in runs:
+        # short labels in the column headers, each file's whole name once above its header: as headers,
+        # the names were cut to '2026-11-29T144317-…' and every column looked alike
+        labels = [f"#{i + 1}" for i in range(len(runs))]
+        for label, f, run in zip(labels, args.files, runs):
+            console.print(f"{label} = {f}", highlight=False, markup=False, soft_wrap=True)
             console.print(tables.summary(run))
-        for t in tables.side_by_side(runs, [f.name for f in args.files]):
+        for t in tables.side_by_side(runs, labels):
             console.print(t)
     if args.markdown:
         try:

@@ -132,3 +132,12 @@ def test_bench_run_at_80_columns_ends_with_the_summary(tmp_path, monkeypatch, ca
     flat = " ".join(" ".join(tail).split())          # the paths of pytest's tmp_path wrap at 80 columns
     assert flat.endswith(f"results: {out} report: {out.with_suffix('.md')} plots: 2 PNG(s) in {tmp_path / 'r-plots'}/")
     assert text.count("fastest in its row") == 1 and text.index("fastest in its row") < text.rindex("summary")
+
+
+def test_report_of_several_files_names_each_file_whole(capsys):
+    files = [str(ROOT / "reports/example/2026-11-28T140009-vm.json"), str(WITH_SPARSE)]
+    assert cli.main(["report", *files]) == 0
+    out = capsys.readouterr().out
+    assert f"#1 = {files[0]}" in out and f"#2 = {files[1]}" in out
+    assert "…" not in out                                  # no header cut to '2026-11-29T144317-…'
+    assert "ratio = this run's median / #1's median" in " ".join(out.split())
