@@ -1,5 +1,10 @@
 """Plots of a run: per op and dtype, time per call and % of peak against size, one line per backend.
 
+The time panel shows each median's spread (its IQR, as a bar) and marks a median that did not
+stabilise with the tables' `~`; the % panel draws each peak level (memory, cache) as its own
+series, since a cache-level % and a memory-level % have different denominators and a line joining
+them would read as one curve.
+
 Built on matplotlib's object API (a Figure on the Agg canvas, no pyplot): nothing opens a window and
 no global figure state is left behind. Reads a Run only (bench/results.py). Failed and skipped
 cases are left out of the lines; the tables say why.
@@ -11,6 +16,7 @@ import math
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
 from .formatting import peak_label
@@ -40,6 +46,25 @@ def marked_points(entries: list[CaseResult], backend: str) -> list[tuple]:
                   if e.backend == backend and e.timed and is_marked(e) and e.marks)
 
 
+def spread_points(entries: list[CaseResult], backend: str) -> list[tuple]:
+    """(size, median, IQR or 0, stable) of a backend's timed cases, by size."""
+    return sorted((e.size, e.median_s, e.iqr_s or 0.0, e.stable is not False) for e in entries
+                  if e.backend == backend and e.timed)
+
+
+def level_points(entries: list[CaseResult], backend: str) -> dict:
+    """A backend's % of peak by the peak level that judged it: {level: [(size, %, IQR / median), ...]}
+    (level None for a run that measured one peak)."""
+    out: dict = {}
+    for e in sorted(entries, key=lambda e: e.size or 0):
+        if e.backend == backend and e.timed and e.pct_peak is not None:
+            out.setdefault(e.peak_level, []).append((e.size, e.pct_peak, (e.iqr_s or 0.0) / e.median_s))
+    return out
+
+
+LEVEL_STYLE = {"memory": "-", "cache": ":", None: "-"}    # one line per peak level, never joined
+
+
 def _axes_setup(ax_time, ax_pct) -> None:
     for ax in (ax_time, ax_pct):
         ax.set_xscale("log", base=2)
@@ -64,15 +89,30 @@ def figure(run: Run, op: str, dtype: str = "float32") -> Figure:
     ax_time, ax_pct = fig.subplots(1, 2)
     _axes_setup(ax_time, ax_pct)
     top = 100.0
-    ringed = False
+    ringed = unstable = False
+    levels: set = set()
     for backend in backend_order(entries):
         sizes, times, pcts = points(entries, backend)
         if not sizes:
             continue
         ax_time.plot(sizes, times, label=backend, **style(backend))
-        pct_pts = [(s, p) for s, p in zip(sizes, pcts) if p is not None]
-        ax_pct.plot([s for s, _ in pct_pts], [p for _, p in pct_pts], label=backend, **style(backend))
-        top = max([top] + [p for _, p in pct_pts])
+        spread = spread_points(entries, backend)
+        ax_time.errorbar([p[0] for p in spread], [p[1] for p in spread], color=style(backend)["color"],
+                         yerr=[[min(p[2] / 2, p[1] * 0.99) for p in spread], [p[2] / 2 for p in spread]],
+                         fmt="none", capsize=3, linewidth=1, label="_iqr")
+        for size, median, _, stable in spread:
+            if not stable:             # the tables' ~: the median did not stabilise within its budget
+                ax_time.annotate("~", (size, median), xytext=(0, 7), textcoords="offset points", ha="center",
+                                 fontsize=13, fontweight="bold", color=style(backend)["color"])
+                unstable = True
+        for i, (level, pts) in enumerate(level_points(entries, backend).items()):
+            ax_pct.plot([p[0] for p in pts], [p[1] for p in pts], linestyle=LEVEL_STYLE.get(level, "-"),
+                        label=backend if i == 0 else "_" + backend, **style(backend))
+            # the same spread on the linear % axis, where the time panel's five decades hide it
+            ax_pct.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[1] * p[2] / 2 for p in pts],
+                            fmt="none", color=style(backend)["color"], capsize=3, linewidth=1, label="_iqr")
+            levels.add(level)
+            top = max([top] + [p[1] * (1 + p[2] / 2) for p in pts])
         marked = marked_points(entries, backend)
         if marked:                     # marked cases (starved, above their peak): a black ring on both panels
             ring = "marked (see the table)" if not ringed else "_marked"
@@ -82,8 +122,18 @@ def figure(run: Run, op: str, dtype: str = "float32") -> Figure:
             ax_pct.scatter([m[0] for m in marked if m[2] is not None], [m[2] for m in marked if m[2] is not None],
                            s=140, facecolors="none", edgecolors="black", linewidths=1.2, zorder=5, label="_marked")
     ax_pct.set_ylim(0, top * 1.08)
-    if ax_time.get_legend_handles_labels()[0]:
-        ax_time.legend(fontsize="small")
+    ax_time.margins(y=0.12)            # room above the top point for its ~
+    handles, labels = ax_time.get_legend_handles_labels()
+    if unstable:                       # a legend entry only: no line is added to the axes
+        handles.append(Line2D([], [], linestyle="none", marker=r"$\sim$", markersize=9, color="black"))
+        labels.append("did not stabilise (see the table)")
+    if handles:
+        ax_time.legend(handles, labels, fontsize="small")
+    named = [lv for lv in ("memory", "cache") if lv in levels]
+    if named:                          # which line style is which denominator
+        ax_pct.legend([Line2D([], [], color="black", linestyle=LEVEL_STYLE[lv]) for lv in named],
+                      [f"% of {lv} peak" for lv in named], fontsize="small", loc="upper left")
+        ax_pct.set_ylabel("% of copy peak (its level's: line style)")
     host = run.env.get("host") or "unknown host"
     peaks = ", ".join(peak_label(run, d) for d in devices_of(entries))
     fig.suptitle(f"{op} · {dtype} · {peaks} · {host}", fontsize="medium")

@@ -463,8 +463,9 @@ def figure(run, device: str, dtype: str, shape: str, batch: int, pattern: str):
     ax = fig.subplots()
     ss = sorted({e.sparsity for e in es}) or [0.0]
     grid = np.linspace(0, max(ss), 200)
-    ax.plot(grid, 1 / (1 - grid), color="grey", linestyle="--", label="ideal 1/(1-s)")
-    ax.axhline(1, color="grey", linewidth=0.8)
+    # black: scipy_csr's colour (tab10's C7) is the grey this line had, and the two read as one
+    ax.plot(grid, 1 / (1 - grid), color="black", linestyle="--", label="ideal 1/(1-s)")
+    ax.axhline(1, color="0.6", linewidth=0.8)
     for b in dict.fromkeys(e.backend for e in es):
         pts = sorted((e.sparsity, e.speedup_vs_dense) for e in es if e.backend == b)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=b, **style(b))
