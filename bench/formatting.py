@@ -226,6 +226,20 @@ def _git_line(git: dict | None) -> str:
     return git["commit"][:10] + (" (dirty)" if git.get("dirty") else "")
 
 
+def _cores(cpu: dict) -> str:
+    """'2 cores', or '2 of 64 cores' where the affinity mask gave the run fewer than the host has."""
+    cores, host = cpu.get("cores", "?"), cpu.get("logical_cpus")
+    return f"{cores} of {host} cores" if host and host != cores else f"{cores} cores"
+
+
+def _simd(flags) -> str:
+    """', AVX-512': the widest vector extension the CPU's recorded flags name ('' when none or unknown)."""
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sve", "SVE"), ("asimd", "NEON")):
+        if flag in (flags or ()):
+            return f", {name}"
+    return ""
+
+
 def env_lines(run: Run) -> list[tuple[str, str]]:
     """(label, text) pairs describing where and how the run happened, then the peaks."""
     env = run.env
@@ -233,7 +247,7 @@ def env_lines(run: Run) -> list[tuple[str, str]]:
     llc = f", LLC {cpu['llc_bytes'] / 2**20:.0f} MiB" if cpu.get("llc_bytes") else ""
     lines = [("host", ", ".join(str(p) for p in (env.get("host"), env.get("platform"),
                                                    env.get("python") and f"Python {env['python']}") if p)),
-             ("cpu", f"{cpu.get('model', '?')}, {cpu.get('cores', '?')} cores{llc}"),
+             ("cpu", f"{cpu.get('model', '?')}, {_cores(cpu)}{llc}{_simd(cpu.get('flags'))}"),
              ("numpy", f"{npy.get('version', '?')}; " + ("; ".join(map(_blas_line, npy.get("blas") or []))
                                                         or "no BLAS info"))]
     if nb:

@@ -59,3 +59,13 @@ def test_py_cpuinfo_is_asked_first(monkeypatch):
     monkeypatch.setitem(sys.modules, "cpuinfo", FakeCpuinfo)
     cpu = environment.environment("test")["cpu"]
     assert (cpu["flags"], cpu["flags_from"]) == (["avx512f", "sse2"], "py-cpuinfo")
+
+
+def test_the_header_names_the_usable_cores_and_the_widest_vector_extension():
+    from bench import formatting
+    from bench.results import Run
+    cpu = {"model": "AMD EPYC", "cores": 2, "logical_cpus": 64, "llc_bytes": 2**25, "flags": ["avx2", "avx512f"]}
+    line = dict(formatting.env_lines(Run(env={"cpu": cpu})))["cpu"]
+    assert line == "AMD EPYC, 2 of 64 cores, LLC 32 MiB, AVX-512"
+    old = {"model": "AMD EPYC", "cores": 2, "llc_bytes": 2**25}          # a file from before the flags
+    assert dict(formatting.env_lines(Run(env={"cpu": old})))["cpu"] == "AMD EPYC, 2 cores, LLC 32 MiB"
