@@ -131,7 +131,7 @@ MUTATE_FUNCS := 'bench.stats.*' \
 mutate: venv
 	$(PY) -m pip install --quiet "$(MUTMUT)"
 	rm -rf mutants
-	NUMBA_ENABLE_CUDASIM=1 nice -n 10 $(PY) -m mutmut run --max-children 2 $(MUTATE_FUNCS) > mutants.log 2>&1 \
+	NUMBA_ENABLE_CUDASIM=1 nice -n 15 $(PY) -m mutmut run --max-children 2 $(MUTATE_FUNCS) > mutants.log 2>&1 \
 		|| { tail -c 3000 mutants.log; exit 1; }
 	$(PY) -m mutmut results --all true | awk -F': ' '/__mutmut_/ && $$2 != "not checked" { n++; c[$$2]++ } \
 		END { for (s in c) printf "%-12s %d\n", s, c[s]; \
