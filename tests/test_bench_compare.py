@@ -560,14 +560,7 @@ def test_update_baseline_replaces_case_by_case_but_not_slower_or_noisy_cases(tmp
     second = base_cases(1)
     second[noisy_key] = samples(1e-2, 0.3, seed=7)                    # 30 % spread: noisy
     second[slow_key] = samples(3e-3 * 2, 0.02, seed=8)                # 2x: slower
-    runs = iter([make_run(base_cases(0)), make_run(second)])
-
-    def fake_run(profile, out, run_args):
-        r = next(runs)
-        results.save(r, out)
-        return r
-
-    monkeypatch.setattr(history, "_run", fake_run)
+    _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(second))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
               update_baseline=True)
     assert history.check(out=tmp_path / "r0.json", **kw) == 0             # no baseline yet: made
@@ -611,17 +604,23 @@ def test_confirm_keeps_the_first_measurement_when_the_again_is_worse_and_noisier
     assert [r.key[:2] for r in final.slower] == [slow_key[:2]]
 
 
-def _fake_check_runs(monkeypatch, *runs):
+def _fake_check_runs(monkeypatch, *runs) -> list:
     """history.check's own `bench run` replaced by the given runs, one per call, each saved where
-    check asks (as the real one does)."""
+    check asks (as the real one does), and its plots by a record of what it was asked to draw
+    (returned: one (rows, folder) per call). matplotlib's PNGs cost a second per check, and `make
+    mutate` runs these tests for every mutant of check(); test_history_rows_append_read_and_plot
+    draws them."""
     from bench import history
     todo = iter(runs)
+    drawn = []
 
     def fake_run(profile, out, run_args):
         r = next(todo)
         results.save(r, out)
         return r
     monkeypatch.setattr(history, "_run", fake_run)
+    monkeypatch.setattr(history, "plot", lambda rows, folder: drawn.append((rows, folder)) or [])
+    return drawn
 
 
 def test_check_exits_with_the_verdict_after_confirm(tmp_path, monkeypatch):
