@@ -233,3 +233,45 @@ def test_sampled_compare_finds_a_wrong_element_in_a_sampled_block():
     assert idx.min() == 0 and idx.max() == n - 1 and np.all(np.diff(idx) >= 0)
     y[idx[len(idx) // 2]] += 1
     assert not check.compare("relu", (x,), y, sample=idx).ok
+
+
+def test_sampled_compare_unpacks_a_mask_input_little_endian():
+    # relu_grad_mask(dy, mask) on a sample: the packed mask is unpacked (bit i of byte j is element
+    # 8j + i) before the sample picks from it; 1003 elements, not a whole number of bytes
+    n = 1003
+    x = np.tile(np.array([1, -1, -1, 1, 1, 1, -1, 1, -1], np.float32), n // 9 + 1)[:n]
+    dy = np.linspace(1, 2, n, dtype=np.float32)
+    mask, dx = pack_mask(x), np.where(x > 0, dy, 0).astype(np.float32)
+    idx = np.arange(0, n, 3)
+    assert check.compare("relu_grad_mask", (dy, mask), dx, sample=idx).ok
+    wrong = dx.copy()
+    wrong[idx[7]] = 0 if wrong[idx[7]] else 1                 # one sampled element flipped
+    assert not check.compare("relu_grad_mask", (dy, mask), wrong, sample=idx).ok
+
+
+def test_unwritten_is_nan_left_in_a_float_output_of_finite_inputs_only():
+    from kernels.reference import OPS
+    x = np.array([-1.0, 2.0, 3.0], np.float32)
+    assert check._unwritten(OPS["relu"], (x,), (np.maximum(x, 0),)) is None
+    assert check._unwritten(OPS["relu"], (x,), (np.array([0, np.nan, 3], np.float32),)) == \
+        "y: 1 elements never written (NaN poison left in out)"
+    # a NaN in dy gives NaN in dx by right: no poison check (a packed mask input is no float input)
+    dy, mask = np.array([np.nan, 1.0, 1.0], np.float32), pack_mask(x)
+    assert check._unwritten(OPS["relu_grad_mask"], (dy, mask), (np.array([np.nan, 1, 1], np.float32),)) is None
+    assert check._unwritten(OPS["relu_mask"], (x,), (np.maximum(x, 0), mask)) is None
+
+
+@pytest.mark.parametrize("n", [1000, 5000, 2**20])
+def test_sample_indices_are_both_ends_16_blocks_and_2_18_random_elements(n):
+    idx = check.sample_indices(n)
+    assert len(idx) == 2 * min(n, 2**16) + 16 * 4096 + 2**18
+    assert np.array_equal(idx, check.sample_indices(n))         # seeded by n: the same every run
+    assert idx.min() == 0 and idx.max() == n - 1 and np.all(np.diff(idx) >= 0)
+    counts = np.bincount(idx, minlength=n)
+    edge = min(n, 2**16)
+    assert np.all(counts[:edge] >= 1) and np.all(counts[n - edge:] >= 1)     # every element of both ends
+    if n > 2 * 2**16 + 4096:
+        inner = np.flatnonzero(counts[edge:n - edge] >= 1) + edge
+        # 16 runs of 4096 consecutive indices among random single ones: at least one full run inside
+        runs = np.split(inner, np.flatnonzero(np.diff(inner) > 1) + 1)
+        assert sum(len(r) >= 4096 for r in runs) >= 1

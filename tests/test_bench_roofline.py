@@ -3,6 +3,7 @@ GPU copy peak on a fake device."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bench import devices, roofline, timing
@@ -132,3 +133,18 @@ def test_gpu_copy_peak_counts_read_plus_write_on_a_fake_device():
     assert p["bytes"] == 2**31 and p["median_s"] == pytest.approx(2**30 / 1e12)
     assert p["gbps"] == pytest.approx(2000.0) and p["measured"][0]["gbps"] == pytest.approx(2000.0)
     assert p["method"] == "fake device-to-device copy of 1 GiB"
+    med = p["median_s"]                                      # every figure exactly, no tolerance
+    assert p == {"gbps": 2**31 / med / 1e9, "method": "fake device-to-device copy of 1 GiB", "bytes": 2**31,
+                 "median_s": med, "samples_s": p["samples_s"],
+                 "measured": [{"method": "fake", "median_s": med, "gbps": 2**31 / med / 1e9}]}
+    assert len(p["samples_s"]) >= 10 and med == float(np.median(p["samples_s"]))
+
+
+def test_fastest_takes_the_best_median_and_the_best_single_sample_of_any_method():
+    # made-up measurements (no copy timed): method "b" has the best median, "a" the fastest sample
+    a = {"method": "a", "median_s": 4e-3, "gbps": 2.0, "samples_s": [1e-3, 4e-3, 5e-3]}
+    b = {"method": "b", "median_s": 2e-3, "gbps": 4.0, "samples_s": [2e-3, 2e-3, 3e-3]}
+    c = {"method": "c", "median_s": 8e-3, "gbps": 1.0, "samples_s": [8e-3]}
+    assert roofline._fastest([a, b, c], 8_000_000) == {
+        "gbps": 4.0, "method": "b", "bytes": 8_000_000, "median_s": 2e-3, "samples_s": [2e-3, 2e-3, 3e-3],
+        "fastest_gbps": 8_000_000 / 1e-3 / 1e9, "measured": [a, b, c]}
