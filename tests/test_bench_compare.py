@@ -679,3 +679,76 @@ def test_confirm_judges_fastest_round_by_round_where_both_have_probe_samples():
     alone = dataclasses.replace(fast_phase, probe_samples_s=None)
     assert history._cost(alone, slow_phase, "auto") == pytest.approx(2e-2 * 100.0)
     assert history._cost(alone, slow_phase, "auto", median_scale=False) == 2e-2
+
+
+# ------------------------------------------------------------------ judge at its boundaries (make mutate)
+
+def test_a_change_exactly_at_the_threshold_is_not_beyond_it():
+    # log(1.25) == log1p(0.25) in floating point: a 25 % change is not more than a 25 % threshold
+    base, new = [1.0] * 20, [1.25] * 20
+    assert compare.judge(base, new, threshold=0.25).verdict == compare.SAME
+    assert compare.judge(base, new, threshold=0.2).verdict == compare.SLOWER
+
+
+def test_a_p_value_equal_to_alpha_is_not_significant():
+    base, new = samples(1.0, 0.02, n=8, seed=1), samples(1.3, 0.02, n=8, seed=2)
+    p = compare.judge(base, new).p
+    assert compare.judge(base, new, alpha=p).verdict == compare.SAME
+    assert compare.judge(base, new, alpha=p * 1.01).verdict == compare.SLOWER
+
+
+def test_a_change_exactly_as_wide_as_the_spread_is_noisy():
+    # 1.25x, and the new samples' relative IQR is exactly 0.25 (above the 10 % threshold): the
+    # change must be wider than the spread, not as wide
+    new = [1.0, 1.09375, 1.25, 1.40625, 1.5] * 4
+    c = compare.judge([1.0] * 20, new)
+    assert (c.ratio, c.spread, c.verdict) == (1.25, 0.25, compare.NOISY)
+
+
+def test_a_drift_scaled_change_the_raw_times_do_not_show_is_noisy():
+    # scale 2 (peak normalisation): 2x after scaling, unchanged measured: the case did not follow
+    c = compare.judge([1.0] * 20, [1.0] * 20, scale=2.0)
+    assert (c.ratio, c.raw_ratio, c.verdict) == (2.0, 1.0, compare.NOISY)
+
+
+@pytest.mark.parametrize("share, verdict", [(0.3, compare.NOISY), (0.7, compare.SLOWER)])
+def test_a_normalised_change_counts_where_the_raw_times_moved_half_the_threshold(share, verdict):
+    # normalised 2x; measured, the times moved `share` of the 10 % threshold (in log space)
+    raw = math.exp(share * math.log1p(0.1))
+    assert compare.judge([1.0] * 20, [2.0] * 20, raw_ratio=raw).verdict == verdict
+
+
+def test_a_raw_move_of_exactly_half_the_threshold_follows():
+    # log(1.25) == 0.5 * log1p(0.5625) in floating point: exactly half counts
+    assert compare.judge([1.0] * 20, [2.0] * 20, threshold=0.5625, raw_ratio=1.25).verdict == compare.SLOWER
+
+
+def test_a_normalised_faster_case_that_was_faster_measured_too_is_faster():
+    assert compare.judge([1.0] * 20, [0.5] * 20, raw_ratio=0.8).verdict == compare.FASTER
+    assert compare.judge([1.0] * 20, [0.5] * 20, raw_ratio=1.25).verdict == compare.NOISY
+
+
+def test_identical_samples_have_p_1():
+    c = compare.judge([2e-3] * 12, [2e-3] * 12)
+    assert (c.p, c.verdict) == (1.0, compare.SAME)
+
+
+def test_an_unknown_normalisation_is_named_with_the_valid_ones():
+    base = compare.from_run(make_run(base_cases(0)))
+    with pytest.raises(UsageError) as err:
+        compare.compare_runs(base, base, normalise="median")
+    assert str(err.value) == "unknown normalisation 'median'; valid: auto, peak, raw"
+
+
+def test_peak_normalisation_without_peaks_warns_once_and_compares_raw():
+    nopeak = dataclasses.replace(make_run(base_cases(0)), peaks={})
+    rep = compare.compare_runs(compare.from_run(nopeak), compare.from_run(nopeak), normalise="peak")
+    assert rep.warnings == ["no cpu peak in both runs: its cases are compared raw"]
+    assert len(rep.rows) == len(CASES) and all(r.change.ratio == 1.0 for r in rep.rows)
+
+
+def test_a_threshold_of_1000_percent_or_more_is_refused():
+    assert compare.parse_threshold("999%") == pytest.approx(9.99)
+    for text in ("1000%", "10", "10.5"):
+        with pytest.raises(UsageError, match="below 1000%"):
+            compare.parse_threshold(text)
