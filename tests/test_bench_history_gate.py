@@ -111,10 +111,20 @@ def test_confirm_judges_fastest_by_the_peak_beside_where_no_run_has_per_round_sa
     assert (kept.results[0] is first) == kept_first
 
 
+def test_confirm_keeps_a_measurement_faster_beside_the_same_peak(monkeypatch):
+    # both beside 10 GB/s: 6 ms (cost 0.06) beats 9 ms (0.09), both costs normalised alike
+    faster = case(KEY, tight(6e-3), peak_gbps=10.0)
+    Again(monkeypatch, run(faster))
+    kept = confirm(run(case(KEY, tight(3e-3), peak_gbps=10.0)), run(case(KEY, tight(9e-3), peak_gbps=10.0)),
+                   attempts=1)
+    assert kept.results == (faster,)
+
+
 def test_confirm_judges_by_the_median_where_another_case_has_per_round_samples(monkeypatch):
     # the base has probe samples (for another case): compare divides round by round where it can
-    # and never scales by the probe's median, so neither does confirm: 6 ms beats 9 ms
-    first = case(KEY, tight(9e-3), peak_gbps=10.0)
+    # and never scales by the probe's median, so neither does confirm: 6 ms beats 9 ms, whatever
+    # the copy beside each (scaled, 9 ms x 0.1 GB/s would beat 6 ms x 20 GB/s)
+    first = case(KEY, tight(9e-3), peak_gbps=0.1)
     faster = case(KEY, tight(6e-3), peak_gbps=20.0)
     Again(monkeypatch, run(faster))
     base = run(case(KEY, tight(3e-3), peak_gbps=10.0), case(OTHER, tight(1e-3), probe_samples_s=tight(1e-2)))
@@ -286,3 +296,55 @@ def test_next_baseline_keeps_slower_and_noisy_cases_unless_slower_ones_are_accep
     assert merged.results == (base.results[0], new.results[1]) and kept == 1
     merged, kept = history.next_baseline(base, new, rep, accept_slower=True)
     assert merged.results == new.results and kept == 0
+
+
+def test_check_measures_again_with_its_console_and_rounds_and_compares_again_with_force(tmp_path, monkeypatch):
+    # a baseline of another CPU model (--force), a case 3x slower that recovers when measured again
+    # on its own (--no-interleave: without the probe beside it)
+    new = run(case(KEY, tight(9e-3)), cpu={"model": "AMD EPYC 7B13", "cores": 2})
+    chk = Check(tmp_path, monkeypatch, new, again=run(case(KEY, tight(3e-3))))
+    chk.baseline(run(case(KEY, tight(3e-3)), cpu={"model": "AMD EPYC 7B13 @ 2.45GHz", "cores": 2}))
+    con = Console()
+    assert chk(out=tmp_path / "r1.json", force=True, console=con, run_args=("--no-interleave",)) == 0
+    assert [c[2]["interleave"] for c in chk.again.calls] == [False]
+    assert "measuring 1 slower case(s) again (1 of 2)" in con.said
+
+
+def test_check_measures_again_beside_the_probe_by_default(tmp_path, monkeypatch):
+    chk = Check(tmp_path, monkeypatch, run(case(KEY, tight(9e-3))), again=run(case(KEY, tight(3e-3))))
+    chk.baseline(run(case(KEY, tight(3e-3))))
+    assert chk(out=tmp_path / "r1.json", run_args=("--ops", "relu")) == 0
+    assert [c[2]["interleave"] for c in chk.again.calls] == [True]
+
+
+def test_check_writes_the_markdown_and_the_verdicts_where_asked_twice_over(tmp_path, monkeypatch):
+    r = run(case(KEY, tight(3e-3)), case(OTHER, tight(1e-3)))
+    chk = Check(tmp_path, monkeypatch, r, r)
+    base_path = chk.baseline(r)
+    md, report = tmp_path / "a" / "b" / "check.md", tmp_path / "c" / "d" / "verdicts.json"   # parents made
+    for i in range(2):                                                                  # then they exist
+        con = Console()
+        out = tmp_path / f"r{i}.json"
+        assert chk(out=out, markdown=md, report_json=report, console=con) == 0
+        rep = compare.compare_runs(compare.load(base_path), compare.from_run(r, str(out)))
+        assert md.read_text() == compare.markdown(rep)
+        assert f"wrote {md}" in con.said
+        text = report.read_text()
+        assert text == json.dumps({"before_confirm": compare.as_dict(rep), "final": compare.as_dict(rep)}, indent=1)
+
+
+def test_check_update_baseline_says_what_it_kept_or_accepted(tmp_path, monkeypatch):
+    slow = run(case(KEY, tight(9e-3)), case(OTHER, tight(1e-3)[::-1]))
+    base = run(case(KEY, tight(3e-3)), case(OTHER, tight(1e-3)))
+    chk = Check(tmp_path, monkeypatch, slow, slow, again=slow)
+    path = chk.baseline(base)
+    con = Console()
+    assert chk(out=tmp_path / "r1.json", update_baseline=True, console=con) == 1
+    assert con.said[-1] == (f"this run is the new baseline ({path}), but for 1 slower or noisy case(s), "
+                            "whose earlier measurement stays")
+    assert results.load(path).results == (base.results[0], slow.results[1])
+    con = Console()
+    assert chk(out=tmp_path / "r2.json", update_baseline=True, accept_slower=True, console=con) == 0
+    assert con.said[-1] == (f"this run is the new baseline ({path}), its 1 slower case(s) accepted (an "
+                            "intentional slowdown); 0 noisy case(s) keep their earlier measurement")
+    assert results.load(path).results == slow.results
