@@ -247,6 +247,11 @@ def test_sampled_compare_unpacks_a_mask_input_little_endian():
     wrong = dx.copy()
     wrong[idx[7]] = 0 if wrong[idx[7]] else 1                 # one sampled element flipped
     assert not check.compare("relu_grad_mask", (dy, mask), wrong, sample=idx).ok
+    # a 2-D dy (17 x 59): the sample's flat indices pick from it flattened
+    dy2, x2 = np.linspace(1, 2, 17 * 59, dtype=np.float32).reshape(17, 59), np.resize(x, (17, 59))
+    dx2 = np.where(x2 > 0, dy2, 0).astype(np.float32)
+    idx2 = np.arange(0, 17 * 59, 5)
+    assert check.compare("relu_grad_mask", (dy2, pack_mask(x2)), dx2, sample=idx2).ok
 
 
 def test_unwritten_is_nan_left_in_a_float_output_of_finite_inputs_only():

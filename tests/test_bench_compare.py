@@ -752,3 +752,40 @@ def test_a_threshold_of_1000_percent_or_more_is_refused():
     for text in ("1000%", "10", "10.5"):
         with pytest.raises(UsageError, match="below 1000%"):
             compare.parse_threshold(text)
+
+
+# ------------------------------------------------------------------ loading a run (make mutate)
+
+def test_from_run_names_the_file_and_the_case_of_bad_samples():
+    ok = entry("relu", "numpy", 2**12, [1e-3, 2e-3])
+    bad = dataclasses.replace(ok, samples_s=(1e-3, 0.0))
+    with pytest.raises(UsageError) as err:
+        compare.from_run(results.Run(env=env(), results=[bad]))
+    label = compare.case_label(compare.case_key(ok))
+    assert str(err.value) == f"<run>: malformed case entry (bad samples for {label})"
+    bad_probe = dataclasses.replace(ok, probe_samples_s=(1e-3, -1.0))
+    with pytest.raises(UsageError) as err:
+        compare.from_run(results.Run(env=env(), results=[bad_probe]), "r.json")
+    assert str(err.value) == f"r.json: malformed case entry (bad samples for {label})"
+
+
+@pytest.mark.parametrize("values", [[], [1e-3, 0.0], [1e-3, -1e-3], [1e-3, float("nan")], [1e-3, float("inf")],
+                                    [[1e-3, 2e-3]]])
+def test_samples_must_be_a_nonempty_list_of_positive_finite_times(values):
+    with pytest.raises(UsageError, match="bad samples for relu"):
+        compare._positive(values, "r.json", ("relu", "numpy", "cpu", "float32", 2**12) + (None,) * 4)
+    assert list(compare._positive([1e-3, 2e-3], "r.json", ())) == [1e-3, 2e-3]
+
+
+def test_from_run_keeps_positive_numeric_peaks_and_the_creation_date():
+    run = results.Run(env=env(), created="2026-11-28T12:00:00+00:00", results=[entry("relu", "numpy", 2**12, [1e-3])],
+                      peaks={"cpu": {"gbps": 0.5}, "gpu": {"gbps": 0}, "npu": {"gbps": None}, "tpu": "fast"})
+    loaded = compare.from_run(run)
+    assert loaded.peaks == {"cpu": 0.5} and loaded.created == "2026-11-28T12:00:00+00:00"
+    assert compare.from_run(dataclasses.replace(run, created=None)).created == ""
+
+
+def test_case_key_of_a_record_without_the_sparse_fields_fills_them_with_none():
+    class Old:            # an elementwise record as older code gives it: no shape, batch, ...
+        op, backend, device, dtype, size = "relu", "numpy", "cpu", "float32", 4096
+    assert compare.case_key(Old()) == ("relu", "numpy", "cpu", "float32", 4096) + (None,) * 4

@@ -208,3 +208,11 @@ def test_the_level_is_chosen_by_the_bytes_moved_not_the_element_count():
     peaks = {"cpu": dict(CPU_PEAKS, cache=dict(CPU_PEAKS["cache"], applies_below_bytes=2**19))}
     (d,) = results.derive(results.Run(env={}, results=[e], peaks=peaks)).results
     assert d.peak_level == "memory" and d.pct_peak == pytest.approx(100 * (2**20 / 1e-4 / 1e9) / 40.0)
+
+
+def test_ratio_is_none_where_either_median_is_zero_or_missing():
+    from bench.results import CaseResult, ratio
+    first = CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=2e-3)
+    assert ratio(CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=3e-3), first) == 1.5
+    zero = CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=0.0)
+    assert ratio(zero, first) is None and ratio(first, zero) is None
