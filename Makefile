@@ -125,8 +125,7 @@ MUTATE_FUNCS := 'bench.stats.*' \
 	'bench.roofline.x_traffic__*' 'bench.roofline.x_bytes_per_element__*' 'bench.roofline.x_flops__*' \
 	'bench.roofline.x_matmul_traffic__*' 'bench.roofline.x_matmul_flops__*' 'bench.roofline.x__fastest__*' \
 	'bench.roofline.x_cache_boundary__*' 'bench.roofline.x_gpu_copy_peak__*' \
-	'bench.runner.x__beyond_cache__*' 'bench.runner.x__combine_peaks__*' 'bench.runner.x__timed__*' \
-	'bench.runner.x__interleaved__*'
+	'bench.runner.x__beyond_cache__*' 'bench.runner.x__combine_peaks__*'
 
 mutate: venv
 	$(PY) -m pip install --quiet "$(MUTMUT)"
