@@ -280,3 +280,20 @@ def test_sample_indices_are_both_ends_16_blocks_and_2_18_random_elements(n):
         # 16 runs of 4096 consecutive indices among random single ones: at least one full run inside
         runs = np.split(inner, np.flatnonzero(np.diff(inner) > 1) + 1)
         assert sum(len(r) >= 4096 for r in runs) >= 1
+
+
+def test_a_forward_ops_tolerance_does_not_count_its_input():
+    # relu(-1) = 0: 1e-6 is wrong (|dy| widens the tolerance of gradients only)
+    assert not check.compare("relu", (np.array([-1.0], np.float32),), np.array([1e-6], np.float32)).ok
+
+
+def test_a_flushing_backend_is_held_to_the_flushed_answer_only_where_an_input_is_subnormal():
+    x = np.array([1e-40, 1.0, -2.0], np.float32)              # the first is subnormal in float32
+    flushes = ("float32",)
+    assert check.compare("relu", (x,), np.array([0, 1, 0], np.float32), flushes_subnormals=flushes).ok
+    assert check.compare("relu", (x,), np.maximum(x, 0), flushes_subnormals=flushes).ok
+    assert not check.compare("relu", (x,), np.array([0, 1.5, 0], np.float32), flushes_subnormals=flushes).ok
+    # relu_grad(dy, x) at a subnormal x: dy unflushed, 0 flushed; 1e-6 is within the gradient's
+    # tolerance of 0 (rtol x |dy|), counted with the flushed inputs' dy
+    dy = np.array([1.0], np.float32)
+    assert check.compare("relu_grad", (dy, x[:1]), np.array([1e-6], np.float32), flushes_subnormals=flushes).ok

@@ -789,3 +789,29 @@ def test_case_key_of_a_record_without_the_sparse_fields_fills_them_with_none():
     class Old:            # an elementwise record as older code gives it: no shape, batch, ...
         op, backend, device, dtype, size = "relu", "numpy", "cpu", "float32", 4096
     assert compare.case_key(Old()) == ("relu", "numpy", "cpu", "float32", 4096) + (None,) * 4
+
+
+def test_a_spread_equal_to_the_threshold_is_not_noisy():
+    new = [0.9, 0.95, 1.0, 1.05, 1.1] * 4
+    spread = compare.judge([1.0] * 20, new).spread
+    assert compare.judge([1.0] * 20, new, threshold=spread).verdict == compare.SAME
+
+
+def test_an_unfollowed_change_at_p_equal_to_alpha_is_not_noisy():
+    base, new = samples(1.0, 0.02, n=8, seed=1), samples(2.0, 0.02, n=8, seed=2)
+    p = compare.judge(base, new).p
+    assert compare.judge(base, new, raw_ratio=1.0, alpha=p).verdict == compare.SAME
+    assert compare.judge(base, new, raw_ratio=1.0, alpha=p * 1.01).verdict == compare.NOISY
+
+
+def test_compare_runs_rows_hold_both_medians_slowest_first_and_the_paths():
+    base, new = base_cases(0), base_cases(1)
+    new[("relu", "numpy", 2**25)] = samples(2e-2, 0.02, seed=9)
+    new[("sigmoid", "numpy", 2**25)] = samples(1.5e-2, 0.02, seed=10)
+    rep = compare.compare_runs(compare.from_run(make_run(base), "b.json"), compare.from_run(make_run(new), "n.json"))
+    assert (rep.base, rep.new) == ("b.json", "n.json")
+    ratios = [r.change.ratio for r in rep.rows]
+    assert ratios == sorted(ratios, reverse=True) and ratios[0] > 1.9 and ratios[-1] < 0.6
+    for r in rep.rows:
+        k = (r.key[0], r.key[1], r.key[4])
+        assert (r.base_median, r.new_median) == (float(np.median(base[k])), float(np.median(new[k])))

@@ -114,3 +114,28 @@ def test_ctrl_c_in_an_interleaved_run_saves_the_groups_measured(tmp_path, monkey
     assert rc == 130
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True and len(doc["results"]) == 4       # two groups of two backends
+
+
+def test_round_robin_returns_each_members_samples_timer_reps_and_its_own_tally():
+    # fake members and clocks (no timing): each member's Timing keeps its timer and reps, and the
+    # tally the clocks filled after each of that member's samples, not another member's
+    class Clocks:
+        def __init__(self):
+            self.into_calls = []
+
+        def start(self):
+            pass
+
+        def into(self, tally):
+            self.into_calls.append(tally)
+
+    values = {"a": iter([1.0, 2.0, 3.0]), "b": iter([5.0, 6.0, 7.0])}
+    members = [interleave.Member("a", lambda: next(values["a"]), "perf_counter_ns", 3),
+               interleave.Member("b", lambda: next(values["b"]), "cuda_event", 1)]
+    clocks = Clocks()
+    out = interleave.round_robin(members, timing.Sampling(min_samples=3, max_samples=3), clocks=clocks)
+    assert [(out[k].samples_s, out[k].timer, out[k].reps) for k in "ab"] == \
+        [([1.0, 2.0, 3.0], "perf_counter_ns", 3), ([5.0, 6.0, 7.0], "cuda_event", 1)]
+    assert out["a"].tally is not out["b"].tally
+    assert [id(t) for t in clocks.into_calls].count(id(out["a"].tally)) == 3
+    assert [id(t) for t in clocks.into_calls].count(id(out["b"].tally)) == 3
