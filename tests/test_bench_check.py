@@ -297,3 +297,9 @@ def test_a_flushing_backend_is_held_to_the_flushed_answer_only_where_an_input_is
     # tolerance of 0 (rtol x |dy|), counted with the flushed inputs' dy
     dy = np.array([1.0], np.float32)
     assert check.compare("relu_grad", (dy, x[:1]), np.array([1e-6], np.float32), flushes_subnormals=flushes).ok
+
+
+def test_a_two_output_kernel_gets_both_poisoned_outputs(rng):
+    # relu_mask writes y and the packed mask into the two preallocated outputs it is given
+    x = rng.standard_normal(1001).astype(np.float32)
+    assert check.check_call("relu_mask", "numpy", (x,)).ok

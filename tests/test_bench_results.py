@@ -216,3 +216,11 @@ def test_ratio_is_none_where_either_median_is_zero_or_missing():
     assert ratio(CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=3e-3), first) == 1.5
     zero = CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=0.0)
     assert ratio(zero, first) is None and ratio(first, zero) is None
+
+
+def test_derive_drops_an_above_peak_mark_the_figures_no_longer_give():
+    # a record derived before (marked above its peak) derived again with a peak it is well within
+    e = results.CaseResult("relu", "numba_cpu", "cpu", "float32", 2**25, "ok", median_s=1e-2, bytes=2**28,
+                           marks=(results.ABOVE_PEAK,))
+    (d,) = results.derive(results.Run(env={}, results=[e], peaks={"cpu": CPU_PEAKS})).results
+    assert d.pct_peak == pytest.approx(100 * (2**28 / 1e-2 / 1e9) / 40.0) and d.marks is None
