@@ -303,3 +303,15 @@ def test_a_two_output_kernel_gets_both_poisoned_outputs(rng):
     # relu_mask writes y and the packed mask into the two preallocated outputs it is given
     x = rng.standard_normal(1001).astype(np.float32)
     assert check.check_call("relu_mask", "numpy", (x,)).ok
+
+
+def test_a_kernel_wrong_only_when_allocating_says_so(wrong_backend, rng):
+    # right into out=, zeros when it allocates: the message names the path that failed
+    wrong_backend("relu", lambda x, out=None: _right_relu(x, out) if out is not None else np.zeros_like(x))
+    r = check.check_call("relu", "wrong", inputs.random_inputs("relu", (1000,), "float32", rng))
+    assert r.ok is False and r.message.startswith("relu on wrong (allocating its output): y: ")
+
+
+def test_an_output_that_is_not_an_array_fails_with_its_type():
+    r = check.compare("relu", (np.ones(3, np.float32),), [1.0, 1.0, 1.0])
+    assert (r.ok, r.message) == (False, "y: expected an array, got list")

@@ -224,3 +224,12 @@ def test_derive_drops_an_above_peak_mark_the_figures_no_longer_give():
                            marks=(results.ABOVE_PEAK,))
     (d,) = results.derive(results.Run(env={}, results=[e], peaks={"cpu": CPU_PEAKS})).results
     assert d.pct_peak == pytest.approx(100 * (2**28 / 1e-2 / 1e9) / 40.0) and d.marks is None
+
+
+def test_combined_peaks_keep_the_fastest_single_sample_of_every_probe():
+    # the best median came from the second probe, the fastest single sample from the first
+    first = {"gbps": 20.0, "method": "a", "fastest_gbps": 45.0, "measured": [{"method": "a", "gbps": 20.0}]}
+    again = {"gbps": 31.0, "method": "b", "fastest_gbps": 33.0, "measured": [{"method": "b", "gbps": 31.0}]}
+    peak = runner._combine_peaks(first, again)
+    assert (peak["gbps"], peak["fastest_gbps"]) == (31.0, 45.0)
+    assert runner._combine_peaks(again, first)["fastest_gbps"] == 45.0
