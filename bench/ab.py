@@ -160,7 +160,8 @@ def pool(runs: list[results.Run], label: str) -> compare.Loaded:
     for dev in {d for one in loaded for d in one.peaks}:
         peaks[dev] = float(np.median([one.peaks[dev] for one in loaded if dev in one.peaks]))
     return compare.Loaded(label, loaded[0].env, peaks, {k: np.concatenate(v) for k, v in samples.items()}, status,
-                          loaded[0].created, {k: float(np.median(v)) for k, v in beside.items()}, paired)
+                          loaded[0].created, {k: float(np.median(v)) for k, v in beside.items()}, paired,
+                          frozenset().union(*(one.starved for one in loaded)))
 
 
 @dataclasses.dataclass

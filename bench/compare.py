@@ -4,7 +4,9 @@ A case is *slower* (or *faster*) only when two things agree, as asv decides it: 
 the threshold, and a Mann-Whitney U test (scipy.stats) on the raw samples rejects equal
 distributions at alpha. A case whose samples spread wider than the threshold itself is *noisy*
 unless its change is larger than that spread too: such a run cannot tell a change of the
-threshold's size from noise, and saying "same" would be a claim it cannot back.
+threshold's size from noise, and saying "same" would be a claim it cannot back. So is a case
+that `bench run` marked starved in either run (its threads waited for a core: the samples time the
+wait, not the kernel), whatever its change.
 
 A shared machine drifts: on a busy day the kernels and the copy peak measured beside them are
 slower together, and a VM's memory can switch between a fast and a slow phase within a run (seen
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,7 @@ class Loaded:
     created: str = ""
     case_peaks: dict = field(default_factory=dict)   # case key -> copy peak sampled beside it (--interleave)
     probe_samples: dict = field(default_factory=dict)  # case key -> that probe's samples, one per round
+    starved: frozenset = frozenset()  # case keys whose threads waited for a core (results.STARVED)
 
 
 def case_key(e) -> tuple:
@@ -92,10 +95,12 @@ def load(path: str | Path) -> Loaded:
 
 def from_run(run, path: str = "<run>") -> Loaded:
     """The comparable content of a results.Run."""
-    samples, status, case_peaks, probe_samples = {}, {}, {}, {}
+    samples, status, case_peaks, probe_samples, starved = {}, {}, {}, {}, set()
     for e in run.results:
         k = case_key(e)
         status[k] = str(e.status)
+        if "starved" in (getattr(e, "marks", None) or ()):
+            starved.add(k)
         if getattr(e, "peak_gbps", None):
             case_peaks[k] = float(e.peak_gbps)
         if e.timed:
@@ -110,7 +115,7 @@ def from_run(run, path: str = "<run>") -> Loaded:
         if isinstance(p, dict) and isinstance(p.get("gbps"), (int, float)) and p["gbps"] > 0:
             peaks[dev] = float(p["gbps"])
     return Loaded(path, dict(run.env or {}), peaks, samples, status, str(run.created or ""), case_peaks,
-                  probe_samples)
+                  probe_samples, frozenset(starved))
 
 
 def _positive(values, path: str, k: tuple) -> np.ndarray:
@@ -283,7 +288,7 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
         raise UsageError(f"{base.path} and {new.path} have no measured case in common")
     drift = {dev: new.peaks[dev] / base.peaks[dev] for dev in base.peaks if dev in new.peaks}
     by_median = median_scaled(base, new)
-    rows = []
+    rows, starved = [], []
     for k in common:
         dev = dict(zip(KEY_FIELDS, k))["device"]
         scale, b, n, raw = 1.0, base.samples[k], new.samples[k], None
@@ -299,8 +304,16 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
                 scale = drift[dev]
             elif f"no {dev} peak" not in " ".join(warnings):
                 warnings.append(f"no {dev} peak in both runs: its cases are compared raw")
-        rows.append(Row(k, float(np.median(base.samples[k])), float(np.median(new.samples[k])),
-                        judge(b, n, threshold=threshold, alpha=alpha, scale=scale, raw_ratio=raw)))
+        change = judge(b, n, threshold=threshold, alpha=alpha, scale=scale, raw_ratio=raw)
+        if change.verdict in (SLOWER, FASTER) and (k in base.starved or k in new.starved):
+            # its samples timed the wait for a core (bench run's starved mark), not the kernel: a
+            # 2-thread kernel beside a busy process read 30x slower in an A/A pair
+            change = replace(change, verdict=NOISY)
+            starved.append(k)
+        rows.append(Row(k, float(np.median(base.samples[k])), float(np.median(new.samples[k])), change))
+    if starved:
+        warnings.append(f"{len(starved)} case(s) whose threads waited for a core in one of the runs (marked "
+                        "starved) are called noisy, never slower or faster: " + ", ".join(map(case_label, starved)))
     rows.sort(key=lambda r: -r.change.ratio)
     for k, s in new.status.items():
         if s != "ok" and base.status.get(k) == "ok":

@@ -177,3 +177,26 @@ def test_ctrl_c_or_sigterm_stops_the_gate_and_removes_its_worktrees(scratch_repo
 class _Console:
     def print(self, text, **kw):
         print(text)
+
+
+def test_a_case_starved_in_either_run_is_never_called_slower():
+    import dataclasses
+    key = ("relu", "numba_cpu", 2**25)
+    slow = base_cases(1)
+    slow[key] = samples(3e-3 * 30, 0.02, seed=9)           # an A/A pair's 2-thread kernel beside a busy process
+    base, new = make_run(base_cases(0)), make_run(slow)
+    assert [r.key[:2] for r in compare.compare_runs(compare.from_run(base), compare.from_run(new)).slower] == [key[:2]]
+    for starved_in in ("base", "new"):
+        runs = {"base": base, "new": new}
+        runs[starved_in] = dataclasses.replace(runs[starved_in], results=tuple(
+            dataclasses.replace(e, marks=("starved",)) if (e.op, e.backend, e.size) == key else e
+            for e in runs[starved_in].results))
+        rep = compare.compare_runs(compare.from_run(runs["base"]), compare.from_run(runs["new"]))
+        assert not rep.slower and rep.exit_code == 0
+        row = next(r for r in rep.rows if r.key[:2] == key[:2] and r.key[4] == key[2])
+        assert row.change.verdict == compare.NOISY and row.change.ratio > 20     # the figure is still shown
+        assert any("starved" in w for w in rep.warnings)
+        # bench ab pools a side's runs: one starved run marks the side
+        pooled = ab.pool([runs[starved_in], make_run(base_cases(7))], starved_in)
+        assert compare.case_key(next(e for e in runs[starved_in].results if (e.op, e.backend, e.size) == key)) \
+            in pooled.starved
