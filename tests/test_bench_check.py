@@ -315,3 +315,16 @@ def test_a_kernel_wrong_only_when_allocating_says_so(wrong_backend, rng):
 def test_an_output_that_is_not_an_array_fails_with_its_type():
     r = check.compare("relu", (np.ones(3, np.float32),), [1.0, 1.0, 1.0])
     assert (r.ok, r.message) == (False, "y: expected an array, got list")
+
+
+def test_a_kernel_checked_on_strided_views_of_its_inputs(rng):
+    # view(name, array) hands the kernel every other element; the reference sees the same view
+    x = rng.standard_normal(2001).astype(np.float32)
+    assert check.check_call("relu", "numpy", (x,), view=lambda name, a: a[::2]).ok
+
+
+def test_the_wrong_number_of_outputs_is_named():
+    x = np.ones(3, np.float32)
+    r = check.compare("relu_mask", (x,), np.ones(3, np.float32))
+    assert (r.ok, r.message) == (False, "expected 2 output(s) (y, mask), got 1")
+

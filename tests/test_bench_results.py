@@ -233,3 +233,23 @@ def test_combined_peaks_keep_the_fastest_single_sample_of_every_probe():
     peak = runner._combine_peaks(first, again)
     assert (peak["gbps"], peak["fastest_gbps"]) == (31.0, 45.0)
     assert runner._combine_peaks(again, first)["fastest_gbps"] == 45.0
+
+
+def test_above_peak_is_beyond_the_peaks_own_spread():
+    # the memory peak, 40 GB/s, from samples with a 20 % relative IQR: a case at 110 % is within its
+    # spread (not marked), one at 130 % is beyond it
+    peaks = {"cpu": dict(CPU_PEAKS, samples_s=[0.8, 0.9, 1.0, 1.1, 1.2])}
+
+    def at(pct):
+        e = results.CaseResult("relu", "numba_cpu", "cpu", "float32", 2**25, "ok", bytes=2**28,
+                               median_s=2**28 / (pct / 100 * 40.0) / 1e9)
+        (d,) = results.derive(results.Run(env={}, results=[e], peaks=peaks)).results
+        assert d.peak_level == "memory" and d.pct_peak == pytest.approx(pct)
+        return d.marks
+    assert at(110) is None and at(130) == (results.ABOVE_PEAK,)
+
+
+def test_combined_peaks_take_the_new_probes_fastest_sample_where_the_first_had_none():
+    first = {"gbps": 20.0, "method": "a", "measured": [{"method": "a", "gbps": 20.0}]}
+    again = {"gbps": 31.0, "method": "b", "fastest_gbps": 33.0, "measured": [{"method": "b", "gbps": 31.0}]}
+    assert runner._combine_peaks(first, again)["fastest_gbps"] == 33.0
