@@ -815,3 +815,27 @@ def test_compare_runs_rows_hold_both_medians_slowest_first_and_the_paths():
     for r in rep.rows:
         k = (r.key[0], r.key[1], r.key[4])
         assert (r.base_median, r.new_median) == (float(np.median(base[k])), float(np.median(new[k])))
+
+
+def test_a_starved_case_is_noisy_whichever_way_it_moved_with_one_warning_naming_each():
+    # 3x slower, starved in the new run; 10x faster, starved in the base; the same, starved in both
+    slow, fast, same = ("relu", "numba_cpu", 2**25), ("sigmoid", "numba_cpu", 2**25), ("relu", "numpy", 2**12)
+    new_cases = base_cases(1)
+    new_cases[slow] = samples(3e-3 * 3, 0.02, seed=9)
+    new_cases[fast] = samples(3e-4, 0.02, seed=10)
+
+    def starving(run, keys):
+        return dataclasses.replace(run, results=tuple(
+            dataclasses.replace(e, marks=(results.STARVED,)) if (e.op, e.backend, e.size) in keys else e
+            for e in run.results))
+    base = starving(make_run(base_cases(0)), {fast, same})
+    new = starving(make_run(new_cases), {slow, same})
+    rep = compare.compare_runs(compare.from_run(base), compare.from_run(new))
+    verdicts = {(r.key[0], r.key[1], r.key[4]): r.change for r in rep.rows}
+    assert verdicts[slow].verdict == verdicts[fast].verdict == compare.NOISY
+    assert verdicts[slow].ratio > 2.5 and verdicts[fast].ratio < 0.2          # the figures are kept
+    assert verdicts[same].verdict == compare.SAME
+    labels = [compare.case_label(k) for k in compare.from_run(base).samples if (k[0], k[1], k[4]) in (slow, fast)]
+    assert rep.warnings == ["2 case(s) whose threads waited for a core in one of the runs (marked starved) are "
+                            "called noisy, never slower or faster: " + ", ".join(labels)]
+    assert compare.from_run(new).starved == {compare.case_key(e) for e in new.results if e.marks}
