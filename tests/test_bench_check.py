@@ -328,3 +328,11 @@ def test_the_wrong_number_of_outputs_is_named():
     r = check.compare("relu_mask", (x,), np.ones(3, np.float32))
     assert (r.ok, r.message) == (False, "expected 2 output(s) (y, mask), got 1")
 
+
+
+def test_a_flushing_backend_may_give_a_subnormal_xs_mask_bit_as_the_flushed_x_gives_it():
+    # relu_mask at x = 1e-40: the exact bit is 1, the flushed x (+0) gives 0 and y = 0
+    x = np.array([1e-40, 1.0, -1.0], np.float32)
+    flushed = (np.array([0, 1, 0], np.float32), pack_mask(np.array([0, 1, -1], np.float32)))
+    assert check.compare("relu_mask", (x,), flushed, flushes_subnormals=("float32",)).ok
+    assert not check.compare("relu_mask", (x,), flushed).ok
