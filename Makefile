@@ -18,7 +18,7 @@
 #   make bench-pytest-compare  the same, side by side with the last saved run: a look, not a gate (its
 #                      median +15 % rule failed 14 of 36 cases of an A/A pair on a busy machine;
 #                      bench-ab and bench-check are the gates, with a test on the samples)
-#   make mutate        mutation testing of the verdict layer (mutmut, ~25 min on 2 cores; not in make test or CI):
+#   make mutate        mutation testing of the verdict layer (mutmut, 7-14 min on 2 shared cores; not in make test or CI):
 #                      kill rate and the survivors judged equivalent in docs/mutation.md
 # EXTRAS picks the optional dependencies (default dev,torch: the torch CPU peer is measured and
 # tested too); `make test EXTRAS=dev` leaves torch out where its wheel is not at hand; `EXTRAS=`
