@@ -336,3 +336,16 @@ def test_a_flushing_backend_may_give_a_subnormal_xs_mask_bit_as_the_flushed_x_gi
     flushed = (np.array([0, 1, 0], np.float32), pack_mask(np.array([0, 1, -1], np.float32)))
     assert check.compare("relu_mask", (x,), flushed, flushes_subnormals=("float32",)).ok
     assert not check.compare("relu_mask", (x,), flushed).ok
+
+
+def test_an_op_with_its_own_criterion_is_judged_by_it_through_compare():
+    # sparse_matmul is checked by its spec's compare (error against |a| @ |w| within a tolerance),
+    # given the outputs and the inputs: a right product passes, a product off in one element fails
+    rng = np.random.default_rng(3)
+    a = np.maximum(rng.standard_normal((3, 17)), 0).astype(np.float32)
+    w = rng.standard_normal((17, 11)).astype(np.float32)
+    y = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.float32)
+    assert check.compare("sparse_matmul", (a, w), y).ok
+    y[1, 4] += 1.0
+    bad = check.compare("sparse_matmul", (a, w), y)
+    assert not bad.ok and "worst error" in bad.message
