@@ -5,8 +5,9 @@ the threshold, and a Mann-Whitney U test (scipy.stats) on the raw samples reject
 distributions at alpha. A case whose samples spread wider than the threshold itself is *noisy*
 unless its change is larger than that spread too: such a run cannot tell a change of the
 threshold's size from noise, and saying "same" would be a claim it cannot back. So is a case
-that `bench run` marked starved in either run (its threads waited for a core: the samples time the
-wait, not the kernel), whatever its change.
+that `bench run` marked starved (its threads waited for a core, so the samples time the wait too)
+whose change the wait could explain: a run whose threads ran a share c of their ready time may be
+up to 1/c slower for that alone, and only a change beyond that counts.
 
 A shared machine drifts: on a busy day the kernels and the copy peak measured beside them are
 slower together, and a VM's memory can switch between a fast and a slow phase within a run (seen
@@ -65,6 +66,7 @@ class Loaded:
     case_peaks: dict = field(default_factory=dict)   # case key -> copy peak sampled beside it (--interleave)
     probe_samples: dict = field(default_factory=dict)  # case key -> that probe's samples, one per round
     starved: frozenset = frozenset()  # case keys whose threads waited for a core (results.STARVED)
+    cpu_got: dict = field(default_factory=dict)  # starved case key -> share of their ready time its threads ran
 
 
 def case_key(e) -> tuple:
@@ -95,12 +97,14 @@ def load(path: str | Path) -> Loaded:
 
 def from_run(run, path: str = "<run>") -> Loaded:
     """The comparable content of a results.Run."""
-    samples, status, case_peaks, probe_samples, starved = {}, {}, {}, {}, set()
+    samples, status, case_peaks, probe_samples, starved, cpu_got = {}, {}, {}, {}, set(), {}
     for e in run.results:
         k = case_key(e)
         status[k] = str(e.status)
         if "starved" in (getattr(e, "marks", None) or ()):
             starved.add(k)
+            if isinstance(getattr(e, "cpu_got", None), (int, float)) and e.cpu_got > 0:
+                cpu_got[k] = float(e.cpu_got)
         if getattr(e, "peak_gbps", None):
             case_peaks[k] = float(e.peak_gbps)
         if e.timed:
@@ -115,7 +119,7 @@ def from_run(run, path: str = "<run>") -> Loaded:
         if isinstance(p, dict) and isinstance(p.get("gbps"), (int, float)) and p["gbps"] > 0:
             peaks[dev] = float(p["gbps"])
     return Loaded(path, dict(run.env or {}), peaks, samples, status, str(run.created or ""), case_peaks,
-                  probe_samples, frozenset(starved))
+                  probe_samples, frozenset(starved), cpu_got)
 
 
 def _positive(values, path: str, k: tuple) -> np.ndarray:
@@ -305,7 +309,7 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
             elif f"no {dev} peak" not in " ".join(warnings):
                 warnings.append(f"no {dev} peak in both runs: its cases are compared raw")
         change = judge(b, n, threshold=threshold, alpha=alpha, scale=scale, raw_ratio=raw)
-        if change.verdict in (SLOWER, FASTER) and (k in base.starved or k in new.starved):
+        if not _beyond_the_wait(change, k, base, new, threshold):
             # its samples timed the wait for a core (bench run's starved mark), not the kernel: a
             # 2-thread kernel beside a busy process read 30x slower in an A/A pair
             change = replace(change, verdict=NOISY)
@@ -313,7 +317,8 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
         rows.append(Row(k, float(np.median(base.samples[k])), float(np.median(new.samples[k])), change))
     if starved:
         warnings.append(f"{len(starved)} case(s) whose threads waited for a core in one of the runs (marked "
-                        "starved) are called noisy, never slower or faster: " + ", ".join(map(case_label, starved)))
+                        "starved) moved no more than that wait explains: called noisy, not slower or faster: "
+                        + ", ".join(map(case_label, starved)))
     rows.sort(key=lambda r: -r.change.ratio)
     for k, s in new.status.items():
         if s != "ok" and base.status.get(k) == "ok":
@@ -321,6 +326,20 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
     only_base = [k for k in base.samples if k not in new.samples]
     only_new = [k for k in new.samples if k not in base.samples]
     return Report(base.path, new.path, threshold, alpha, normalise, rows, only_base, only_new, warnings, drift)
+
+
+def _beyond_the_wait(change: Change, k: tuple, base: Loaded, new: Loaded, threshold: float) -> bool:
+    """Whether a slower or faster verdict stands beside the starved marks: a side whose threads ran
+    a share c of the time they were ready may have had its times stretched up to 1/c by the wait
+    for a core (an unknown share: 1/c stands for it), so the change must pass the threshold with
+    that stretch taken off. A starved base only hides a slowdown, a starved new run a speed-up."""
+    if change.verdict not in (SLOWER, FASTER):
+        return True
+    side = new if change.verdict == SLOWER else base
+    if k not in side.starved:
+        return True
+    stretch = 1.0 / side.cpu_got[k] if side.cpu_got.get(k) else math.inf
+    return abs(math.log(change.ratio)) - math.log(stretch) > math.log1p(threshold)
 
 
 # ----------------------------------------------------------------------------------- output
