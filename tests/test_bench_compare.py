@@ -836,6 +836,6 @@ def test_a_starved_case_is_noisy_whichever_way_it_moved_with_one_warning_naming_
     assert verdicts[slow].ratio > 2.5 and verdicts[fast].ratio < 0.2          # the figures are kept
     assert verdicts[same].verdict == compare.SAME
     labels = [compare.case_label(k) for k in compare.from_run(base).samples if (k[0], k[1], k[4]) in (slow, fast)]
-    assert rep.warnings == ["2 case(s) whose threads waited for a core in one of the runs (marked starved) are "
+    assert rep.warnings == ["2 case(s) whose threads waited for a core in one of the runs (marked starved) "
                             "moved no more than that wait explains: called noisy, not slower or faster: " + ", ".join(labels)]
     assert compare.from_run(new).starved == {compare.case_key(e) for e in new.results if e.marks}
