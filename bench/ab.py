@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,8 @@ def resolve(ref: str, root: Path) -> str:
 
 
 def _dependencies(text: str) -> object:
-    """What pyproject.toml asks to be installed (dependencies and extras); the whole text where it
-    cannot be parsed (Python 3.10 has no tomllib)."""
-    try:
-        import tomllib
-    except ImportError:          # pragma: no cover - Python 3.10
-        return text
+    """What pyproject.toml asks to be installed (dependencies, extras, Python); the whole text
+    where it cannot be parsed."""
     try:
         project = tomllib.loads(text).get("project", {})
     except tomllib.TOMLDecodeError:

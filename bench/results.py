@@ -63,6 +63,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .stats import summarize
+
 SCHEMA = "actbench.results/3"
 SCHEMA_2 = "actbench.results/2"     # no cache peak, no peak_level: read as they are
 SCHEMA_1 = "actbench.results/1"
@@ -341,7 +343,6 @@ def in_refused_cache(peak: Mapping[str, Any] | None, working_set: int | None) ->
 def peak_spread(peak: Mapping[str, Any] | None, level: str | None, e: CaseResult | None = None) -> float:
     """The relative spread (IQR / median) of the samples behind the peak that judges a case: the
     copy probe beside it (interleaved runs), else the run's `level` peak of its device; 0 unknown."""
-    from .stats import summarize
     if e is not None and e.peak_gbps and e.probe_samples_s:
         samples = e.probe_samples_s
     else:
