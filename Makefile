@@ -47,7 +47,7 @@ bench-full: venv
 	$(PY) -m bench run --profile full
 
 accuracy: venv
-	$(PY) -m bench.accuracy
+	$(PY) -m bench.analysis.accuracy
 
 test: venv
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
@@ -63,7 +63,7 @@ claims-full: venv
 	$(PY) -m bench claims $(CLAIMS_ARGS)
 
 resources: venv
-	$(PY) -m kernels.resources --report reports/kernels-resources.md
+	$(PY) -m kernels.cuda.resources --report reports/kernels-resources.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
@@ -71,7 +71,7 @@ clean:
 # For a machine with an NVIDIA GPU: system python3 only (numpy, cupy, numba, numba-cuda, rich,
 # scipy, pytest), nothing installed; under 5 minutes; output under $OUT or reports/gpu-check.
 gpu-check:
-	python3 -m bench.gpu_check
+	python3 -m bench.cli.gpu_check
 
 # ---------------------------------------------------------------------------- regression tracking
 # Newest two runs under reports/results unless BASE / NEW are given.
@@ -85,10 +85,10 @@ compare: venv
 	$(PY) -m bench compare "$(BASE)" "$(NEW)"
 
 baseline: venv
-	$(PY) -m bench.history baseline $(CHECK_ARGS)
+	$(PY) -m bench.analysis.history baseline $(CHECK_ARGS)
 
 bench-check: venv
-	$(PY) -m bench.history check $(CHECK_ARGS)
+	$(PY) -m bench.analysis.history check $(CHECK_ARGS)
 
 # BASE must be given here: make compare's BASE defaults to a results file
 .PHONY: bench-ab
@@ -101,7 +101,7 @@ bench-pytest: venv
 	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-autosave
 
 bench-pytest-compare: venv
-	@$(PY) -m bench.pytest_saved    # a saved run to compare with, before a minute of measuring
+	@$(PY) -m bench.analysis.pytest_saved    # a saved run to compare with, before a minute of measuring
 	$(PY) -m pytest -q tests/benchmarks --benchmark-only --benchmark-compare
 
 # ---------------------------------------------------------------------------- mutation testing
@@ -111,21 +111,21 @@ bench-pytest-compare: venv
 # docs/mutation.md says why those, and lists the survivors. Installed here, not in pyproject.toml:
 # no test needs it.
 MUTMUT := mutmut==3.8.1
-MUTATE_FUNCS := 'bench.stats.*' \
-	'bench.compare.x_case_key__*' 'bench.compare.x_from_run__*' 'bench.compare.x__positive__*' \
-	'bench.compare.x_judge__*' 'bench.compare.x_median_scaled__*' 'bench.compare.x_compare_runs__*' \
-	'bench.compare.x_parse_threshold__*' 'bench.compare.x?Report?*' 'bench.compare.x__gmean__*' \
-	'bench.history.x_confirm__*' 'bench.history.x__cost__*' 'bench.history.x__case__*' \
-	'bench.history.x_check__*' 'bench.history.x_next_baseline__*' \
-	'bench.interleave.x_round_robin__*' \
-	'bench.check.x_atol__*' 'bench.check.x__compare_values__*' 'bench.check.x_sample_indices__*' \
-	'bench.check.x__elementwise__*' 'bench.check.x_compare__*' 'bench.check.x__unwritten__*' \
-	'bench.check.x_check_call__*' 'bench.check.x?CheckResult?*' 'bench.check.x?Scratch?poison__*' \
-	'bench.results.x_peak_for__*' 'bench.results.x_derive__*' 'bench.results.x_ratio__*' \
-	'bench.roofline.x_traffic__*' 'bench.roofline.x_bytes_per_element__*' 'bench.roofline.x_flops__*' \
-	'bench.roofline.x_matmul_traffic__*' 'bench.roofline.x_matmul_flops__*' 'bench.roofline.x__fastest__*' \
-	'bench.roofline.x_cache_boundary__*' 'bench.roofline.x_gpu_copy_peak__*' \
-	'bench.runner.x__beyond_cache__*' 'bench.runner.x__combine_peaks__*'
+MUTATE_FUNCS := 'bench.model.stats.*' \
+	'bench.analysis.compare.x_case_key__*' 'bench.analysis.compare.x_from_run__*' 'bench.analysis.compare.x__positive__*' \
+	'bench.analysis.compare.x_judge__*' 'bench.analysis.compare.x_median_scaled__*' 'bench.analysis.compare.x_compare_runs__*' \
+	'bench.analysis.compare.x_parse_threshold__*' 'bench.analysis.compare.x?Report?*' 'bench.analysis.compare.x__gmean__*' \
+	'bench.analysis.history.x_confirm__*' 'bench.analysis.history.x__cost__*' 'bench.analysis.history.x__case__*' \
+	'bench.analysis.history.x_check__*' 'bench.analysis.history.x_next_baseline__*' \
+	'bench.measure.interleave.x_round_robin__*' \
+	'bench.measure.check.x_atol__*' 'bench.measure.check.x__compare_values__*' 'bench.measure.check.x_sample_indices__*' \
+	'bench.measure.check.x__elementwise__*' 'bench.measure.check.x_compare__*' 'bench.measure.check.x__unwritten__*' \
+	'bench.measure.check.x_check_call__*' 'bench.measure.check.x?CheckResult?*' 'bench.measure.check.x?Scratch?poison__*' \
+	'bench.model.results.x_peak_for__*' 'bench.model.results.x_derive__*' 'bench.model.results.x_ratio__*' \
+	'bench.measure.roofline.x_traffic__*' 'bench.measure.roofline.x_bytes_per_element__*' 'bench.measure.roofline.x_flops__*' \
+	'bench.measure.roofline.x_matmul_traffic__*' 'bench.measure.roofline.x_matmul_flops__*' 'bench.measure.roofline.x__fastest__*' \
+	'bench.measure.roofline.x_cache_boundary__*' 'bench.measure.roofline.x_gpu_copy_peak__*' \
+	'bench.run.runner.x__beyond_cache__*' 'bench.run.runner.x__combine_peaks__*'
 
 mutate: venv
 	$(PY) -m pip install --quiet "$(MUTMUT)"

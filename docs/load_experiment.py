@@ -1,10 +1,10 @@
 """Issue 17's load experiment: how many speed-up cells of a run moved from a quiet run's, and how
-many of those the run marked (bench/results.py's marks: starved, above its peak, unstable, or
+many of those the run marked (bench/model/results.py's marks: starved, above its peak, unstable, or
 over a marked NumPy case).
 
     python docs/load_experiment.py QUIET.json LOADED.json [LOADED.json ...] [--move 0.2]
 
-One row per loaded run: its load (bench/load.py's record), the speed-up cells both runs timed, how
+One row per loaded run: its load (bench/measure/load.py's record), the speed-up cells both runs timed, how
 many moved by more than --move (relative) with no mark in either run, how many moved and were
 marked, and how many cells it marked in all. The goal is no cell in the first count.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import results  # noqa: E402
+from bench.model import results  # noqa: E402
 
 
 def cells(run: results.Run) -> dict:

@@ -6,8 +6,8 @@
     x_gpu = kernels.asarray("cupy_raw", x)       # move data to a backend ...
     y = kernels.asnumpy(kernels.get("sigmoid", "cupy_raw")(x_gpu))   # ... and back
 
-`ops()` lists the op ids, `backends()` the backend records (name, device, available, reason).
-Each backend lives in its own module and imports exactly one optional dependency, so a machine
+`all_ops()` lists the op ids, `all_backends()` the backend records (name, device, available, reason).
+Each backend family is a package of kernels/backends/ and imports exactly one optional dependency, so a machine
 without CuPy or torch simply has fewer available backends, each with the reason why.
 """
 
@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import registry
-from .reference import OPS
-from .registry import Backend, Kernel
+from kernels import registry
+from kernels.ops import OPS
+from kernels.registry import Backend, Kernel
 
-# Importing a backend module declares its backend and registers its kernels; none touches a device.
-from . import numpy_cpu, numba_cpu, cupy_gpu, numba_gpu, torch_peer  # noqa: E402,F401
-# sparse_matmul: kernels on the backends above, and the two CSR backends (after those they extend)
-from . import numba_sparse, scipy_csr, cupy_sparse, numba_cuda_sparse  # noqa: E402,F401
+# Importing the backends declares each backend and registers its kernels, in the order of
+# kernels/backends/__init__.py; none touches a device.
+import kernels.backends  # noqa: E402,F401
 
-__all__ = ["get", "ops", "backends", "asarray", "asnumpy", "Backend", "Kernel", "OPS"]
+__all__ = ["get", "all_ops", "all_backends", "asarray", "asnumpy", "Backend", "Kernel", "OPS"]
 
 
 def get(op: str, backend: str):
@@ -37,12 +36,12 @@ def get(op: str, backend: str):
     return k.fn
 
 
-def ops() -> list[str]:
-    """Every op id, in the order of kernels.reference.OPS."""
+def all_ops() -> list[str]:
+    """Every op id, in the order of kernels.ops.OPS."""
     return list(OPS)
 
 
-def backends() -> list[Backend]:
+def all_backends() -> list[Backend]:
     """Every backend record, available or not (`.available`, `.reason`)."""
     return registry.all_backends()
 

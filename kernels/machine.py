@@ -39,7 +39,7 @@ def cpu_count() -> int:
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     """The instruction-set flags Linux lists for the first CPU ('avx2', 'avx512f', ...), sorted;
-    [] where there is no such file (bench/environment.py asks py-cpuinfo first, which reads them
+    [] where there is no such file (bench/measure/environment.py asks py-cpuinfo first, which reads them
     on any OS)."""
     try:
         for line in cpuinfo.read_text().splitlines():

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .reference import FLOAT_DTYPES, OPS, OpSpec, dtype_name, mask_nbytes
+from kernels.ops import FLOAT_DTYPES, OPS, OpSpec, dtype_name, mask_nbytes
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,10 @@ class Backend:
     # ops left out on purpose, {op: why}: shown by `bench list`, and said by kernel()'s LookupError
     omitted: Mapping[str, str] = field(default_factory=dict)
     # ops whose kernels run on the calling thread only (NumPy's ufuncs): a benchmark does not read
-    # them against the all-core copy probe beside them (bench/interleave.py)
+    # them against the all-core copy probe beside them (bench/measure/interleave.py)
     one_thread_ops: frozenset[str] = frozenset()
     # dtypes whose subnormal inputs the backend's compiled code reads as zero (CuPy's ufuncs: CuPy
-    # compiles with -ftz=true, float32): what its users get, so the gate (bench/check.py) accepts
+    # compiles with -ftz=true, float32): what its users get, so the gate (bench/measure/check.py) accepts
     # the answer for the flushed inputs where an input is subnormal, and only there; `bench list` says so
     flushes_subnormals: tuple[str, ...] = ()
     # raises ValueError naming a setting of the backend's that no kernel can use (an environment

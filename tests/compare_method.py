@@ -69,7 +69,7 @@ def collect(folder: Path, runs: int, extra: list[str], alternate: bool = False) 
         extra_i = [*extra, "--interleave" if inter else "--no-interleave"] if alternate else extra
         loaded = (i // 2 if alternate else i) % 3 == 2
         out = folder / f"run{i:03d}-f{factor:g}{'-il' if inter else ''}.json"
-        code = ("import sys, tests.planted; from bench.__main__ import main; "
+        code = ("import sys, tests.planted; from bench.cli.main import main; "
                 f"sys.exit(main(['run', '--ops', {OPS!r}, '--backends', {BACKENDS!r}, '--out', {str(out)!r}, "
                 f"'--no-plots', *{extra_i!r}]))")
         _run_logged(log, code, factor, loaded,
@@ -77,7 +77,7 @@ def collect(folder: Path, runs: int, extra: list[str], alternate: bool = False) 
 
 
 def gate(folder: Path, checks: int, extra: list[str]) -> None:
-    """The gate as CI runs it on its main branch (bench.history check --update-baseline: compare,
+    """The gate as CI runs it on its main branch (bench.analysis.history check --update-baseline: compare,
     confirm what is slower, then the run becomes the baseline case by case, but for the cases called
     slower or noisy); only the factor-1.0 checks update the baseline, as only unchanged code would
     land. Verdicts before and after confirming are kept in check<i>.json."""
@@ -91,7 +91,7 @@ def gate(folder: Path, checks: int, extra: list[str]) -> None:
                 "--history", str(folder / "history.jsonl"), "--plots", str(folder / "plots"),
                 "--markdown", str(folder / f"check{i:03d}.md"), "--report-json", str(folder / f"check{i:03d}.json"),
                 "--out", str(out), *(["--update-baseline"] if factor == 1.0 else [])]
-        code = f"import sys, tests.planted; from bench.history import main; sys.exit(main({argv!r}))"
+        code = f"import sys, tests.planted; from bench.analysis.history import main; sys.exit(main({argv!r}))"
         loaded = i >= 0 and i % 3 == 2
         _run_logged(log, code, factor, loaded, {"i": i, "report": f"check{i:03d}.json"})
 
@@ -129,7 +129,7 @@ def _runs(folder: Path) -> list[dict]:
 
 
 def _only(loaded, backends: set[str], keep: bool):
-    from bench.compare import KEY_FIELDS
+    from bench.analysis.compare import KEY_FIELDS
     ix = KEY_FIELDS.index("backend")
     pick = {k: v for k, v in loaded.samples.items() if (k[ix] in backends) == keep}
     return dataclasses.replace(loaded, samples=pick, status={k: "ok" for k in pick},
@@ -138,7 +138,7 @@ def _only(loaded, backends: set[str], keep: bool):
 
 
 def analyse(folders: list[Path], thresholds=(0.10, 0.15, 0.20), alpha=0.01) -> dict:
-    from bench import compare
+    from bench.analysis import compare
     out = {}
     parts = []
     for folder in folders:

@@ -3,7 +3,7 @@ matrix every correctness test runs over, GPU skips, the seeded random generator,
 example run that the results and report tests read.
 
 NUMBA_ENABLE_CUDASIM=1 is set here, before numba is imported, unless the environment says
-otherwise (bench/gpu_check.py sets 0 on a real GPU): `pytest` alone and `make test` agree, and the
+otherwise (bench/cli/gpu_check.py sets 0 on a real GPU): `pytest` alone and `make test` agree, and the
 numba_cuda backend runs on numba-cuda's CPU simulator (small sizes only: it is slow). Backends that
 need a real GPU (CuPy, torch CUDA) are skipped with the reason their probe gives.
 """
@@ -83,7 +83,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def example_run():
     """The recorded run in reports/example/ (a Run; frozen, so tests may share it)."""
-    from bench import results
+    from bench.model import results
     return results.load(EXAMPLE_RUN)
 
 
@@ -109,7 +109,7 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     lines = [f"NUMBA_ENABLE_CUDASIM={os.environ.get('NUMBA_ENABLE_CUDASIM', '0')}"]
-    for be in kernels.backends():
+    for be in kernels.all_backends():
         state = "simulated" if be.available and be.simulated else ("ok" if be.available else be.reason)
         lines.append(f"backend {be.name:17s} {be.device}: {state}")
     return lines
@@ -121,7 +121,7 @@ def edited(run, changes: dict, drop=()):
     make a failed, skipped or unstable case out of the recorded one."""
     from dataclasses import replace
 
-    from bench import results
+    from bench.model import results
     kept = [e for e in run.results if (e.op, e.backend, e.size) not in drop]
     cases = [replace(e, **changes[(e.op, e.backend, e.size)]) if (e.op, e.backend, e.size) in changes else e
              for e in kept]

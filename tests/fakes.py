@@ -3,7 +3,7 @@ while these tests only need numbers. `patch_peaks(monkeypatch, ...)` installs bo
 
 from __future__ import annotations
 
-from bench import roofline
+from bench.measure import roofline
 
 
 def patch_peaks(monkeypatch, gbps: float = 10.0, cache_gbps: float = 100.0, applies_below: int = 2**13) -> None:

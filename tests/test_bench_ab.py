@@ -1,6 +1,6 @@
-"""`bench ab` (bench/ab.py), the pull-request gate: the run order, the pooling of each side's runs,
+"""`bench ab` (bench/analysis/ab.py), the pull-request gate: the run order, the pooling of each side's runs,
 git refs and dependency changes on a scratch repository; and bench-check's no-baseline and
-accepted-slowdown paths (bench/history.py). Recorded samples only: nothing here is timed (the
+accepted-slowdown paths (bench/analysis/history.py). Recorded samples only: nothing here is timed (the
 end-to-end run through the workflow's own steps is tests/test_workflows.py)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from bench import ab, compare, history, results
-from bench.cases import UsageError
+from bench.analysis import ab, compare, history
+from bench.model import results
+from bench.run.cases import UsageError
 from tests.test_bench_compare import _fake_check_runs, base_cases, make_run, samples
 
 

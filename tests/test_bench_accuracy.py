@@ -1,5 +1,5 @@
-"""bench/accuracy.py: ULP counting checked on exact cases, the input sweeps, and a fast subset of
-`make accuracy` that holds numba_cpu's sigmoid and tanh to their bounds (bench.accuracy.BOUNDS):
+"""bench/analysis/accuracy.py: ULP counting checked on exact cases, the input sweeps, and a fast subset of
+`make accuracy` that holds numba_cpu's sigmoid and tanh to their bounds (bench.analysis.accuracy.BOUNDS):
 every 4096th float32 bit pattern plus every float32 around the inputs where the error peaks."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kernels
-from bench import accuracy as A
+from bench.analysis import accuracy as A
 
 
 def test_ulp_errors_counts_units_of_the_rounded_result():

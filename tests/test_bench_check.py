@@ -1,4 +1,4 @@
-"""The correctness gate rejects known-wrong kernels and accepts right ones (bench/check.py).
+"""The correctness gate rejects known-wrong kernels and accepts right ones (bench/measure/check.py).
 
 Adversarial kernels live beside a right one, on a throw-away backend registered for each test:
 returns zeros, writes half its output, mutates its input, reuses an earlier result, computes in
@@ -13,9 +13,10 @@ import re
 import numpy as np
 import pytest
 
-from bench import check, inputs, runner
+from bench.measure import check, inputs
+from bench.run import runner
 from kernels import registry
-from kernels.reference import pack_mask
+from kernels.ops import pack_mask
 
 
 @pytest.fixture
@@ -255,7 +256,7 @@ def test_sampled_compare_unpacks_a_mask_input_little_endian():
 
 
 def test_unwritten_is_nan_left_in_a_float_output_of_finite_inputs_only():
-    from kernels.reference import OPS
+    from kernels.ops import OPS
     x = np.array([-1.0, 2.0, 3.0], np.float32)
     assert check._unwritten(OPS["relu"], (x,), (np.maximum(x, 0),)) is None
     assert check._unwritten(OPS["relu"], (x,), (np.array([0, np.nan, 3], np.float32),)) == \

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import kernels
-from bench import load, timing
-from bench.__main__ import main
+from bench.measure import load, timing
+from bench.cli.main import main
 from bench.claims import experiments, measure, rules
 from bench.claims.catalog import CLAIMS
 from bench.claims.nets import ACTIVATIONS, Net, init_weights, numeric_grad, pick_backend
@@ -85,7 +85,7 @@ def test_sgd_lowers_the_loss_and_is_reproducible():
 
 def test_pick_backend_prefers_the_fused_cpu_kernels_without_a_gpu():
     import kernels
-    if any(b.available and b.device == "gpu" and not b.simulated for b in kernels.backends()):
+    if any(b.available and b.device == "gpu" and not b.simulated for b in kernels.all_backends()):
         pytest.skip("a GPU backend is available here: the networks run on it")
     assert pick_backend() == "numba_cpu"
     assert pick_backend("numpy") == "numpy"
@@ -371,7 +371,7 @@ def test_a_cell_whose_threads_waited_on_one_op_is_starved():
     assert not experiments._starved(t, "x", 8, ["a", "b"])
     assert not experiments._starved(t, "x", 8, ["a", "b"], {("x", 8, "a"): 0.95, ("x", 8, "b"): None})
     assert experiments._starved(t, "x", 8, ["a", "b"], {("x", 8, "a"): 0.5, ("x", 8, "b"): 0.99})
-    assert experiments.STARVED == load.STARVED_SLOWER          # one rule, bench/load.py's
+    assert experiments.STARVED == load.STARVED_SLOWER          # one rule, bench/measure/load.py's
 
 
 def test_a_backend_far_slower_than_numpy_everywhere_is_starved():
@@ -420,7 +420,7 @@ def test_interleaved_timing_keeps_sampling_until_stable_or_out_of_budget():
 
 
 def test_gpu_calls_go_through_the_backends_device_adapter(monkeypatch):
-    from bench import devices
+    from bench.measure import devices
     seen = {}
 
     class FakeAdapter:
@@ -446,7 +446,7 @@ def test_the_command_line_imports_no_matplotlib_or_threadpoolctl():
     import them (they load when `claims` runs)."""
     import subprocess
     import sys
-    code = ("import sys; from bench.__main__ import _parser; _parser(); "
+    code = ("import sys; from bench.cli.main import _parser; _parser(); "
             "bad = [m for m in ('matplotlib', 'threadpoolctl', 'bench.claims.experiments') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

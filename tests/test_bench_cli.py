@@ -12,9 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from bench import __main__ as cli
-from bench import cases, results, runner
-from bench.results import Status
+from bench.cli import main as cli
+from bench.run import cases, runner
+from bench.model import results
+from bench.model.results import Status
 from kernels import registry
 from tests.fakes import interrupt_on_call, patch_peaks
 

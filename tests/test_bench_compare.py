@@ -16,9 +16,10 @@ import math
 import numpy as np
 import pytest
 
-from bench import __main__ as cli
-from bench import compare, results, stats
-from bench.cases import UsageError
+from bench.cli import main as cli
+from bench.analysis import compare
+from bench.model import results, stats
+from bench.run.cases import UsageError
 
 
 def samples(median: float, rel_sd: float, n: int = 60, seed: int = 0) -> list[float]:
@@ -439,7 +440,7 @@ def test_as_dict_is_json():
 # ------------------------------------------------------------------------------ history (the CI gate's memory)
 
 def test_machine_names_say_cpu_cores_and_gpu_not_the_host():
-    from bench import history
+    from bench.analysis import history
     assert history.machine_name(env()) == "amd-epyc-2c"
     e = env(cpu={"model": "Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz", "cores": 16},
             gpu={"name": "NVIDIA H100 80GB HBM3"}, host="vm")
@@ -448,7 +449,7 @@ def test_machine_names_say_cpu_cores_and_gpu_not_the_host():
 
 
 def test_history_rows_append_read_and_plot(tmp_path):
-    from bench import history
+    from bench.analysis import history
     path = tmp_path / "history.jsonl"
     run = make_run(base_cases(0))
     run = run.adding(entry("tanh", "numpy", 64, None, status="skipped"))
@@ -468,7 +469,8 @@ def test_history_rows_append_read_and_plot(tmp_path):
 
 
 def test_confirm_keeps_the_fastest_measurement_of_a_slower_case(monkeypatch):
-    from bench import history, runner
+    from bench.analysis import history
+    from bench.run import runner
     slow_key = ("relu", "numba_cpu", 2**25)
     transient, real = base_cases(100), base_cases(100)
     transient[slow_key] = samples(3e-3 * 3, 0.02, seed=11)        # met a busy moment
@@ -529,8 +531,8 @@ def test_the_planted_slowdown_is_the_factor_of_the_call_it_follows():
 
 
 def test_sparse_matmul_cases_are_told_apart_by_shape_batch_sparsity_and_pattern():
-    from bench import history
-    from bench.cases import Case
+    from bench.analysis import history
+    from bench.run.cases import Case
 
     def mm(sparsity, s):
         return results.CaseResult("sparse_matmul", "scipy_csr", "cpu", "float32", 2**24, "ok", samples_s=s,
@@ -546,7 +548,7 @@ def test_sparse_matmul_cases_are_told_apart_by_shape_batch_sparsity_and_pattern(
 
 
 def test_confirm_judges_fastest_as_compare_will_with_the_probe_beside():
-    from bench import history
+    from bench.analysis import history
     slow_mem = results.CaseResult("relu", "numpy", "cpu", "float32", 2**25, "ok", median_s=2e-2, peak_gbps=10.0)
     fast_raw = results.CaseResult("relu", "numpy", "cpu", "float32", 2**25, "ok", median_s=1.5e-2, peak_gbps=30.0)
     # raw, 15 ms is faster; normalised by the memory bandwidth each met, 20 ms x 10 GB/s is the better run
@@ -555,7 +557,7 @@ def test_confirm_judges_fastest_as_compare_will_with_the_probe_beside():
 
 
 def test_update_baseline_replaces_case_by_case_but_not_slower_or_noisy_cases(tmp_path, monkeypatch):
-    from bench import history
+    from bench.analysis import history
     noisy_key, slow_key = ("relu", "numpy", 2**25), ("sigmoid", "numba_cpu", 2**25)
     second = base_cases(1)
     second[noisy_key] = samples(1e-2, 0.3, seed=7)                    # 30 % spread: noisy
@@ -579,7 +581,8 @@ def test_confirm_keeps_the_first_measurement_when_the_again_is_worse_and_noisier
     # A real 1.3x regression, measured again at 1.35x with a 30 % spread: the fastest measurement
     # (the first) stays and the case stays slower. Keeping the latest would make it noisy (its spread
     # wider than the change) and let CI pass.
-    from bench import history, runner
+    from bench.analysis import history
+    from bench.run import runner
     slow_key = ("relu", "numba_cpu", 2**25)
     base = compare.from_run(make_run(base_cases(0)))
     cases = base_cases(100)
@@ -610,7 +613,7 @@ def _fake_check_runs(monkeypatch, *runs) -> list:
     (returned: one (rows, folder) per call). matplotlib's PNGs cost a second per check, and `make
     mutate` runs these tests for every mutant of check(); test_history_rows_append_read_and_plot
     draws them."""
-    from bench import history
+    from bench.analysis import history
     todo = iter(runs)
     drawn = []
 
@@ -626,7 +629,8 @@ def _fake_check_runs(monkeypatch, *runs) -> list:
 def test_check_exits_with_the_verdict_after_confirm(tmp_path, monkeypatch):
     # check() through confirm: a case that met a busy moment (3x) is measured again, recovers, and the
     # exit code is the final verdict's (0), not the first comparison's (1).
-    from bench import history, runner
+    from bench.analysis import history
+    from bench.run import runner
     slow_key = ("relu", "numba_cpu", 2**25)
     transient = base_cases(100)
     transient[slow_key] = samples(3e-3 * 3, 0.02, seed=11)
@@ -648,7 +652,7 @@ def test_check_exits_with_the_verdict_after_confirm(tmp_path, monkeypatch):
 def test_update_baseline_after_a_subset_run_keeps_the_cases_it_did_not_measure(tmp_path, monkeypatch):
     # `bench-check --run-args "--ops relu"` on main: the sigmoid cases of the baseline were not
     # measured; they stay in it as they were, the relu cases are replaced.
-    from bench import history
+    from bench.analysis import history
     relu_only = {k: v for k, v in base_cases(1).items() if k[0] == "relu"}
     _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(relu_only))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
@@ -665,7 +669,7 @@ def test_update_baseline_after_a_subset_run_keeps_the_cases_it_did_not_measure(t
 
 
 def test_confirm_judges_fastest_round_by_round_where_both_have_probe_samples():
-    from bench import history
+    from bench.analysis import history
     # the same median (20 ms), but one met a memory phase twice as slow in every round: in copies of
     # its own round's probe it is the faster run (auto); raw, neither is; the peak is ignored when
     # both have samples

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from bench import __main__ as cli
-from bench import compare
+from bench.cli import main as cli
+from bench.analysis import compare
 
 from .test_bench_compare import base_cases, make_run, samples, save
 

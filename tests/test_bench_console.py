@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import __main__ as cli
+from bench.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The device adapters (bench/devices.py), driven with stand-ins for their libraries: which adapter
+"""The device adapters (bench/measure/devices.py), driven with stand-ins for their libraries: which adapter
 a backend gets, the L2 flush (a read pass over a buffer zeroed once, or a memset), free memory
 counting the libraries' pools and asked after every library gave its pool back, giving pooled
 memory back (numba through its memory manager's queue), and out-of-memory errors recognised in
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import devices
+from bench.measure import devices
 from kernels import registry
 
 
@@ -120,7 +120,7 @@ def test_memset_flush_is_an_option(monkeypatch):
 
 
 def test_read_pass_kernel_compiles_with_nvrtc():
-    from kernels import nvrtc
+    from kernels.cuda import nvrtc
     assert not nvrtc.reason(), nvrtc.reason()
     for arch in ("sm_80", "sm_90"):
         r = nvrtc.compile_source(devices.READ_CODE, "read", arch)
@@ -198,7 +198,7 @@ def test_cupy_out_of_memory():
 # make gpu-check): CUDA C through NVRTC as CuPy would, numba's through numba-cuda's NVVM.
 
 def test_cupy_spin_kernel_compiles_with_nvrtc():
-    from kernels import nvrtc
+    from kernels.cuda import nvrtc
     assert not nvrtc.reason(), nvrtc.reason()     # the dev extra installs NVRTC: fail, not skip
     for arch in ("sm_80", "sm_90"):
         r = nvrtc.compile_source(devices.SPIN_CODE, "spin", arch)
@@ -211,7 +211,7 @@ def test_numba_spin_and_read_kernels_compile_to_ptx():
     import os
     import subprocess
     import sys
-    code = ("from numba import cuda\nfrom bench.devices import NumbaAdapter\n"
+    code = ("from numba import cuda\nfrom bench.measure.devices import NumbaAdapter\n"
             "a = NumbaAdapter(cuda)\n"
             "ptx, _ = cuda.compile_ptx(a.spin_kernel().py_func, 'void(int64)', cc=(8, 0))\n"
             "assert 'nanosleep' in ptx, ptx\n"

@@ -1,4 +1,4 @@
-"""What a run records about its machine (bench/environment.py, kernels/machine.py): the cores this
+"""What a run records about its machine (bench/measure/environment.py, kernels/machine.py): the cores this
 process may use (its affinity mask, not the host's count, which names the baseline) and the CPU's
 instruction-set flags, from py-cpuinfo or else /proc/cpuinfo."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import environment, history
+from bench.measure import environment
+from bench.analysis import history
 from kernels import machine
 
 
@@ -62,8 +63,8 @@ def test_py_cpuinfo_is_asked_first(monkeypatch):
 
 
 def test_the_header_names_the_usable_cores_and_the_widest_vector_extension():
-    from bench import formatting
-    from bench.results import Run
+    from bench.model import formatting
+    from bench.model.results import Run
     cpu = {"model": "AMD EPYC", "cores": 2, "logical_cpus": 64, "llc_bytes": 2**25, "flags": ["avx2", "avx512f"]}
     line = dict(formatting.env_lines(Run(env={"cpu": cpu})))["cpu"]
     assert line == "AMD EPYC, 2 of 64 cores, LLC 32 MiB, AVX-512"

@@ -1,4 +1,4 @@
-"""bench/formatting.py: numbers with 3 significant digits, cell lines, labels and the environment."""
+"""bench/model/formatting.py: numbers with 3 significant digits, cell lines, labels and the environment."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from bench import formatting as fmt
-from bench.results import Run
+from bench.model import formatting as fmt
+from bench.model.results import Run
 
 
 @pytest.mark.parametrize("seconds, text", [

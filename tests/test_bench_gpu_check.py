@@ -1,4 +1,4 @@
-"""make gpu-check's logic, without a GPU (bench/gpu_check.py): the target table, the no-GPU path, the log
+"""make gpu-check's logic, without a GPU (bench/cli/gpu_check.py): the target table, the no-GPU path, the log
 written as it goes, the marker selection, and the whole --dry-run without matplotlib."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench import gpu_check
-from bench.results import CaseResult, Run, Status
+from bench.cli import gpu_check
+from bench.model.results import CaseResult, Run, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def test_without_a_gpu_it_says_so_and_fails(tmp_path, monkeypatch):
 
 def test_the_log_is_written_as_it_goes(tmp_path, monkeypatch):
     """A step that crashes leaves everything before it in the log (it used to be written at the end)."""
-    from bench import listing
+    from bench.report import listing
 
     def crash(console):
         raise RuntimeError("listing broke")
@@ -92,7 +92,7 @@ sys.meta_path.insert(0, _NoMatplotlib())
 
 
 def test_dry_run_without_gpu_or_matplotlib(tmp_path):
-    """`python -m bench.gpu_check --dry-run` on this machine (no GPU) with matplotlib made
+    """`python -m bench.cli.gpu_check --dry-run` on this machine (no GPU) with matplotlib made
     unimportable in every process it starts: runs every step to its end, exits 0, leaves its log
     under $OUT; the GPU tests it selects are the marked ones only."""
     block = tmp_path / "block"
@@ -100,7 +100,7 @@ def test_dry_run_without_gpu_or_matplotlib(tmp_path):
     (block / "sitecustomize.py").write_text(_NO_MATPLOTLIB)
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHONPATH": os.pathsep.join([str(block), str(ROOT)])}
-    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--dry-run"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "bench.cli.gpu_check", "--dry-run"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     log = (out / "gpu-check.log").read_text()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""bench/history.py's verdict paths with fake runs and exact values: confirm (which measurement of
+"""bench/analysis/history.py's verdict paths with fake runs and exact values: confirm (which measurement of
 a slower case is kept, what the re-measurement is asked for, when it stops), check (its defaults,
 what it passes on, the no-baseline paths, its messages) and next_baseline. Each test pins a
 behaviour that a mutant `make mutate` found surviving changed (docs/mutation.md); no test times
@@ -12,8 +12,10 @@ import json
 
 import pytest
 
-from bench import cases, compare, history, results, runner
-from bench.cases import UsageError
+from bench.run import cases, runner
+from bench.analysis import compare, history
+from bench.model import results
+from bench.run.cases import UsageError
 
 from .test_bench_compare import env
 

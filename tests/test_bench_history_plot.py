@@ -1,4 +1,4 @@
-"""bench/history.py's plot (issue 20): each case drawn relative to its first check, so cases five
+"""bench/analysis/history.py's plot (issue 20): each case drawn relative to its first check, so cases five
 decades apart share one axis and a 10 % regression stands a threshold band's height above 0."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from matplotlib.figure import Figure
 
-from bench import compare, history
+from bench.analysis import compare, history
 
 
 def _row(date, backend, size, median, iqr=0.0, commit="abc1234"):

@@ -12,9 +12,10 @@ import random
 import numpy as np
 import pytest
 
-from bench import __main__ as cli
-from bench import interleave, runner, timing
-from bench.cases import PROFILES, Case
+from bench.cli import main as cli
+from bench.measure import interleave, timing
+from bench.run import runner
+from bench.run.cases import PROFILES, Case
 from tests.fakes import interrupt_on_call, patch_peaks
 
 

@@ -1,9 +1,9 @@
 """Issue 17, figures that are physically wrong: the rules that mark them, driven by fake clocks,
 fake CPU and thread clocks, fake /proc files and recorded samples (no test here times anything).
 
-bench/load.py (what the threads got, the one starvation rule, the run's load), its use by the
-timers and the runner (re-measure, marks), bench/roofline.py's sound peaks, the marks derived in
-bench/results.py and how the tables, Markdown and claims show them."""
+bench/measure/load.py (what the threads got, the one starvation rule, the run's load), its use by the
+timers and the runner (re-measure, marks), bench/measure/roofline.py's sound peaks, the marks derived in
+bench/model/results.py and how the tables, Markdown and claims show them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import random
 
 import pytest
 
-from bench import formatting, interleave, load, markdown, results, roofline, runner, tables, timing
-from bench.results import ABOVE_PEAK, MARKED_BASELINE, STARVED, CaseResult, Run, Status
+from bench.model import formatting, results
+from bench.measure import interleave, load, roofline, timing
+from bench.report import markdown, tables
+from bench.run import runner
+from bench.model.results import ABOVE_PEAK, MARKED_BASELINE, STARVED, CaseResult, Run, Status
 
 
 # ------------------------------------------------------------------------------ fake clocks
@@ -236,7 +239,7 @@ def test_an_unsound_peak_that_a_new_probe_fixes_keeps_its_levels_with_a_note():
 def test_the_run_probes_the_cache_twice_and_notes_a_peak_it_refused(monkeypatch):
     from tests.fakes import patch_peaks
     patch_peaks(monkeypatch, gbps=10.0, cache_gbps=5.0)          # a cache peak below memory, every time
-    from bench import cases
+    from bench.run import cases
     prof, todo, _ = cases.build("quick", "relu", "numpy", None, "2**10", "cpu", 0.01)
     run = runner.run_cases(prof, todo)
     cpu = run.peaks["cpu"]
@@ -380,7 +383,7 @@ def test_a_quiet_run_has_no_warning():
 
 
 def test_plots_ring_the_marked_cases_once_in_the_legend():
-    from bench import plots
+    from bench.report import plots
     run = _marked_run()
     assert plots.marked_points(list(run.results), "numba_cpu") == [(2**25, 0.2, pytest.approx(50.0))]
     assert plots.marked_points(list(run.results), "numpy") == []

@@ -1,12 +1,12 @@
-"""bench/markdown.py: the committed example report is what the recorded run renders to, and the
+"""bench/report/markdown.py: the committed example report is what the recorded run renders to, and the
 footnotes, bold best cells and image links of cases made from it."""
 
 from __future__ import annotations
 
 
-from bench import markdown
-from bench.formatting import BEST
-from bench.results import Status
+from bench.report import markdown
+from bench.model.formatting import BEST
+from bench.model.results import Status
 from tests.conftest import EXAMPLE_RUN, edited
 
 EXAMPLE_MD = EXAMPLE_RUN.with_suffix(".md")

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from matplotlib.colors import to_rgba
 
-from bench import plots, results, sparse
+from bench.report import plots
+from bench.model import results
+from bench.kinds import matmul as sparse
 
 ROOT = Path(__file__).resolve().parent.parent
 

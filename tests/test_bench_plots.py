@@ -1,4 +1,4 @@
-"""bench/plots.py on the recorded example run and cases made from it: one line per backend,
+"""bench/report/plots.py on the recorded example run and cases made from it: one line per backend,
 failed and skipped points left out, the right axes, and valid PNG files named <op>-<dtype>.png."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from bench import plots, results
-from bench.results import Run, Status
+from bench.report import plots
+from bench.model import results
+from bench.model.results import Run, Status
 from tests.conftest import edited
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

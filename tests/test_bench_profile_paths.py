@@ -12,10 +12,11 @@ import json
 import numpy as np
 import pytest
 
-from bench import __main__ as cli
-from bench import cases as _cases
-from bench import interleave, runner, timing
-from bench.results import Status
+from bench.cli import main as cli
+from bench.run import cases as _cases
+from bench.measure import interleave, timing
+from bench.run import runner
+from bench.model.results import Status
 from tests.fakes import patch_peaks
 
 SMALL = 2**12           # elements of every elementwise case: beyond the fake boundary below

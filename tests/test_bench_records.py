@@ -13,8 +13,8 @@ import json
 import numpy as np
 import pytest
 
-from bench import __main__ as cli
-from bench import runner
+from bench.cli import main as cli
+from bench.run import runner
 from kernels import registry
 
 

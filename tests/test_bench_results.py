@@ -1,4 +1,4 @@
-"""bench/results.py: typed records, the JSON schema (2, and 1 read), atomic save / load, the
+"""bench/model/results.py: typed records, the JSON schema (2, and 1 read), atomic save / load, the
 derived figures and the grouping, on the recorded run in reports/example/ (conftest's example_run)."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from dataclasses import FrozenInstanceError, replace
 import numpy as np
 import pytest
 
-from bench import environment, results, runner
-from bench.results import CaseResult, Run, Status
+from bench.measure import environment
+from bench.model import results
+from bench.run import runner
+from bench.model.results import CaseResult, Run, Status
 from tests.conftest import EXAMPLE_RUN
 
 
@@ -211,7 +213,7 @@ def test_the_level_is_chosen_by_the_bytes_moved_not_the_element_count():
 
 
 def test_ratio_is_none_where_either_median_is_zero_or_missing():
-    from bench.results import CaseResult, ratio
+    from bench.model.results import CaseResult, ratio
     first = CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=2e-3)
     assert ratio(CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=3e-3), first) == 1.5
     zero = CaseResult("relu", "numpy", "cpu", "float32", 4096, "ok", median_s=0.0)

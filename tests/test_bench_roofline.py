@@ -1,4 +1,4 @@
-"""Bytes and flops per op, from each op's definition (bench/roofline.py), the CPU peak probes, and the
+"""Bytes and flops per op, from each op's definition (bench/measure/roofline.py), the CPU peak probes, and the
 GPU copy peak on a fake device."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import devices, roofline, timing
-from kernels.reference import ELEMENTWISE_OPS
+from bench.measure import devices, roofline, timing
+from kernels.ops import ELEMENTWISE_OPS
 
 # (op, bytes per element in float32): inputs read once + outputs written once
 EXPECTED_F32 = {

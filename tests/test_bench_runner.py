@@ -1,4 +1,4 @@
-"""One run's flow (bench/runner.py): under memory pressure an out-of-memory error in a case skips
+"""One run's flow (bench/run/runner.py): under memory pressure an out-of-memory error in a case skips
 that case with its reason and the run goes on, pooled memory goes back between sizes; an
 interleaved case's samples come out in round order beside the copy probe's (fake members)."""
 
@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench import cases, devices, runner
+from bench.run import cases, runner
+from bench.measure import devices
 from kernels import registry
 from tests.fakes import patch_peaks
 
@@ -101,7 +102,7 @@ def test_each_sample_keeps_the_probe_sample_of_its_own_round(all_cores, monkeypa
     over in round order, not sorted. Fake members (nothing is timed): round r's case sample is
     SHAPE[r] ms and the probe's SHAPE[r] / 2 ms, SHAPE neither increasing nor decreasing, so any
     reordering of one list against the other breaks the exact ratio 2."""
-    from bench import interleave
+    from bench.measure import interleave
     shape = [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0, 6.0, 5.5, 3.5, 8.0, 7.0]
 
     def member(name, value):

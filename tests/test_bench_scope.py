@@ -1,4 +1,4 @@
-"""A run's caches belong to the run (bench/scope.py): opened by runner.run_cases, closed at its end,
+"""A run's caches belong to the run (bench/measure/scope.py): opened by runner.run_cases, closed at its end,
 Ctrl-C included; nothing is left in the process between runs."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cases, check, roofline, runner, scope
-from bench.inputs import random_inputs
+from bench.run import cases, runner
+from bench.measure import check, roofline, scope
+from bench.measure.inputs import random_inputs
 from tests.fakes import patch_peaks
 
 
@@ -80,7 +81,7 @@ def test_an_interrupted_run_closes_its_scope_too(closes, monkeypatch):
 
 
 def test_closing_a_scope_drops_the_numba_cuda_kernels(monkeypatch):
-    from kernels import numba_gpu
+    from kernels.backends.numba_cuda import elementwise as numba_gpu
     monkeypatch.setitem(numba_gpu.RUNTIME._kernels, ("relu", "float32"), object())
     monkeypatch.setitem(numba_gpu.RUNTIME._resident, ("relu", "float32", 0), 1)
     scope.RunScope().close()
@@ -89,6 +90,6 @@ def test_closing_a_scope_drops_the_numba_cuda_kernels(monkeypatch):
 
 def test_closing_a_scope_imports_no_numba_cuda():
     """Where numba-cuda is absent (or never probed), closing its runtime must not import it."""
-    code = ("import sys; from bench import scope; scope.RunScope().close(); "
+    code = ("import sys; from bench.measure import scope; scope.RunScope().close(); "
             "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

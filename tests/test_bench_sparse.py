@@ -1,4 +1,4 @@
-"""The sparse_matmul benchmark (bench/sparse.py): activation patterns at a target sparsity, the
+"""The sparse_matmul benchmark (bench/kinds/matmul.py): activation patterns at a target sparsity, the
 rotation of weight copies and activation pools beyond the last-level cache, the case axes and
 their command-line flags, the derived figures (speed-up over the best dense, % of ideal,
 crossover), the tables, plot and JSON fields, and one tiny run end to end."""
@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cases, results, sparse
-from bench.results import CaseResult, Run, Status
+from bench.run import cases
+from bench.model import results
+from bench.kinds import matmul as sparse
+from bench.model.results import CaseResult, Run, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,10 +186,11 @@ def test_a_tiny_run_end_to_end(tmp_path):
 
 
 def test_a_case_that_fails_its_gate_is_failed_with_its_traffic_and_never_timed(monkeypatch):
-    """The gate shared with the elementwise cases (bench/runner.py): its small checks once per
+    """The gate shared with the elementwise cases (bench/run/runner.py): its small checks once per
     (op, backend, dtype), a FAILED result that still carries the case's bytes, no timing."""
-    from bench import check, runner, timing
-    from bench.scope import RunScope
+    from bench.measure import check, timing
+    from bench.run import runner
+    from bench.measure.scope import RunScope
     calls = []
     monkeypatch.setattr(sparse, "small_check", lambda *a: calls.append(a) or check.CheckResult(False, "planted"))
     monkeypatch.setattr(timing, "time_cpu", lambda *a, **k: pytest.fail("a failed case was timed"))

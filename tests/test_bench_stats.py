@@ -1,4 +1,4 @@
-"""The median's distribution-free confidence interval (bench/stats.py) at the sample counts the
+"""The median's distribution-free confidence interval (bench/model/stats.py) at the sample counts the
 stopping rule meets in practice (30 to 100 samples), against exact ranks and by simulation.
 
 At n = 10 and 25 the ranks for alpha and for alpha/2 happen to coincide, so tests there cannot tell
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from bench import stats
+from bench.model import stats
 
 
 # Exact 95 % ranks (1-based) of the order statistics bracketing the median: the largest r with

@@ -1,4 +1,4 @@
-"""bench/tables.py: the rich tables of the recorded example run (byte for byte what `bench report`
+"""bench/report/tables.py: the rich tables of the recorded example run (byte for byte what `bench report`
 printed before the results were typed), and failed, skipped, unstable and missing cells made from it."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import tables
-from bench.formatting import BEST
-from bench.results import Run, Status, derive
+from bench.report import tables
+from bench.model.formatting import BEST
+from bench.model.results import Run, Status, derive
 from tests.conftest import edited
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench import __main__ as cli
-from bench import cases, results, sparse, summary, tables
-from bench.formatting import fmt_time, ok_lines, sig3
+from bench.cli import main as cli
+from bench.run import cases
+from bench.model import results
+from bench.kinds import matmul as sparse
+from bench.report import summary, tables
+from bench.model.formatting import fmt_time, ok_lines, sig3
 from tests.fakes import patch_peaks
 
 ROOT = Path(__file__).resolve().parent.parent

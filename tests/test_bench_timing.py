@@ -1,4 +1,4 @@
-"""Timing and statistics logic with fake clocks and recorded samples (bench/timing.py, bench/stats.py).
+"""Timing and statistics logic with fake clocks and recorded samples (bench/measure/timing.py, bench/model/stats.py).
 
 No test here times anything real: the clocks are scripted, so the assertions hold on any machine.
 """
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from bench import stats, timing
+from bench.model import stats
+from bench.measure import timing
 
 
 class FakeClock:
@@ -126,7 +127,7 @@ class FakeEvent:
 
 
 class FakeGpu:
-    """A GPU adapter (bench/devices.py) on a scripted timeline: a host clock, and one stream that
+    """A GPU adapter (bench/measure/devices.py) on a scripted timeline: a host clock, and one stream that
     runs what is enqueued in order, each item starting once the host has enqueued it and the stream
     is free. An event records the moment the stream reaches it. A flush costs 1 ms of GPU time."""
 

@@ -1,4 +1,4 @@
-"""Faults of the CI gate (bench/history.py, issue 17): Ctrl-C while a slower case is measured again
+"""Faults of the CI gate (bench/analysis/history.py, issue 17): Ctrl-C while a slower case is measured again
 must not rewrite the baseline, and no Ctrl-C is a traceback; a history.jsonl with a cut last line or
 bad rows is read robustly and never appended onto a fragment; files keep 0644-like permissions;
 bad options (--alpha, --run-args, an unusable --baselines path) are one line and exit 2 before
@@ -12,7 +12,9 @@ import stat
 
 import pytest
 
-from bench import history, results, runner
+from bench.analysis import history
+from bench.model import results
+from bench.run import runner
 from tests.test_bench_compare import _fake_check_runs, base_cases, make_run, samples
 
 SLOW_KEY = ("relu", "numba_cpu", 2**25)

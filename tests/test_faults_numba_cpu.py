@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import kernels
-import kernels.numba_cpu as K
-from bench import __main__ as cli
-from bench import runner
-from kernels.numba_cpu import strategy as S
+import kernels.backends.numba_cpu as K
+from bench.cli import main as cli
+from bench.run import runner
+from kernels.backends.numba_cpu import strategy as S
 from tests.test_kernels_numba_cpu_strategy import FakeProbe
 
 KEY = "cpu A | 2 cores"

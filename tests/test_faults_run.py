@@ -14,9 +14,10 @@ import sys
 
 import pytest
 
-from bench import __main__ as cli
-from bench import results, runner
-from bench.results import Status
+from bench.cli import main as cli
+from bench.model import results
+from bench.run import runner
+from bench.model.results import Status
 from tests.fakes import patch_peaks
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import __main__ as cli
-from bench import pytest_saved
+from bench.cli import main as cli
+from bench.analysis import pytest_saved
 from bench.claims import cli as claims_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,14 +57,14 @@ def test_the_make_target_checks_before_it_measures():
     make = (ROOT / "Makefile").read_text()
     recipe = make.split("bench-pytest-compare: venv\n", 1)[1].split("\n\n", 1)[0]
     first, *rest = [line.strip() for line in recipe.splitlines()]
-    assert "bench.pytest_saved" in first and any("--benchmark-compare" in r for r in rest)
+    assert "bench.analysis.pytest_saved" in first and any("--benchmark-compare" in r for r in rest)
 
 
 # ------------------------------------------------------------------------------ gpu-check without rich
 
 def test_gpu_check_without_rich_says_what_is_missing_and_how_to_get_it():
     code = ("import sys; sys.modules['rich'] = None; sys.argv = ['gpu_check']; import runpy; "
-            "runpy.run_module('bench.gpu_check', run_name='__main__')")
+            "runpy.run_module('bench.cli.gpu_check', run_name='__main__')")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and p.stderr.strip().count("\n") == 0, p.stderr

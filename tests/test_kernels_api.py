@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 import kernels
-from bench.check import check_call
-from bench.inputs import random_array, random_inputs, special_array
+from bench.measure.check import check_call
+from bench.measure.inputs import random_array, random_inputs, special_array
 from kernels import registry
-from kernels.reference import OPS
+from kernels.ops import OPS
 
 from .conftest import kernel_params
 
 MATMUL_ONLY = ["scipy_csr", "cupyx_csr"]      # backends of sparse_matmul alone
-CPU_BACKENDS = [b.name for b in kernels.backends() if b.device == "cpu" and b.available and b.name not in MATMUL_ONLY]
+CPU_BACKENDS = [b.name for b in kernels.all_backends() if b.device == "cpu" and b.available and b.name not in MATMUL_ONLY]
 PUBLIC_OPS = ["relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "leaky_relu",
               "leaky_relu_grad", "relu_mask", "relu_grad_mask", "sparse_matmul"]
 ELEMENTWISE = PUBLIC_OPS[:-1]
@@ -33,9 +33,9 @@ def _an_op_of(backend: str) -> str:
 
 
 def test_ops_and_backends_are_the_public_ids():
-    assert kernels.ops() == PUBLIC_OPS
-    assert {b.name for b in kernels.backends()} == set(PUBLIC_BACKENDS + MATMUL_ONLY)
-    for b in kernels.backends():
+    assert kernels.all_ops() == PUBLIC_OPS
+    assert {b.name for b in kernels.all_backends()} == set(PUBLIC_BACKENDS + MATMUL_ONLY)
+    for b in kernels.all_backends():
         assert b.device in ("cpu", "gpu")
         assert b.available or b.reason          # never unavailable without saying why
 
@@ -128,7 +128,7 @@ def scratch_backends(monkeypatch):
 
 def test_unavailable_backend_says_why(scratch_backends):
     scratch_backends("gone", probe=lambda: "its library is not installed")
-    gone = [b for b in kernels.backends() if not b.available]
+    gone = [b for b in kernels.all_backends() if not b.available]
     assert "gone" in {b.name for b in gone}
     for b in gone:
         with pytest.raises(RuntimeError, match=f"backend {b.name!r} is not available here: .*{re.escape(b.reason)}"):
@@ -192,7 +192,7 @@ def test_out_is_checked(backend):
 
 def test_unsupported_float16_is_a_type_error(scratch_backends):
     scratch_backends("no_half", dtypes=("float32", "float64"))
-    lacking = [b for b in kernels.backends() if b.available and "float16" not in b.dtypes]
+    lacking = [b for b in kernels.all_backends() if b.available and "float16" not in b.dtypes]
     assert "no_half" in {b.name for b in lacking}
     for b in lacking:
         x = kernels.asarray(b.name, np.ones(4, dtype=np.float16))
@@ -204,7 +204,7 @@ def test_unsupported_float16_is_a_type_error(scratch_backends):
 def test_wrong_array_kind_is_a_type_error(scratch_backends):
     """A NumPy array handed to a backend of another array library."""
     scratch_backends("only_lists", library="lists", is_native=lambda a: isinstance(a, list))
-    foreign = [b for b in kernels.backends() if b.available and b.library != "numpy"]
+    foreign = [b for b in kernels.all_backends() if b.available and b.library != "numpy"]
     assert "only_lists" in {b.name for b in foreign}
     for b in foreign:
         op = _an_op_of(b.name)
@@ -222,7 +222,7 @@ def test_unknown_keyword_and_bad_slope():
 
 def test_asarray_asnumpy_round_trip():
     x = np.arange(5, dtype=np.float32)
-    for b in kernels.backends():
+    for b in kernels.all_backends():
         if b.available:
             back = kernels.asnumpy(kernels.asarray(b.name, x))
             assert isinstance(back, np.ndarray) and np.array_equal(back, x)

@@ -1,4 +1,4 @@
-"""Every available (op, backend) against the float64 reference, through bench.check.check_call.
+"""Every available (op, backend) against the float64 reference, through bench.measure.check.check_call.
 
 Random normal inputs scaled by 1, 10 and 100 at awkward sizes, 2-D and 3-D shapes, non-contiguous
 views, and the special values; every call also checks that inputs are left untouched and that a
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import kernels
-from bench.check import check_call
-from bench.inputs import SCALES, op_inputs, random_array, random_inputs, special_inputs
-from kernels.reference import LEAKY_SLOPE, OPS, pack_mask
+from bench.measure.check import check_call
+from bench.measure.inputs import SCALES, op_inputs, random_array, random_inputs, special_inputs
+from kernels.ops import LEAKY_SLOPE, OPS, pack_mask
 
 from .conftest import dtypes_of, kernel_dtype_params, kernel_params, max_size
 

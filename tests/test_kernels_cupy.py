@@ -3,11 +3,11 @@
 Here (no GPU; CuPy imports without one):
 - the cupy* backends say why they cannot run, and importing kernels never imports cupy;
 - the RawKernels of kernels/cuda/*.cu, and the ElementwiseKernels as CuPy's own code generation
-  writes them (kernels/cupy_expand.py, with CuPy's headers), run on the CPU, compiled as C++ with
+  writes them (kernels/backends/cupy/expand.py, with CuPy's headers), run on the CPU, compiled as C++ with
   kernels/cuda/host_shim.h (each warp is 32 threads; ballots and shuffles meet at a barrier):
   every op and dtype, sizes around the vector width and the grid, arrays 16-byte aligned, all
   shifted by one element (the scalar head, then vectors) and shifted differently (scalar all the
-  way), guard bytes around every output, checked against kernels/reference.py. float16 and
+  way), guard bytes around every output, checked against kernels/ops/__init__.py. float16 and
   float32 kernels run twice: in IEEE mode, and in the float mode CuPy compiles them in
   (-ftz=true: the lanes run with x86 MXCSR's FTZ and DAZ set), where the old compare-based ReLU
   kernels fail on subnormal x and the bit tests of kernels/cuda/sign.cuh pass.
@@ -34,11 +34,13 @@ import numpy as np
 import pytest
 
 import kernels
-from bench import roofline
-from bench.check import compare
-from bench.inputs import random_inputs, special_inputs
-from kernels import cuda_build, cupy_expand, cupy_gpu, registry, resources
-from kernels.reference import OPS, mask_nbytes
+from bench.measure import roofline
+from bench.measure.check import compare
+from bench.measure.inputs import random_inputs, special_inputs
+from kernels.cuda import build as cuda_build, resources
+from kernels.backends.cupy import expand as cupy_expand, elementwise as cupy_gpu
+from kernels import registry
+from kernels.ops import OPS, mask_nbytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_DIR = cuda_build.CUDA_DIR
@@ -98,7 +100,7 @@ def test_cupy_generates_the_kernel(op):
 
 
 def test_importing_kernels_does_not_import_cupy():
-    code = "import sys, kernels; kernels.backends(); sys.exit('cupy' in sys.modules)"
+    code = "import sys, kernels; kernels.all_backends(); sys.exit('cupy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
@@ -287,7 +289,7 @@ def _cupy_host_wrapper(name: str, plist: str) -> tuple[str, list[tuple[str, str]
 @pytest.fixture(scope="module")
 def elementwise_host(tmp_path_factory) -> HostKernels:
     """Each ElementwiseKernel x dtype for the CPU as CuPy expands the launcher's call
-    (kernels/cupy_expand.py): CuPy's generated source, with CuPy's headers (its CArray, CIndexer,
+    (kernels/backends/cupy/expand.py): CuPy's generated source, with CuPy's headers (its CArray, CIndexer,
     CUPY_FOR and float16) from CuPy's include folders, the kernel renamed <name>_<f16|f32|f64> (one
     library holds every dtype; each expansion in its own namespace, CuPy's headers once)."""
     _need_cxx()
@@ -492,7 +494,7 @@ def test_raw_kernel_arguments_are_what_roofline_counts():
     """Each RawKernel's arguments, as its signature declares them once common.cuh's macros are
     expanded: the op's inputs (const arrays of the dtype, or the packed mask), then its outputs,
     then n and the op's scalars in the compute type, the order the cupy_raw launcher passes them;
-    and those arrays move per element exactly the bytes bench/roofline.py's traffic counts."""
+    and those arrays move per element exactly the bytes bench/measure/roofline.py's traffic counts."""
     _need_cxx()
     decls: dict[str, str] = {}
     for filename in set(cupy_gpu.RAW_SOURCES.values()):
@@ -708,7 +710,7 @@ def test_the_gate_accepts_a_flushed_mask_bit_only_at_subnormal_inputs():
 def test_bench_list_says_which_backend_flushes_subnormals():
     from rich.console import Console
 
-    from bench import listing
+    from bench.report import listing
     d = listing.as_dict()
     assert {b["name"]: b["flushes_subnormals"] for b in d["backends"]}["cupy"] == ["float32"]
     console = Console(record=True, width=300)

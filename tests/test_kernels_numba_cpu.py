@@ -18,15 +18,15 @@ import pytest
 from numba import njit
 
 import kernels
-import kernels.numba_cpu as K
-from kernels.numba_cpu import kernels as ops_module
-from kernels.numba_cpu import math as M
-from kernels.numba_cpu import streaming as S
-from kernels.numba_cpu.jit import X86_64
-from kernels.numba_cpu.strategy import StoreStrategy
-from bench.check import check_call, compare
-from bench.inputs import random_array, special_array
-from kernels.reference import ELEMENTWISE_OPS, OPS, pack_mask, reference
+import kernels.backends.numba_cpu as K
+from kernels.backends.numba_cpu import kernels as ops_module
+from kernels.backends.numba_cpu import math as M
+from kernels.backends.numba_cpu import streaming as S
+from kernels.backends.numba_cpu.jit import X86_64
+from kernels.backends.numba_cpu.strategy import StoreStrategy
+from bench.measure.check import check_call, compare
+from bench.measure.inputs import random_array, special_array
+from kernels.ops import ELEMENTWISE_OPS, OPS, pack_mask, reference
 
 _TEST_JIT = dict(error_model="numpy", fastmath={"contract"})   # the kernels' options, uncached
 
@@ -503,7 +503,7 @@ def test_store_fence_is_sfence():
 _CLOSURE_DIGESTS = """
 import hashlib, sys
 from numba.core.serialize import dumps
-from kernels.numba_cpu import FAMILIES
+from kernels.backends.numba_cpu import FAMILIES
 for op, family in FAMILIES.items():
     for f in family:
         cells = tuple(c.cell_contents for c in f.py_func.__closure__ or ())
@@ -527,8 +527,8 @@ def test_cache_keys_are_the_same_in_every_process():
 def test_cache_stamp_covers_every_file_of_the_package(tmp_path, monkeypatch):
     """An edit to any file of the package (math.py, say) makes every cached kernel stale, and
     the store strategy's measurements too (they are keyed by the same stamp)."""
-    from kernels.numba_cpu import jit
-    from kernels.numba_cpu.strategy import machine_key
+    from kernels.backends.numba_cpu import jit
+    from kernels.backends.numba_cpu.strategy import machine_key
 
     for name in ("a.py", "b.py"):
         (tmp_path / name).write_text(f"# {name}\n")

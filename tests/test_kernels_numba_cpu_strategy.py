@@ -1,4 +1,4 @@
-"""kernels/numba_cpu/strategy.py: the measured store strategy. Fake probes drive every branch (a
+"""kernels/backends/numba_cpu/strategy.py: the measured store strategy. Fake probes drive every branch (a
 machine where streaming wins, one where it loses, a tie, a better block), the disk cache is
 written and read back under its machine key, the environment overrides, and the launchers follow
 the choice of their op's family. No timing is asserted."""
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import kernels
-import kernels.numba_cpu as K
-from kernels.numba_cpu import strategy as S
-from kernels.reference import ELEMENTWISE_OPS
+import kernels.backends.numba_cpu as K
+from kernels.backends.numba_cpu import strategy as S
+from kernels.ops import ELEMENTWISE_OPS
 
 BIG = 65536
 

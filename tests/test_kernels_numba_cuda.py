@@ -1,4 +1,4 @@
-"""What is specific to the numba_cuda backend (kernels/numba_gpu.py); the op semantics are checked
+"""What is specific to the numba_cuda backend (kernels/backends/numba_cuda/elementwise.py); the op semantics are checked
 for every backend in test_kernels_correctness.py.
 
 Under NUMBA_ENABLE_CUDASIM=1 (`make test`) the backend must be available and simulated: these tests
@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 
 import kernels
-from bench.check import check_call, compare
-from bench.inputs import random_array, random_inputs
-from kernels import numba_gpu, registry
-from kernels.numba_gpu import SIM_BLOCKS, SIM_THREADS, THREADS, UNROLL, WARP, launch_config
-from kernels.reference import ELEMENTWISE_OPS, OPS, pack_mask
+from bench.measure.check import check_call, compare
+from bench.measure.inputs import random_array, random_inputs
+from kernels.backends.numba_cuda import elementwise as numba_gpu
+from kernels import registry
+from kernels.backends.numba_cuda.elementwise import SIM_BLOCKS, SIM_THREADS, THREADS, UNROLL, WARP, launch_config
+from kernels.ops import ELEMENTWISE_OPS, OPS, pack_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 BE = registry.backend("numba_cuda")
@@ -125,7 +126,7 @@ def test_closing_the_runtime_drops_its_kernels_and_keeps_the_backend(be, rng):
 _DEVICE_SCRIPT = textwrap.dedent("""
     import json, sys
     from numba.cuda.cudadrv import driver
-    from kernels import numba_gpu
+    from kernels.backends.numba_cuda import elementwise as numba_gpu
 
     class StandInDriver:                     # answers cuDeviceGetAttribute for any valid code
         def cuDeviceGetAttribute(self, code, device_id):
@@ -249,7 +250,7 @@ def _padded_out(shape, dtype, offset=PAD):
 
 def _run_in_place(op, inputs, mask_offset=PAD, **params):
     """Run op on inputs with out= views into sentinel buffers; check the call returned those very
-    views, wrote every element right (bench.check.compare) and nothing outside them."""
+    views, wrote every element right (bench.measure.check.compare) and nothing outside them."""
     spec = OPS[op]
     native = tuple(BE.to_native(a) for a in inputs)
     bufs, views = [], []
@@ -379,8 +380,8 @@ def test_strided_view_through_a_kernel(be, rng):
 _PTX_SCRIPT = textwrap.dedent("""
     import json, sys
     from numba.cuda.cudadrv import nvvm
-    from kernels import numba_gpu
-    from kernels.reference import ELEMENTWISE_OPS as OPS   # sparse_matmul: tests/test_kernels_sparse_matmul.py
+    from kernels.backends.numba_cuda import elementwise as numba_gpu
+    from kernels.ops import ELEMENTWISE_OPS as OPS   # sparse_matmul: tests/test_kernels_sparse_matmul.py
     if not nvvm.is_available():         # no CUDA toolkit here: nothing to compile with
         print(json.dumps({"skip": "libNVVM not found"}))
         sys.exit(0)

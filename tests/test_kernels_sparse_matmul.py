@@ -1,5 +1,5 @@
 """sparse_matmul (y = a @ w skipping the rows of w of zero activations) on every backend this
-machine can run, against the float64 oracle of kernels/reference.py.
+machine can run, against the float64 oracle of kernels/ops/__init__.py.
 
 Here, without a GPU: the oracle's semantics and argument checks, the tolerance (it must reject a
 kernel that drops or doubles one present row), the numba_cpu and scipy_csr kernels on awkward
@@ -21,9 +21,14 @@ import numpy as np
 import pytest
 
 import kernels
-from bench.check import check_call
-from kernels import cuda_build, cupy_sparse, numba_cuda_sparse, numba_sparse, registry, scipy_csr
-from kernels import reference as R
+from bench.measure.check import check_call
+from kernels.cuda import build as cuda_build
+from kernels.backends.cupy import sparse as cupy_sparse
+from kernels.backends.numba_cuda import sparse as numba_cuda_sparse
+from kernels.backends.numba_cpu import sparse as numba_sparse
+from kernels import registry
+from kernels.backends.scipy import sparse as scipy_csr
+from kernels import ops as R
 
 from .conftest import SIMULATED_MAX
 
@@ -138,7 +143,7 @@ def test_every_backend_has_the_op():
 
 @pytest.mark.parametrize("backend", [backend_param(b) for b in ALL])
 def test_every_backend_through_the_gate(backend, rng):
-    """The benchmark's gate (bench.check.check_call: poisoned out=, then allocating, inputs
+    """The benchmark's gate (bench.measure.check.check_call: poisoned out=, then allocating, inputs
     untouched) on every backend that runs here, each dtype it supports, awkward sizes."""
     be = registry.backend(backend)
     small = be.simulated
@@ -309,11 +314,11 @@ def test_numba_cuda_on_the_simulator(dtype, shape, rng):
 
 @pytest.mark.skipif(not SIMULATOR, reason="numba_cuda runs here only on the simulator (NUMBA_ENABLE_CUDASIM=1)")
 def test_numba_cuda_kernels_live_in_the_backends_runtime(rng):
-    """Compiled once into kernels/numba_gpu.py's RUNTIME, so that closing it (a run scope's end)
+    """Compiled once into kernels/backends/numba_cuda/elementwise.py's RUNTIME, so that closing it (a run scope's end)
     drops them and the next call compiles again."""
     from numba import cuda
 
-    from kernels import numba_gpu
+    from kernels.backends.numba_cuda import elementwise as numba_gpu
     assert registry.backend("numba_cuda").available
     a, w = cuda.to_device(activations((2, 6), 0.5, "float32", rng)), cuda.to_device(weights((6, 3), "float32", rng))
     numba_cuda_sparse.sparse_matmul(a, w)
@@ -369,7 +374,7 @@ def test_blocks_per_sm_from_the_register_report():
     """The occupancy of the partial kernels from ptxas's registers (NVRTC, CuPy's options): what the
     occupancy API answers, and with it the issue's case, batch 64 float16 on a 132-SM H100, in one
     wave where the old plan (32 warps per SM, rounded up) needed about two."""
-    from kernels import nvrtc, resources
+    from kernels.cuda import nvrtc, resources
     assert cupy_sparse.blocks_per_sm_from_registers(64) == 4       # 2048 registers a warp: 4 blocks of 8
     assert cupy_sparse.blocks_per_sm_from_registers(102) == 2      # 3328 a warp
     assert cupy_sparse.blocks_per_sm_from_registers(32) == 8       # the 64-warp limit
@@ -479,7 +484,7 @@ def test_cuda_kernels_paths(host_lib, rng):
 
 def test_every_kernel_module_imports_without_its_library():
     """Importing the GPU modules touches neither CuPy nor numba.cuda (they load on first use)."""
-    code = ("import sys; import kernels.cupy_sparse, kernels.numba_cuda_sparse; "
+    code = ("import sys; import kernels.backends.cupy.sparse, kernels.backends.numba_cuda.sparse; "
             "sys.exit(('cupy' in sys.modules) or ('numba.cuda' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False,
                           cwd=str(CUDA_DIR.parents[1])).returncode == 0
@@ -491,7 +496,7 @@ def test_numba_cuda_kernel_compiles_to_ptx_for_a_real_gpu():
     code = """
 import os
 from numba import cuda, types
-from kernels import numba_cuda_sparse as m
+from kernels.backends.numba_cuda import sparse as m
 m.cuda = cuda
 for dt in (types.float32, types.float64):
     arr = types.Array(dt, 2, "C")

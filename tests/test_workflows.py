@@ -25,7 +25,7 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 # busy test machine far below it (the gate's own false-positive rate is measured, not tested, here)
 TINY = "--pairs 1 --seed 0 --threshold 50% --run-args '--ops relu --backends numpy --sizes 2**14 --budget 0.05'"
 
-# the constant peaks of tests/fakes.py, installed when the scratch copy's bench.roofline is imported
+# the constant peaks of tests/fakes.py, installed when the scratch copy's bench.measure.roofline is imported
 FAKE_PEAKS = '''
 
 # scratch copy for tests/test_workflows.py only: constant peaks, so that a run takes seconds
@@ -115,7 +115,7 @@ def _head(repo: Path, base: str, planted: bool) -> None:
     NumPy relu, or a change that moves nothing."""
     _git(repo, "checkout", "-q", "-B", "planted" if planted else "a-a", base)
     if planted:
-        src = repo / "kernels" / "numpy_cpu.py"
+        src = repo / "kernels" / "backends" / "numpy" / "elementwise.py"
         text = src.read_text()
         start = text.index("    def relu(self, x, out=None):")
         end = text.index("\n\n", start)

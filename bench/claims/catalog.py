@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import experiments, plots, rules
+from bench.claims import experiments, plots, rules
 
 
 @dataclass(frozen=True)

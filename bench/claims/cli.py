@@ -1,6 +1,6 @@
 """`python -m bench claims`: its flags, and the run from experiments to the written report.
 
-bench/__main__.py adds the sub-command with `add_parser` and calls `main`; everything heavy is
+bench/cli/main.py adds the sub-command with `add_parser` and calls `main`; everything heavy is
 imported only when the sub-command runs.
 """
 
@@ -65,16 +65,16 @@ def main(args, console, argv=None, usage_error=ValueError) -> int:
 
     import kernels
 
-    from .. import environment
-    from . import experiments, plots, report
-    from .catalog import CLAIMS
-    from .nets import pick_backend
+    from bench.measure import environment
+    from bench.claims import experiments, plots, report
+    from bench.claims.catalog import CLAIMS
+    from bench.claims.nets import pick_backend
 
     ids = _only(args.only, usage_error)
     out: Path = output_path(args)
     if out.exists() and out.is_dir():
         raise usage_error(f"--out {out} is a folder; give a file path ending in .json")
-    for be in kernels.backends():        # a bad environment override: exit 2 now, not a failure later
+    for be in kernels.all_backends():        # a bad environment override: exit 2 now, not a failure later
         try:
             be.check_settings()
         except ValueError as exc:
@@ -82,7 +82,7 @@ def main(args, console, argv=None, usage_error=ValueError) -> int:
     cfg = dataclasses.replace(experiments.PROFILES["quick" if args.quick else "full"], seed=args.seed)
     ctx = experiments.Context(backend=pick_backend())
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    gpus = [b.name for b in kernels.backends() if b.device == "gpu" and b.available and not b.simulated]
+    gpus = [b.name for b in kernels.all_backends() if b.device == "gpu" and b.available and not b.simulated]
     load0 = os.getloadavg()
     max_load = load0[0]
     console.print(f"claims {','.join(map(str, ids))}, profile {cfg.name}, seed {cfg.seed}, networks on "

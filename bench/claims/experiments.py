@@ -16,11 +16,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import kernels
-from kernels.reference import mask_nbytes
+from kernels.ops import mask_nbytes
 
-from .. import load, timing
-from . import measure
-from .nets import ACTIVATIONS, STANDARD_INIT, Net, Task
+from bench.measure import load, timing
+from bench.claims import measure
+from bench.claims.nets import ACTIVATIONS, STANDARD_INIT, Net, Task
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def cost(cfg: Config, ctx: Context) -> dict:
 
 # A backend far slower than the NumPy baseline on every op of a size, or whose threads waited for a
 # core while any of its ops was timed, was not computing but waiting: its ratios measure the
-# scheduler. The judgement is bench/load.py's, the one `bench run` marks its cases by.
+# scheduler. The judgement is bench/measure/load.py's, the one `bench run` marks its cases by.
 STARVED = load.STARVED_SLOWER
 
 

@@ -1,8 +1,8 @@
-"""Timing for the claims that are about speed (1, 5, 9), with bench/timing.py's clocks.
+"""Timing for the claims that are about speed (1, 5, 9), with bench/measure/timing.py's clocks.
 
 Each op is timed on each available (not simulated) backend with its output preallocated where the
 kernel takes `out=`, the calls compared with each other sampled in turns as `bench run --interleave`
-samples them (bench/interleave.py): CPU backends with perf_counter_ns, GPU backends with CUDA
+samples them (bench/measure/interleave.py): CPU backends with perf_counter_ns, GPU backends with CUDA
 events (L2 flushed before each sample). Claims compare times within one run, as ratios of the
 fastest samples: on a shared machine interference only ever adds time, and the minimum is the
 estimate it disturbs least (medians are kept beside them).
@@ -17,7 +17,8 @@ import numpy as np
 import kernels
 from kernels import registry
 
-from .. import inputs, interleave, sparse, timing
+from bench.measure import inputs, interleave, timing
+from bench.kinds import matmul as sparse
 
 # Dense matmul backends of the `sparse_matmul` op; every other backend of the op skips zeros.
 DENSE_MATMUL_BACKENDS = sparse.DENSE
@@ -26,7 +27,7 @@ DENSE_MATMUL_BACKENDS = sparse.DENSE
 def timeable_backends(ops: list[str]) -> list[kernels.Backend]:
     """Backends that run every op in `ops` here, on real hardware (no simulator)."""
     out = []
-    for be in kernels.backends():
+    for be in kernels.all_backends():
         if not be.available or be.simulated:
             continue
         try:
@@ -47,7 +48,7 @@ def _has(op: str, backend: str) -> bool:
 
 
 def op_inputs(ops: list[str], n: int, rng: np.random.Generator, dtype="float32") -> dict[str, tuple]:
-    """Host inputs of each elementwise op (bench.inputs.op_inputs), built around one x ~ N(0, 1)
+    """Host inputs of each elementwise op (bench.measure.inputs.op_inputs), built around one x ~ N(0, 1)
     and one dy ~ N(0, 1) shared by every op."""
     x = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
     dy = rng.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
@@ -55,11 +56,11 @@ def op_inputs(ops: list[str], n: int, rng: np.random.Generator, dtype="float32")
 
 
 def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict]:
-    """Time each (fn, args, kwargs, backend) of `calls`, taking their samples in turns (bench/interleave.py's
+    """Time each (fn, args, kwargs, backend) of `calls`, taking their samples in turns (bench/measure/interleave.py's
     round_robin, the stop rule and budget of `bench run --interleave`): calls that are compared with
     each other thus meet the same moments of a shared machine's load. CPU calls are sampled with
     perf_counter_ns, GPU calls with CUDA events through their backend's device adapter."""
-    from .. import devices
+    from bench.measure import devices
     members, adapters = [], []
     try:
         for i, (fn, args, kwargs, be) in enumerate(calls):
@@ -76,7 +77,7 @@ def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict
     for m in members:
         t = times[m.name]
         s = t.summary
-        # the CPU its threads got (bench/load.py); a GPU call's host thread waits on events: not judged
+        # the CPU its threads got (bench/measure/load.py); a GPU call's host thread waits on events: not judged
         got = t.tally.got if t.timer != "cuda_event" and t.tally is not None else None
         out.append({"median_s": s.median, "min_s": s.min, "rel_iqr": s.rel_iqr, "n": s.n, "timer": t.timer,
                     "cpu_got": got})

@@ -3,7 +3,7 @@
 Every activation and its gradient is a `kernels.get(op, backend)` call; matrix products are the
 array library's `@` (NumPy's BLAS on the CPU, cuBLAS through CuPy on a GPU backend). Which input a
 gradient kernel takes (the forward input x, or the forward output y) comes from the op table
-(`kernels.reference.OPS[...].grad_of_output`), not from a per-activation branch.
+(`kernels.ops.OPS[...].grad_of_output`), not from a per-activation branch.
 
 A network of depth L has L hidden layers, each `z = h @ W + b; h' = act(z)` (optionally with
 `z` standardised over the batch first: batch norm without the affine part), then a linear output
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import kernels
-from kernels.reference import OPS
+from kernels.ops import OPS
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 # The standard initialisation of each activation: Glorot/Xavier for the saturating ones (Glorot &
@@ -35,7 +35,7 @@ def pick_backend(preferred: str | None = None) -> str:
     """The backend the networks run on: `preferred` if given, else the first available of
     _NET_BACKENDS that has every activation and gradient op."""
     names = [preferred] if preferred else list(_NET_BACKENDS)
-    avail = {b.name for b in kernels.backends() if b.available and not b.simulated}
+    avail = {b.name for b in kernels.all_backends() if b.available and not b.simulated}
     for name in names:
         if name not in avail:
             continue

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ..results import write_json
+from bench.model.results import write_json
 
 SCHEMA = "actbench-claims/1"
 COLOUR = {"supported": "green", "refuted": "red", "depends on": "yellow", "undecided": "magenta"}
@@ -73,5 +73,5 @@ def _md(s: str) -> str:
 
 
 def save_json(run: dict, path: Path) -> Path:
-    """Write the run atomically (bench/results.py's writer: a temporary file, then a rename)."""
+    """Write the run atomically (bench/model/results.py's writer: a temporary file, then a rename)."""
     return write_json(run, path)

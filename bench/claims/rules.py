@@ -29,7 +29,7 @@ BLOWUP, BOUNDED = 10.0, 2.0
 # Claim 8: a network "trains" when its final loss is at most TRAINS x the loss of predicting the mean.
 TRAINS = 0.5
 # Claims 1 and 9: a time ratio whose timings spread more than NOISY (IQR / median of the samples),
-# or whose backend was starved (bench/load.py's rule, as bench run marks cases: its threads waited
+# or whose backend was starved (bench/measure/load.py's rule, as bench run marks cases: its threads waited
 # for a core while an op was timed, or it was far slower than NumPy on every op), is shown (marked ~)
 # but never decides; when every cell is like that the claim is UNDECIDED.
 NOISY = 1.0

@@ -12,8 +12,8 @@ def _gpu() -> dict | None:
     """GPU name, memory, driver and CUDA runtime, from the first GPU backend that can run here."""
     from kernels import registry
     try:
-        from bench.runner import _gpu_info
-        from bench.cases import Case
+        from bench.run.runner import _gpu_info
+        from bench.run.cases import Case
     except ImportError:
         return None
     gpu_cases = [Case("relu", be.name, "gpu", "float32", 1) for be in registry.all_backends()
@@ -22,7 +22,7 @@ def _gpu() -> dict | None:
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from bench.environment import environment
+    from bench.measure.environment import environment
     env = environment("pytest tests/benchmarks")
     machine_info["actbench"] = {
         "cpu": env["cpu"],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import roofline
+from bench.measure import roofline
 
 ROOT = Path(__file__).resolve().parents[2]
 

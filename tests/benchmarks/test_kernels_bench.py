@@ -15,7 +15,7 @@ mode calibrates nothing, so the rounds come from a few timed calls by pytest-ben
 (tests/benchmarks/rounds.py): --benchmark-max-time and --benchmark-min-rounds still apply.
 
 Each saved benchmark's extra_info carries `bytes`, what an ideal kernel moves per call (the op's
-spec, bench/roofline.py; for sparse_matmul the rows of w its activations need), and `gbps`, those
+spec, bench/measure/roofline.py; for sparse_matmul the rows of w its activations need), and `gbps`, those
 bytes over the median: throughput that pytest-benchmark's own files and `compare --json` keep.
 """
 
@@ -25,9 +25,10 @@ import numpy as np
 import pytest
 
 import kernels
-from bench import inputs, roofline, sparse
+from bench.measure import inputs, roofline
+from bench.kinds import matmul as sparse
 from kernels import registry
-from kernels.reference import OPS
+from kernels.ops import OPS
 
 from .rounds import call_time, limits, rounds_for
 

@@ -1,0 +1,493 @@
+"""The sparse_matmul benchmark: its cases, inputs, timing with cold weights, derived figures, table
+and plot. bench/run/runner.py checks and times each case with a shape from the pieces here (`Inputs`,
+`Rotation`, `small_check`, `conversion_s`), through the gate and timers of every other case.
+
+Cases: shape K x N of w, batch (rows of a), sparsity s (the fraction of exact zeros in a) and the
+activation pattern:
+- `relu` (default, the realistic one): a = relu(z + b), z standard normal per element, b one bias
+  per unit (input activation), drawn so that the fraction of zeros is s; units with a low bias are
+  zero in most rows of the batch, as in a trained network;
+- `iid`: each activation zero with probability s, independently;
+- `correlated`: the same units are zero in every row of the batch.
+
+Cold weights, as in a network where the layers before evicted this layer's, as far as rotation
+gets there: every sample reads another activation matrix from a pool (same sparsity, other
+non-zero rows), a copy of w serves one pass over the pool before the next takes over, and copies
+and pool are large enough that the bytes read between two uses of the same (activation, copy) pair
+exceed twice the last-level cache (`Rotation`). That is not every weight read cold: the pool's
+matrices share non-zero rows (the relu pattern most), and rows one sample needs can still be in
+cache from the sample before on the same copy (an ideal LRU model of a 32 MiB cache puts it at
+8 % of the weight bytes for 8192x8192 at batch 1 and s = 0.9, up to 35 % for 4096x4096; only a
+cache flush between samples would make it 0). The GPU flushes its L2 before each sample as for
+every op.
+
+Figures per case: time; speed-up over the best dense backend (numpy, torch, cupy) of the same run
+and case; that speed-up as % of the ideal 1 / (1 - s); GB/s of the weights actually needed (rows
+of present activations) against the run's copy peak; for scipy_csr, the share of the time its
+conversion of a to CSR takes. Per backend, the crossover sparsity: the lowest measured s at which
+it beats the best dense backend.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+# The kernels package (and with it every backend module) is imported only where a case runs:
+# bench/model/results.py derives the figures below without it.
+
+OP = "sparse_matmul"
+DENSE = ("numpy", "torch", "cupy")                # IEEE a @ w: the baselines
+PATTERNS = ("relu", "iid", "correlated")
+SHAPES = ((4096, 4096), (8192, 8192), (4096, 11008))
+BATCHES = (1, 8, 64)
+SPARSITIES = (0.0, 0.25, 0.5, 0.7, 0.9, 0.95, 0.99)
+QUICK = {"shapes": ((8192, 8192),), "batches": (1, 64), "sparsities": (0.0, 0.5, 0.9)}
+FULL = {"shapes": SHAPES, "batches": BATCHES, "sparsities": SPARSITIES}
+POOL_MIN, POOL_MAX = 4, 64                        # activation matrices in a case's pool
+
+
+class UsageError(ValueError):
+    """A bad value of --shapes, --batch, --sparsity or --pattern (bench.run.cases re-raises it)."""
+
+
+# ---------------------------------------------------------------------------------- command line
+
+def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
+    """'8192x8192,4096x11008' -> ((8192, 8192), (4096, 11008))."""
+    out = []
+    for part in text.split(","):
+        p = part.strip().lower()
+        try:
+            k, n = (int(v) for v in p.split("x"))
+        except ValueError:
+            raise UsageError(f"malformed shape {part.strip()!r} in --shapes: use KxN, e.g. 8192x8192,4096x11008") from None
+        if k < 1 or n < 1:
+            raise UsageError(f"shape {part.strip()!r} in --shapes must have K and N of at least 1")
+        out.append((k, n))
+    return tuple(dict.fromkeys(out))
+
+
+def _numbers(text: str, convert, flag: str, use: str) -> tuple:
+    """The comma-separated values of a flag, each through convert; UsageError saying what to use."""
+    try:
+        return tuple(convert(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"malformed {flag} {text!r}: use {use}") from None
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    out = _numbers(text, int, "--batch", "positive integers, e.g. 1,8,64")
+    if not out or min(out) < 1:
+        raise UsageError(f"--batch {text!r}: every batch must be at least 1")
+    return tuple(dict.fromkeys(out))
+
+
+def parse_sparsities(text: str) -> tuple[float, ...]:
+    out = _numbers(text, float, "--sparsity", "fractions in [0, 1), e.g. 0,0.5,0.9")
+    if not out or not all(0.0 <= s < 1.0 for s in out):
+        raise UsageError(f"--sparsity {text!r}: every sparsity must be in [0, 1) (1 would leave nothing to read)")
+    return tuple(sorted(dict.fromkeys(out)))
+
+
+def parse_patterns(text: str) -> tuple[str, ...]:
+    out = tuple(v.strip() for v in text.split(",") if v.strip())
+    bad = [v for v in out if v not in PATTERNS]
+    if bad or not out:
+        raise UsageError(f"unknown --pattern {', '.join(bad) or repr(text)}; valid: {', '.join(PATTERNS)}")
+    return tuple(dict.fromkeys(out))
+
+
+def axes(profile: str, shapes: str | None, batch: str | None, sparsity: str | None,
+         pattern: str | None) -> list[tuple[tuple[int, int], int, float, str]]:
+    """(shape, batch, sparsity, pattern) of every case: the profile's, narrowed by the flags."""
+    base = FULL if profile == "full" else QUICK
+    sh = parse_shapes(shapes) if shapes else base["shapes"]
+    ba = parse_batches(batch) if batch else base["batches"]
+    sp = parse_sparsities(sparsity) if sparsity else base["sparsities"]
+    pa = parse_patterns(pattern) if pattern else ("relu",)
+    return [(s, b, x, p) for s in sh for b in ba for p in pa for x in sp]
+
+
+def profile_dtypes(profile: str, device: str) -> tuple[str, ...]:
+    """float32 everywhere; the full profile adds float16 on the GPU."""
+    return ("float32", "float16") if profile == "full" and device == "gpu" else ("float32",)
+
+
+def label(shape, batch, sparsity, pattern) -> str:
+    return f"{shape[0]}x{shape[1]} b{batch} s{sparsity:g} {pattern}"
+
+
+# ---------------------------------------------------------------------------------------- inputs
+
+def activations(batch: int, k: int, sparsity: float, pattern: str, dtype: str,
+                rng: np.random.Generator) -> np.ndarray:
+    """A batch x K ReLU-like activation matrix with about `sparsity` exact zeros, of `pattern`."""
+    z = rng.standard_normal((batch, k), dtype=np.float32)
+    if pattern == "iid":
+        a = np.abs(z)
+        a[rng.random((batch, k)) < sparsity] = 0
+    elif pattern == "correlated":
+        a = np.abs(z)
+        a[:, rng.random(k) < sparsity] = 0
+    elif pattern == "relu":
+        # one bias per unit, spread so that units differ (some almost always off, some almost
+        # always on), shifted so that the overall fraction of z + b <= 0 is `sparsity`
+        spread = rng.standard_normal(k, dtype=np.float32)
+        shift = _relu_shift(spread, sparsity)
+        a = np.maximum(z + (spread - shift), 0)
+    else:
+        raise UsageError(f"unknown pattern {pattern!r}; valid: {', '.join(PATTERNS)}")
+    return a.astype(dtype)
+
+
+def _relu_shift(spread: np.ndarray, sparsity: float) -> float:
+    """The shift c at which P(z + spread - c <= 0) = sparsity, z ~ N(0, 1), averaged over units:
+    the mean of Phi(c - spread) over units is increasing in c; bisection."""
+    from scipy.special import ndtr
+    lo, hi = -12.0, 12.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if float(np.mean(ndtr(mid - spread))) < sparsity:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def needed_rows(a: np.ndarray) -> int:
+    """Rows of w a sparse-aware kernel must read for activations a: those of units present in
+    any row of the batch."""
+    return int(np.count_nonzero((a.reshape(-1, a.shape[-1]) != 0).any(axis=0)))
+
+
+@dataclass
+class Rotation:
+    """The inputs of successive samples: activation matrix i % len(pool) with weight copy
+    (i // len(pool)) % copies... so that the same pair comes back only after every pair has been
+    used once, with more than 2x the last-level cache read in between (see `pool_size`)."""
+
+    pool: list
+    weights: list
+    i: int = 0
+
+    def next(self) -> tuple:
+        p = len(self.pool)
+        a, w = self.pool[self.i % p], self.weights[(self.i // p) % len(self.weights)]
+        self.i += 1
+        return a, w
+
+    @property
+    def period(self) -> int:
+        return len(self.pool) * len(self.weights)
+
+    def pairs(self) -> list[tuple]:
+        """One period of (a, w) pairs in the order next() gives them, prepared before timing."""
+        return [self.next() for _ in range(self.period)]
+
+
+def weight_copies(w_bytes: int, llc: int) -> int:
+    """Copies of w to rotate through: at least 2, and together more than 2x the LLC."""
+    return max(2, math.ceil(2 * llc / max(w_bytes, 1)) + 1)
+
+
+def pool_size(needed_bytes: float, llc: int) -> int:
+    """Activation matrices in a pool: enough that the weights read by one pass over the pool
+    (each sample reads about `needed_bytes`) exceed 2x the LLC, within [POOL_MIN, POOL_MAX]."""
+    want = math.ceil(2 * llc / max(needed_bytes, 1.0)) + 1
+    return max(POOL_MIN, min(POOL_MAX, want))
+
+
+class Inputs:
+    """Host inputs of the sparse cases of one run: weight copies per (dtype, shape), activation
+    pools per (dtype, shape, batch, sparsity, pattern). One shape is kept at a time."""
+
+    def __init__(self, seed: int):
+        from kernels.machine import last_level_cache_bytes
+
+        from bench.measure import inputs
+        self.seed = seed
+        self.llc = last_level_cache_bytes()
+        self._w: dict = {}
+        self._pools: dict = {}
+        self._moved = inputs.Moved()
+
+    def weights(self, dtype: str, shape) -> list[np.ndarray]:
+        key = (dtype, shape)
+        if key not in self._w:
+            self._w.clear()
+            self._pools.clear()
+            self._moved.clear()
+            rng = np.random.default_rng([self.seed, *shape, np.dtype(dtype).num])
+            w = (rng.standard_normal(shape, dtype=np.float32) / math.sqrt(shape[0])).astype(dtype)
+            self._w[key] = [w] + [w.copy() for _ in range(weight_copies(w.nbytes, self.llc) - 1)]
+        return self._w[key]
+
+    def pool(self, dtype: str, shape, batch: int, sparsity: float, pattern: str) -> list[np.ndarray]:
+        key = (dtype, shape, batch, sparsity, pattern)
+        if key not in self._pools:
+            rng = np.random.default_rng([self.seed, batch, int(sparsity * 1e6), PATTERNS.index(pattern), *shape])
+            first = activations(batch, shape[0], sparsity, pattern, dtype, rng)
+            per_sample = needed_rows(first) * shape[1] * np.dtype(dtype).itemsize
+            n = pool_size(per_sample, self.llc)
+            self._pools[key] = [first] + [activations(batch, shape[0], sparsity, pattern, dtype, rng)
+                                          for _ in range(n - 1)]
+        return self._pools[key]
+
+    def on(self, be, arrays: list) -> list:
+        """`arrays` moved to be's array library, once per library."""
+        return self._moved.on(be, arrays)
+
+    def forget_moved(self) -> None:
+        self._moved.clear()
+
+
+# ------------------------------------------------------------------------------------- one case
+
+def traffic(a_list: list, shape, dtype: str) -> int:
+    """bench/measure/roofline.py's bytes of the op, averaged over the pool's activation matrices."""
+    from bench.measure.roofline import matmul_traffic
+    k, n = shape
+    batch = a_list[0].reshape(-1, k).shape[0]
+    return matmul_traffic(float(np.mean([needed_rows(a) for a in a_list])), batch, k, n, dtype)
+
+
+def useful_flops(a_list: list, n: int) -> int:
+    """bench/measure/roofline.py's useful flops of the op, averaged over the pool."""
+    from bench.measure.roofline import matmul_flops
+    return matmul_flops(float(np.mean([np.count_nonzero(a) for a in a_list])), n)
+
+
+def small_check(backend: str, dtype: str, seed: int, scratch):
+    """Fresh random trials at awkward sizes before the first timing of a (backend, dtype)."""
+    from bench.measure import check
+    rng = np.random.default_rng([seed, 8])
+    for batch, k, n in ((1, 1031, 517), (7, 257, 129)):
+        for pattern in PATTERNS:
+            a = activations(batch, k, 0.6, pattern, dtype, rng)
+            w = rng.standard_normal((k, n), dtype=np.float32).astype(dtype)
+            r = check.check_call(OP, backend, (a, w), scratch=scratch)
+            if not r.ok:
+                return check.CheckResult(False, f"{batch}x{k} @ {k}x{n} {pattern}: {r.message}")
+    return check.OK
+
+
+def conversion_s(be_name: str, pool: list) -> float | None:
+    """scipy_csr: median time of converting one activation matrix of the pool to CSR."""
+    if be_name != "scipy_csr":
+        return None
+    from kernels.backends.scipy import sparse as scipy_csr
+    times = []
+    for a in pool * max(1, 10 // len(pool)):
+        t0 = time.perf_counter_ns()
+        scipy_csr.to_csr(a)
+        times.append((time.perf_counter_ns() - t0) / 1e9)
+    return float(np.median(times))
+
+
+# ------------------------------------------------------------------------------- derived figures
+
+def case_key(e) -> tuple:
+    return (e.device, e.dtype, e.shape, e.batch, e.sparsity, e.pattern)
+
+
+def derive(results) -> list:
+    """speedup_vs_dense (best dense median of the same case / this median) and pct_of_ideal
+    (that speed-up as % of 1 / (1 - s)) of every timed sparse_matmul case."""
+    best: dict = {}
+    for e in results:
+        if e.op == OP and e.backend in DENSE and e.timed:
+            k = case_key(e)
+            best[k] = min(best.get(k, math.inf), e.median_s)
+    out = []
+    for e in results:
+        if e.op == OP and e.timed and case_key(e) in best:
+            sp = best[case_key(e)] / e.median_s
+            e = replace(e, speedup_vs_dense=sp, pct_of_ideal=100 * sp * (1 - e.sparsity))
+        out.append(e)
+    return out
+
+
+def crossovers(entries) -> dict[tuple, dict[str, float | None]]:
+    """{(device, dtype, shape, batch, pattern): {backend: lowest measured s at which it beats the
+    best dense backend, or None}} for the non-dense backends."""
+    groups: dict = {}
+    for e in entries:
+        if e.op != OP or e.backend in DENSE or not e.timed or e.speedup_vs_dense is None:
+            continue
+        g = groups.setdefault((e.device, e.dtype, e.shape, e.batch, e.pattern), {}).setdefault(e.backend, [])
+        g.append((e.sparsity, e.speedup_vs_dense))
+    return {k: {b: next((s for s, sp in sorted(v) if sp > 1.0), None) for b, v in bs.items()}
+            for k, bs in groups.items()}
+
+
+# ------------------------------------------------------------------------------------ tables, plot
+
+def tables(run, narrow: bool = False) -> list:
+    """A rich Table per (device, dtype, shape, batch, pattern): rows sparsity, columns backends;
+    each cell: time, x speed-up over the best dense, % of ideal, GB/s of needed weights (% of the
+    copy peak); the crossover sparsity of each backend below. `narrow`: the same tables, in the
+    same order, as a row per (sparsity, backend) and a column per figure (an 80-column terminal)."""
+    from rich import box
+    from rich.table import Table
+
+    from bench.model.formatting import fmt_time
+    entries = [e for e in run.results if e.op == OP]
+    groups: dict = {}
+    for e in entries:
+        groups.setdefault((e.device, e.dtype, e.shape, e.batch, e.pattern), []).append(e)
+    cross = crossovers(entries)
+    out = []
+    for (device, dtype, shape, batch, pattern), es in groups.items():
+        backends = list(dict.fromkeys([b for b in DENSE if any(e.backend == b for e in es)]
+                                      + [e.backend for e in es if e.backend not in DENSE]))
+        if narrow:
+            out.append(_narrow_table(Table, box, (device, dtype, shape, batch, pattern), es, backends,
+                                     cross.get((device, dtype, shape, batch, pattern), {})))
+            continue
+        t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}: "
+                        f"time · speed-up over the best dense · % of ideal 1/(1-s) · GB/s of needed weights (% of copy peak)",
+                  title_justify="left", show_lines=True)
+        t.add_column("sparsity", no_wrap=True)
+        for b in backends:
+            t.add_column(b, justify="right")
+        for sp in sorted({e.sparsity for e in es}):
+            row = []
+            for b in backends:
+                e = next((x for x in es if x.backend == b and x.sparsity == sp), None)
+                if e is None:
+                    row.append("")
+                elif not e.timed:
+                    row.append(f"{e.status}: {(e.reason or '')[:40]}")
+                else:
+                    lines = [fmt_time(e.median_s)]
+                    if e.speedup_vs_dense is not None:
+                        lines.append(f"x{e.speedup_vs_dense:.2f} · {e.pct_of_ideal:.0f}% ideal")
+                    if e.gbps is not None:
+                        pk = f" ({e.pct_peak:.0f}%)" if e.pct_peak is not None else ""
+                        lines.append(f"{e.gbps:.1f} GB/s{pk}")
+                    if e.conversion_s is not None:
+                        lines.append(f"CSR conversion {100 * e.conversion_s / e.median_s:.0f}%")
+                    row.append("\n".join(lines))
+            t.add_row(f"{sp:g}", *row)
+        cr = cross.get((device, dtype, shape, batch, pattern), {})
+        t.caption = "crossover sparsity (lowest s beating the best dense): " + (", ".join(
+            f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-")
+        out.append(t)
+    return out
+
+
+NARROW_HELP = ("sparse_matmul: time · vs dense: speed-up over the best dense · % ideal: of 1/(1-s) · GB/s of "
+               "the weights needed · % peak: of the copy peak · CSR conv.: the conversion's share of the time")
+
+
+def _narrow_table(Table, box, group: tuple, es: list, backends: list, cross: dict):
+    from bench.model.formatting import fmt_time
+    device, dtype, shape, batch, pattern = group
+    t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}",
+              title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    t.add_column("zeros", no_wrap=True)
+    t.add_column("backend", no_wrap=True)
+    for name in ("time", "vs dense", "% ideal", "GB/s", "% peak", "CSR conv."):
+        t.add_column(name, justify="right", no_wrap=True)
+    sparsities = sorted({e.sparsity for e in es})
+    for i, sp in enumerate(sparsities):
+        present = [x for b in backends for x in es if x.backend == b and x.sparsity == sp]
+        for j, e in enumerate(present):
+            if not e.timed:
+                cells = [f"{e.status}: {(e.reason or '')[:30]}", "", "", "", "", ""]
+            else:
+                cells = [fmt_time(e.median_s),
+                         f"x{e.speedup_vs_dense:.2f}" if e.speedup_vs_dense is not None else "-",
+                         f"{e.pct_of_ideal:.0f}%" if e.pct_of_ideal is not None else "-",
+                         f"{e.gbps:.1f}" if e.gbps is not None else "-",
+                         f"{e.pct_peak:.0f}%" if e.pct_peak is not None else "-",
+                         f"{100 * e.conversion_s / e.median_s:.0f}%" if e.conversion_s is not None else ""]
+            t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
+                      end_section=j == len(present) - 1 and i < len(sparsities) - 1)
+    t.caption = "crossover sparsity (lowest s beating the best dense): " + (
+        ", ".join(f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cross.items()) or "-")
+    return t
+
+
+def markdown(run) -> str:
+    """The same tables as Markdown (time, speed-up, % of ideal, GB/s), crossovers below each."""
+    entries = [e for e in run.results if e.op == OP]
+    if not entries:
+        return ""
+    groups: dict = {}
+    for e in entries:
+        groups.setdefault((e.device, e.dtype, e.shape, e.batch, e.pattern), []).append(e)
+    cross = crossovers(entries)
+    lines = ["## sparse_matmul", "",
+             "Each cell: median time, speed-up over the best dense backend of the same case, that speed-up "
+             "as % of the ideal 1 / (1 - s), GB/s of the weights actually needed.", ""]
+    for (device, dtype, shape, batch, pattern), es in groups.items():
+        backends = list(dict.fromkeys([b for b in DENSE if any(e.backend == b for e in es)]
+                                      + [e.backend for e in es if e.backend not in DENSE]))
+        lines += [f"### {shape} batch {batch} {dtype} on {device}, pattern {pattern}", "",
+                  "| sparsity | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
+        for sp in sorted({e.sparsity for e in es}):
+            cells = []
+            for b in backends:
+                e = next((x for x in es if x.backend == b and x.sparsity == sp), None)
+                if e is None or not e.timed:
+                    cells.append("" if e is None else str(e.status))
+                    continue
+                c = f"{e.median_s * 1e3:.3g} ms"
+                if e.speedup_vs_dense is not None:
+                    c += f" · x{e.speedup_vs_dense:.2f} · {e.pct_of_ideal:.0f}%"
+                if e.gbps is not None:
+                    c += f" · {e.gbps:.1f} GB/s"
+                cells.append(c)
+            lines.append(f"| {sp:g} | " + " | ".join(cells) + " |")
+        cr = cross.get((device, dtype, shape, batch, pattern), {})
+        lines += ["", "Crossover sparsity: " + (", ".join(
+            f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-"), ""]
+    return "\n".join(lines)
+
+
+def figure(run, device: str, dtype: str, shape: str, batch: int, pattern: str):
+    """Speed-up over the best dense backend against sparsity, one line per backend, with the
+    ideal 1 / (1 - s) drawn."""
+    from matplotlib.figure import Figure
+
+    from bench.report.plots import style
+    es = [e for e in run.results if e.op == OP and e.timed and e.speedup_vs_dense is not None
+          and (e.device, e.dtype, e.shape, e.batch, e.pattern) == (device, dtype, shape, batch, pattern)]
+    fig = Figure(figsize=(6.5, 4.2))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.88)
+    ax = fig.subplots()
+    ss = sorted({e.sparsity for e in es}) or [0.0]
+    grid = np.linspace(0, max(ss), 200)
+    # black: scipy_csr's colour (tab10's C7) is the grey this line had, and the two read as one
+    ax.plot(grid, 1 / (1 - grid), color="black", linestyle="--", label="ideal 1/(1-s)")
+    ax.axhline(1, color="0.6", linewidth=0.8)
+    for b in dict.fromkeys(e.backend for e in es):
+        pts = sorted((e.sparsity, e.speedup_vs_dense) for e in es if e.backend == b)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=b, **style(b))
+    ax.set_yscale("log")
+    ax.set_xlabel("sparsity s (fraction of zero activations)")
+    ax.set_ylabel("speed-up over the best dense backend")
+    ax.set_title(f"sparse_matmul {shape} batch {batch} {dtype} ({device}, {pattern})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def write_plots(run, folder, dpi: int = 100) -> list:
+    from pathlib import Path
+    folder = Path(folder)
+    keys = dict.fromkeys((e.device, e.dtype, e.shape, e.batch, e.pattern) for e in run.results
+                         if e.op == OP and e.timed and e.speedup_vs_dense is not None)
+    paths = []
+    for device, dtype, shape, batch, pattern in keys:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"sparse_matmul-{shape}-b{batch}-{dtype}-{device}-{pattern}.png"
+        figure(run, device, dtype, shape, batch, pattern).savefig(path, dpi=dpi)
+        paths.append(path)
+    return paths
+

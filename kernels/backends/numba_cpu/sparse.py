@@ -1,0 +1,180 @@
+"""sparse_matmul on the CPU with numba.njit: stream only the rows of w whose activation is non-zero.
+
+At batch 1 the product is bound by reading w, so skipping the rows of zero activations saves
+their bytes: at sparsity s the ideal speed-up over a dense GEMV is 1 / (1 - s).
+
+- `_nonzero_rows` lists the present activations of each row of a (k and value), in one pass.
+- batch 1, `_gemv_splitk`: split-K. Each thread takes a share of the present rows and adds them,
+  ROWS at a time, into a private full-width partial (float32 accumulation for float32), streaming
+  whole rows of w; the partials are then summed. Split-K was measured against column blocks
+  (parallel over blocks of output columns) and kept: see its docstring.
+- batch > 1, `_gemm_columns`: parallel over blocks of output columns; for each k present in any
+  row of the batch the slice of w is read once and added into the rows of the batch whose
+  activation is non-zero (a zero activation contributes nothing, even beside an inf weight: the
+  op's semantics).
+
+Kernels compile on the first call per dtype (never at import) and are cached on disk. The launcher
+is registered on the numba_cpu backend (kernels/numba_cpu.py declares it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from kernels.ops import matmul_operands, matmul_result
+from kernels.registry import register
+
+_DEVICE = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
+_PARALLEL = dict(_DEVICE, parallel=True)
+
+COLS = 1024            # output columns per block: a float32 block of y is 4 KiB, in L1
+ROWS = 4               # present rows added per pass over a block: 4 read streams, y read/written once
+SPLITK_MIN_ROWS = 64   # a split-K thread streams at least this many rows (else fewer threads)
+ACC_BYTES = 512 * 1024 # the batched kernel's accumulator block: well inside a 1-2 MiB L2
+
+
+@njit(**_DEVICE)
+def _nonzero_rows(a, idx, val, count):
+    """For each row b of a: idx[b, :count[b]] the k of its non-zero activations (NaN included),
+    val[b, :count[b]] their values. Reads a once."""
+    zero = a.dtype.type(0)
+    for b in range(a.shape[0]):
+        c = 0
+        for k in range(a.shape[1]):
+            v = a[b, k]
+            if v != zero:
+                idx[b, c] = k
+                val[b, c] = v
+                c += 1
+        count[b] = c
+
+
+@njit(inline="always", **_DEVICE)
+def _add_rows(y, w, idx, val, n, lo, hi):
+    """y[lo:hi] += sum over j < n of val[j] * w[idx[j], lo:hi], ROWS rows per pass."""
+    j = 0
+    while j + ROWS <= n:
+        k0, k1, k2, k3 = idx[j], idx[j + 1], idx[j + 2], idx[j + 3]
+        v0, v1, v2, v3 = val[j], val[j + 1], val[j + 2], val[j + 3]
+        for c in range(lo, hi):
+            y[c] += (v0 * w[k0, c] + v1 * w[k1, c]) + (v2 * w[k2, c] + v3 * w[k3, c])
+        j += ROWS
+    while j < n:
+        k0, v0 = idx[j], val[j]
+        for c in range(lo, hi):
+            y[c] += v0 * w[k0, c]
+        j += 1
+
+
+# reads 4 B per needed weight (rows of present activations) + a once, writes y once (float32);
+# see bench/measure/roofline.py
+@njit(**_PARALLEL)
+def _gemv_splitk(idx, val, n, w, y, parts):
+    """Split-K: thread t adds its share of the present rows into parts[t] (whole rows of w, one
+    contiguous stream per row, which the hardware prefetchers follow), then the parts are summed
+    column block by column block. (Column blocks, the other way to share a GEMV, read a short
+    slice of every present row per block: many short streams, which the prefetchers do not
+    follow as well; split-K measured the faster.)"""
+    nparts, ncols = parts.shape
+    zero = y.dtype.type(0)
+    for t in prange(nparts):
+        p = parts[t]
+        for c in range(ncols):
+            p[c] = zero
+        j0 = n * t // nparts
+        j1 = n * (t + 1) // nparts
+        _add_rows(p, w, idx[j0:j1], val[j0:j1], j1 - j0, 0, ncols)
+    nblocks = (ncols + COLS - 1) // COLS
+    for blk in prange(nblocks):
+        lo = blk * COLS
+        hi = min(lo + COLS, ncols)
+        for c in range(lo, hi):
+            s = parts[0, c]
+            for t in range(1, nparts):
+                s += parts[t, c]
+            y[c] = s
+
+
+@njit(**_DEVICE)
+def _present_by_k(a, idx, ptr, rows, vals):
+    """a's non-zero activations grouped by k (CSR of a.T): idx[:n] the k present in any row of the
+    batch, and for the j-th of them rows[ptr[j]:ptr[j + 1]] the batch rows where it is present and
+    vals[...] their activations. Reads a once (column by column); returns n."""
+    zero = a.dtype.type(0)
+    n = 0
+    e = 0
+    ptr[0] = 0
+    for k in range(a.shape[1]):
+        start = e
+        for b in range(a.shape[0]):
+            v = a[b, k]
+            if v != zero:
+                rows[e] = b
+                vals[e] = v
+                e += 1
+        if e > start:
+            idx[n] = k
+            n += 1
+            ptr[n] = e
+    return n
+
+
+# reads 4 B per needed weight (rows present in any row of the batch) + a once, writes y once
+# (float32); see bench/measure/roofline.py
+@njit(**_PARALLEL)
+def _gemm_columns(idx, ptr, rows, vals, n, w, y, cols):
+    """y = a @ w for a batch. Parallel over blocks of output columns: per block, each needed slice
+    of w is read once from memory and added, from L1, into the accumulator row of every batch row
+    whose activation is present (absent ones are never touched: no 0 * inf). The accumulator
+    (batch x cols) stays in L2."""
+    batch, ncols = y.shape
+    nblocks = (ncols + cols - 1) // cols
+    for blk in prange(nblocks):
+        lo = blk * cols
+        hi = min(lo + cols, ncols)
+        acc = np.zeros((batch, hi - lo), y.dtype)
+        for j in range(n):
+            wk = w[idx[j], lo:hi]
+            for e in range(ptr[j], ptr[j + 1]):
+                v = vals[e]
+                ab = acc[rows[e]]
+                for c in range(hi - lo):
+                    ab[c] += v * wk[c]
+        y[:, lo:hi] = acc
+
+
+@register("sparse_matmul", "numba_cpu")
+def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ w reading only the rows of w whose activation is non-zero. a: (batch, K) or (K,), w:
+    (K, N), C-contiguous, of one float dtype (the registry has checked)."""
+    a2, y = matmul_operands(a, w, out, np.empty)
+    (batch, k), n = a2.shape, w.shape[1]
+    if batch == 0 or n == 0:
+        return matmul_result(a, y, out)
+    if batch == 1:
+        idx = np.empty((1, k), np.int64)
+        val = np.empty((1, k), w.dtype)
+        count = np.empty(1, np.int64)
+        _nonzero_rows(a2, idx, val, count)
+        nnz = int(count[0])
+        parts = max(1, min(get_num_threads(), nnz // SPLITK_MIN_ROWS))
+        _gemv_splitk(idx[0], val[0], nnz, w, y[0], np.empty((parts, n), w.dtype))
+    else:
+        idx = np.empty(k, np.int64)
+        ptr = np.empty(k + 1, np.int64)
+        rows = np.empty(batch * k, np.int64)
+        vals = np.empty(batch * k, w.dtype)
+        nk = _present_by_k(a2, idx, ptr, rows, vals)
+        _gemm_columns(idx, ptr, rows, vals, nk, w, y, _cols(n, batch, w.itemsize))
+    return matmul_result(a, y, out)
+
+
+def _cols(n: int, batch: int, itemsize: int) -> int:
+    """Column block of the batched kernel: at most COLS, its accumulator (batch x cols) within
+    ACC_BYTES, and at least two blocks per thread where n allows."""
+    threads = get_num_threads()
+    cols = COLS
+    while cols > 64 and (batch * cols * itemsize > ACC_BYTES or (n + cols - 1) // cols < 2 * threads):
+        cols //= 2
+    return cols
