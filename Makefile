@@ -2,7 +2,7 @@
 #   make bench      quick benchmark of every available kernel: tables, JSON, Markdown, plots
 #   make test       the test suite (numba-cuda simulator and NVRTC compile tests included)
 #   make accuracy   max error in ULPs of sigmoid and tanh per CPU backend (every 16th float32, a float64 sample)
-#   make lint       ruff (rules in pyproject.toml)
+#   make lint       ruff, the architecture check (import-linter) and actionlint (rules in pyproject.toml)
 #   make resources  registers / shared memory / spills of every CUDA kernel (NVRTC) -> reports/
 #   make gpu-check  on a machine with an NVIDIA GPU: correctness suite + quick GPU benchmark
 #   make claims     nine ReLU-vs-sigmoid claims measured and judged -> reports/results/claims.md (+ .json,
@@ -54,6 +54,7 @@ test: venv
 
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports  # the architecture: each folder imports only those below it, no circle (pyproject.toml)
 	$(VENV)/bin/actionlint   # the workflows in .github/ (settings: .github/actionlint.yaml)
 
 claims: venv
@@ -63,7 +64,7 @@ claims-full: venv
 	$(PY) -m bench claims $(CLAIMS_ARGS)
 
 resources: venv
-	$(PY) -m kernels.cuda.resources --report reports/kernels-resources.md
+	$(PY) -m kernels.nvrtc.resources --report reports/kernels-resources.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
@@ -85,10 +86,10 @@ compare: venv
 	$(PY) -m bench compare "$(BASE)" "$(NEW)"
 
 baseline: venv
-	$(PY) -m bench.analysis.history baseline $(CHECK_ARGS)
+	$(PY) -m bench.cli.check baseline $(CHECK_ARGS)
 
 bench-check: venv
-	$(PY) -m bench.analysis.history check $(CHECK_ARGS)
+	$(PY) -m bench.cli.check check $(CHECK_ARGS)
 
 # BASE must be given here: make compare's BASE defaults to a results file
 .PHONY: bench-ab
@@ -116,7 +117,7 @@ MUTATE_FUNCS := 'bench.model.stats.*' \
 	'bench.analysis.compare.x_judge__*' 'bench.analysis.compare.x_median_scaled__*' 'bench.analysis.compare.x_compare_runs__*' \
 	'bench.analysis.compare.x_parse_threshold__*' 'bench.analysis.compare.x?Report?*' 'bench.analysis.compare.x__gmean__*' \
 	'bench.analysis.history.x_confirm__*' 'bench.analysis.history.x__cost__*' 'bench.analysis.history.x__case__*' \
-	'bench.analysis.history.x_check__*' 'bench.analysis.history.x_next_baseline__*' \
+	'bench.cli.check.x_check__*' 'bench.analysis.history.x_next_baseline__*' \
 	'bench.measure.interleave.x_round_robin__*' \
 	'bench.measure.check.x_atol__*' 'bench.measure.check.x__compare_values__*' 'bench.measure.check.x_sample_indices__*' \
 	'bench.measure.check.x__elementwise__*' 'bench.measure.check.x_compare__*' 'bench.measure.check.x__unwritten__*' \

@@ -21,7 +21,7 @@ from bench.model import results  # noqa: E402
 
 
 def cells(run: results.Run) -> dict:
-    return {(e.op, e.backend, e.dtype, e.size, e.shape, e.batch, e.sparsity, e.pattern): e
+    return {(e.op, e.backend, e.dtype, e.size, e.axes_key): e
             for e in run.results if e.timed and e.speedup_vs_numpy and e.backend != "numpy"}
 
 

@@ -11,9 +11,10 @@ import subprocess
 import numpy as np
 import pytest
 
+from bench.cli import check as check_cmd
 from bench.analysis import ab, compare, history
 from bench.model import results
-from bench.run.cases import UsageError
+from bench.model.cases import UsageError
 from tests.test_bench_compare import _fake_check_runs, base_cases, make_run, samples
 
 
@@ -121,11 +122,11 @@ def test_no_baseline_is_never_a_silent_pass(tmp_path, monkeypatch, no_plots):
     _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(base_cases(1)))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
               markdown=tmp_path / "check.md")
-    assert history.check(out=tmp_path / "r0.json", **kw) == history.NOTHING_COMPARED
+    assert check_cmd.check(out=tmp_path / "r0.json", **kw) == check_cmd.NOTHING_COMPARED
     assert "nothing compared" in (tmp_path / "check.md").read_text()
     assert not (tmp_path / "b").exists() or not list((tmp_path / "b").glob("*.json"))
     # on main (--update-baseline) the run makes the baseline, and says that nothing was compared
-    assert history.check(out=tmp_path / "r1.json", update_baseline=True, **kw) == 0
+    assert check_cmd.check(out=tmp_path / "r1.json", update_baseline=True, **kw) == 0
     assert "now its baseline" in (tmp_path / "check.md").read_text()
     assert len(list((tmp_path / "b").glob("*.json"))) == 1
 
@@ -139,17 +140,17 @@ def test_an_accepted_slowdown_becomes_the_baseline(tmp_path, monkeypatch, no_plo
     _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(slower), make_run(slower), make_run(again))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
               update_baseline=True)
-    assert history.check(out=tmp_path / "r0.json", **kw) == 0
-    assert history.check(out=tmp_path / "r1.json", **kw) == 1          # not accepted: the old one stays
-    assert history.check(out=tmp_path / "r2.json", accept_slower=True, **kw) == 0
+    assert check_cmd.check(out=tmp_path / "r0.json", **kw) == 0
+    assert check_cmd.check(out=tmp_path / "r1.json", **kw) == 1          # not accepted: the old one stays
+    assert check_cmd.check(out=tmp_path / "r2.json", accept_slower=True, **kw) == 0
     base_file = next((tmp_path / "b").glob("*.json"))
     now = {compare.case_key(e)[:2] + (compare.case_key(e)[4],): e for e in results.load(base_file).results}
     assert now[slow_key].samples_s == tuple(slower[slow_key])
-    assert history.check(out=tmp_path / "r3.json", **kw) == 0          # the next run of main is green again
+    assert check_cmd.check(out=tmp_path / "r3.json", **kw) == 0          # the next run of main is green again
 
 
 def test_accept_slower_needs_update_baseline(capsys):
-    assert history.main(["check", "--accept-slower"]) == 2
+    assert check_cmd.main(["check", "--accept-slower"]) == 2
     assert "--update-baseline" in capsys.readouterr().err
 
 

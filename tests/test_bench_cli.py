@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
+from bench.kinds import elementwise
+from bench.model import cases as model_cases
 from bench.cli import main as cli
-from bench.run import cases, runner
 from bench.model import results
 from bench.model.results import Status
 from kernels import registry
@@ -61,9 +62,9 @@ def test_help_explains_every_flag(capsys):
 
 
 def test_parse_size():
-    assert cases.parse_size("2**20") == cases.parse_size("2^20") == 2**20
-    assert cases.parse_size("16M") == 16 * 2**20 and cases.parse_size("16k") == 16000
-    assert cases.parse_size("16_777_216") == 2**24
+    assert model_cases.parse_size("2**20") == model_cases.parse_size("2^20") == 2**20
+    assert model_cases.parse_size("16M") == 16 * 2**20 and model_cases.parse_size("16k") == 16000
+    assert model_cases.parse_size("16_777_216") == 2**24
 
 
 def test_list_json(capsys):
@@ -104,7 +105,7 @@ def test_run_end_to_end(tmp_path, capsys):
 
 
 def test_ctrl_c_saves_what_was_measured(tmp_path, monkeypatch, capsys):
-    interrupt_on_call(monkeypatch, runner, "_run_case", 3)       # Ctrl-C during the third case
+    interrupt_on_call(monkeypatch, elementwise, "_run_case", 3)       # Ctrl-C during the third case
     out = tmp_path / "r.json"
     rc = cli.main(["run", "--ops", "relu", "--backends", "numpy", "--sizes", "100,200,300,400", "--out", str(out),
                    "--no-interleave"])     # one case at a time (interleaved: tests/test_bench_interleave.py)
@@ -173,7 +174,7 @@ def test_an_unavailable_backend_named_explicitly_is_skipped_not_a_crash(tmp_path
 def test_inputs_move_to_a_backend_once():
     moves = []
     be = dataclasses.replace(registry.backend("numpy"), to_native=lambda a: moves.append(id(a)) or a)
-    host = runner._Inputs("float32", 64, seed=0)
+    host = elementwise.Inputs("float32", 64, seed=0)
     for op in ("relu", "relu_grad", "leaky_relu_grad", "relu", "sigmoid"):
         host.on(be, op)
     assert sorted(moves) == sorted({id(host.x), id(host.dy)})

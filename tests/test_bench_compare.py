@@ -16,10 +16,11 @@ import math
 import numpy as np
 import pytest
 
+from bench.cli import check as check_cmd
 from bench.cli import main as cli
 from bench.analysis import compare
 from bench.model import results, stats
-from bench.run.cases import UsageError
+from bench.model.cases import UsageError
 
 
 def samples(median: float, rel_sd: float, n: int = 60, seed: int = 0) -> list[float]:
@@ -532,19 +533,20 @@ def test_the_planted_slowdown_is_the_factor_of_the_call_it_follows():
 
 def test_sparse_matmul_cases_are_told_apart_by_shape_batch_sparsity_and_pattern():
     from bench.analysis import history
-    from bench.run.cases import Case
+    from bench.model.cases import Case
 
     def mm(sparsity, s):
         return results.CaseResult("sparse_matmul", "scipy_csr", "cpu", "float32", 2**24, "ok", samples_s=s,
-                                  median_s=float(np.median(s)), n=len(s), shape="4096x4096", batch=64,
-                                  sparsity=sparsity, pattern="relu")
+                                  median_s=float(np.median(s)), n=len(s), kind="matmul",
+                                  axes={"shape": "4096x4096", "batch": 64, "sparsity": sparsity, "pattern": "relu"})
     base = compare.from_run(results.Run(env=env(), results=[mm(0.5, samples(1e-3, 0.01)), mm(0.9, samples(4e-4, 0.01))]))
     new = compare.from_run(results.Run(env=env(), results=[mm(0.5, samples(1e-3, 0.01, seed=3)),
                                                            mm(0.9, samples(8e-4, 0.01, seed=4))]))
     rep = compare.compare_runs(base, new)
-    assert [r.label for r in rep.slower] == ["sparse_matmul scipy_csr float32 4096x4096 batch 64 90% zeros relu"]
+    assert [r.label for r in rep.slower] == ["sparse_matmul scipy_csr float32 shape 4096x4096 batch 64 sparsity 0.9 "
+                                             "pattern relu"]
     case = history._case(Case, rep.slower[0].key)
-    assert case.shape == (4096, 4096) and case.sparsity == 0.9 and case.pattern == "relu"
+    assert case.axis("shape") == "4096x4096" and case.axis("sparsity") == 0.9 and case.axis("pattern") == "relu"
 
 
 def test_confirm_judges_fastest_as_compare_will_with_the_probe_beside():
@@ -557,7 +559,6 @@ def test_confirm_judges_fastest_as_compare_will_with_the_probe_beside():
 
 
 def test_update_baseline_replaces_case_by_case_but_not_slower_or_noisy_cases(tmp_path, monkeypatch):
-    from bench.analysis import history
     noisy_key, slow_key = ("relu", "numpy", 2**25), ("sigmoid", "numba_cpu", 2**25)
     second = base_cases(1)
     second[noisy_key] = samples(1e-2, 0.3, seed=7)                    # 30 % spread: noisy
@@ -565,10 +566,10 @@ def test_update_baseline_replaces_case_by_case_but_not_slower_or_noisy_cases(tmp
     _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(second))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
               update_baseline=True)
-    assert history.check(out=tmp_path / "r0.json", **kw) == 0             # no baseline yet: made
+    assert check_cmd.check(out=tmp_path / "r0.json", **kw) == 0             # no baseline yet: made
     base_file = next((tmp_path / "b").glob("*.json"))
     first = {compare.case_key(e): e for e in results.load(base_file).results}
-    assert history.check(out=tmp_path / "r1.json", **kw) == 1             # the 2x case: exit 1
+    assert check_cmd.check(out=tmp_path / "r1.json", **kw) == 1             # the 2x case: exit 1
     now = {compare.case_key(e): e for e in results.load(base_file).results}
     new = {compare.case_key(e): e for e in results.load(tmp_path / "r1.json").results}
     assert set(now) == set(first)
@@ -589,7 +590,7 @@ def test_confirm_keeps_the_first_measurement_when_the_again_is_worse_and_noisier
     cases[slow_key] = samples(3e-3 * 1.3, 0.02, seed=11)
     new = make_run(cases)
     worse = samples(3e-3 * 1.35, 0.3, seed=12)
-    assert compare.judge(base.samples[slow_key[:2] + ("cpu", "float32", 2**25) + (None,) * 4],
+    assert compare.judge(base.samples[slow_key[:2] + ("cpu", "float32", 2**25, ())],
                          worse).verdict == compare.NOISY
     again = []
 
@@ -608,7 +609,7 @@ def test_confirm_keeps_the_first_measurement_when_the_again_is_worse_and_noisier
 
 
 def _fake_check_runs(monkeypatch, *runs) -> list:
-    """history.check's own `bench run` replaced by the given runs, one per call, each saved where
+    """check_cmd.check's own `bench run` replaced by the given runs, one per call, each saved where
     check asks (as the real one does), and its plots by a record of what it was asked to draw
     (returned: one (rows, folder) per call). matplotlib's PNGs cost a second per check, and `make
     mutate` runs these tests for every mutant of check(); test_history_rows_append_read_and_plot
@@ -621,7 +622,7 @@ def _fake_check_runs(monkeypatch, *runs) -> list:
         r = next(todo)
         results.save(r, out)
         return r
-    monkeypatch.setattr(history, "_run", fake_run)
+    monkeypatch.setattr(check_cmd, "_run", fake_run)
     monkeypatch.setattr(history, "plot", lambda rows, folder: drawn.append((rows, folder)) or [])
     return drawn
 
@@ -629,7 +630,6 @@ def _fake_check_runs(monkeypatch, *runs) -> list:
 def test_check_exits_with_the_verdict_after_confirm(tmp_path, monkeypatch):
     # check() through confirm: a case that met a busy moment (3x) is measured again, recovers, and the
     # exit code is the final verdict's (0), not the first comparison's (1).
-    from bench.analysis import history
     from bench.run import runner
     slow_key = ("relu", "numba_cpu", 2**25)
     transient = base_cases(100)
@@ -638,29 +638,28 @@ def test_check_exits_with_the_verdict_after_confirm(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "run_cases", lambda prof, todo, seed=0, interleave=True: make_run(
         {(c.op, c.backend, c.size): samples(3e-3, 0.02, seed=12) for c in todo}))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p")
-    assert history.check(out=tmp_path / "r0.json", update_baseline=True, **kw) == 0     # no baseline yet: made
+    assert check_cmd.check(out=tmp_path / "r0.json", update_baseline=True, **kw) == 0     # no baseline yet: made
     report = tmp_path / "verdicts.json"
-    assert history.check(out=tmp_path / "r1.json", report_json=report, **kw) == 0
+    assert check_cmd.check(out=tmp_path / "r1.json", report_json=report, **kw) == 0
     verdicts = json.loads(report.read_text())
     assert verdicts["before_confirm"]["counts"]["slower"] == 1 and verdicts["final"]["counts"]["slower"] == 0
     # the saved run holds the measurement that cleared it
     saved = {compare.case_key(e): e for e in results.load(tmp_path / "r1.json").results}
-    assert saved[("relu", "numba_cpu", "cpu", "float32", 2**25) + (None,) * 4].samples_s == \
+    assert saved[("relu", "numba_cpu", "cpu", "float32", 2**25) + ((),)].samples_s == \
         tuple(samples(3e-3, 0.02, seed=12))
 
 
 def test_update_baseline_after_a_subset_run_keeps_the_cases_it_did_not_measure(tmp_path, monkeypatch):
     # `bench-check --run-args "--ops relu"` on main: the sigmoid cases of the baseline were not
     # measured; they stay in it as they were, the relu cases are replaced.
-    from bench.analysis import history
     relu_only = {k: v for k, v in base_cases(1).items() if k[0] == "relu"}
     _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(relu_only))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
               update_baseline=True)
-    assert history.check(out=tmp_path / "r0.json", **kw) == 0
+    assert check_cmd.check(out=tmp_path / "r0.json", **kw) == 0
     base_file = next((tmp_path / "b").glob("*.json"))
     first = {compare.case_key(e): e for e in results.load(base_file).results}
-    assert history.check(out=tmp_path / "r1.json", **kw) == 0
+    assert check_cmd.check(out=tmp_path / "r1.json", **kw) == 0
     now = {compare.case_key(e): e for e in results.load(base_file).results}
     subset = {compare.case_key(e): e for e in results.load(tmp_path / "r1.json").results}
     assert set(now) == set(first) and len(subset) == 4
@@ -777,7 +776,7 @@ def test_from_run_names_the_file_and_the_case_of_bad_samples():
                                     [[1e-3, 2e-3]]])
 def test_samples_must_be_a_nonempty_list_of_positive_finite_times(values):
     with pytest.raises(UsageError, match="bad samples for relu"):
-        compare._positive(values, "r.json", ("relu", "numpy", "cpu", "float32", 2**12) + (None,) * 4)
+        compare._positive(values, "r.json", ("relu", "numpy", "cpu", "float32", 2**12) + ((),))
     assert list(compare._positive([1e-3, 2e-3], "r.json", ())) == [1e-3, 2e-3]
 
 
@@ -792,7 +791,7 @@ def test_from_run_keeps_positive_numeric_peaks_and_the_creation_date():
 def test_case_key_of_a_record_without_the_sparse_fields_fills_them_with_none():
     class Old:            # an elementwise record as older code gives it: no shape, batch, ...
         op, backend, device, dtype, size = "relu", "numpy", "cpu", "float32", 4096
-    assert compare.case_key(Old()) == ("relu", "numpy", "cpu", "float32", 4096) + (None,) * 4
+    assert compare.case_key(Old()) == ("relu", "numpy", "cpu", "float32", 4096) + ((),)
 
 
 def test_a_spread_equal_to_the_threshold_is_not_noisy():

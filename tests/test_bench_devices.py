@@ -120,7 +120,7 @@ def test_memset_flush_is_an_option(monkeypatch):
 
 
 def test_read_pass_kernel_compiles_with_nvrtc():
-    from kernels.cuda import nvrtc
+    from kernels import nvrtc
     assert not nvrtc.reason(), nvrtc.reason()
     for arch in ("sm_80", "sm_90"):
         r = nvrtc.compile_source(devices.READ_CODE, "read", arch)
@@ -198,7 +198,7 @@ def test_cupy_out_of_memory():
 # make gpu-check): CUDA C through NVRTC as CuPy would, numba's through numba-cuda's NVVM.
 
 def test_cupy_spin_kernel_compiles_with_nvrtc():
-    from kernels.cuda import nvrtc
+    from kernels import nvrtc
     assert not nvrtc.reason(), nvrtc.reason()     # the dev extra installs NVRTC: fail, not skip
     for arch in ("sm_80", "sm_90"):
         r = nvrtc.compile_source(devices.SPIN_CODE, "spin", arch)

@@ -63,7 +63,7 @@ def test_py_cpuinfo_is_asked_first(monkeypatch):
 
 
 def test_the_header_names_the_usable_cores_and_the_widest_vector_extension():
-    from bench.model import formatting
+    from bench.report import formatting
     from bench.model.results import Run
     cpu = {"model": "AMD EPYC", "cores": 2, "logical_cpus": 64, "llc_bytes": 2**25, "flags": ["avx2", "avx512f"]}
     line = dict(formatting.env_lines(Run(env={"cpu": cpu})))["cpu"]

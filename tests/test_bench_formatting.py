@@ -1,4 +1,4 @@
-"""bench/model/formatting.py: numbers with 3 significant digits, cell lines, labels and the environment."""
+"""bench/report/formatting.py: numbers with 3 significant digits, cell lines, labels and the environment."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from bench.model import formatting as fmt
+from bench.report import formatting as fmt
 from bench.model.results import Run
 
 

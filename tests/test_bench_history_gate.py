@@ -12,15 +12,17 @@ import json
 
 import pytest
 
-from bench.run import cases, runner
+from bench.cli import check as check_cmd
+from bench.model import cases as model_cases
+from bench.run import runner
 from bench.analysis import compare, history
 from bench.model import results
-from bench.run.cases import UsageError
+from bench.model.cases import UsageError
 
 from .test_bench_compare import env
 
-KEY = ("relu", "numba_cpu", "cpu", "float32", 2**25) + (None,) * 4
-OTHER = ("sigmoid", "numba_cpu", "cpu", "float32", 2**25) + (None,) * 4
+KEY = ("relu", "numba_cpu", "cpu", "float32", 2**25) + ((),)
+OTHER = ("sigmoid", "numba_cpu", "cpu", "float32", 2**25) + ((),)
 
 
 def case(key, s, **kw) -> results.CaseResult:
@@ -74,7 +76,7 @@ def test_confirm_asks_the_runner_for_the_slower_cases_with_the_profile_seed_and_
     con = Console()
     confirm(run(case(KEY, tight(3e-3)), case(OTHER, tight(1e-3))),
             run(case(KEY, tight(9e-3)), case(OTHER, tight(1e-3))), profile="full", seed=7, console=con)
-    assert again.calls == [(cases.PROFILES["full"], ["relu numba_cpu float32 2**25"], {"seed": 7, "interleave": True})]
+    assert again.calls == [(model_cases.PROFILES["full"], ["relu numba_cpu float32 2**25"], {"seed": 7, "interleave": True})]
     assert con.said == ["measuring 1 slower case(s) again (1 of 2)"]
     history.confirm(compare.from_run(run(case(KEY, tight(3e-3)))), run(case(KEY, tight(9e-3))),
                     compare.compare_runs(compare.from_run(run(case(KEY, tight(3e-3)))),
@@ -185,14 +187,14 @@ def test_an_interrupted_remeasurement_stops_with_its_code_and_one_line(monkeypat
 # -------------------------------------------------------------------------------------- check
 
 class Check:
-    """history.check with its `bench run` (the given runs, in turn, saved where check asks), the
+    """check_cmd.check with its `bench run` (the given runs, in turn, saved where check asks), the
     re-measurement (`again`) and the plots faked; paths under tmp_path."""
 
     def __init__(self, tmp_path, monkeypatch, *runs, again=None):
         self.tmp, self.runs, self.asked, self.drawn = tmp_path, list(runs), [], []
-        monkeypatch.setattr(history, "_run", self._run)
+        monkeypatch.setattr(check_cmd, "_run", self._run)
         monkeypatch.setattr(history, "plot", lambda rows, folder: self.drawn.append((rows, folder)) or ["x.png"])
-        monkeypatch.setattr(history, "CHECKS", tmp_path / "checks")
+        monkeypatch.setattr(check_cmd, "CHECKS", tmp_path / "checks")
         self.again = Again(monkeypatch, again or run(case(KEY, tight(3e-3))))
         self.kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p")
 
@@ -203,7 +205,7 @@ class Check:
         return r
 
     def __call__(self, **kw):
-        return history.check(**{**self.kw, **kw})
+        return check_cmd.check(**{**self.kw, **kw})
 
     def baseline(self, r):
         path = history.baseline_path(r.env, self.tmp / "b")
@@ -224,7 +226,7 @@ def test_check_without_a_baseline_compares_nothing_and_says_so(tmp_path, monkeyp
     chk = Check(tmp_path, monkeypatch, first, first)
     con = Console()
     md = tmp_path / "md" / "deeper" / "bench-check.md"              # parents made
-    assert chk(out=tmp_path / "r0.json", markdown=md, console=con) == history.NOTHING_COMPARED
+    assert chk(out=tmp_path / "r0.json", markdown=md, console=con) == check_cmd.NOTHING_COMPARED
     said = f"no baseline for amd-epyc-2c in {tmp_path / 'b'}: nothing was compared " \
            "(make baseline, or --update-baseline on the main branch, makes one)"
     assert con.said == [said]
@@ -232,7 +234,7 @@ def test_check_without_a_baseline_compares_nothing_and_says_so(tmp_path, monkeyp
     assert not (tmp_path / "b").exists()                              # no baseline made
     rows = history.read(tmp_path / "h.jsonl")
     assert len(rows) == 1 and chk.drawn == [(rows, tmp_path / "p")]
-    assert chk(out=tmp_path / "r1.json", markdown=md) == history.NOTHING_COMPARED   # the folder exists
+    assert chk(out=tmp_path / "r1.json", markdown=md) == check_cmd.NOTHING_COMPARED   # the folder exists
     assert len(history.read(tmp_path / "h.jsonl")) == 2
 
 

@@ -12,10 +12,11 @@ import random
 import numpy as np
 import pytest
 
+from bench.kinds import elementwise
 from bench.cli import main as cli
 from bench.measure import interleave, timing
 from bench.run import runner
-from bench.run.cases import PROFILES, Case
+from bench.model.cases import PROFILES, Case
 from tests.fakes import interrupt_on_call, patch_peaks
 
 
@@ -108,7 +109,7 @@ def test_a_case_measured_alone_keeps_its_probe():
 
 
 def test_ctrl_c_in_an_interleaved_run_saves_the_groups_measured(tmp_path, monkeypatch, capsys):
-    interrupt_on_call(monkeypatch, runner, "_run_group", 3)      # Ctrl-C during the third group
+    interrupt_on_call(monkeypatch, elementwise, "_run_group", 3)      # Ctrl-C during the third group
     out = tmp_path / "r.json"
     rc = cli.main(["run", "--ops", "relu", "--backends", "numpy,numba_cpu", "--sizes", "100,200,300",
                    "--budget", "0.01", "--out", str(out), "--no-plots"])

@@ -13,7 +13,9 @@ import random
 
 import pytest
 
-from bench.model import formatting, results
+from bench.measure import case as measure_case
+from bench.model import results
+from bench.report import formatting
 from bench.measure import interleave, load, roofline, timing
 from bench.report import markdown, tables
 from bench.run import runner
@@ -158,27 +160,27 @@ def test_the_runner_marks_a_case_whose_threads_stayed_starved(monkeypatch):
 
     monkeypatch.setattr(timing, "time_cpu", fake_time_cpu)
     ready = _ready("numba_cpu", "cpu")
-    t, passes = runner._time(ready, timing.Sampling(budget_s=0.1))
+    t, passes = measure_case.time_alone(ready, timing.Sampling(budget_s=0.1))
     assert passes == 2 and t.tally.got == pytest.approx(0.6 / 1.0)
-    e = runner._timed(ready, t, passes=passes)
+    e = measure_case.timed(ready, t, passes=passes)
     assert e.marks == (STARVED,) and e.remeasured is True and e.cpu_got == pytest.approx(0.6)
 
 
 def test_the_runner_leaves_a_case_that_got_its_cores_unmarked_and_never_judges_a_gpu_host_thread():
     t = timing.Timing([1e-3] * 10, True, "perf_counter_ns", 1, load.Tally())
     t.tally.add(1.0, 1.0, 0.99, 0.01)
-    e = runner._timed(_ready("numba_cpu", "cpu"), t)
+    e = measure_case.timed(_ready("numba_cpu", "cpu"), t)
     assert e.marks is None and e.remeasured is None and e.cpu_got == pytest.approx(0.99)
     g = timing.Timing([1e-3] * 10, True, "cuda_event", 1, load.Tally())
     g.tally.add(1.0, 0.01, 0.01, 0.99)             # the host thread sleeps on the event: not starved
-    e = runner._timed(_ready("cupy", "gpu"), g)
+    e = measure_case.timed(_ready("cupy", "gpu"), g)
     assert e.marks is None and e.cpu_got is None
 
 
 def _ready(backend, device):
     be = type("Be", (), {"device": device, "name": backend})()
     base = dict(op="relu", backend=backend, device=device, dtype="float32", size=4096, bytes=32768, flops=4096)
-    return runner._Ready(None, be, None, lambda: None, (), {}, 0.0, "", base)
+    return measure_case.Ready(None, be, None, lambda: None, (), {}, 0.0, "", base)
 
 
 # ------------------------------------------------------------------------------ sound peaks
@@ -239,8 +241,8 @@ def test_an_unsound_peak_that_a_new_probe_fixes_keeps_its_levels_with_a_note():
 def test_the_run_probes_the_cache_twice_and_notes_a_peak_it_refused(monkeypatch):
     from tests.fakes import patch_peaks
     patch_peaks(monkeypatch, gbps=10.0, cache_gbps=5.0)          # a cache peak below memory, every time
-    from bench.run import cases
-    prof, todo, _ = cases.build("quick", "relu", "numpy", None, "2**10", "cpu", 0.01)
+    from bench.run import plan
+    prof, todo, _ = plan.build("quick", "relu", "numpy", None, "2**10", "cpu", 0.01)
     run = runner.run_cases(prof, todo)
     cpu = run.peaks["cpu"]
     assert len(cpu["cache"]["repeats"]) >= 3 and cpu["cache"]["refused_gbps"] == 5.0

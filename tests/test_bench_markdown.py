@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from bench.report import markdown
-from bench.model.formatting import BEST
+from bench.report.formatting import BEST
 from bench.model.results import Status
 from tests.conftest import EXAMPLE_RUN, edited
 

@@ -73,7 +73,7 @@ def test_a_median_that_did_not_stabilise_carries_the_tables_tilde(run):
 
 def test_the_sparse_ideal_line_is_not_a_backends_colour(run):
     e = next(x for x in run.results if x.op == "sparse_matmul" and x.timed)
-    fig = sparse.figure(run, e.device, e.dtype, e.shape, e.batch, e.pattern)
+    fig = sparse.figure(run, e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern'))
     lines = {ln.get_label(): to_rgba(ln.get_color()) for ln in fig.axes[0].get_lines()}
     ideal = lines.pop("ideal 1/(1-s)")
     assert "scipy_csr" in lines and ideal not in lines.values()

@@ -12,8 +12,9 @@ import json
 import numpy as np
 import pytest
 
+from bench.kinds import elementwise
 from bench.cli import main as cli
-from bench.run import cases as _cases
+from bench.run import plan as _cases
 from bench.measure import interleave, timing
 from bench.run import runner
 from bench.model.results import Status
@@ -34,21 +35,23 @@ def _combinations(profile: str) -> list[_cases.Case]:
     _, todo, _ = _cases.build(profile)
     seen, small = set(), []
     for c in todo:
-        key = (c.op, c.backend, c.dtype, c.batch)
+        axes = dict(c.axes)
+        key = (c.op, c.backend, c.dtype, axes.get("batch"))
         if key in seen:
             continue
         seen.add(key)
-        if c.shape is None:
+        if not axes:
             small.append(dataclasses.replace(c, size=SMALL))
         else:
-            small.append(dataclasses.replace(c, shape=MATMUL_SHAPE, size=MATMUL_SHAPE[0] * MATMUL_SHAPE[1]))
+            axes["shape"] = f"{MATMUL_SHAPE[0]}x{MATMUL_SHAPE[1]}"
+            small.append(dataclasses.replace(c, axes=tuple(axes.items()), size=MATMUL_SHAPE[0] * MATMUL_SHAPE[1]))
     return small
 
 
 @pytest.mark.parametrize("profile", ["quick", "full"])
 def test_every_profile_combination_runs_interleaved_beyond_the_cache(profile):
     todo = _combinations(profile)
-    assert {c.shape is not None for c in todo} == {True, False}     # both op kinds are in the profile
+    assert {bool(c.axes) for c in todo} == {True, False}     # both op kinds are in the profile
     assert {c.dtype for c in todo} == set(_cases.PROFILES[profile].dtypes)
     prof = dataclasses.replace(_cases.PROFILES[profile],
                                sampling=timing.Sampling(budget_s=0.001, rel_tol=0.5, min_samples=3))
@@ -64,7 +67,7 @@ def test_every_profile_combination_runs_interleaved_beyond_the_cache(profile):
     assert {e.dtype for e in ok} == set(prof.dtypes)       # float16 included, where the profile has it
     from kernels import registry
     for e in ok:
-        if e.shape is None:      # an elementwise case's % of peak is of the probe beside it
+        if not e.axes:           # an elementwise case's % of peak is of the probe beside it
             assert e.peak_level == "memory" and e.peak_gbps > 0, (e.op, e.backend, e.dtype)
         elif e.op not in registry.backend(e.backend).one_thread_ops:     # a matmul's samples pair with it
             assert len(e.probe_samples_s) == e.n, (e.op, e.backend, e.dtype)
@@ -84,14 +87,14 @@ def test_the_probe_copies_the_cases_bytes_in_a_dtype_it_is_compiled_for(dtype):
 
 
 def test_a_run_that_dies_of_an_exception_keeps_what_it_measured(tmp_path, monkeypatch, capsys):
-    real, calls = runner._run_group, []
+    real, calls = elementwise._run_group, []
 
     def third_fails(*a, **k):
         calls.append(1)
         if len(calls) == 3:
             raise NotImplementedError("float16")
         return real(*a, **k)
-    monkeypatch.setattr(runner, "_run_group", third_fails)
+    monkeypatch.setattr(elementwise, "_run_group", third_fails)
     out = tmp_path / "r.json"
     rc = cli.main(["run", "--ops", "relu", "--backends", "numpy,numba_cpu", "--sizes", "100,200,300",
                    "--budget", "0.01", "--out", str(out), "--no-plots"])
@@ -109,14 +112,14 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, monkeypatch):
     import os
     import signal
 
-    real, calls = runner._run_group, []
+    real, calls = elementwise._run_group, []
 
     def terminated_at_second(*a, **k):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGTERM)       # delivered to the handler the run installed
         return real(*a, **k)
-    monkeypatch.setattr(runner, "_run_group", terminated_at_second)
+    monkeypatch.setattr(elementwise, "_run_group", terminated_at_second)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "r.json"
     rc = cli.main(["run", "--ops", "relu", "--backends", "numpy", "--sizes", "100,200,300",

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from bench.measure import environment
+from kernels.ops import OPS
+
 from bench.model import results
 from bench.run import runner
 from bench.model.results import CaseResult, Run, Status
@@ -32,10 +34,10 @@ def test_the_example_loads_as_typed_records(example_run):
         e.median_s = 1.0
 
 
-def test_round_trip_writes_schema_3_and_reads_schema_2(example_run, tmp_path):
+def test_round_trip_writes_schema_4_and_reads_schema_2(example_run, tmp_path):
     p = results.save(example_run, tmp_path / "sub" / "r.json")
     doc = json.loads(p.read_text())
-    assert doc["schema"] == results.SCHEMA == "actbench.results/3"
+    assert doc["schema"] == results.SCHEMA == "actbench.results/4"
     old = dict(json.loads(EXAMPLE_RUN.read_text()), schema="actbench.results/2")    # one peak per device
     for e in old["results"]:
         for k in ("shape", "batch", "sparsity"):
@@ -48,7 +50,26 @@ def test_round_trip_writes_schema_3_and_reads_schema_2(example_run, tmp_path):
     old = json.loads(EXAMPLE_RUN.read_text())
     for new_e, old_e in zip(doc["results"], old["results"]):
         assert new_e == dict({k: v for k, v in old_e.items() if k not in ("shape", "batch", "sparsity")},
-                             peak_level=None)
+                             peak_level=None, kind="elementwise")
+
+
+def test_schema_3_matmul_fields_load_as_the_kinds_axes_and_figures(tmp_path):
+    """Schema 3 kept a sparse matmul case's axes and figures as fields of every case (null for an
+    elementwise one): they load into `axes` and `figures`, the case's kind named."""
+    mm = {"op": "sparse_matmul", "backend": "scipy_csr", "device": "cpu", "dtype": "float32", "size": 64,
+          "status": "ok", "median_s": 2e-3, "shape": "8x8", "batch": 64, "sparsity": 0.9, "pattern": "relu",
+          "speedup_vs_dense": 3.0, "pct_of_ideal": 30.0, "conversion_s": 1e-4}
+    ew = {"op": "relu", "backend": "numpy", "device": "cpu", "dtype": "float32", "size": 64, "status": "ok",
+          "median_s": 1e-3, "shape": None, "batch": None, "sparsity": None, "pattern": None,
+          "speedup_vs_dense": None, "pct_of_ideal": None, "conversion_s": None}
+    (tmp_path / "three.json").write_text(json.dumps({"schema": "actbench.results/3", "env": {}, "results": [mm, ew]}))
+    m, e = results.load(tmp_path / "three.json").results
+    assert m.kind == "matmul" and m.axes == {"shape": "8x8", "batch": 64, "sparsity": 0.9, "pattern": "relu"}
+    assert m.figures == {"speedup_vs_dense": 3.0, "pct_of_ideal": 30.0, "conversion_s": 1e-4}
+    assert m.axis("batch") == 64 and m.figure("pct_of_ideal") == 30.0 and m.figure("absent") is None
+    assert e.kind == "elementwise" and e.axes is None and e.figures is None and e.axis("shape") is None
+    again = results.load(results.save(results.Run(env={}, results=(m, e)), tmp_path / "four.json"))
+    assert again.results == (m, e)
 
 
 def test_schema_1_with_a_matmul_field_is_refused(tmp_path):
@@ -113,8 +134,10 @@ def test_ratio_of_medians(example_run):
 
 
 def test_grouping(example_run):
-    assert results.op_order(["sparse_matmul", "sigmoid", "relu_grad", "relu"]) == \
+    assert results.op_order(["sparse_matmul", "sigmoid", "relu_grad", "relu"], known=OPS) == \
         ["relu", "relu_grad", "sigmoid", "sparse_matmul"]
+    assert results.op_order(["mine", "sigmoid", "theirs", "relu"], known=OPS) == ["relu", "sigmoid", "mine", "theirs"]
+    assert results.op_order(["sigmoid", "relu", "sigmoid"]) == ["sigmoid", "relu"]     # as they appear
     groups = results.by_op(example_run)
     assert list(groups)[:3] == ["relu", "relu_grad", "sigmoid"] and len(groups) == 10
     relu = groups["relu"]

@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.run import cases, runner
+from bench.model import cases as model_cases
+from bench.run import plan, runner
 from bench.measure import devices
 from kernels import registry
 from tests.fakes import patch_peaks
@@ -52,7 +53,7 @@ def greedy(monkeypatch):
 
 
 def test_out_of_memory_skips_the_case_and_the_run_goes_on(greedy):
-    prof, todo, _ = cases.build(ops="relu", backends="numpy,greedy", sizes="1024,4096,2048", budget=0.01)
+    prof, todo, _ = plan.build(ops="relu", backends="numpy,greedy", sizes="1024,4096,2048", budget=0.01)
     run = runner.run_cases(prof, todo)
     got = {(e.backend, e.size): e for e in run.results}
     assert len(got) == 6 and not run.interrupted
@@ -64,7 +65,7 @@ def test_out_of_memory_skips_the_case_and_the_run_goes_on(greedy):
 
 
 def test_pooled_memory_goes_back_between_sizes_and_after_out_of_memory(greedy):
-    prof, todo, _ = cases.build(ops="relu", backends="numpy,greedy", sizes="1024,4096,2048", budget=0.01)
+    prof, todo, _ = plan.build(ops="relu", backends="numpy,greedy", sizes="1024,4096,2048", budget=0.01)
     runner.run_cases(prof, todo)
     # one adapter (the host's, made by the first case): released before sizes 2 and 3, and after the OOM
     assert greedy == ["release"] * 3
@@ -74,7 +75,7 @@ def test_a_kernel_bug_is_still_a_failure_not_a_skip(monkeypatch, greedy):
     @registry.register("relu", "greedy")
     def relu(x, out=None):
         raise RuntimeError("illegal memory access")
-    prof, todo, _ = cases.build(ops="relu", backends="greedy", sizes="1024", budget=0.01)
+    prof, todo, _ = plan.build(ops="relu", backends="greedy", sizes="1024", budget=0.01)
     (e,) = runner.run_cases(prof, todo).results
     assert e.status == "failed" and "illegal memory access" in e.reason
 
@@ -112,7 +113,7 @@ def test_each_sample_keeps_the_probe_sample_of_its_own_round(all_cores, monkeypa
     monkeypatch.setattr(interleave, "cpu_member", lambda name, fn, args, kwargs, sampling: member(name, 1.0))
     monkeypatch.setattr(interleave.CopyProbe, "member",
                         lambda self, dtype, size, sampling: (member(interleave.PROBE, 0.5), 2 * 4 * size))
-    prof, todo, _ = cases.build(ops="relu", backends="allcores", sizes="4096", budget=0.01)
+    prof, todo, _ = plan.build(ops="relu", backends="allcores", sizes="4096", budget=0.01)
     prof = dataclasses.replace(prof, sampling=dataclasses.replace(prof.sampling, min_samples=len(shape),
                                                                   max_samples=len(shape)))
     (e,) = runner.run_cases(prof, todo, interleave=True).results      # 32 KiB moved: beyond the fake cache
@@ -125,6 +126,6 @@ def test_the_probe_joins_the_cases_whose_bytes_pass_the_cache_boundary():
     # relu float32 on 2^17 elements moves 2^20 bytes: beyond a 2^19-byte boundary, though its element
     # count is below it
     peak = {"gbps": 10.0, "cache": {"gbps": 100.0, "applies_below_bytes": 2**19}}
-    assert runner._beyond_cache(cases.Case("relu", "numba_cpu", "cpu", "float32", 2**17), peak)
-    assert not runner._beyond_cache(cases.Case("relu", "numba_cpu", "cpu", "float32", 2**15), peak)
-    assert not runner._beyond_cache(cases.Case("relu", "numba_cpu", "cpu", "float32", 2**17), {"gbps": 10.0})
+    assert runner._beyond_cache(model_cases.Case("relu", "numba_cpu", "cpu", "float32", 2**17), peak)
+    assert not runner._beyond_cache(model_cases.Case("relu", "numba_cpu", "cpu", "float32", 2**15), peak)
+    assert not runner._beyond_cache(model_cases.Case("relu", "numba_cpu", "cpu", "float32", 2**17), {"gbps": 10.0})

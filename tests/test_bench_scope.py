@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.run import cases, runner
+from kernels.ops import OPS
+from kernels import registry
+from bench.kinds import elementwise
+from bench.run import plan, runner
 from bench.measure import check, roofline, scope
 from bench.measure.inputs import random_inputs
 from tests.fakes import patch_peaks
@@ -18,8 +21,8 @@ from tests.fakes import patch_peaks
 
 def test_scratch_reuses_large_poison_buffers_and_close_drops_them():
     s = check.Scratch()
-    be = runner.registry.backend("numpy")
-    spec = runner.OPS["relu"]
+    be = registry.backend("numpy")
+    spec = OPS["relu"]
     big = np.zeros(2**20, dtype=np.float32)
     (first,) = s.poison(be, spec, big)
     (again,) = s.poison(be, spec, big)
@@ -66,7 +69,7 @@ def closes(monkeypatch):
 
 
 def test_a_run_closes_its_scope(closes):
-    prof, todo, _ = cases.build(ops="relu", backends="numpy", sizes="64")
+    prof, todo, _ = plan.build(ops="relu", backends="numpy", sizes="64")
     run = runner.run_cases(prof, todo)
     assert run.results[0].status == "ok" and len(closes) == 1
 
@@ -74,8 +77,8 @@ def test_a_run_closes_its_scope(closes):
 def test_an_interrupted_run_closes_its_scope_too(closes, monkeypatch):
     def interrupt(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(runner, "_run_case", interrupt)
-    prof, todo, _ = cases.build(ops="relu", backends="numpy", sizes="64")
+    monkeypatch.setattr(elementwise, "_run_case", interrupt)
+    prof, todo, _ = plan.build(ops="relu", backends="numpy", sizes="64")
     run = runner.run_cases(prof, todo)
     assert run.interrupted and len(closes) == 1
 

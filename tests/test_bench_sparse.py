@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.run import cases
+from bench.model import cases as model_cases
+from bench.run import plan
+from bench import kinds
 from bench.model import results
 from bench.kinds import matmul as sparse
 from bench.model.results import CaseResult, Run, Status
@@ -97,24 +99,24 @@ def test_bad_flags_exit_2_with_one_line(flag, value, message):
 
 
 def test_cases_and_profiles():
-    _, quick, _ = cases.build("quick", ops="sparse_matmul", backends="numpy,numba_cpu")
-    assert {(c.shape, c.batch, c.sparsity, c.pattern) for c in quick} == {
-        ((8192, 8192), b, s, "relu") for b in (1, 64) for s in (0.0, 0.5, 0.9)}
+    _, quick, _ = plan.build("quick", ops="sparse_matmul", backends="numpy,numba_cpu")
+    assert {c.axes for c in quick} == {sparse.case_axes((8192, 8192), b, s, "relu") for b in (1, 64) for s in (0.0, 0.5, 0.9)}
     assert all(c.size == 8192 * 8192 and c.dtype == "float32" for c in quick)
-    _, full, _ = cases.build("full", ops="sparse_matmul", backends="numpy")
+    _, full, _ = plan.build("full", ops="sparse_matmul", backends="numpy")
     assert len(full) == 3 * 3 * 7
-    _, some, _ = cases.build("quick", ops="sparse_matmul", backends="scipy_csr", shapes="8192x8192,4096x11008",
+    _, some, _ = plan.build("quick", ops="sparse_matmul", backends="scipy_csr", shapes="8192x8192,4096x11008",
                              batch="1,64", sparsity="0.5,0.9", pattern="relu,iid")
     assert len(some) == 2 * 2 * 2 * 2
-    assert {c.shape for c in some} == {(8192, 8192), (4096, 11008)}
-    order = [c.backend for c in cases.build("quick", ops="sparse_matmul", backends="numba_cpu,numpy")[1]]
+    assert {c.axis("shape") for c in some} == {"8192x8192", "4096x11008"}
+    order = [c.backend for c in plan.build("quick", ops="sparse_matmul", backends="numba_cpu,numpy")[1]]
     assert order[:3] == ["numpy"] * 3              # one backend's sparsities in a row, numpy first
 
 
-def _entry(backend, s, median, batch=1, **kw):
-    return CaseResult(op="sparse_matmul", backend=backend, device="cpu", dtype="float32", size=64,
-                      status=Status.OK, median_s=median, bytes=1000, shape="8x8", batch=batch,
-                      sparsity=s, pattern="relu", **kw)
+def _entry(backend, s, median, batch=1, conversion_s=None):
+    return CaseResult(op="sparse_matmul", kind="matmul", backend=backend, device="cpu", dtype="float32", size=64,
+                      status=Status.OK, median_s=median, bytes=1000,
+                      axes=dict(sparse.case_axes((8, 8), batch, s, "relu")),
+                      figures={"conversion_s": conversion_s} if conversion_s else None)
 
 
 def test_speedup_ideal_and_crossover():
@@ -124,20 +126,20 @@ def test_speedup_ideal_and_crossover():
         _entry("numpy", 0.9, 1.0), _entry("numba_cpu", 0.9, 0.125), _entry("scipy_csr", 0.9, 2.0),
         _entry("numba_cpu", 0.5, 0.1, batch=8),
     ))
-    run = results.derive(run)
-    got = {(e.backend, e.sparsity, e.batch): e for e in run.results}
-    assert got[("numba_cpu", 0.0, 1)].speedup_vs_dense == pytest.approx(0.8)     # torch is the best dense
-    assert got[("numba_cpu", 0.5, 1)].speedup_vs_dense == pytest.approx(2.0)
-    assert got[("numba_cpu", 0.5, 1)].pct_of_ideal == pytest.approx(100.0)
-    assert got[("numba_cpu", 0.9, 1)].pct_of_ideal == pytest.approx(80.0)
-    assert got[("numba_cpu", 0.5, 8)].speedup_vs_dense is None                  # no dense in that case
+    run = kinds.derive(run)
+    got = {(e.backend, e.axis("sparsity"), e.axis("batch")): e for e in run.results}
+    assert got[("numba_cpu", 0.0, 1)].figure("speedup_vs_dense") == pytest.approx(0.8)     # torch: the best dense
+    assert got[("numba_cpu", 0.5, 1)].figure("speedup_vs_dense") == pytest.approx(2.0)
+    assert got[("numba_cpu", 0.5, 1)].figure("pct_of_ideal") == pytest.approx(100.0)
+    assert got[("numba_cpu", 0.9, 1)].figure("pct_of_ideal") == pytest.approx(80.0)
+    assert got[("numba_cpu", 0.5, 8)].figure("speedup_vs_dense") is None                  # no dense in that case
     assert got[("numpy", 0.5, 1)].speedup_vs_numpy == pytest.approx(1.0)
     cross = sparse.crossovers(run.results)
     assert cross[("cpu", "float32", "8x8", 1, "relu")] == {"numba_cpu": 0.5, "scipy_csr": None}
 
 
 def test_tables_plot_markdown_and_json(tmp_path):
-    run = results.derive(Run(env={}, peaks={"cpu": {"gbps": 10.0}}, results=(
+    run = kinds.derive(Run(env={}, peaks={"cpu": {"gbps": 10.0}}, results=(
         _entry("numpy", 0.0, 1.0), _entry("numba_cpu", 0.0, 1.1),
         _entry("numpy", 0.9, 1.0), _entry("numba_cpu", 0.9, 0.12), _entry("scipy_csr", 0.9, 0.2, conversion_s=0.05),
     )))
@@ -155,8 +157,8 @@ def test_tables_plot_markdown_and_json(tmp_path):
     path = results.save(run, tmp_path / "r.json")
     doc = json.loads(path.read_text())
     e = next(c for c in doc["results"] if c["backend"] == "scipy_csr")
-    for field in ("shape", "batch", "sparsity", "pattern", "speedup_vs_dense", "pct_of_ideal", "conversion_s"):
-        assert e[field] is not None, field
+    assert e["kind"] == "matmul" and list(e["axes"]) == ["shape", "batch", "sparsity", "pattern"]
+    assert set(e["figures"]) == {"speedup_vs_dense", "pct_of_ideal", "conversion_s"}
     assert results.load(path) == run
 
 
@@ -172,8 +174,8 @@ def test_a_tiny_run_end_to_end(tmp_path):
     assert len(doc["results"]) == 3 * 2 * 2
     assert all(e["status"] == "ok" for e in doc["results"]), [e["reason"] for e in doc["results"]]
     numba = [e for e in doc["results"] if e["backend"] == "numba_cpu"]
-    assert all(e["speedup_vs_dense"] and e["pct_of_ideal"] for e in numba)
-    assert all(e["conversion_s"] for e in doc["results"] if e["backend"] == "scipy_csr")
+    assert all(e["figures"]["speedup_vs_dense"] and e["figures"]["pct_of_ideal"] for e in numba)
+    assert all(e["figures"]["conversion_s"] for e in doc["results"] if e["backend"] == "scipy_csr")
     assert "crossover sparsity" in proc.stdout
     # interleaved (the default): the multi-threaded backends' samples are paired with a copy probe's,
     # one per round; scipy's one-thread CSR product is not (bench compare compares it raw)
@@ -186,18 +188,20 @@ def test_a_tiny_run_end_to_end(tmp_path):
 
 
 def test_a_case_that_fails_its_gate_is_failed_with_its_traffic_and_never_timed(monkeypatch):
-    """The gate shared with the elementwise cases (bench/run/runner.py): its small checks once per
+    """The gate shared with the elementwise cases (bench/measure/case.py): its small checks once per
     (op, backend, dtype), a FAILED result that still carries the case's bytes, no timing."""
-    from bench.measure import check, timing
-    from bench.run import runner
+    from bench.measure import check, interleave, timing
+    from bench.measure.case import Context
     from bench.measure.scope import RunScope
     calls = []
     monkeypatch.setattr(sparse, "small_check", lambda *a: calls.append(a) or check.CheckResult(False, "planted"))
     monkeypatch.setattr(timing, "time_cpu", lambda *a, **k: pytest.fail("a failed case was timed"))
-    inputs, checked = sparse.Inputs(0), {}
+    inputs = sparse.Inputs(0)
     with RunScope() as scope:
+        ctx = Context(timing.Sampling(), 0, scope, interleave.CopyProbe())
         for batch in (1, 2):
-            case = cases.Case("sparse_matmul", "numpy", "cpu", "float32", 64 * 32, (64, 32), batch, 0.5, "iid")
-            r = runner._run_matmul_case(case, inputs, timing.Sampling(), checked, 0, scope)
+            case = model_cases.Case("sparse_matmul", "numpy", "cpu", "float32", 64 * 32,
+                                    sparse.case_axes((64, 32), batch, 0.5, "iid"))
+            r = sparse._run_case(case, inputs, ctx)
             assert r.status == Status.FAILED and r.reason == "planted" and r.bytes > 0
     assert len(calls) == 1

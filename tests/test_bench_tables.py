@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.report import tables
-from bench.model.formatting import BEST
+from bench.report.formatting import BEST
 from bench.model.results import Run, Status, derive
 from tests.conftest import edited
 

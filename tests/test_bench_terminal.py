@@ -12,11 +12,11 @@ import pytest
 from rich.console import Console
 
 from bench.cli import main as cli
-from bench.run import cases
+from bench.run import plan
 from bench.model import results
 from bench.kinds import matmul as sparse
 from bench.report import summary, tables
-from bench.model.formatting import fmt_time, ok_lines, sig3
+from bench.report.formatting import fmt_time, ok_lines, sig3
 from tests.fakes import patch_peaks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_sparse_tables_turn_narrow_too():
 
 
 def test_backends_that_cannot_run_are_one_note():
-    notes = cases.build("quick")[2]
+    notes = plan.build("quick")[2]
     absent = [n for n in notes if n.startswith("not measured here: ")]
     assert len(absent) <= 1 and all("\n" not in n and n.endswith("details: bench list") for n in absent)
     from kernels import registry

@@ -12,6 +12,7 @@ import stat
 
 import pytest
 
+from bench.cli import check as check_cmd
 from bench.analysis import history
 from bench.model import results
 from bench.run import runner
@@ -38,7 +39,7 @@ def _one_line_no_traceback(err: str) -> None:
 
 def test_ctrl_c_while_measuring_again_leaves_the_baseline_and_history_alone(tmp_path, monkeypatch, capsys):
     _fake_check_runs(monkeypatch, make_run(base_cases(0)), _slower_second_run())
-    assert history.main(_check_argv(tmp_path, "--out", str(tmp_path / "r0.json"), "--update-baseline")) == 0
+    assert check_cmd.main(_check_argv(tmp_path, "--out", str(tmp_path / "r0.json"), "--update-baseline")) == 0
     base_file = next((tmp_path / "b").glob("*.json"))
     before = base_file.read_bytes()
     rows_before = (tmp_path / "h.jsonl").read_text()
@@ -46,7 +47,7 @@ def test_ctrl_c_while_measuring_again_leaves_the_baseline_and_history_alone(tmp_
     monkeypatch.setattr(runner, "run_cases", lambda prof, todo, seed=0, interleave=True:
                         results.Run(env=make_run({}).env, interrupted=True))
     capsys.readouterr()
-    rc = history.main(_check_argv(tmp_path, "--out", str(tmp_path / "r1.json"), "--update-baseline"))
+    rc = check_cmd.main(_check_argv(tmp_path, "--out", str(tmp_path / "r1.json"), "--update-baseline"))
     assert rc == 130
     assert base_file.read_bytes() == before
     assert (tmp_path / "h.jsonl").read_text() == rows_before
@@ -61,7 +62,7 @@ def test_ctrl_c_after_the_run_is_one_line_and_exit_130(tmp_path, monkeypatch, ca
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr(history, "plot", ctrl_c)
-    assert history.main(_check_argv(tmp_path, "--out", str(tmp_path / "r0.json"))) == 130
+    assert check_cmd.main(_check_argv(tmp_path, "--out", str(tmp_path / "r0.json"))) == 130
     _one_line_no_traceback(capsys.readouterr().err)
 
 
@@ -97,7 +98,7 @@ def test_bad_bytes_and_malformed_rows_are_skipped_with_a_note(tmp_path, bad, cap
     got = history.read(path, notes=notes.append)
     assert len(got) == 2 * n
     assert notes and "skipped" in notes[0]
-    assert history.main(["plot", "--history", str(path), "--plots", str(tmp_path / "p")]) == 0
+    assert check_cmd.main(["plot", "--history", str(path), "--plots", str(tmp_path / "p")]) == 0
     assert len(list((tmp_path / "p").rglob("*.png"))) == 2
     assert "skipped" in capsys.readouterr().out
 
@@ -119,10 +120,10 @@ def test_an_updated_baseline_keeps_its_mode(tmp_path, monkeypatch):
     _fake_check_runs(monkeypatch, make_run(base_cases(0)), make_run(second))
     kw = dict(baselines=tmp_path / "b", history=tmp_path / "h.jsonl", plots=tmp_path / "p", confirm_attempts=0,
               update_baseline=True)
-    assert history.check(out=tmp_path / "r0.json", **kw) == 0
+    assert check_cmd.check(out=tmp_path / "r0.json", **kw) == 0
     base_file = next((tmp_path / "b").glob("*.json"))
     base_file.chmod(0o644)
-    history.check(out=tmp_path / "r1.json", **kw)
+    check_cmd.check(out=tmp_path / "r1.json", **kw)
     assert stat.S_IMODE(base_file.stat().st_mode) == 0o644
 
 
@@ -138,8 +139,8 @@ def test_an_updated_baseline_keeps_its_mode(tmp_path, monkeypatch):
 def test_bad_options_are_one_line_exit_2_before_measuring(tmp_path, monkeypatch, capsys, more, message):
     def measured(*a, **k):
         raise AssertionError("measured before the options were checked")
-    monkeypatch.setattr(history, "_run", measured)
-    assert history.main(_check_argv(tmp_path, *more)) == 2
+    monkeypatch.setattr(check_cmd, "_run", measured)
+    assert check_cmd.main(_check_argv(tmp_path, *more)) == 2
     err = capsys.readouterr().err
     _one_line_no_traceback(err)
     assert message in err
@@ -148,28 +149,28 @@ def test_bad_options_are_one_line_exit_2_before_measuring(tmp_path, monkeypatch,
 def test_a_baselines_path_that_is_a_file_or_read_only_is_a_usage_error(tmp_path, monkeypatch, capsys):
     def measured(*a, **k):
         raise AssertionError("measured before the paths were checked")
-    monkeypatch.setattr(history, "_run", measured)
+    monkeypatch.setattr(check_cmd, "_run", measured)
     a_file = tmp_path / "f"
     a_file.write_text("x")
     for argv in (_check_argv(tmp_path, "--baselines", str(a_file)),
                  _check_argv(tmp_path, "--baselines", str(a_file / "sub")),
                  ["baseline", "--baselines", str(a_file)],
                  _check_argv(tmp_path, "--history", str(a_file / "h.jsonl"))):
-        assert history.main(argv) == 2, argv
+        assert check_cmd.main(argv) == 2, argv
         _one_line_no_traceback(capsys.readouterr().err)
     if os.geteuid() != 0:                  # root writes anywhere
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o555)
         try:
-            assert history.main(_check_argv(tmp_path, "--baselines", str(ro))) == 2
+            assert check_cmd.main(_check_argv(tmp_path, "--baselines", str(ro))) == 2
             _one_line_no_traceback(capsys.readouterr().err)
         finally:
             ro.chmod(0o755)
 
 
 def test_plot_on_a_history_that_is_a_folder_is_a_usage_error(tmp_path, capsys):
-    assert history.main(["plot", "--history", str(tmp_path), "--plots", str(tmp_path / "p")]) == 2
+    assert check_cmd.main(["plot", "--history", str(tmp_path), "--plots", str(tmp_path / "p")]) == 2
     _one_line_no_traceback(capsys.readouterr().err)
 
 

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from bench.kinds import elementwise
 from bench.cli import main as cli
 from bench.model import results
 from bench.run import runner
@@ -140,8 +141,8 @@ def test_a_size_no_machine_holds_is_a_usage_error(size, capsys):
 
 def test_a_size_this_machine_cannot_hold_is_skipped_with_its_reason_before_inputs_are_built(tmp_path, monkeypatch):
     built = []
-    real = runner._Inputs
-    monkeypatch.setattr(runner, "_Inputs", lambda dtype, size, seed: built.append(size) or real(dtype, size, seed))
+    real = elementwise.Inputs
+    monkeypatch.setattr(elementwise, "Inputs", lambda dtype, size, seed: built.append(size) or real(dtype, size, seed))
     out = tmp_path / "r.json"
     assert cli.main([*RELU, "--sizes", "100,2**40", "--out", str(out)]) == 0
     big = [e for e in results.load(out).results if e.size == 2**40]

@@ -7,7 +7,7 @@ Here (no GPU; CuPy imports without one):
   kernels/cuda/host_shim.h (each warp is 32 threads; ballots and shuffles meet at a barrier):
   every op and dtype, sizes around the vector width and the grid, arrays 16-byte aligned, all
   shifted by one element (the scalar head, then vectors) and shifted differently (scalar all the
-  way), guard bytes around every output, checked against kernels/ops/__init__.py. float16 and
+  way), guard bytes around every output, checked against kernels/ops/. float16 and
   float32 kernels run twice: in IEEE mode, and in the float mode CuPy compiles them in
   (-ftz=true: the lanes run with x86 MXCSR's FTZ and DAZ set), where the old compare-based ReLU
   kernels fail on subnormal x and the bit tests of kernels/cuda/sign.cuh pass.
@@ -37,7 +37,8 @@ import kernels
 from bench.measure import roofline
 from bench.measure.check import compare
 from bench.measure.inputs import random_inputs, special_inputs
-from kernels.cuda import build as cuda_build, resources
+from kernels.cuda import build as cuda_build
+from kernels.nvrtc import resources
 from kernels.backends.cupy import expand as cupy_expand, elementwise as cupy_gpu
 from kernels import registry
 from kernels.ops import OPS, mask_nbytes

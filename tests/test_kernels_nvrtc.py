@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from kernels.cuda import build as cuda_build, nvrtc, resources
+from kernels import nvrtc
+from kernels.cuda import build as cuda_build
+from kernels.nvrtc import resources
 from kernels.backends.cupy import expand as cupy_expand, elementwise as cupy_gpu, sparse as cupy_sparse
 from kernels.ops import OPS
 
@@ -270,7 +272,7 @@ def test_committed_report_lists_every_kernel(compiled):
 
 def test_cli_reports(tmp_path):
     out = tmp_path / "r.md"
-    proc = subprocess.run([sys.executable, "-m", "kernels.cuda.resources", "--arch", "sm_90", "--report", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "kernels.nvrtc.resources", "--arch", "sm_90", "--report", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()

@@ -1,5 +1,5 @@
 """sparse_matmul (y = a @ w skipping the rows of w of zero activations) on every backend this
-machine can run, against the float64 oracle of kernels/ops/__init__.py.
+machine can run, against the float64 oracle of kernels/ops/.
 
 Here, without a GPU: the oracle's semantics and argument checks, the tolerance (it must reject a
 kernel that drops or doubles one present row), the numba_cpu and scipy_csr kernels on awkward
@@ -126,7 +126,7 @@ def test_bad_arguments(a, w, exc, match):
 def test_the_layout_check_runs_once_per_call_with_out(monkeypatch):
     calls = []
     layout = R.sparse_matmul_layout
-    monkeypatch.setattr(R, "sparse_matmul_layout", lambda a, w: (calls.append(1), layout(a, w))[1])
+    monkeypatch.setattr(R.matmul, "sparse_matmul_layout", lambda a, w: (calls.append(1), layout(a, w))[1])
     a, w = np.ones((2, 3), np.float32), np.ones((3, 5), np.float32)
     fn = kernels.get("sparse_matmul", "numpy")
     y = fn(a, w)
@@ -374,7 +374,8 @@ def test_blocks_per_sm_from_the_register_report():
     """The occupancy of the partial kernels from ptxas's registers (NVRTC, CuPy's options): what the
     occupancy API answers, and with it the issue's case, batch 64 float16 on a 132-SM H100, in one
     wave where the old plan (32 warps per SM, rounded up) needed about two."""
-    from kernels.cuda import nvrtc, resources
+    from kernels import nvrtc
+    from kernels.nvrtc import resources
     assert cupy_sparse.blocks_per_sm_from_registers(64) == 4       # 2048 registers a warp: 4 blocks of 8
     assert cupy_sparse.blocks_per_sm_from_registers(102) == 2      # 3328 a warp
     assert cupy_sparse.blocks_per_sm_from_registers(32) == 8       # the 64-warp limit

@@ -36,7 +36,7 @@ import numpy as np
 
 from bench.analysis import compare
 from bench.model import results
-from bench.run.cases import UsageError
+from bench.model.cases import UsageError
 from bench.measure.signals import sigterm_as_ctrl_c
 
 # A case set fit for every pull request on 2 cores (a few minutes for 3 pairs): the ops whose cost

@@ -22,6 +22,8 @@ import numpy as np
 
 import kernels
 from kernels.ops import reference
+from rich.console import Console
+from rich.table import Table
 
 # max ULP numba_cpu promises, by (op, dtype)
 BOUNDS = {("sigmoid", "float32"): 3.0, ("tanh", "float32"): 2.0,
@@ -106,8 +108,6 @@ def _cpu_backends(op: str, dtype: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-    from rich.table import Table
 
     p = argparse.ArgumentParser(prog="python -m bench.analysis.accuracy", description=__doc__.splitlines()[0])
     p.add_argument("--ops", default=",".join(OPS), help="comma-separated: sigmoid, tanh (default both)")

@@ -38,9 +38,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as _st
 
-from bench.model import stats
-from bench.run.cases import UsageError
-from bench.model.formatting import fmt_size, fmt_time
+from bench.model import results, stats
+from bench.model.cases import UsageError
+from bench.model.display import fmt_size, fmt_time
+from rich import box
+from rich.table import Table
 
 SLOWER, FASTER, SAME, NOISY = "slower", "faster", "same", "noisy"
 VERDICTS = (SLOWER, FASTER, NOISY, SAME)
@@ -48,7 +50,7 @@ NORMALISE = ("auto", "peak", "raw")
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ALPHA = 0.01
 DEFAULT_NORMALISE = "auto"
-KEY_FIELDS = ("op", "backend", "device", "dtype", "size", "shape", "batch", "sparsity", "pattern")
+KEY_FIELDS = ("op", "backend", "device", "dtype", "size", "axes")   # axes: the kind's, ((name, value), ...)
 
 
 # ----------------------------------------------------------------------------------- loading
@@ -70,24 +72,36 @@ class Loaded:
 
 
 def case_key(e) -> tuple:
-    """A case's identity in a CaseResult: op, backend, device, dtype, size, and for sparse_matmul
-    cases shape ("KxN"), batch, sparsity and pattern (None for elementwise ones)."""
-    return tuple(getattr(e, k, None) for k in KEY_FIELDS)
+    """A case's identity in a CaseResult: op, backend, device, dtype, size, and its kind's axes as
+    ((name, value), ...) (empty for an elementwise case; the sparse matmul's shape, batch, ...)."""
+    return (e.op, e.backend, e.device, e.dtype, e.size, tuple((getattr(e, "axes", None) or {}).items()))
+
+
+def key_fields(key: tuple) -> dict:
+    """A case key as one flat dict: the common fields and each of the kind's axes by name."""
+    d = dict(zip(KEY_FIELDS, key))
+    return {k: v for k, v in d.items() if k != "axes"} | dict(d.get("axes") or ())
+
+
+def key_of_row(row: dict) -> tuple:
+    """The case key of a history row (history.rows) or of a row of `as_dict`: the common fields, and
+    the axes (a row written before schema 4 has them as fields of its own: results.LEGACY_AXES)."""
+    axes = row.get("axes")
+    if axes is None:
+        axes = {k: row[k] for k in results.LEGACY_AXES if row.get(k) is not None}
+    return (*(row.get(k) for k in KEY_FIELDS[:-1]), tuple(dict(axes).items()))
 
 
 def case_label(key: tuple) -> str:
-    """'relu numba_cpu float32 2^25 (33.6M)'; 'sparse_matmul scipy_csr float32 4096x4096 batch 64
-    90% zeros relu'."""
+    """'relu numba_cpu float32 2^25 (33.6M)'; 'sparse_matmul scipy_csr float32 shape 4096x4096
+    batch 64 sparsity 0.9 pattern relu'."""
     d = dict(zip(KEY_FIELDS, key))
-    if d["shape"] is None:
-        return f"{d['op']} {d['backend']} {d['dtype']} {fmt_size(d['size'])}"
-    return (f"{d['op']} {d['backend']} {d['dtype']} {d['shape']} batch {d['batch']} "
-            f"{100 * (d['sparsity'] or 0):g}% zeros {d['pattern']}")
+    where = " ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.get("axes") or ())
+    return f"{d['op']} {d['backend']} {d['dtype']} {where or fmt_size(d['size'])}"
 
 
 def load(path: str | Path) -> Loaded:
     """Read a results file for comparison; UsageError (one line) when it cannot serve."""
-    from bench.model import results
     try:
         run = results.load(path)
     except results.ResultsError as exc:
@@ -217,7 +231,7 @@ class Report:
         """(device, backend) -> (geometric mean of the ratios used, of the raw ratios, cases)."""
         groups: dict[tuple[str, str], list[Row]] = {}
         for r in self.rows:
-            d = dict(zip(KEY_FIELDS, r.key))
+            d = key_fields(r.key)
             groups.setdefault((d["device"], d["backend"]), []).append(r)
         return {k: (_gmean([r.change.ratio for r in v]), _gmean([r.change.raw_ratio for r in v]), len(v))
                 for k, v in sorted(groups.items())}
@@ -294,7 +308,7 @@ def compare_runs(base: Loaded, new: Loaded, *, threshold: float = DEFAULT_THRESH
     by_median = median_scaled(base, new)
     rows, starved = [], []
     for k in common:
-        dev = dict(zip(KEY_FIELDS, k))["device"]
+        dev = key_fields(k)["device"]
         scale, b, n, raw = 1.0, base.samples[k], new.samples[k], None
         beside = base.case_peaks.get(k), new.case_peaks.get(k)
         paired = base.probe_samples.get(k), new.probe_samples.get(k)
@@ -380,10 +394,11 @@ def only_summary(keys: list[tuple]) -> str:
     a whole backend or dtype missing from the other run reads as one phrase instead of ~100 names."""
     if len(keys) <= ONLY_LISTED:
         return ", ".join(case_label(k) for k in keys)
-    dicts = [dict(zip(KEY_FIELDS, k)) for k in keys]
+    dicts = [key_fields(k) for k in keys]
+    axes = list(dict.fromkeys(name for k in keys for name, _ in dict(zip(KEY_FIELDS, k)).get("axes") or ()))
     parts = []
-    for name in ("backend", "op", "dtype", "size", "shape", "batch", "sparsity", "pattern", "device"):
-        counts = Counter(d[name] for d in dicts if d[name] is not None)
+    for name in ("backend", "op", "dtype", "size", *axes, "device"):
+        counts = Counter(d.get(name) for d in dicts if d.get(name) is not None)
         if not counts or (name == "device" and len(counts) == 1):
             continue
         if len(counts) == 1:
@@ -400,14 +415,10 @@ def only_summary(keys: list[tuple]) -> str:
 def _only_value(name: str, value) -> str:
     if name == "size":
         return fmt_size(value).split(" ")[0]          # '2^25', not '2^25 (33.6M)': counts follow
-    if name == "sparsity":
-        return f"{100 * value:g}%"
-    return str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def print_report(rep: Report, console) -> None:
-    from rich import box
-    from rich.table import Table
 
     for w in rep.warnings:
         console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
@@ -526,7 +537,7 @@ def as_dict(rep: Report) -> dict:
     return {"base": rep.base, "new": rep.new, "threshold": rep.threshold, "alpha": rep.alpha,
             "normalise": rep.normalise, "drift": rep.drift, "warnings": rep.warnings, "counts": rep.counts(),
             "only_base": [case_label(k) for k in rep.only_base], "only_new": [case_label(k) for k in rep.only_new],
-            "rows": [dict(zip(KEY_FIELDS, r.key), ratio=r.change.ratio, raw_ratio=r.change.raw_ratio,
+            "rows": [dict(key_fields(r.key), ratio=r.change.ratio, raw_ratio=r.change.raw_ratio,
                           p=r.change.p, spread=r.change.spread, verdict=r.change.verdict) for r in rep.rows]}
 
 

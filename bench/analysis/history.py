@@ -1,8 +1,8 @@
 """The CI gate's memory: this machine's baseline, the history of every check, one plot per op.
 
-    python -m bench.analysis.history baseline [--profile quick] [--run-args "..."]   # make bench's baseline
-    python -m bench.analysis.history check    [--profile quick] [--threshold 10%] ... # make bench-check
-    python -m bench.analysis.history plot     [--history reports/history.jsonl]       # redraw the plots
+    python -m bench.cli.check baseline [--profile quick] [--run-args "..."]   # make bench's baseline
+    python -m bench.cli.check check    [--profile quick] [--threshold 10%] ... # make bench-check
+    python -m bench.cli.check plot     [--history reports/history.jsonl]       # redraw the plots
 
 A baseline is a run kept as reports/baselines/<machine>.json, where <machine> names what the
 numbers depend on: the CPU model and core count, and the GPU model (never the hostname: every
@@ -21,30 +21,27 @@ moment recovers, while one that really got slower is slower every time.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime as _dt
 import json
 import math
 import os
 import re
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from bench.analysis import compare
+from bench.model import cases as model_cases
+from bench.run import runner
 from bench.model import results
-from bench.run.cases import UsageError
+from bench.model.display import style
+from bench.model.cases import UsageError
 
 BASELINES = Path("reports/baselines")
 HISTORY = Path("reports/history.jsonl")
 PLOTS = Path("reports/history")
-CHECKS = Path("reports/results")
-ROW_FIELDS = compare.KEY_FIELDS
-EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 3, 130
-NOTHING_COMPARED = 4      # check: no baseline for this machine, and the run may not make one
+ROW_FIELDS = compare.KEY_FIELDS[:-1]     # and "axes", where the case's kind has axes
+EXIT_ERROR, EXIT_INTERRUPTED = 3, 130      # a Stopped re-measurement: a fault, Ctrl-C
 
 
 class Stopped(Exception):
@@ -87,6 +84,8 @@ def rows(run: results.Run) -> list[dict]:
         row = {"date": run.created, "commit": git.get("commit"), "dirty": git.get("dirty"),
                "machine": machine_name(env), "profile": env.get("profile")}
         row.update({k: getattr(e, k) for k in ROW_FIELDS})
+        if e.axes:
+            row["axes"] = dict(e.axes)
         row.update(median_s=e.median_s, iqr_s=e.iqr_s, n=e.n, pct_peak=e.pct_peak, gbps=e.gbps)
         out.append(row)
     return out
@@ -155,7 +154,6 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    from bench.report.plots import style
 
     if not history:
         return []
@@ -182,7 +180,7 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
         series: dict[tuple, list[tuple[int, float, float]]] = {}
         for r in mine:
             if r["op"] == op and r.get("median_s") and r.get("date") in index:
-                key = tuple(r.get(k) for k in compare.KEY_FIELDS)
+                key = compare.key_of_row(r)
                 iqr = r.get("iqr_s") if isinstance(r.get("iqr_s"), (int, float)) else 0.0
                 series.setdefault(key, []).append((index[r["date"]], r["median_s"], iqr or 0.0))
         fig = Figure(figsize=(10, 4.5))
@@ -227,26 +225,6 @@ def plot(history: list[dict], folder: Path = PLOTS, machine: str | None = None) 
 
 # ---------------------------------------------------------------------------------- the gate
 
-def _run(profile: str, out: Path, run_args: list[str]) -> results.Run:
-    from bench.cli.main import main
-    rc = main(["run", "--profile", profile, "--out", str(out), "--no-plots", *run_args])
-    if rc not in (0, 1):           # 1: a case failed its check: still compared, and reported below
-        raise SystemExit(rc)
-    return results.load(out)
-
-
-def _stamp() -> str:
-    return _dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
-
-
-def make_baseline(profile: str, run_args: list[str], folder: Path = BASELINES, console=None) -> Path:
-    tmp = CHECKS / f"{_stamp()}-baseline.json"
-    run = _run(profile, tmp, run_args)
-    path = baseline_path(run.env, folder)
-    results.save(run, path)          # atomic: a Ctrl-C leaves the old baseline or the new one, whole
-    _say(console, f"baseline for {machine_name(run.env)}: {path}")
-    return path
-
 
 def _say(console, text: str) -> None:
     if console is not None:
@@ -258,15 +236,12 @@ def confirm(base: compare.Loaded, new_run: results.Run, rep: compare.Report, pro
     """Measure the cases called slower again, up to `attempts` times, keeping each one's fastest
     measurement (lowest median) in the new run, which is returned. `interleave` as the run was
     measured, so that a case keeps its copy probe beside it."""
-    from bench.run import cases as cases_mod
-    from bench.run import runner
-
-    prof = cases_mod.PROFILES[profile]
+    prof = model_cases.PROFILES[profile]
     for attempt in range(1, attempts + 1):
         if not rep.slower:
             break
         _say(console, f"measuring {len(rep.slower)} slower case(s) again ({attempt} of {attempts})")
-        todo = [_case(cases_mod.Case, r.key) for r in rep.slower]
+        todo = [_case(model_cases.Case, r.key) for r in rep.slower]
         again_run = runner.run_cases(prof, todo, seed=seed, interleave=interleave)
         if again_run.interrupted:    # Ctrl-C (or a fault) mid-way: no verdict, nothing rewritten
             left = "the baseline and the history are left as they were"
@@ -300,72 +275,8 @@ def _cost(e, other, normalise: str, median_scale: bool = True) -> float:
 
 
 def _case(make, key: tuple):
-    """The bench.run.cases.Case of a comparison key (shape "KxN" back to (K, N))."""
-    d = dict(zip(compare.KEY_FIELDS, key))
-    if d["shape"] is not None:
-        d["shape"] = tuple(int(v) for v in str(d["shape"]).split("x"))
-    return make(**d)
-
-
-def check(profile: str = "quick", threshold: float = compare.DEFAULT_THRESHOLD, alpha: float = compare.DEFAULT_ALPHA,
-          normalise: str = compare.DEFAULT_NORMALISE, confirm_attempts: int = 2, run_args: list[str] = (),
-          baselines: Path = BASELINES, history: Path = HISTORY, plots: Path = PLOTS,
-          markdown: Path | None = None, force: bool = False, seed: int = 0, console=None,
-          update_baseline: bool = False, report_json: Path | None = None, out: Path | None = None,
-          accept_slower: bool = False) -> int:
-    """Exit code: 0 nothing slower, 1 something slower, NOTHING_COMPARED where this machine has no
-    baseline and the run may not make one (without --update-baseline: a green check that compared
-    nothing would read as a pass)."""
-    out = out or CHECKS / f"{_stamp()}-check.json"
-    run = _run(profile, out, list(run_args))
-    base_path = baseline_path(run.env, baselines)
-    if not base_path.exists():
-        if update_baseline:
-            results.save(run, base_path)
-            said = f"no baseline for {machine_name(run.env)}: this run is now its baseline ({base_path}); nothing was compared"
-        else:
-            said = (f"no baseline for {machine_name(run.env)} in {baselines}: nothing was compared "
-                    "(make baseline, or --update-baseline on the main branch, makes one)")
-        _say(console, said)
-        if markdown:
-            markdown.parent.mkdir(parents=True, exist_ok=True)
-            markdown.write_text(f"### actbench bench-check: nothing compared\n\n> ⚠️ {said}.\n")
-        append(run, history)
-        plot(read(history), plots)
-        return 0 if update_baseline else NOTHING_COMPARED
-    base = compare.load(base_path)
-    rep = compare.compare_runs(base, compare.from_run(run, str(out)), threshold=threshold, alpha=alpha,
-                               normalise=normalise, force=force)
-    first = rep
-    if rep.slower and confirm_attempts:
-        run = confirm(base, run, rep, profile, seed, confirm_attempts, console,
-                      interleave="--no-interleave" not in run_args)
-        results.save(run, out)
-        rep = compare.compare_runs(base, compare.from_run(run, str(out)), threshold=threshold, alpha=alpha,
-                                   normalise=normalise, force=force)
-    if console is not None:
-        compare.print_report(rep, console)
-    if markdown:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(compare.markdown(rep))
-        _say(console, f"wrote {markdown}")
-    if report_json:
-        report_json.parent.mkdir(parents=True, exist_ok=True)
-        report_json.write_text(json.dumps({"before_confirm": compare.as_dict(first), "final": compare.as_dict(rep)},
-                                          indent=1, default=str))
-    n = append(run, history)
-    images = plot(read(history), plots)
-    _say(console, f"history: {n} rows appended to {history}; {len(images)} plots in {plots}")
-    if update_baseline:
-        merged, kept = next_baseline(results.load(base_path), run, rep, accept_slower=accept_slower)
-        results.save(merged, base_path)
-        if accept_slower:
-            _say(console, f"this run is the new baseline ({base_path}), its {len(rep.slower)} slower case(s) "
-                          f"accepted (an intentional slowdown); {kept} noisy case(s) keep their earlier measurement")
-            return 0
-        _say(console, f"this run is the new baseline ({base_path}), but for {kept} slower or noisy case(s), "
-                      "whose earlier measurement stays")
-    return rep.exit_code
+    """The bench.model.model_cases.Case of a comparison key."""
+    return make(**dict(zip(compare.KEY_FIELDS, key)))
 
 
 def next_baseline(base: results.Run, run: results.Run, rep: compare.Report,
@@ -387,100 +298,3 @@ def next_baseline(base: results.Run, run: results.Run, rep: compare.Report,
         merged.append(old[k] if k in keep and k in old else e)
     merged += [e for k, e in old.items() if k not in seen]
     return dataclasses.replace(run, results=tuple(merged)), len(keep & old.keys())
-
-
-def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
-    p = argparse.ArgumentParser(prog="python -m bench.analysis.history", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("baseline", "check"):
-        s = sub.add_parser(name)
-        s.add_argument("--profile", default="quick")
-        s.add_argument("--run-args", default="", help="more `bench run` arguments, e.g. \"--ops relu --device cpu\"")
-        s.add_argument("--baselines", type=Path, default=BASELINES)
-    c = sub.choices["check"]
-    c.add_argument("--threshold", default=f"{100 * compare.DEFAULT_THRESHOLD:g}%")
-    c.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA)
-    c.add_argument("--normalise", choices=compare.NORMALISE, default=compare.DEFAULT_NORMALISE)
-    c.add_argument("--confirm", type=int, default=2, help="times a slower case is measured again (default 2)")
-    c.add_argument("--history", type=Path, default=HISTORY)
-    c.add_argument("--plots", type=Path, default=PLOTS)
-    c.add_argument("--markdown", type=Path, default=CHECKS / "bench-check.md")
-    c.add_argument("--force", action="store_true")
-    c.add_argument("--out", type=Path, help="the new run's results path (default reports/results/<date>-check.json)")
-    c.add_argument("--report-json", type=Path, help="also write the verdicts (before and after confirming) as JSON")
-    c.add_argument("--update-baseline", action="store_true",
-                   help="this run becomes the baseline, case by case: not for cases called slower or noisy "
-                        "(CI on the main branch); with no baseline, this run makes it")
-    c.add_argument("--accept-slower", action="store_true",
-                   help="with --update-baseline: cases called slower take this run's measurement too (an "
-                        "intentional slowdown, accepted) and the check exits 0")
-    pl = sub.add_parser("plot")
-    pl.add_argument("--history", type=Path, default=HISTORY)
-    pl.add_argument("--plots", type=Path, default=PLOTS)
-    args = p.parse_args(argv)
-    console = Console()
-    if not console.is_terminal:         # a CI log: do not squeeze the table into 80 columns
-        console = Console(width=max(console.width, 160))
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        if args.command == "plot":
-            _folder_usable(args.plots, "--plots")
-            paths = plot(read(args.history, notes=lambda n: _say(console, n)), args.plots)
-            _say(console, f"{len(paths)} plots in {args.plots}")
-            return 0
-        if args.profile not in ("quick", "full"):
-            raise UsageError(f"unknown profile {args.profile!r}; valid: quick, full")
-        try:
-            run_args = shlex.split(args.run_args)
-        except ValueError as exc:
-            raise UsageError(f"--run-args {args.run_args!r}: {exc}") from None
-        # every path and option checked before the minutes of measuring, not after them
-        _folder_usable(args.baselines, "--baselines")
-        if args.command == "check":
-            if args.accept_slower and not args.update_baseline:
-                raise UsageError("--accept-slower makes a slowdown the baseline: it needs --update-baseline")
-            if not 0 < args.alpha < 1:          # 0 would mean the gate can never fail
-                raise UsageError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
-            if args.confirm < 0:
-                raise UsageError(f"--confirm must be 0 or more, got {args.confirm}")
-            compare.parse_threshold(args.threshold)
-            for path, flag in ((args.history, "--history"), (args.markdown, "--markdown"), (args.out, "--out"),
-                               (args.report_json, "--report-json")):
-                if path is not None:
-                    _folder_usable(Path(path).parent, flag)
-            _folder_usable(args.plots, "--plots")
-        if args.command == "baseline":
-            make_baseline(args.profile, run_args, args.baselines, console)
-            return 0
-        return check(args.profile, compare.parse_threshold(args.threshold), args.alpha, args.normalise, args.confirm,
-                     run_args, args.baselines, args.history, args.plots, args.markdown, args.force, console=console,
-                     update_baseline=args.update_baseline, report_json=args.report_json, out=args.out,
-                     accept_slower=args.accept_slower)
-    except UsageError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        return EXIT_USAGE
-    except Stopped as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        return exc.code
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted:[/] a baseline is only ever replaced whole (or not at all)", highlight=False)
-        return EXIT_INTERRUPTED
-
-
-def _folder_usable(folder: Path, flag: str) -> None:
-    """UsageError unless `folder` is a writable folder or can be made one (its nearest existing
-    ancestor is a writable folder)."""
-    folder = Path(folder)
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UsageError(f"{flag} {folder}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {folder}: {probe} is not writable")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

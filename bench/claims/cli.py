@@ -13,6 +13,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+import dataclasses
+import numpy as np
+import kernels
+from bench.measure import environment
+from bench.claims import experiments, plots, report
+from bench.claims.catalog import CLAIMS
+from bench.claims.nets import pick_backend
 
 # a run's output goes with the other generated results; the committed report (reports/claims.*,
 # which the README quotes) is rewritten only when --committed asks: a plain `make claims` left the
@@ -59,17 +66,6 @@ def output_path(args) -> Path:
 
 
 def main(args, console, argv=None, usage_error=ValueError) -> int:
-    import dataclasses
-
-    import numpy as np
-
-    import kernels
-
-    from bench.measure import environment
-    from bench.claims import experiments, plots, report
-    from bench.claims.catalog import CLAIMS
-    from bench.claims.nets import pick_backend
-
     ids = _only(args.only, usage_error)
     out: Path = output_path(args)
     if out.exists() and out.is_dir():

@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 import kernels
 from kernels.ops import mask_nbytes
@@ -80,6 +79,12 @@ class Context:
     backend: str                                  # where the networks run
     done: dict = field(default_factory=dict)      # claim id -> its numbers, as they come
 
+
+
+def _one_blas_thread():
+    """BLAS on one thread for the block (threadpoolctl, imported here: gpu-check's machines lack it)."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(1)
 
 def _f(x) -> float:
     """A Python float of a 0-d array of any backend (inf/nan kept)."""
@@ -181,7 +186,7 @@ def vanishing(cfg: Config, ctx: Context) -> dict:
     w, b = cfg.grad_width, cfg.grad_batch
     out = {"width": w, "batch": b, "depths": list(cfg.grad_depths), "seeds": cfg.grad_seeds, "dtype": "float64",
            "loss": "0.5 * mean |out - target|^2, x and target ~ N(0, 1)", "activations": {}}
-    with threadpool_limits(1):
+    with _one_blas_thread():
         for act in ACTIVATIONS:
             ratio, ratio_dh, profile = [], [], []
             for depth in cfg.grad_depths:
@@ -263,7 +268,7 @@ def _zero_fractions(net: Net, X) -> list[float]:
 def sparsity(cfg: Config, ctx: Context) -> dict:
     out = {"depth": cfg.sparse_depth, "width": cfg.sparse_width, "steps": cfg.train_steps, "lr": 0.05,
            "optimiser": "SGD, gradient norm clipped to 1", "eval_batch": cfg.eval_batch, "activations": {}}
-    with threadpool_limits(1):
+    with _one_blas_thread():
         for act in ACTIVATIONS:
             task = Task(seed=cfg.seed)
             X = np.asarray(task.sample(cfg.eval_batch, np.random.default_rng([cfg.seed, 99]))[0])
@@ -343,7 +348,7 @@ def crossover(sparsities, speedups) -> float | None:
 
 def dying(cfg: Config, ctx: Context) -> dict:
     runs = []
-    with threadpool_limits(1):
+    with _one_blas_thread():
         for clip in (None, 1.0):
             for lr in cfg.dying_lrs:
                 for act in ("relu", "leaky_relu"):
@@ -364,7 +369,7 @@ def dying(cfg: Config, ctx: Context) -> dict:
 def blowup(cfg: Config, ctx: Context) -> dict:
     w, b, depth = cfg.grad_width, cfg.grad_batch, cfg.blowup_depth
     res = []
-    with threadpool_limits(1):
+    with _one_blas_thread():
         for gain in cfg.blowup_gains:
             for act in ACTIVATIONS:
                 rng = np.random.default_rng([cfg.seed, 7])
@@ -383,7 +388,7 @@ def blowup(cfg: Config, ctx: Context) -> dict:
 
 def batchnorm(cfg: Config, ctx: Context) -> dict:
     runs = []
-    with threadpool_limits(1):
+    with _one_blas_thread():
         for lr in cfg.bn_lrs:
             for bn in (False, True):
                 r = train("sigmoid", cfg=cfg, backend=ctx.backend, depth=cfg.bn_depth, width=cfg.bn_width, lr=lr,

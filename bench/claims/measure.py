@@ -19,6 +19,8 @@ from kernels import registry
 
 from bench.measure import inputs, interleave, timing
 from bench.kinds import matmul as sparse
+from bench.measure import devices
+import numba
 
 # Dense matmul backends of the `sparse_matmul` op; every other backend of the op skips zeros.
 DENSE_MATMUL_BACKENDS = sparse.DENSE
@@ -60,7 +62,6 @@ def time_interleaved(calls: list[tuple], sampling: timing.Sampling) -> list[dict
     round_robin, the stop rule and budget of `bench run --interleave`): calls that are compared with
     each other thus meet the same moments of a shared machine's load. CPU calls are sampled with
     perf_counter_ns, GPU calls with CUDA events through their backend's device adapter."""
-    from bench.measure import devices
     members, adapters = [], []
     try:
         for i, (fn, args, kwargs, be) in enumerate(calls):
@@ -114,11 +115,10 @@ def _timed_call(op: str, be: kernels.Backend, host: tuple) -> tuple:
 @contextlib.contextmanager
 def one_thread():
     """BLAS (threadpoolctl) and numba's parallel loops on one thread each, restored after."""
-    import numba
-    from threadpoolctl import threadpool_limits
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
+        from threadpoolctl import threadpool_limits   # gpu-check's machines lack it
         with threadpool_limits(1):
             yield
     finally:

@@ -4,14 +4,18 @@ no window, no global state). Each function takes the claim's numbers and returns
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:      # matplotlib is imported where a figure is drawn: `bench claims` alone needs it
+    from matplotlib.figure import Figure
 
 ACT_STYLE = {"sigmoid": ("C0", "o"), "tanh": ("C1", "s"), "relu": ("C2", "D"), "leaky_relu": ("C3", "^")}
 
 
 def _fig(ncols: int = 1, w: float = 6.4, h: float = 4.0):
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(w * ncols, h), layout="constrained")
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes

@@ -39,6 +39,12 @@ except ModuleNotFoundError as _missing:     # the system python3 of a bare GPU m
                      f"{sys.executable} -m pip install --user {_name}\n")
     sys.exit(2)
 
+# after the check above: on a bare GPU machine a missing rich is one line, not a traceback from these
+import kernels  # noqa: E402
+from bench.model import results  # noqa: E402
+from bench.model.results import Status  # noqa: E402
+from bench.report import listing  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 GPU_TEST_FILES = ["tests/test_kernels_correctness.py", "tests/test_kernels_api.py",
                   "tests/test_kernels_cupy.py", "tests/test_kernels_numba_cuda.py"]
@@ -117,7 +123,6 @@ def run_streamed(log: Log, cmd: list[str], timeout: float, env: dict | None = No
 # ---- step 1: backends and the GPU's state ----------------------------------------------------
 
 def _gpu_backends() -> list[str]:
-    import kernels
     return [b.name for b in kernels.all_backends() if b.device == "gpu" and b.available and not b.simulated]
 
 
@@ -194,7 +199,6 @@ def bench_command(out: Path, sizes: str, budget: float, dry_run: bool) -> list[s
 
 def targets_table(run) -> tuple[Table, bool]:
     """% of the copy peak for every GPU elementwise case at >= 2**26 elements, against 90 %."""
-    from bench.model.results import Status
     t = Table(title=f"GPU targets: % of device-to-device copy peak at >= 2**26 elements (target {TARGET_PCT:.0f} %)",
               title_justify="left")
     for col in ("op", "backend", "dtype", "size", "GB/s", "% peak", "meets"):
@@ -277,7 +281,6 @@ def nvbench_mean_s(path: Path) -> float | None:
 
 
 def nvbench_step(log: Log, out: Path, run) -> bool:
-    from bench.model.results import Status
     if not (_have("cuda.bench") or _have("cuda.nvbench")):
         log.print("note: cuda-bench (NVBench's Python bindings) is not installed: no second timer "
                   "(pip install cuda-bench)", markup=False)
@@ -330,8 +333,6 @@ def main(argv=None) -> int:
 
 
 def _steps(log: Log, args) -> bool:
-    from bench.report import listing
-    from bench.model import results
     passed = True
     log.rule("1. backends and the GPU's state")
     listing.show(log.screen)

@@ -32,9 +32,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bench.run.cases import PROFILES, UsageError
+from bench import kinds
+from bench.analysis import ab, compare
+from bench.claims.cli import add_parser as add_claims_parser
+from bench.claims.cli import main as claims_main
 from bench.measure.signals import sigterm_as_ctrl_c
+from bench.model import results
+from bench.model.cases import PROFILES, UsageError
+from bench.report import listing, markdown, summary, tables
+from bench.run import plan, runner
 
 EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -68,10 +76,8 @@ def _parser(prog: str = PROG) -> argparse.ArgumentParser:
     r.add_argument("--sizes", help="comma-separated sizes in elements: 2**20, 2^20, 16M (=16*2**20), 16k, 1048576 "
                    "(default: the profile's)")
     r.add_argument("--device", default="all", help="cpu, gpu or all (default)")
-    r.add_argument("--shapes", help="sparse_matmul: comma-separated KxN weight shapes, e.g. 8192x8192,4096x11008")
-    r.add_argument("--batch", help="sparse_matmul: comma-separated batch sizes (rows of a), e.g. 1,64")
-    r.add_argument("--sparsity", help="sparse_matmul: comma-separated fractions of zero activations in [0, 1)")
-    r.add_argument("--pattern", help="sparse_matmul: relu (default), iid or correlated (comma-separated)")
+    for dest, help_ in kinds.flags():        # each op kind's own flags (bench/kinds/)
+        r.add_argument(f"--{dest}", help=help_)
     r.add_argument("--out", type=Path, help="results JSON path (default reports/results/<date>-<host>.json); "
                    "the Markdown report and the plots folder are written beside it")
     r.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
@@ -88,10 +94,8 @@ def _parser(prog: str = PROG) -> argparse.ArgumentParser:
                          "side by side with the ratio of each to the first.")
     rep.add_argument("files", nargs="+", type=Path, help="results JSON files")
     rep.add_argument("--markdown", type=Path, help="also write the first file's Markdown report here")
-    from bench.analysis import ab, compare
     compare.add_parser(sub)
     ab.add_parser(sub)
-    from bench.claims.cli import add_parser as add_claims_parser
     add_claims_parser(sub)
     return p
 
@@ -110,13 +114,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         if args.command == "run":
             return _run(args, console, argv)
         if args.command == "compare":
-            from bench.analysis import compare
             return compare.run_command(args, console)
         if args.command == "ab":
-            from bench.analysis import ab
             return ab.run_command(args, console)
         if args.command == "claims":
-            from bench.claims.cli import main as claims_main
             return claims_main(args, console, argv, UsageError)
         return _report(args, console)
     except UsageError as exc:
@@ -125,7 +126,6 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
 
 def _list(args, console) -> int:
-    from bench.report import listing
     if args.json:
         print(json.dumps(listing.as_dict(), indent=1))
     else:
@@ -134,11 +134,9 @@ def _list(args, console) -> int:
 
 
 def _run(args, console, argv) -> int:
-    from bench.run import cases
-    from bench.model import results
 
-    prof, todo, notes = cases.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device,
-                                    args.budget, args.shapes, args.batch, args.sparsity, args.pattern)
+    prof, todo, notes = plan.build(args.profile, args.ops, args.backends, args.dtypes, args.sizes, args.device,
+                                   args.budget, **{dest: getattr(args, dest) for dest, _ in kinds.flags()})
     if not todo:
         raise UsageError("nothing to run: no available backend matches --backends/--device"
                          + (f" ({'; '.join(notes)})" if notes else ""))
@@ -154,11 +152,7 @@ def _run(args, console, argv) -> int:
 
 
 def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from bench.model import results
-    from bench.run import runner
-    from bench.report import summary, tables
 
     for note in notes:
         console.print(note, style="dim", highlight=False, markup=False)
@@ -257,8 +251,6 @@ def _alive(pid: int) -> bool:
 
 
 def _write_outputs(run, out: Path, plots: bool = True) -> list[Path]:
-    from bench.report import markdown
-    from bench.model import results
     paths = [results.save(run, out)]
     images = []
     if plots:
@@ -270,8 +262,6 @@ def _write_outputs(run, out: Path, plots: bool = True) -> list[Path]:
 
 
 def _report(args, console) -> int:
-    from bench.report import markdown, tables
-    from bench.model import results
     try:
         runs = [results.load(f) for f in args.files]
     except results.ResultsError as exc:

@@ -1,6 +1,6 @@
-"""The sparse_matmul benchmark: its cases, inputs, timing with cold weights, derived figures, table
-and plot. bench/run/runner.py checks and times each case with a shape from the pieces here (`Inputs`,
-`Rotation`, `small_check`, `conversion_s`), through the gate and timers of every other case.
+"""The matmul op kind (sparse_matmul): its flags, cases, inputs with cold weights, checked and timed
+call, derived figures, tables, Markdown and plot. Each case goes through the gate and timers every
+case goes through (bench/measure/case.py).
 
 Cases: shape K x N of w, batch (rows of a), sparsity s (the fraction of exact zeros in a) and the
 activation pattern:
@@ -30,15 +30,30 @@ it beats the best dense backend.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
+from rich import box
+from rich.table import Table
 
-# The kernels package (and with it every backend module) is imported only where a case runs:
-# bench/model/results.py derives the figures below without it.
+from kernels import registry
+from kernels.backends.scipy import sparse as scipy_csr
+from kernels.machine import last_level_cache_bytes
 
+from bench.measure import check, devices, inputs
+from bench.measure import interleave as _interleave
+from bench.measure.case import ALLOCATES, Context, Ready, gate, guarded, round_robin_again, time_alone, timed
+from bench.measure.roofline import matmul_flops, matmul_traffic
+from bench.model.cases import Case, Profile, UsageError
+from bench.model.display import fmt_time, style
+from bench.model.results import CaseResult
+from scipy.special import ndtr
+
+NAME = "matmul"
 OP = "sparse_matmul"
 DENSE = ("numpy", "torch", "cupy")                # IEEE a @ w: the baselines
 PATTERNS = ("relu", "iid", "correlated")
@@ -48,10 +63,6 @@ SPARSITIES = (0.0, 0.25, 0.5, 0.7, 0.9, 0.95, 0.99)
 QUICK = {"shapes": ((8192, 8192),), "batches": (1, 64), "sparsities": (0.0, 0.5, 0.9)}
 FULL = {"shapes": SHAPES, "batches": BATCHES, "sparsities": SPARSITIES}
 POOL_MIN, POOL_MAX = 4, 64                        # activation matrices in a case's pool
-
-
-class UsageError(ValueError):
-    """A bad value of --shapes, --batch, --sparsity or --pattern (bench.run.cases re-raises it)."""
 
 
 # ---------------------------------------------------------------------------------- command line
@@ -101,6 +112,15 @@ def parse_patterns(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# Its flags: (dest, help), added to `bench run` (bench/cli/main.py) and passed to `options`
+FLAGS = (
+    ("shapes", "sparse_matmul: comma-separated KxN weight shapes, e.g. 8192x8192,4096x11008"),
+    ("batch", "sparse_matmul: comma-separated batch sizes (rows of a), e.g. 1,64"),
+    ("sparsity", "sparse_matmul: comma-separated fractions of zero activations in [0, 1)"),
+    ("pattern", "sparse_matmul: relu (default), iid or correlated (comma-separated)"),
+)
+
+
 def axes(profile: str, shapes: str | None, batch: str | None, sparsity: str | None,
          pattern: str | None) -> list[tuple[tuple[int, int], int, float, str]]:
     """(shape, batch, sparsity, pattern) of every case: the profile's, narrowed by the flags."""
@@ -112,13 +132,52 @@ def axes(profile: str, shapes: str | None, batch: str | None, sparsity: str | No
     return [(s, b, x, p) for s in sh for b in ba for p in pa for x in sp]
 
 
+def options(profile: Profile, given: dict) -> list:
+    """Its flags checked (UsageError), as the axes of every case."""
+    return axes(profile.name, *(given.get(dest) for dest, _ in FLAGS))
+
+
 def profile_dtypes(profile: str, device: str) -> tuple[str, ...]:
     """float32 everywhere; the full profile adds float16 on the GPU."""
     return ("float32", "float16") if profile == "full" and device == "gpu" else ("float32",)
 
 
-def label(shape, batch, sparsity, pattern) -> str:
-    return f"{shape[0]}x{shape[1]} b{batch} s{sparsity:g} {pattern}"
+def case_axes(shape, batch: int, sparsity: float, pattern: str) -> tuple:
+    """A case's axes as a Case and its results record keep them (the shape as "KxN")."""
+    return (("shape", f"{shape[0]}x{shape[1]}"), ("batch", batch), ("sparsity", sparsity), ("pattern", pattern))
+
+
+def cases(op: str, be: registry.Backend, profile: Profile, dtypes: list[str], dtypes_given: bool,
+          sizes, opts: list) -> list[Case]:
+    """op on backend `be` at every (shape, batch, sparsity, pattern) of `opts`, at the given dtypes
+    or the profile's (`profile_dtypes`); --sizes does not apply (the shape sets the size)."""
+    return [Case(op, be.name, be.device, dt, shape[0] * shape[1], case_axes(shape, bt, sp, pat))
+            for dt in (dtypes if dtypes_given else profile_dtypes(profile.name, be.device))
+            for shape, bt, sp, pat in opts]
+
+
+def shape_of(case) -> tuple[int, int]:
+    """(K, N) of a case's weights, from its "KxN" axis."""
+    k, n = str(case.axis("shape")).split("x")
+    return int(k), int(n)
+
+
+def order(case: Case) -> tuple[tuple, tuple]:
+    """Its place within the cases of one (device, dtype, size, op): one backend's sparsities in a
+    row (a BLAS's threads spin for a while after each call, and would take the cores from the next
+    backend's first samples), batch and pattern before the backend, sparsity after it."""
+    return (case.axis("batch"), case.axis("pattern")), (case.axis("sparsity"),)
+
+
+def group_key(case: Case):
+    """None: every case alone, on inputs of its own (never sampled round-robin with others)."""
+    return None
+
+
+def working_set(case: Case) -> None:
+    """None: its weights rotate through copies larger than twice the cache (`Rotation`), so no
+    probe of the memory peak is needed before it."""
+    return None
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -147,7 +206,6 @@ def activations(batch: int, k: int, sparsity: float, pattern: str, dtype: str,
 def _relu_shift(spread: np.ndarray, sparsity: float) -> float:
     """The shift c at which P(z + spread - c <= 0) = sparsity, z ~ N(0, 1), averaged over units:
     the mean of Phi(c - spread) over units is increasing in c; bisection."""
-    from scipy.special import ndtr
     lo, hi = -12.0, 12.0
     for _ in range(60):
         mid = (lo + hi) / 2
@@ -206,9 +264,6 @@ class Inputs:
     pools per (dtype, shape, batch, sparsity, pattern). One shape is kept at a time."""
 
     def __init__(self, seed: int):
-        from kernels.machine import last_level_cache_bytes
-
-        from bench.measure import inputs
         self.seed = seed
         self.llc = last_level_cache_bytes()
         self._w: dict = {}
@@ -249,7 +304,6 @@ class Inputs:
 
 def traffic(a_list: list, shape, dtype: str) -> int:
     """bench/measure/roofline.py's bytes of the op, averaged over the pool's activation matrices."""
-    from bench.measure.roofline import matmul_traffic
     k, n = shape
     batch = a_list[0].reshape(-1, k).shape[0]
     return matmul_traffic(float(np.mean([needed_rows(a) for a in a_list])), batch, k, n, dtype)
@@ -257,13 +311,11 @@ def traffic(a_list: list, shape, dtype: str) -> int:
 
 def useful_flops(a_list: list, n: int) -> int:
     """bench/measure/roofline.py's useful flops of the op, averaged over the pool."""
-    from bench.measure.roofline import matmul_flops
     return matmul_flops(float(np.mean([np.count_nonzero(a) for a in a_list])), n)
 
 
 def small_check(backend: str, dtype: str, seed: int, scratch):
     """Fresh random trials at awkward sizes before the first timing of a (backend, dtype)."""
-    from bench.measure import check
     rng = np.random.default_rng([seed, 8])
     for batch, k, n in ((1, 1031, 517), (7, 257, 129)):
         for pattern in PATTERNS:
@@ -279,7 +331,6 @@ def conversion_s(be_name: str, pool: list) -> float | None:
     """scipy_csr: median time of converting one activation matrix of the pool to CSR."""
     if be_name != "scipy_csr":
         return None
-    from kernels.backends.scipy import sparse as scipy_csr
     times = []
     for a in pool * max(1, 10 // len(pool)):
         t0 = time.perf_counter_ns()
@@ -288,25 +339,104 @@ def conversion_s(be_name: str, pool: list) -> float | None:
     return float(np.median(times))
 
 
+# ------------------------------------------------------------------------------------- measuring
+
+class Session:
+    """The matmul cases of one run: their weight copies and activation pools (`Inputs`)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.host = Inputs(ctx.seed)
+
+    def run(self, group: list[Case], beyond: bool) -> list[CaseResult]:
+        return [_run_case(case, self.host, self.ctx) for case in group]
+
+    def release(self) -> None:
+        """Drop the weights and pools (the next case of this kind builds them again)."""
+        self.host = Inputs(self.ctx.seed)
+
+
+def _run_case(case: Case, host: Inputs, ctx: Context) -> CaseResult:
+    """One case on its own inputs. In interleaved runs, a CPU case whose backend uses every core is
+    sampled in rounds with a copy of its weights' size beside it, whose samples `bench compare`
+    divides by (the VM's memory phases moved these cases 1.2-1.6x between runs of the same code)."""
+    base = dict(op=case.op, kind=NAME, backend=case.backend, device=case.device, dtype=case.dtype,
+                size=case.size, axes=dict(case.axes))
+    be = registry.backend(case.backend)
+    sampling = ctx.sampling
+
+    def measure(device, base):
+        ready = _check(case, be, device, host, ctx, base)
+        if isinstance(ready, CaseResult):
+            return ready
+        beside = None
+        if ctx.interleave and case.device == "cpu" and case.op not in be.one_thread_ops:
+            member = _interleave.cpu_member("case", ready.fn, ready.native, ready.kwargs, sampling)
+            times, passes = round_robin_again([member, ctx.probe.member(case.dtype, case.size, sampling)[0]],
+                                              sampling, ctx.seed, {})
+            t, beside = times["case"], times[_interleave.PROBE]
+        else:
+            t, passes = time_alone(ready, sampling)
+        pool = host.pool(case.dtype, shape_of(case), case.axis("batch"), case.axis("sparsity"), case.axis("pattern"))
+        conv = conversion_s(case.backend, [a[0] if case.axis("batch") == 1 else a for a in pool])
+        return timed(ready, t, probe=beside, passes=passes,
+                     figures={"conversion_s": conv} if conv is not None else None)
+
+    return guarded(case, be, base, host, ctx.scope, measure)
+
+
+def _check(case: Case, be: registry.Backend, device: devices.HostAdapter, host: Inputs,
+           ctx: Context, base: dict) -> CaseResult | Ready:
+    """The gate (on the first matrix of the case's pool), then its timed call: each call takes the
+    next (activation, weight copy) pair of the rotation (the cold weights of this module's top)."""
+    shape, batch = shape_of(case), case.axis("batch")
+    weights = host.weights(case.dtype, shape)
+    pool = host.pool(case.dtype, shape, batch, case.axis("sparsity"), case.axis("pattern"))
+    base = dict(base, bytes=traffic(pool, shape, case.dtype), flops=useful_flops(pool, shape[1]))
+    native_w = host.on(be, weights)
+    native_a = host.on(be, pool)
+    a0 = pool[0][0] if batch == 1 else pool[0]
+    na0 = native_a[0][0] if batch == 1 else native_a[0]
+    scratch = ctx.scope.scratch
+    r = gate(case, ctx.checked, lambda: small_check(case.backend, case.dtype, ctx.seed, scratch),
+             lambda: check.check_call(case.op, case.backend, (a0, weights[0]), native=(na0, native_w[0]),
+                                      scratch=scratch),
+             host, base)
+    if isinstance(r, CaseResult):
+        return r
+    k = registry.kernel(case.op, case.backend)
+    if batch == 1:                          # a K-vector, the GEMV every inference step runs
+        native_a = [a[0] for a in native_a]
+    out_shape = (shape[1],) if batch == 1 else (batch, shape[1])
+    out = be.empty(out_shape, case.dtype) if k.supports_out else None
+    pairs = itertools.cycle(Rotation(native_a, native_w).pairs())   # no index arithmetic while timed
+
+    def call(out=None):
+        return k.raw(*next(pairs), out=out)
+
+    return Ready(case, be, device, call, (), {"out": out}, r.worst, "" if k.supports_out else ALLOCATES, base)
+
+
 # ------------------------------------------------------------------------------- derived figures
 
 def case_key(e) -> tuple:
-    return (e.device, e.dtype, e.shape, e.batch, e.sparsity, e.pattern)
+    return (e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('sparsity'), e.axis('pattern'))
 
 
 def derive(results) -> list:
-    """speedup_vs_dense (best dense median of the same case / this median) and pct_of_ideal
-    (that speed-up as % of 1 / (1 - s)) of every timed sparse_matmul case."""
+    """The figures speedup_vs_dense (best dense median of the same case / this median) and
+    pct_of_ideal (that speed-up as % of 1 / (1 - s)) of every timed case of this kind."""
     best: dict = {}
     for e in results:
-        if e.op == OP and e.backend in DENSE and e.timed:
+        if e.kind == NAME and e.backend in DENSE and e.timed:
             k = case_key(e)
             best[k] = min(best.get(k, math.inf), e.median_s)
     out = []
     for e in results:
-        if e.op == OP and e.timed and case_key(e) in best:
+        if e.kind == NAME and e.timed and case_key(e) in best:
             sp = best[case_key(e)] / e.median_s
-            e = replace(e, speedup_vs_dense=sp, pct_of_ideal=100 * sp * (1 - e.sparsity))
+            figures = dict(e.figures or {}, speedup_vs_dense=sp, pct_of_ideal=100 * sp * (1 - e.axis('sparsity')))
+            e = replace(e, figures=figures)
         out.append(e)
     return out
 
@@ -316,10 +446,11 @@ def crossovers(entries) -> dict[tuple, dict[str, float | None]]:
     best dense backend, or None}} for the non-dense backends."""
     groups: dict = {}
     for e in entries:
-        if e.op != OP or e.backend in DENSE or not e.timed or e.speedup_vs_dense is None:
+        if e.kind != NAME or e.backend in DENSE or not e.timed or e.figure('speedup_vs_dense') is None:
             continue
-        g = groups.setdefault((e.device, e.dtype, e.shape, e.batch, e.pattern), {}).setdefault(e.backend, [])
-        g.append((e.sparsity, e.speedup_vs_dense))
+        group = (e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern'))
+        g = groups.setdefault(group, {}).setdefault(e.backend, [])
+        g.append((e.axis('sparsity'), e.figure('speedup_vs_dense')))
     return {k: {b: next((s for s, sp in sorted(v) if sp > 1.0), None) for b, v in bs.items()}
             for k, bs in groups.items()}
 
@@ -331,21 +462,17 @@ def tables(run, narrow: bool = False) -> list:
     each cell: time, x speed-up over the best dense, % of ideal, GB/s of needed weights (% of the
     copy peak); the crossover sparsity of each backend below. `narrow`: the same tables, in the
     same order, as a row per (sparsity, backend) and a column per figure (an 80-column terminal)."""
-    from rich import box
-    from rich.table import Table
-
-    from bench.model.formatting import fmt_time
-    entries = [e for e in run.results if e.op == OP]
+    entries = [e for e in run.results if e.kind == NAME]
     groups: dict = {}
     for e in entries:
-        groups.setdefault((e.device, e.dtype, e.shape, e.batch, e.pattern), []).append(e)
+        groups.setdefault((e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern')), []).append(e)
     cross = crossovers(entries)
     out = []
     for (device, dtype, shape, batch, pattern), es in groups.items():
         backends = list(dict.fromkeys([b for b in DENSE if any(e.backend == b for e in es)]
                                       + [e.backend for e in es if e.backend not in DENSE]))
         if narrow:
-            out.append(_narrow_table(Table, box, (device, dtype, shape, batch, pattern), es, backends,
+            out.append(_narrow_table((device, dtype, shape, batch, pattern), es, backends,
                                      cross.get((device, dtype, shape, batch, pattern), {})))
             continue
         t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}: "
@@ -354,23 +481,23 @@ def tables(run, narrow: bool = False) -> list:
         t.add_column("sparsity", no_wrap=True)
         for b in backends:
             t.add_column(b, justify="right")
-        for sp in sorted({e.sparsity for e in es}):
+        for sp in sorted({e.axis('sparsity') for e in es}):
             row = []
             for b in backends:
-                e = next((x for x in es if x.backend == b and x.sparsity == sp), None)
+                e = next((x for x in es if x.backend == b and x.axis('sparsity') == sp), None)
                 if e is None:
                     row.append("")
                 elif not e.timed:
                     row.append(f"{e.status}: {(e.reason or '')[:40]}")
                 else:
                     lines = [fmt_time(e.median_s)]
-                    if e.speedup_vs_dense is not None:
-                        lines.append(f"x{e.speedup_vs_dense:.2f} · {e.pct_of_ideal:.0f}% ideal")
+                    if e.figure('speedup_vs_dense') is not None:
+                        lines.append(f"x{e.figure('speedup_vs_dense'):.2f} · {e.figure('pct_of_ideal'):.0f}% ideal")
                     if e.gbps is not None:
                         pk = f" ({e.pct_peak:.0f}%)" if e.pct_peak is not None else ""
                         lines.append(f"{e.gbps:.1f} GB/s{pk}")
-                    if e.conversion_s is not None:
-                        lines.append(f"CSR conversion {100 * e.conversion_s / e.median_s:.0f}%")
+                    if e.figure('conversion_s') is not None:
+                        lines.append(f"CSR conversion {100 * e.figure('conversion_s') / e.median_s:.0f}%")
                     row.append("\n".join(lines))
             t.add_row(f"{sp:g}", *row)
         cr = cross.get((device, dtype, shape, batch, pattern), {})
@@ -384,8 +511,7 @@ NARROW_HELP = ("sparse_matmul: time · vs dense: speed-up over the best dense ·
                "the weights needed · % peak: of the copy peak · CSR conv.: the conversion's share of the time")
 
 
-def _narrow_table(Table, box, group: tuple, es: list, backends: list, cross: dict):
-    from bench.model.formatting import fmt_time
+def _narrow_table(group: tuple, es: list, backends: list, cross: dict):
     device, dtype, shape, batch, pattern = group
     t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}",
               title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -393,19 +519,19 @@ def _narrow_table(Table, box, group: tuple, es: list, backends: list, cross: dic
     t.add_column("backend", no_wrap=True)
     for name in ("time", "vs dense", "% ideal", "GB/s", "% peak", "CSR conv."):
         t.add_column(name, justify="right", no_wrap=True)
-    sparsities = sorted({e.sparsity for e in es})
+    sparsities = sorted({e.axis('sparsity') for e in es})
     for i, sp in enumerate(sparsities):
-        present = [x for b in backends for x in es if x.backend == b and x.sparsity == sp]
+        present = [x for b in backends for x in es if x.backend == b and x.axis('sparsity') == sp]
         for j, e in enumerate(present):
             if not e.timed:
                 cells = [f"{e.status}: {(e.reason or '')[:30]}", "", "", "", "", ""]
             else:
                 cells = [fmt_time(e.median_s),
-                         f"x{e.speedup_vs_dense:.2f}" if e.speedup_vs_dense is not None else "-",
-                         f"{e.pct_of_ideal:.0f}%" if e.pct_of_ideal is not None else "-",
+                         f"x{e.figure('speedup_vs_dense'):.2f}" if e.figure('speedup_vs_dense') is not None else "-",
+                         f"{e.figure('pct_of_ideal'):.0f}%" if e.figure('pct_of_ideal') is not None else "-",
                          f"{e.gbps:.1f}" if e.gbps is not None else "-",
                          f"{e.pct_peak:.0f}%" if e.pct_peak is not None else "-",
-                         f"{100 * e.conversion_s / e.median_s:.0f}%" if e.conversion_s is not None else ""]
+                         f"{100 * e.figure('conversion_s') / e.median_s:.0f}%" if e.figure('conversion_s') is not None else ""]
             t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
                       end_section=j == len(present) - 1 and i < len(sparsities) - 1)
     t.caption = "crossover sparsity (lowest s beating the best dense): " + (
@@ -415,12 +541,12 @@ def _narrow_table(Table, box, group: tuple, es: list, backends: list, cross: dic
 
 def markdown(run) -> str:
     """The same tables as Markdown (time, speed-up, % of ideal, GB/s), crossovers below each."""
-    entries = [e for e in run.results if e.op == OP]
+    entries = [e for e in run.results if e.kind == NAME]
     if not entries:
         return ""
     groups: dict = {}
     for e in entries:
-        groups.setdefault((e.device, e.dtype, e.shape, e.batch, e.pattern), []).append(e)
+        groups.setdefault((e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern')), []).append(e)
     cross = crossovers(entries)
     lines = ["## sparse_matmul", "",
              "Each cell: median time, speed-up over the best dense backend of the same case, that speed-up "
@@ -430,16 +556,16 @@ def markdown(run) -> str:
                                       + [e.backend for e in es if e.backend not in DENSE]))
         lines += [f"### {shape} batch {batch} {dtype} on {device}, pattern {pattern}", "",
                   "| sparsity | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
-        for sp in sorted({e.sparsity for e in es}):
+        for sp in sorted({e.axis('sparsity') for e in es}):
             cells = []
             for b in backends:
-                e = next((x for x in es if x.backend == b and x.sparsity == sp), None)
+                e = next((x for x in es if x.backend == b and x.axis('sparsity') == sp), None)
                 if e is None or not e.timed:
                     cells.append("" if e is None else str(e.status))
                     continue
                 c = f"{e.median_s * 1e3:.3g} ms"
-                if e.speedup_vs_dense is not None:
-                    c += f" · x{e.speedup_vs_dense:.2f} · {e.pct_of_ideal:.0f}%"
+                if e.figure('speedup_vs_dense') is not None:
+                    c += f" · x{e.figure('speedup_vs_dense'):.2f} · {e.figure('pct_of_ideal'):.0f}%"
                 if e.gbps is not None:
                     c += f" · {e.gbps:.1f} GB/s"
                 cells.append(c)
@@ -454,20 +580,18 @@ def figure(run, device: str, dtype: str, shape: str, batch: int, pattern: str):
     """Speed-up over the best dense backend against sparsity, one line per backend, with the
     ideal 1 / (1 - s) drawn."""
     from matplotlib.figure import Figure
-
-    from bench.report.plots import style
-    es = [e for e in run.results if e.op == OP and e.timed and e.speedup_vs_dense is not None
-          and (e.device, e.dtype, e.shape, e.batch, e.pattern) == (device, dtype, shape, batch, pattern)]
+    es = [e for e in run.results if e.kind == NAME and e.timed and e.figure('speedup_vs_dense') is not None
+          and (e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern')) == (device, dtype, shape, batch, pattern)]
     fig = Figure(figsize=(6.5, 4.2))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.88)
     ax = fig.subplots()
-    ss = sorted({e.sparsity for e in es}) or [0.0]
+    ss = sorted({e.axis('sparsity') for e in es}) or [0.0]
     grid = np.linspace(0, max(ss), 200)
     # black: scipy_csr's colour (tab10's C7) is the grey this line had, and the two read as one
     ax.plot(grid, 1 / (1 - grid), color="black", linestyle="--", label="ideal 1/(1-s)")
     ax.axhline(1, color="0.6", linewidth=0.8)
     for b in dict.fromkeys(e.backend for e in es):
-        pts = sorted((e.sparsity, e.speedup_vs_dense) for e in es if e.backend == b)
+        pts = sorted((e.axis('sparsity'), e.figure('speedup_vs_dense')) for e in es if e.backend == b)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=b, **style(b))
     ax.set_yscale("log")
     ax.set_xlabel("sparsity s (fraction of zero activations)")
@@ -479,10 +603,10 @@ def figure(run, device: str, dtype: str, shape: str, batch: int, pattern: str):
 
 
 def write_plots(run, folder, dpi: int = 100) -> list:
-    from pathlib import Path
+    """Speed-up against sparsity, a PNG per (device, dtype, shape, batch, pattern): the paths."""
     folder = Path(folder)
-    keys = dict.fromkeys((e.device, e.dtype, e.shape, e.batch, e.pattern) for e in run.results
-                         if e.op == OP and e.timed and e.speedup_vs_dense is not None)
+    keys = dict.fromkeys((e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern')) for e in run.results
+                         if e.kind == NAME and e.timed and e.figure('speedup_vs_dense') is not None)
     paths = []
     for device, dtype, shape, batch, pattern in keys:
         folder.mkdir(parents=True, exist_ok=True)
@@ -491,3 +615,13 @@ def write_plots(run, folder, dpi: int = 100) -> list:
         paths.append(path)
     return paths
 
+
+def summary_line(op: str, entries: list, width: int) -> str | None:
+    """The run's closing line for this kind: the best speed-up over the best dense product, with
+    the sparsity and shape where it was reached."""
+    timed_ = [e for e in entries if e.timed and e.figure('speedup_vs_dense') is not None]
+    if not timed_:
+        return None
+    e = max(timed_, key=lambda x: x.figure('speedup_vs_dense'))
+    return (f"{op:<{width}} {e.backend:<11} x {e.figure('speedup_vs_dense'):.2f} over dense at "
+            f"{100 * (e.axis('sparsity') or 0):g}% zeros, {e.axis('shape')} batch {e.axis('batch')}")

@@ -1,6 +1,6 @@
 """The correctness gate and its tolerance table: no kernel is timed before it passes here.
 
-`compare` checks outputs against the float64 reference (kernels/ops/__init__.py) computed from the
+`compare` checks outputs against the float64 reference (kernels/ops/) computed from the
 same input values. `check_call` runs a kernel the way the benchmark will time it: on its own
 backend, into poisoned preallocated outputs, and once more allocating its own; then checks the
 values, the dtypes and shapes, and that the inputs were left untouched. A kernel that returns

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+import numba
 from kernels import machine
 
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "rich", "matplotlib", "threadpoolctl", "torch",
@@ -77,7 +78,7 @@ def _cpu_flags() -> tuple[list[str], str | None]:
     """The CPU's flags and where they came from: py-cpuinfo (installed with pytest-benchmark; any
     OS, CPUID itself), else Linux's /proc/cpuinfo; ([], None) when neither can say."""
     try:
-        import cpuinfo
+        import cpuinfo  # noqa: PLC0415  (optional: py-cpuinfo comes with pytest-benchmark, /proc/cpuinfo otherwise)
         flags = cpuinfo.get_cpu_info().get("flags") or []
         if flags:
             return sorted(set(flags)), "py-cpuinfo"
@@ -88,7 +89,8 @@ def _cpu_flags() -> tuple[list[str], str | None]:
 
 
 def _blas() -> list[dict]:
-    """NumPy's BLAS and its threads, as threadpoolctl reports them (not installed: said so)."""
+    """NumPy's BLAS and its threads, as threadpoolctl reports them (not installed: said so; the GPU
+    machines' python3 that gpu-check runs on lacks it)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
@@ -97,10 +99,6 @@ def _blas() -> list[dict]:
 
 
 def _numba_info() -> dict:
-    try:
-        import numba
-    except ImportError:
-        return {}
     info = {"version": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS}
     try:
         info["threading_layer"] = numba.threading_layer()

@@ -1,6 +1,6 @@
 """Bytes and flops per op, and the peak-bandwidth probes each run measures for itself.
 
-Traffic is counted from the op's definition (kernels/ops/__init__.py): every input read once, every
+Traffic is counted from the op's definition (kernels/ops/): every input read once, every
 output written once, a packed mask 1 bit per element. It is the one place of truth for the
 "reads 4 B + writes 4 B per element" comments above the kernels. Write-allocate traffic and
 temporaries are not counted: a kernel that needs them shows a lower % of peak, as it should.
@@ -19,29 +19,18 @@ cache peak: its inputs are made cold before every sample).
 
 from __future__ import annotations
 
+import ctypes
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from kernels import machine
+from kernels.backends.numba_cpu import stream_copy
+from kernels.machine import cache_sizes
 from kernels.ops import OPS, mask_nbytes
 
 from bench.measure import devices, timing
-
-# Arithmetic per element from each definition, a transcendental (exp, tanh) counted as one.
-FLOPS_PER_ELEMENT = {
-    "relu": 1,              # max(x, 0)
-    "relu_grad": 1,         # x > 0 ? dy : 0
-    "sigmoid": 3,           # exp(-x), 1 + e, 1 / d
-    "sigmoid_grad": 3,      # dy * y, 1 - y, product
-    "tanh": 1,              # tanh(x)
-    "tanh_grad": 3,         # y * y, 1 - y2, dy * t
-    "leaky_relu": 2,        # slope * x, select
-    "leaky_relu_grad": 2,   # slope * dy, select
-    "relu_mask": 2,         # max(x, 0), x > 0
-    "relu_grad_mask": 1,    # bit ? dy : 0
-}
-
 
 def traffic(op: str, n: int, dtype) -> int:
     """Bytes an ideal kernel moves for op on n elements: each input read once, each output
@@ -58,7 +47,8 @@ def bytes_per_element(op: str, dtype) -> float:
 
 
 def flops(op: str, n: int) -> int:
-    return FLOPS_PER_ELEMENT[op] * n
+    """Useful flops of op on n elements (its spec's flops_per_element: kernels/ops/)."""
+    return OPS[op].flops_per_element * n
 
 
 def matmul_traffic(needed_rows: float, batch: int, k: int, n: int, dtype) -> int:
@@ -94,8 +84,6 @@ def _numba_copy():
     turns each thread's chunk into one memcpy call (no loop of its own, no index checks)."""
     global _copy_kernel
     if _copy_kernel is None:
-        import numba
-
         @numba.njit(parallel=True, cache=True)
         def _copy_kernel_impl(src, dst):      # reads 4 B + writes 4 B per element (float32)
             for i in numba.prange(src.size):
@@ -112,9 +100,6 @@ def _glibc_blocks():
     fork-join of one parallel call. Not cached on disk: the memcpy address is baked into the code."""
     global _block_kernel
     if _block_kernel is None:
-        import ctypes
-
-        import numba
         memcpy = ctypes.CDLL(None).memcpy
         memcpy.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t]   # addresses as integers
         memcpy.restype = ctypes.c_size_t
@@ -161,13 +146,11 @@ class CopyPools:
 
 
 def _numba_threads() -> int:
-    import numba
     return numba.get_num_threads()
 
 
 def _streaming_copy():
     """numba_cpu's copy with streaming stores, on every numba thread (kernels/numba_cpu)."""
-    from kernels.backends.numba_cpu import stream_copy
     return stream_copy
 
 
@@ -227,7 +210,6 @@ def cpu_copy_peak(sampling: timing.Sampling, nbytes: int | None = None, threads:
 
 def l2_per_core_bytes() -> int:
     """The per-core L2 the OS lists (a per-core cache: a VM is not shown its host's), else 1 MiB."""
-    from kernels.machine import cache_sizes
     return cache_sizes().get("L2") or CACHE_BLOCK_FALLBACK
 
 

@@ -25,20 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bench.model.cases import Sampling  # noqa: F401  (timing.Sampling: the rules it samples by)
 from bench.measure import load
 from bench.model import stats
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How long and how precisely to measure one case."""
-
-    min_samples: int = 10
-    max_samples: int = 2000
-    rel_tol: float = 0.02          # stop when the median's CI half-width is within 2 % of it
-    budget_s: float = 1.0          # sampling time budget per case (at least min_samples are taken)
-    warmup_s: float = 0.02         # warm-up time after the first (compiling) call
-    min_sample_s: float = 2e-4     # repeat short calls so one sample lasts at least this long
 
 
 @dataclass

@@ -5,7 +5,7 @@ A `Run` holds one `CaseResult` per case; both are frozen, so a figure is derived
 record (`derive`), never by editing one in place. On disk a run is one JSON document:
 
     {
-      "schema": "actbench.results/3",
+      "schema": "actbench.results/4",
       "created": "2026-11-28T12:00:00+00:00",
       "interrupted": false,                 # true when Ctrl-C, SIGTERM or an exception ended the run early
       "error": null,                        # an exception's one line: what failed, in which case, where
@@ -30,6 +30,12 @@ record (`derive`), never by editing one in place. On disk a run is one JSON docu
       },
       "results": [{CaseResult's fields}, ...]   # one entry per case, status "ok" | "failed" | "skipped"
     }
+
+Each case names its op kind (`kind`: "elementwise", "matmul": bench/kinds/), and a kind whose
+cases have axes beyond the size, or figures of their own, keeps them in the generic `axes` and
+`figures` objects (the sparse matmul: axes shape "KxN", batch, sparsity, pattern; figures
+speedup_vs_dense, pct_of_ideal, conversion_s). Schemas 1-3 had those seven as fields of every case
+(null for elementwise ones); they load into `axes` and `figures` (`_migrate`).
 
 Fields that a failed or skipped case cannot have are null. A timed CPU case records `cpu_got`,
 the share of their runnable time its threads ran during its samples (bench/measure/load.py), and its
@@ -65,7 +71,8 @@ from typing import Any, Iterable, Mapping
 
 from bench.model.stats import summarize
 
-SCHEMA = "actbench.results/3"
+SCHEMA = "actbench.results/4"
+SCHEMA_3 = "actbench.results/3"     # a matmul case's axes and figures as fields of every case
 SCHEMA_2 = "actbench.results/2"     # no cache peak, no peak_level: read as they are
 SCHEMA_1 = "actbench.results/1"
 _DROPPED_IN_2 = ("shape", "batch", "sparsity")     # schema 1 fields nothing ever filled
@@ -109,14 +116,9 @@ class CaseResult:
     pct_peak: float | None = None
     speedup_vs_numpy: float | None = None
     check_worst: float | None = None
-    # sparse_matmul cases only (null for elementwise ones): the case's axes and figures
-    shape: str | None = None                   # "KxN" of the weights
-    batch: int | None = None                   # rows of the activations
-    sparsity: float | None = None              # fraction of exact zeros asked for
-    pattern: str | None = None                 # relu, iid or correlated (bench/kinds/matmul.py)
-    speedup_vs_dense: float | None = None      # best dense backend's median / this median
-    pct_of_ideal: float | None = None          # that speed-up as % of 1 / (1 - sparsity)
-    conversion_s: float | None = None          # scipy_csr: converting a to CSR, within median_s
+    kind: str = "elementwise"                  # the op's kind (bench/kinds/): its axes, figures, tables
+    axes: Mapping[str, Any] | None = None      # the kind's axes beyond the size, in its order
+    figures: Mapping[str, float] | None = None  # the kind's own derived figures
     peak_level: str | None = None              # "memory" | "cache": the peak pct_peak is of (None: schema 1-2)
     peak_gbps: float | None = None             # the memory copy peak sampled beside this case (--interleave)
     # the samples of the copy probe beside it, one per round of samples_s (not for kernels on one
@@ -132,11 +134,11 @@ class CaseResult:
         set_ = object.__setattr__
         set_(self, "status", Status(self.status))
         for name in ("median_s", "iqr_s", "min_s", "gbps", "pct_peak", "speedup_vs_numpy", "check_worst",
-                     "sparsity", "speedup_vs_dense", "pct_of_ideal", "conversion_s", "peak_gbps", "cpu_got"):
+                     "peak_gbps", "cpu_got"):
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, float(v))
-        for name in ("size", "n", "bytes", "flops", "batch"):
+        for name in ("size", "n", "bytes", "flops"):
             v = getattr(self, name)
             if v is not None:
                 set_(self, name, int(v))
@@ -146,6 +148,23 @@ class CaseResult:
                 set_(self, name, tuple(float(s) for s in v))
         if self.marks is not None:
             set_(self, "marks", tuple(str(m) for m in self.marks))
+        if self.axes is not None:
+            set_(self, "axes", {str(k): _plain(v) for k, v in self.axes.items()} or None)
+        if self.figures is not None:
+            set_(self, "figures", {str(k): float(v) for k, v in self.figures.items() if v is not None} or None)
+
+    def figure(self, name: str) -> float | None:
+        """One of the kind's figures, None where the case has none."""
+        return (self.figures or {}).get(name)
+
+    def axis(self, name: str) -> Any:
+        """One of the kind's axes, None where the case has none."""
+        return (self.axes or {}).get(name)
+
+    @property
+    def axes_key(self) -> tuple:
+        """The kind's axes as a hashable tuple of (name, value), in the kind's order."""
+        return tuple((self.axes or {}).items())
 
     @property
     def timed(self) -> bool:
@@ -154,7 +173,7 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for name in (*MATMUL_FIELDS, *_OPTIONAL):   # only in the cases that have them
+        for name in _OPTIONAL:                      # only in the cases that have them
             if d[name] is None:
                 del d[name]
         d["status"] = self.status.value
@@ -169,8 +188,29 @@ class CaseResult:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(CaseResult))
-MATMUL_FIELDS = ("shape", "batch", "sparsity", "pattern", "speedup_vs_dense", "pct_of_ideal", "conversion_s")
-_OPTIONAL = ("peak_gbps", "probe_samples_s", "cpu_got", "remeasured", "marks")   # null: left out of the JSON
+_OPTIONAL = ("peak_gbps", "probe_samples_s", "cpu_got", "remeasured", "marks", "axes", "figures")  # null: left out
+# Schemas 1-3 kept a matmul case's axes and figures as fields of every case (`_migrate`)
+LEGACY_AXES = ("shape", "batch", "sparsity", "pattern")
+_OLD_FIGURES = ("speedup_vs_dense", "pct_of_ideal", "conversion_s")
+
+
+def _plain(v):
+    """A NumPy scalar as the Python value JSON gives back."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def _migrate(e: dict, schema: str) -> dict:
+    """A case entry of schema 1-3 in schema 4's form: the matmul fields every case carried (null for
+    an elementwise case) become the `axes` and `figures` of the cases that have them."""
+    axes = {k: e.pop(k) for k in LEGACY_AXES if k in e}
+    figures = {k: e.pop(k) for k in _OLD_FIGURES if k in e}
+    axes = {k: v for k, v in axes.items() if v is not None}
+    figures = {k: v for k, v in figures.items() if v is not None}
+    if axes:
+        e.update(kind="matmul", axes=axes)
+    if figures:
+        e["figures"] = figures
+    return e
 
 STARVED = "starved"                  # its threads waited for a core (bench/measure/load.py's rule)
 ABOVE_PEAK = "above peak"            # faster than its level's peak by more than the peak's spread
@@ -216,9 +256,9 @@ class Run:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Run:
-        """A run from its JSON document (schema 3, 2 or 1); ResultsError when it is none of them."""
+        """A run from its JSON document (schema 4, 3, 2 or 1); ResultsError when it is none of them."""
         schema = d.get("schema") if isinstance(d, Mapping) else None
-        if schema not in (SCHEMA, SCHEMA_2, SCHEMA_1):
+        if schema not in (SCHEMA, SCHEMA_3, SCHEMA_2, SCHEMA_1):
             newer = _schema_number(schema)
             if newer is not None and newer > _schema_number(SCHEMA):
                 raise ResultsError(f"written by a newer actbench (schema {schema!r}); this one reads schemas 1 to "
@@ -242,6 +282,8 @@ class Run:
                 for k in _DROPPED_IN_2:
                     if e.pop(k, None) is not None:
                         raise ResultsError(f"case {i}: a {k!r} value, which no actbench run has written")
+            if schema != SCHEMA:
+                e = _migrate(e, schema)
             unknown = set(e) - _FIELDS
             if unknown:
                 raise ResultsError(f"case {i}: unknown fields {sorted(unknown)}")
@@ -295,9 +337,9 @@ def peak_for(peak: Mapping[str, Any] | None, working_set: int | None) -> tuple[s
 def derive(run: Run) -> Run:
     """The run with gbps, pct_peak (of the peak of the level the case's bytes fit in: `peak_for`),
     peak_level and speedup_vs_numpy of every timed case computed from the medians, the bytes each
-    op moves and the run's own peaks."""
+    op moves and the run's own peaks. A kind's own figures come from its `derive` (bench/kinds/)."""
     def key(e: CaseResult) -> tuple:
-        return (e.op, e.dtype, e.size, e.shape, e.batch, e.sparsity, e.pattern)
+        return (e.op, e.dtype, e.size, e.axes_key)
 
     def figures(e: CaseResult) -> CaseResult:
         if not e.timed or not e.median_s:
@@ -327,8 +369,7 @@ def derive(run: Run) -> Run:
             marks.append(MARKED_BASELINE)
         return replace(e, speedup_vs_numpy=ref.median_s / e.median_s if ref else None, marks=tuple(marks) or None)
 
-    from bench.kinds.matmul import derive as derive_sparse    # speed-up over the best dense, % of ideal
-    return replace(run, results=tuple(derive_sparse([speedup(e) for e in cases])))
+    return replace(run, results=tuple(speedup(e) for e in cases))
 
 
 def in_refused_cache(peak: Mapping[str, Any] | None, working_set: int | None) -> bool:
@@ -363,13 +404,10 @@ def ratio(e: CaseResult | None, first: CaseResult | None) -> float | None:
 
 # ------------------------------------------------------------------------------------ grouping
 
-def op_order(ops: Iterable[str]) -> list[str]:
-    """The ops in kernels.ops.OPS order; ops it does not know come last, as they appear."""
-    try:
-        from kernels.ops import OPS     # here, not at the top: loading a run needs no kernels
-        known = list(OPS)
-    except ImportError:
-        known = []
+def op_order(ops: Iterable[str], known: Iterable[str] = ()) -> list[str]:
+    """The ops in the order of `known` (kernels.ops.OPS, where the caller has the kernels); the
+    others after them, as they appear (a run's cases come in OPS order at each size)."""
+    known = list(known)
     ops = list(dict.fromkeys(ops))
     return sorted(ops, key=lambda op: known.index(op) if op in known else len(known) + ops.index(op))
 

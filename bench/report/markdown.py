@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.model.formatting import (
+from bench import kinds
+from bench.report.formatting import (
     BEST,
     UNSTABLE,
     Notes,
@@ -80,11 +81,13 @@ def markdown(run: Run, plots=None) -> str:
         out += [f"> **{_md(warning)}**", ""]
     out += [f"- **{label}**: {_md(text)}" for label, text in env_lines(run)]
     out += ["", how_to_read(run), ""]
-    notes, used = Notes(), set()
+    notes, used, done = Notes(), set(), []
     for op, entries in by_op(run).items():
-        if op == "sparse_matmul":           # its own tables: rows by sparsity (bench/kinds/matmul.py)
-            from bench.kinds.matmul import markdown as sparse_markdown
-            out += [sparse_markdown(run), ""]
+        kind = kinds.of(entries[0])
+        if kind.markdown is not None:       # a kind with tables of its own, where its first op comes
+            if kind not in done:
+                out += [kind.markdown(run), ""]
+                done.append(kind)
             continue
         out += md_table(run, op, entries, notes) + [""]
         for img in images:

@@ -19,18 +19,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 
-from bench.model.formatting import peak_label
+from bench import kinds
+from bench.model.display import style
+from bench.report.formatting import peak_label
 from bench.model.results import CaseResult, Run, backend_order, by_op, devices_of, is_marked
-
-# Same colour and marker for a backend in every figure; backends not listed take the next ones.
-KNOWN_BACKENDS = ("numpy", "numba_cpu", "cupy", "cupy_elementwise", "cupy_raw", "numba_cuda", "torch",
-                  "scipy_csr", "cupyx_csr")
-MARKERS = "osD^vP<>Xh*"
-
-
-def style(backend: str) -> dict:
-    i = KNOWN_BACKENDS.index(backend) if backend in KNOWN_BACKENDS else sum(map(ord, backend))
-    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)]}
 
 
 def points(entries: list[CaseResult], backend: str) -> tuple[list, list, list]:
@@ -144,7 +136,7 @@ def plot_keys(run: Run, dtypes=None) -> list[tuple[str, str]]:
     """(op, dtype) pairs that have a figure: every dtype of every op, or only those in `dtypes`."""
     keys = []
     for op, entries in by_op(run).items():
-        if op == "sparse_matmul":           # bench/kinds/matmul.py draws speed-up against sparsity
+        if kinds.of(entries[0]).write_plots is not None:      # a kind that draws its own
             continue
         for dtype in dict.fromkeys(e.dtype for e in entries):
             if dtype and (dtypes is None or dtype in dtypes):
@@ -161,5 +153,7 @@ def write_plots(run: Run, folder, dtypes=None, dpi: int = 100) -> list[Path]:
         path = folder / f"{op}-{dtype}.png"
         figure(run, op, dtype).savefig(path, dpi=dpi)
         paths.append(path)
-    from bench.kinds.matmul import write_plots as sparse_plots
-    return paths + sparse_plots(run, folder, dpi=dpi)
+    for kind in dict.fromkeys(kinds.of(e) for e in run.results):
+        if kind.write_plots is not None:
+            paths += kind.write_plots(run, folder, dpi=dpi)
+    return paths

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.model.formatting import STARVED_MARK, UNSTABLE, fmt_pct_peak, fmt_size, fmt_speedup
+from bench import kinds
+from bench.report.formatting import STARVED_MARK, UNSTABLE, fmt_pct_peak, fmt_size, fmt_speedup
 from bench.model.results import ABOVE_PEAK, STARVED, CaseResult, Run, Status, best_backend, by_op, is_marked, rows
 
 MAX_NAMED = 3       # marked or failed cases named in the summary, when no more; the tables show them all
@@ -28,8 +29,9 @@ def fastest(entries: list[CaseResult]) -> CaseResult | None:
 
 def op_line(op: str, entries: list[CaseResult], width: int) -> str | None:
     """'relu        numba_cpu   98.9% mem peak at 2^25, x 2.18 vs numpy'."""
-    if op == "sparse_matmul":
-        return _matmul_line(entries, width)
+    kind = kinds.of(entries[0])
+    if kind.summary_line is not None:         # a kind with figures of its own says what it found
+        return kind.summary_line(op, entries, width)
     e = fastest(entries)
     if e is None:
         return None
@@ -39,18 +41,8 @@ def op_line(op: str, entries: list[CaseResult], width: int) -> str | None:
             f"{fmt_size(e.size).split(' ')[0]}{speed}{marked}")
 
 
-def _matmul_line(entries: list[CaseResult], width: int) -> str | None:
-    """sparse_matmul: the best speed-up over the best dense product, at its sparsity and shape."""
-    timed = [e for e in entries if e.timed and e.speedup_vs_dense is not None]
-    if not timed:
-        return None
-    e = max(timed, key=lambda x: x.speedup_vs_dense)
-    return (f"{'sparse_matmul':<{width}} {e.backend:<11} x {e.speedup_vs_dense:.2f} over dense at "
-            f"{100 * (e.sparsity or 0):g}% zeros, {e.shape} batch {e.batch}")
-
-
 def _label(e: CaseResult) -> str:
-    where = f"{e.shape} b{e.batch} {100 * (e.sparsity or 0):g}%" if e.shape else fmt_size(e.size).split(" ")[0]
+    where = " ".join(str(v) for v in e.axes.values()) if e.axes else fmt_size(e.size).split(" ")[0]
     return f"{e.op} {e.backend} {e.dtype} {where}"
 
 

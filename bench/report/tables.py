@@ -17,7 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from bench.model.formatting import (
+from bench import kinds
+from bench.report.formatting import (
     BEST,
     STARVED_MARK,
     UNSTABLE,
@@ -155,8 +156,8 @@ def _narrow_cells(e: CaseResult, best: bool, notes: Notes) -> list:
 def run_legend(run: Run, narrow: bool = False) -> Text:
     """The legend of a run's tables, printed once after the last: how to read a cell (or a narrow
     row), which peak each % is of, the best-cell marker and every mark any case carries."""
-    entries = [e for e in run.results if e.op != "sparse_matmul"]
-    levels = list(dict.fromkeys(x for op, es in by_op(run).items() if op != "sparse_matmul"
+    entries = [e for e in run.results if kinds.of(e).tables is None]
+    levels = list(dict.fromkeys(x for op, es in by_op(run).items() if kinds.of(es[0]).tables is None
                                 if (x := level_legend(run, es))))
     return legend(Notes(), entries, how=NARROW_HELP if narrow else CELL_HELP, levels=levels)
 
@@ -169,7 +170,7 @@ def _fits(console: Console, table: Table) -> bool:
 
 def op_tables(run: Run) -> list[Table]:
     """One rich Table per op: rows (dtype, size), columns backends (numpy first), cells of four lines."""
-    return [op_table(run, op, entries) for op, entries in by_op(run).items() if op != "sparse_matmul"]
+    return [op_table(run, op, entries) for op, entries in by_op(run).items() if kinds.of(entries[0]).tables is None]
 
 
 # ------------------------------------------------------------------------------------ side by side
@@ -245,10 +246,11 @@ def print_run(run: Run, console: Console | None = None, short_header: bool = Fal
     if warning:                       # first, before anything is read
         console.print(warning, style="bold red", highlight=False, markup=False)
     console.print(summary(run, short_header))
-    from bench.kinds.matmul import tables as sparse_tables  # per shape and batch, rows by sparsity
-    narrow = False
+    narrow, own = False, []
     for op, entries in by_op(run).items():
-        if op == "sparse_matmul":
+        kind = kinds.of(entries[0])
+        if kind.tables is not None:            # a kind with tables of its own: after the standard ones
+            own += [kind] if kind not in own else []
             continue
         wide = op_table(run, op, entries, caption=False)
         tables = [wide] if _fits(console, wide) else narrow_tables(run, op, entries)
@@ -256,14 +258,15 @@ def print_run(run: Run, console: Console | None = None, short_header: bool = Fal
         for table in tables:
             console.print()
             console.print(table)
-    thin_sparse = False
-    for wide, thin in zip(sparse_tables(run), sparse_tables(run, narrow=True)):
-        console.print()
-        console.print(wide if _fits(console, wide) else thin)
-        thin_sparse = thin_sparse or not _fits(console, wide)
-    if any(e.op != "sparse_matmul" for e in run.results):
+    thin = []
+    for kind in own:
+        for wide, narrow_one in zip(kind.tables(run), kind.tables(run, narrow=True)):
+            console.print()
+            console.print(wide if _fits(console, wide) else narrow_one)
+            if not _fits(console, wide) and kind not in thin:
+                thin.append(kind)
+    if any(kinds.of(e).tables is None for e in run.results):
         console.print()
         console.print(run_legend(run, narrow))
-    if thin_sparse:                   # the wide sparse tables say it in their titles
-        from bench.kinds.matmul import NARROW_HELP
-        console.print(NARROW_HELP, style="dim", highlight=False, markup=False)
+    for kind in thin:                 # its wide tables say it in their titles
+        console.print(kind.NARROW_HELP, style="dim", highlight=False, markup=False)

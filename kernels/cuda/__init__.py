@@ -1,2 +1,2 @@
-"""CUDA C sources (*.cu, *.cuh) beside their build options (build.py), the NVRTC compile that
-checks them without a GPU (nvrtc.py) and the register/spill report (resources.py)."""
+"""CUDA C sources (*.cu, *.cuh) beside their build options (build.py): what the CuPy backends compile
+at run time. kernels/nvrtc/ compiles every one of them without a GPU and reports their resources."""

@@ -1,4 +1,4 @@
-"""How actbench's CUDA C is built: the facts kernels/backends/cupy/elementwise.py (the runtime) and kernels/cuda/nvrtc.py
+"""How actbench's CUDA C is built: the facts kernels/backends/cupy/elementwise.py (the runtime) and kernels/nvrtc/__init__.py
 (the compile check and resource report) share. A leaf module: it imports nothing of kernels.
 
 - where the sources are (kernels/cuda), the dtypes they are written for and the kernel suffixes;

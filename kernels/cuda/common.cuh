@@ -1,11 +1,11 @@
 // Shared device code of the actbench RawKernels (kernels/cuda/*.cu): the 16-byte vector type of
 // each dtype, the half <-> float conversions, and the grid-stride drivers every elementwise kernel
-// is built from. Compiled by NVRTC, through cupy.RawModule on a GPU and kernels/nvrtc.py in
+// is built from. Compiled by NVRTC, through cupy.RawModule on a GPU and kernels/nvrtc/ in
 // `make test`, both with this folder on the include path (-I kernels/cuda) and --std=c++17.
 //
 // How every kernel moves its data:
 //   * a grid-stride loop with 64-bit indices (sizes >= 2**31 elements are fine); the launcher
-//     (kernels/cupy_gpu.py) sizes the grid to the device (SMs x resident blocks), not to n;
+//     (kernels/backends/cupy/elementwise.py) sizes the grid to the device (SMs x resident blocks), not to n;
 //   * 16-byte vector loads and stores (float4, double2, 8 halves) when every array the kernel
 //     touches has the same alignment modulo 16 bytes: a short scalar head brings them to a
 //     16-byte boundary, then the vector body, then a scalar tail of fewer than one vector per
@@ -14,8 +14,8 @@
 //   * per element only selects (`c ? a : b`): no data-dependent branch, so no divergence.
 // Arithmetic is done in the compute type of the dtype (float for __half). NVRTC's default
 // --fmad=true is kept: a*b+c may become one FMA (only tanh_grad's 1 - y*y has that shape), which
-// is at least as accurate as two roundings; the tolerances in bench/check.py allow either.
-// CuPy compiles every module with -ftz=true (kernels/nvrtc.py checks with it too): float32
+// is at least as accurate as two roundings; the tolerances in bench/measure/check.py allow either.
+// CuPy compiles every module with -ftz=true (kernels/nvrtc/ checks with it too): float32
 // subnormal results flush to 0, an error below the tolerance's atol (float32's smallest normal);
 // but a compare reads a subnormal operand as 0 too, so decisions on a sign use sign.cuh's bit tests.
 #pragma once
@@ -23,7 +23,7 @@
 #include "fp16.cuh"
 #include "sign.cuh"
 
-#define ACT_BLOCK 256                 // threads per block; kernels/cupy_gpu.py launches with this
+#define ACT_BLOCK 256                 // threads per block; kernels/backends/cupy/elementwise.py launches with this
 #define ACT_FULL_WARP 0xffffffffu
 
 namespace act {
@@ -134,7 +134,7 @@ __device__ __forceinline__ void map2(const T* __restrict__ a, const T* __restric
 // ---- extern "C" entry points ----------------------------------------------------------------------
 
 // Each op's kernels are _<op>_kernel_f16 / _f32 / _f64 (__half, float, double: the names
-// kernels/cuda_build.py's raw_kernel_name gives), with the arguments in the order the cupy_raw
+// kernels/cuda/build.py's raw_kernel_name gives), with the arguments in the order the cupy_raw
 // launcher passes them: inputs, outputs, n, then the op's scalar in the compute type C. A .cu file
 // declares an op's three kernels in one line, by the shape of its arguments:
 //   ACT_MAP1_KERNELS(op, F)            (x, y, n)            y = F()(x), elementwise
@@ -143,7 +143,7 @@ __device__ __forceinline__ void map2(const T* __restrict__ a, const T* __restric
 //   ACT_MAP2_SCALAR_KERNELS(op, F)     (dy, v, dx, n, p)    dx = F<C>{p}(dy, v)
 //   ACT_MASK_OUT_KERNELS(op, f)        (x, y, mask, n)      f(x, y, mask, n)
 //   ACT_MASK_IN_KERNELS(op, f)         (dy, mask, dx, n)    f(dy, mask, dx, n)
-// (the mask: ceil(n / 8) bytes, 1 bit per element). What each kernel moves is bench/roofline.py's.
+// (the mask: ceil(n / 8) bytes, 1 bit per element). What each kernel moves is bench/measure/roofline.py's.
 #define ACT_FOR_DTYPES(DEFINE, ...)                                                                \
     DEFINE(f16, __half, float, __VA_ARGS__)                                                        \
     DEFINE(f32, float, float, __VA_ARGS__)                                                         \

@@ -1,6 +1,6 @@
 // __half for the actbench CUDA sources: the real <cuda_fp16.h>, or a minimal stand-in.
 // cuda_fp16.h is not built into NVRTC: CuPy puts the folder that holds it on the include path
-// itself (its compile options, which kernels/nvrtc.py's compile checks use too). The stand-in
+// itself (its compile options, which kernels/nvrtc/'s compile checks use too). The stand-in
 // gives the only two things the kernels need from it, the float conversions, as the same PTX
 // instructions (cvt); ACTBENCH_NO_CUDA_FP16 selects it, so that the tests compile both.
 #pragma once

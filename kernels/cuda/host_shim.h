@@ -1,5 +1,5 @@
 // Tests only: compile the CUDA sources of kernels/cuda (and the ElementwiseKernels as CuPy
-// generates them, kernels/cupy_expand.py) as C++20 for the CPU, so that a machine without a GPU runs the kernels'
+// generates them, kernels/backends/cupy/expand.py) as C++20 for the CPU, so that a machine without a GPU runs the kernels'
 // index arithmetic, alignment paths, tails and mask packing. Force-included by
 // tests/test_kernels_cupy.py (g++ -include host_shim.h -DACTBENCH_HOST_EMULATION).
 //

@@ -1,6 +1,6 @@
 // The ReLU family as CUDA RawKernels (cupy_raw backend): relu, relu_grad, leaky_relu,
 // leaky_relu_grad, and relu_mask / relu_grad_mask, which keep the sign of x packed 1 bit per
-// element. Semantics are those of kernels/reference.py; common.cuh says how data moves. Every
+// element. Semantics are those of kernels/ops/; common.cuh says how data moves. Every
 // decision on the sign of x goes through sign.cuh (x's bits), never a float compare: CuPy
 // compiles with -ftz=true, which would read a subnormal x as zero.
 // One extern "C" kernel per op and dtype, _<op>_kernel_f16 / _f32 / _f64, declared at the end.

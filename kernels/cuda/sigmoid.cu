@@ -1,5 +1,5 @@
 // sigmoid and its gradient as CUDA RawKernels (cupy_raw backend). Semantics are those of
-// kernels/reference.py; common.cuh says how data moves.
+// kernels/ops/; common.cuh says how data moves.
 // One extern "C" kernel per op and dtype, _<op>_kernel_f16 / _f32 / _f64, declared at the end.
 #include "common.cuh"
 

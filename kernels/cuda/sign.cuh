@@ -3,9 +3,9 @@
 // compare reads a subnormal operand as zero (PTX setp.*.ftz.f32): `x > 0` would be false for
 // x = 1e-40, and relu_grad would drop dy where PyTorch (compiled without ftz) passes it.
 // NaN is neither above, below nor equal to zero, as IEEE compares say: relu_grad's `x <= 0` is
-// false for NaN, so a NaN x passes dy (kernels/reference.py). double is never flushed (-ftz
+// false for NaN, so a NaN x passes dy (kernels/ops/). double is never flushed (-ftz
 // concerns float only): plain compares. Included by common.cuh (RawKernels) and pasted into the
-// ElementwiseKernels' preamble (kernels/cupy_gpu.py), so both families share one definition.
+// ElementwiseKernels' preamble (kernels/backends/cupy/elementwise.py), so both families share one definition.
 #pragma once
 
 namespace act {

@@ -1,9 +1,9 @@
 // sparse_matmul as CUDA RawKernels (cupy_raw backend): y = a @ w reading only the rows of w whose
 // activation is non-zero. a is batch x K, w is K x N row-major, y is batch x N, all of dtype T
 // (__half, float, double); arithmetic in the compute type (float for __half and float). Semantics
-// are those of kernels/reference.py: a zero activation is absent, its row of w never read.
+// are those of kernels/ops/: a zero activation is absent, its row of w never read.
 //
-// Two kernels per dtype, launched by kernels/cupy_sparse.py:
+// Two kernels per dtype, launched by kernels/backends/cupy/sparse.py:
 //  * _sparse_matmul_partial_kernel_*: split-K. The grid's warps each own one work item: a tile of
 //    32 * VEC output columns (VEC = 16 / sizeof(T): one 16-byte load per lane, so a warp reads 512
 //    contiguous bytes of a row of w), a group of up to ACT_SM_GROUP batch rows, and one of S
@@ -197,14 +197,14 @@ __device__ __forceinline__ void sparse_reduce(const typename Compute<T>::type* _
 
 // ---- partial sums (split-K) --------------------------------------------------------------------
 // "Element" below: one weight of a present row; each kernel also reads a (batch x K) once per
-// column tile and writes S x batch x N partial sums (compute type), as bench/roofline.py counts.
+// column tile and writes S x batch x N partial sums (compute type), as bench/measure/roofline.py counts.
 
 // __launch_bounds__(..., 1): no occupancy target for ptxas, whose default one spilled the double
 // kernel's accumulators. The registers ptxas then uses decide how many blocks an SM holds (two to
-// four, by arch and dtype): kernels/cupy_sparse.py sizes the split from the occupancy API on this
+// four, by arch and dtype): kernels/backends/cupy/sparse.py sizes the split from the occupancy API on this
 // kernel, so that the grid fits one wave.
 
-// reads 2 B + writes 0 B per element (__half); see bench/roofline.py
+// reads 2 B + writes 0 B per element (__half); see bench/measure/roofline.py
 extern "C" __global__ void __launch_bounds__(ACT_BLOCK, 1)
 _sparse_matmul_partial_kernel_f16(const __half* __restrict__ a, const __half* __restrict__ w,
                                   float* __restrict__ part, long long batch, long long k, long long n,
@@ -212,7 +212,7 @@ _sparse_matmul_partial_kernel_f16(const __half* __restrict__ a, const __half* __
     act::sparse_partial(a, w, part, batch, k, n, ntiles, splits, ngroups, kchunk);
 }
 
-// reads 4 B + writes 0 B per element (float); see bench/roofline.py
+// reads 4 B + writes 0 B per element (float); see bench/measure/roofline.py
 extern "C" __global__ void __launch_bounds__(ACT_BLOCK, 1)
 _sparse_matmul_partial_kernel_f32(const float* __restrict__ a, const float* __restrict__ w,
                                   float* __restrict__ part, long long batch, long long k, long long n,
@@ -220,7 +220,7 @@ _sparse_matmul_partial_kernel_f32(const float* __restrict__ a, const float* __re
     act::sparse_partial(a, w, part, batch, k, n, ntiles, splits, ngroups, kchunk);
 }
 
-// reads 8 B + writes 0 B per element (double); see bench/roofline.py
+// reads 8 B + writes 0 B per element (double); see bench/measure/roofline.py
 extern "C" __global__ void __launch_bounds__(ACT_BLOCK, 1)
 _sparse_matmul_partial_kernel_f64(const double* __restrict__ a, const double* __restrict__ w,
                                   double* __restrict__ part, long long batch, long long k, long long n,
@@ -231,21 +231,21 @@ _sparse_matmul_partial_kernel_f64(const double* __restrict__ a, const double* __
 // ---- reduction of the partial sums -------------------------------------------------------------
 // "Element" below: one output; S partial sums (compute type) read per output.
 
-// reads 4 B + writes 2 B per element (__half); see bench/roofline.py
+// reads 4 B + writes 2 B per element (__half); see bench/measure/roofline.py
 extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
 _sparse_matmul_reduce_kernel_f16(const float* __restrict__ part, __half* __restrict__ y, long long total,
                                  unsigned splits) {
     act::sparse_reduce(part, y, total, splits);
 }
 
-// reads 4 B + writes 4 B per element (float); see bench/roofline.py
+// reads 4 B + writes 4 B per element (float); see bench/measure/roofline.py
 extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
 _sparse_matmul_reduce_kernel_f32(const float* __restrict__ part, float* __restrict__ y, long long total,
                                  unsigned splits) {
     act::sparse_reduce(part, y, total, splits);
 }
 
-// reads 8 B + writes 8 B per element (double); see bench/roofline.py
+// reads 8 B + writes 8 B per element (double); see bench/measure/roofline.py
 extern "C" __global__ void __launch_bounds__(ACT_BLOCK)
 _sparse_matmul_reduce_kernel_f64(const double* __restrict__ part, double* __restrict__ y, long long total,
                                  unsigned splits) {

@@ -13,7 +13,7 @@ def _gpu() -> dict | None:
     from kernels import registry
     try:
         from bench.run.runner import _gpu_info
-        from bench.run.cases import Case
+        from bench.model.cases import Case
     except ImportError:
         return None
     gpu_cases = [Case("relu", be.name, "gpu", "float32", 1) for be in registry.all_backends()

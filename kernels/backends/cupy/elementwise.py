@@ -12,7 +12,7 @@
   than there is work.
 
 Both kernel families are launched by one generic launcher each, registered for every op of the
-OPS table (kernels/ops/__init__.py): the arguments follow the op's inputs, outputs and parameters.
+OPS table (kernels/ops/): the arguments follow the op's inputs, outputs and parameters.
 CuPy is imported by the probe, on first use, never at `import kernels`; the probes compile and
 launch a trivial kernel, so missing CUDA headers are a reason, not a failure in every case.
 ElementwiseKernels and RawModules are built on first use and cached. Every launcher writes into
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,12 +36,23 @@ from kernels.registry import Available, Backend, declare_backend, output_layout,
 
 cupy = None
 
-RAW_SOURCES = {                              # op -> the .cu file that holds its RawKernels
-    "relu": "relu.cu", "relu_grad": "relu.cu", "leaky_relu": "relu.cu", "leaky_relu_grad": "relu.cu",
-    "relu_mask": "relu.cu", "relu_grad_mask": "relu.cu",
-    "sigmoid": "sigmoid.cu", "sigmoid_grad": "sigmoid.cu",
-    "tanh": "tanh.cu", "tanh_grad": "tanh.cu",
-}
+
+
+def _raw_sources() -> dict[str, str]:
+    """op -> the .cu file of kernels/cuda/ that holds its RawKernels, read from the sources: the file
+    whose ACT_*_KERNELS(<op>, ...) declares them (common.cuh's macros; a file can also spell a
+    kernel's name, `raw_kernel_name`). A new op's kernels need no entry here."""
+    out = {}
+    for path in sorted(CUDA_DIR.glob("*.cu")):
+        text = path.read_text()
+        declared = set(re.findall(r"\bACT_\w+_KERNELS\(\s*(\w+)\s*,", text))
+        for op, spec in OPS.items():
+            if spec.kind == "elementwise" and (op in declared or f"{raw_kernel_name(op, 'float32')}(" in text):
+                out.setdefault(op, path.name)
+    return out
+
+
+RAW_SOURCES = _raw_sources()
 COMPUTE = {"float16": np.float32, "float32": np.float32, "float64": np.float64}   # RawKernels' scalar args
 
 _PROBE_RAW = r"""#include "common.cuh"

@@ -4,7 +4,7 @@ A cupy.ElementwiseKernel call resolves its type placeholders from the arrays it 
 (`_decide_params_type`), generates CUDA C (`_get_elementwise_kernel_code`), prepends CuPy's headers
 and compiles with the options `assemble_cupy_compiler_options` gives plus -ftz=true and the arch.
 Only the last steps (compile, load, launch) need a device, so the tests and `make resources` run
-CuPy's own steps here and hand the result to NVRTC (kernels/cuda/nvrtc.py), instead of an imitation:
+CuPy's own steps here and hand the result to NVRTC (kernels/nvrtc/__init__.py), instead of an imitation:
 an imitation bound a placeholder CuPy never binds and hid a KeyError on every call.
 
 The arguments are the ones the launcher passes (kernels/backends/cupy/elementwise.py `Elementwise.arguments`),
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.backends.cupy.elementwise import ELEMENTWISE, Elementwise
+from kernels.ops import OPS
+from kernels.cuda.build import DTYPES
 
 STAND_IN_SIZE = 16       # elements of the stand-in arrays (any size below 2**31 gives 32-bit indexing)
 
@@ -54,7 +56,6 @@ def kernel(ew: Elementwise):
 
 def stand_in_call(ew: Elementwise, dtype: str) -> tuple[list, list]:
     """(inputs, outputs) the launcher passes to the kernel, with NumPy arrays for CuPy's."""
-    from kernels.ops import OPS
     spec = OPS[ew.op]
     n = STAND_IN_SIZE
     arrays = [np.zeros(n if name != "mask" else (n + 7) // 8, np.uint8 if name == "mask" else dtype)
@@ -108,5 +109,4 @@ def options(given: tuple[str, ...] = ()) -> tuple[str, ...]:
 
 
 def expand_all() -> list[Expanded]:
-    from kernels.cuda.build import DTYPES
     return [expand(ew, dtype) for ew in ELEMENTWISE.values() for dtype in DTYPES]

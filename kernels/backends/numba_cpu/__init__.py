@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import numba
 from kernels.ops import ELEMENTWISE_OPS, OPS, dtype_name, mask_nbytes
 from kernels.registry import Available, Backend, declare_backend, register
 from kernels.backends.numba_cpu.jit import X86_64
@@ -40,10 +41,6 @@ from kernels.backends.numba_cpu.strategy import DEFAULT_BLOCK, SPLIT_SIZES, Stor
 
 
 def _probe() -> Available | str:
-    try:
-        import numba
-    except ImportError as exc:  # pragma: no cover - numba is a core dependency
-        return f"numba is not importable: {exc}"
     return Available(description=f"fused, parallel numba {numba.__version__} njit kernels, "
                                  f"{numba.config.NUMBA_NUM_THREADS} threads")
 
@@ -73,9 +70,6 @@ SERIAL_MAX = None      # None: each op's measured threshold; an int overrides it
 
 
 # The family whose measured store strategy each op follows (strategy.py)
-TUNING = {"relu": "memory", "relu_grad": "memory", "leaky_relu": "memory",
-          "leaky_relu_grad": "memory", "sigmoid_grad": "memory", "tanh_grad": "memory",
-          "sigmoid": "exp", "tanh": "exp", "relu_mask": "mask", "relu_grad_mask": "mask"}
 STRATEGY = StoreStrategy(enabled=X86_64)     # read at every call, so tests can replace it
 
 
@@ -95,7 +89,7 @@ def _run(op: str, out, *args) -> None:
     if _serial(op, out):
         family.kernel(*args)
     elif out.nbytes >= STRATEGY.min_bytes:
-        choice = STRATEGY.choose(TUNING[op], dtype_name(out))
+        choice = STRATEGY.choose(OPS[op].tuning, dtype_name(out))   # the op's cost class (its spec)
         family.parallel(choice.stream, choice.block, *args)
     else:
         family.parallel(False, BLOCK, *args)

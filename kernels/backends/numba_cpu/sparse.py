@@ -14,7 +14,7 @@ their bytes: at sparsity s the ideal speed-up over a dense GEMV is 1 / (1 - s).
   op's semantics).
 
 Kernels compile on the first call per dtype (never at import) and are cached on disk. The launcher
-is registered on the numba_cpu backend (kernels/numba_cpu.py declares it).
+is registered on the numba_cpu backend (the package's __init__.py declares it).
 """
 
 from __future__ import annotations

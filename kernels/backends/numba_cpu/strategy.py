@@ -40,6 +40,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+import numba
+import numpy as np
+from kernels.machine import cpu_count
+from kernels.backends.numba_cpu.kernels import FAMILIES as COMPILED
+from kernels.machine import cpu_model
+from kernels.backends.numba_cpu.jit import source_stamp
+from kernels.ops import mask_nbytes
+import functools
+from kernels.ops import OPS
+from kernels.machine import last_level_cache_bytes
 
 FAMILIES = ("memory", "exp", "mask")          # copy-like ops, ops with an exp, packed-mask ops
 DTYPES = ("float32", "float64")
@@ -165,11 +175,7 @@ def _other_work(seconds: float = 0.01, cpu_clock: Callable[[], float] = time.pro
     a 1-minute load average above the core count plus one half, or a parallel copy loop run for
     `seconds` that got less than `BUSY_SHARE` of a core per thread (process CPU time over wall
     time; here 1.8-2.2 of 2 when quiet, 1.4-1.6 beside one busy process, 1.0 beside two)."""
-    import numba
-    import numpy as np
 
-    from kernels.machine import cpu_count
-    from kernels.backends.numba_cpu.kernels import FAMILIES as COMPILED
     global _busy_seen
     if _busy_seen and time.monotonic() - _busy_seen[0] < 30:
         return _busy_seen[1]
@@ -201,10 +207,7 @@ def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
 def machine_key(threads: int | None = None) -> str:
     """CPU model, logical cores, numba threads, numba version and the kernels' source stamp:
     what the choice depends on."""
-    import numba
 
-    from kernels.machine import cpu_count, cpu_model
-    from kernels.backends.numba_cpu.jit import source_stamp
     threads = numba.config.NUMBA_NUM_THREADS if threads is None else threads
     return (f"{cpu_model()} | {cpu_count()} cores | {threads} threads | numba {numba.__version__}"
             f" | kernels {source_stamp()[:12]}")
@@ -259,7 +262,6 @@ class StoreStrategy:
                  env: Mapping[str, str] | None = None, key: str | None = None,
                  enabled: bool = True, split_probe: SplitProbe | None = None,
                  busy: Callable[[], bool] | None = None):
-        from kernels.machine import last_level_cache_bytes
         self._probe = probe or measure
         self._split_probe = split_probe or measure_split
         self._busy = busy or _other_work
@@ -412,10 +414,7 @@ def measure(family: str, dtype: str, nbytes: int, variants: list[tuple[bool, int
     an output of `nbytes`, per (stream, block) variant, the variants interleaved in every round so
     that a change of load hits them alike: at least rounds[0] rounds, more while under `budget`
     seconds, at most rounds[1]."""
-    import numpy as np
 
-    from kernels.ops import mask_nbytes
-    from kernels.backends.numba_cpu.kernels import FAMILIES as COMPILED
     n = nbytes // np.dtype(dtype).itemsize
     x = np.random.default_rng(0).standard_normal(n).astype(dtype)
     y = np.empty_like(x)
@@ -442,12 +441,8 @@ def measure_split(op: str, dtype: str, sizes: Sequence[int], rounds: int = 7,
     """Seconds per call of op's serial kernel and its parallel driver (ordinary stores, the default
     block) at each size, the two interleaved round by round; each round repeats a call until it
     has run `min_seconds`, so that the clock's resolution does not decide."""
-    import functools
 
-    import numpy as np
 
-    from kernels.ops import OPS, mask_nbytes
-    from kernels.backends.numba_cpu.kernels import FAMILIES as COMPILED
     family, spec = COMPILED[op], OPS[op]
     rng = np.random.default_rng(0)
     out: dict[int, tuple[list[float], list[float]]] = {}

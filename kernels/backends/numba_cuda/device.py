@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from kernels.backends.numba_cuda.elementwise import FULL_MASK, UNROLL, WARP
+from kernels.backends.numba_cuda.geometry import FULL_MASK, UNROLL, WARP
 
 
 def map_driver(f, load, binary: bool):

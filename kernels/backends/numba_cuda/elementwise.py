@@ -28,10 +28,11 @@ import numpy as np
 
 from kernels.ops import OPS, dtype_name
 from kernels.registry import Available, Backend, declare_backend, register
+from kernels.backends.numba_cuda.geometry import FULL_MASK, UNROLL, WARP  # noqa: F401  (the kernels' too)
+from types import SimpleNamespace
+from unittest import mock
+from importlib.metadata import version
 
-WARP = 32                # threads per warp: bits per word of the relu_mask mask
-FULL_MASK = 0xFFFFFFFF   # every lane of a warp takes part in each ballot
-UNROLL = 4               # elements each thread loads before it stores any (reads in flight)
 THREADS = 256            # threads per block on a real GPU
 SIM_THREADS = 32         # threads per block on the simulator: one warp (each is a Python thread)
 SIM_BLOCKS = 2           # blocks at most on the simulator: enough to exercise the grid stride
@@ -225,8 +226,6 @@ def compile_ptx(op: str, dtype: str, cc: tuple[int, int] = (9, 0)) -> str:
     Needs numba-cuda and libNVVM (a CUDA toolkit) but no GPU or driver, and the real CUDA target:
     it fails under NUMBA_ENABLE_CUDASIM=1. For tests and inspection (float32 kernels must not touch
     float64, no local memory, relu_mask must use vote.sync.ballot). Leaves RUNTIME as it is."""
-    from types import SimpleNamespace
-    from unittest import mock
 
     from numba import cuda
     if _simulator_enabled():
@@ -248,7 +247,7 @@ def _simulator_enabled() -> bool:
     try:
         from numba.cuda.core import config          # numba-cuda's own configuration
     except ImportError:
-        from numba.core import config
+        from numba.core import config  # noqa: PLC0415  (numba-cuda's settings live in numba before 0.30)
     return bool(getattr(config, "ENABLE_CUDASIM", 0))
 
 
@@ -278,7 +277,6 @@ def _probe() -> Available | str:
         from numba import cuda as _cuda
     except ImportError as exc:
         return f"numba.cuda cannot be imported: {exc}"
-    from importlib.metadata import version
     simulated = _simulator_enabled()
     if not simulated and not _cuda.is_available():
         detail = " ".join(str(_cuda.cuda_error() or "").split())

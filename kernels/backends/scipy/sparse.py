@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import scipy
+import scipy.sparse as sp
 from kernels.ops import as_rows, matmul_result
 from kernels.registry import Available, Backend, declare_backend, register
 
@@ -19,11 +21,6 @@ DTYPES = ("float32", "float64")
 
 
 def _probe() -> Available | str:
-    try:
-        import scipy
-        import scipy.sparse  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - scipy is a core dependency
-        return f"scipy is not importable: {exc}"
     return Available(description=f"SciPy {scipy.__version__} CSR (activations converted at call time) "
                                  "@ dense, one thread")
 
@@ -45,7 +42,6 @@ declare_backend(Backend(
 def to_csr(a: np.ndarray):
     """a (batch x K, or a K-vector as 1 x K) as a CSR array: reads a once, keeps its non-zeros
     (NaN included)."""
-    import scipy.sparse as sp
     return sp.csr_array(as_rows(a))
 
 

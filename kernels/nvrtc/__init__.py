@@ -1,5 +1,5 @@
 """Compile CUDA C with NVRTC, without a GPU, and read ptxas's resource report: the engine behind
-the compile tests (tests/test_kernels_nvrtc.py) and `make resources` (kernels/cuda/resources.py).
+the compile tests (tests/test_kernels_nvrtc.py) and `make resources` (kernels/nvrtc/resources.py).
 
 The options are CuPy's own (kernels/backends/cupy/expand.py's `options`, which calls CuPy's
 `assemble_cupy_compiler_options`): a source is checked as cupy.RawModule, RawKernel or
@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from dataclasses import dataclass, field
+from kernels.backends.cupy.expand import options as cupys
 
 ARCHS = ("sm_80", "sm_90")
 # the report: ptxas's resource usage, and spills as warnings
@@ -153,7 +154,6 @@ def cupy_options(options: tuple[str, ...] | None) -> tuple[str, ...]:
     RawKernel / RawModule with when it is given no options (`cupy.RawKernel(code, name)`)."""
     if options is not None:
         return options
-    from kernels.backends.cupy.expand import options as cupys      # needs cupy importable (the dev extra)
     return cupys()
 
 
