@@ -18,6 +18,8 @@ import numpy as np
 
 from kernels import machine
 
+from . import blas
+
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "rich", "matplotlib", "threadpoolctl", "torch",
             "cupy-cuda12x", "cupy-cuda13x", "numba-cuda", "cuda-bindings", "nvidia-cuda-nvrtc")
 
@@ -60,6 +62,7 @@ def environment(command: str | None = None, **extra) -> dict:
         "packages": _packages(),
         "git": _git(),
     }
+    env["blas_forced"] = blas.detect(env["command"])     # a variable holding BLAS below the CPU (bench/blas.py)
     env.update(extra)
     return env
 
