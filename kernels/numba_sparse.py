@@ -14,12 +14,12 @@ their bytes: at sparsity s the ideal speed-up over a dense GEMV is 1 / (1 - s).
   row of the batch the slice of w is read once and added into the rows of the batch whose
   activation is non-zero (a zero activation contributes nothing, even beside an inf weight: the
   op's semantics);
-  "blas", `_blas_product`: the rows of w needed by some row of the batch (`_needed_columns`)
-  gathered into a block (not where all are needed) and multiplied by NumPy's BLAS, then checked:
-  BLAS multiplies the zero activations inside the block too, which gives the op's result exactly
-  where those weights are finite, and a non-finite output wherever one of them is not (0 * inf
-  is NaN, and any NaN or inf term leaves its sum non-finite). So a product whose output is all
-  finite is the op's; any other is computed again by the sparse method.
+  "blas", `_blas_product`: NumPy's BLAS on the whole of w, or "blas_gather": on the rows of w
+  needed by some row of the batch (`_needed_columns`) gathered into a block (the copy is part of
+  the call); then checked: BLAS multiplies the zero activations too, which gives the op's result
+  exactly where those weights are finite, and a non-finite output wherever one of them is not
+  (0 * inf is NaN, and any NaN or inf term leaves its sum non-finite). So a product whose output
+  is all finite is the op's; any other is computed again by the sparse method.
 
 Kernels compile on the first call per dtype (never at import) and are cached on disk. The launcher
 is registered on the numba_cpu backend (kernels/numba_cpu.py declares it).
@@ -173,12 +173,12 @@ def _needed_columns(a, idx):
     return n, present
 
 
-def _blas_product(a2, w, y, idx, nk) -> bool:
-    """y = a2[:, needed] @ w[needed] by NumPy's BLAS (the gather, where some rows are not needed,
-    is part of the call); True where y is all finite, which makes it the op's result (module
+def _blas_product(a2, w, y, idx, nk, gather: bool) -> bool:
+    """y = a2 @ w by NumPy's BLAS, on all of w or (`gather`) on a2[:, needed] @ w[needed] (the
+    gather is part of the call); True where y is all finite, which makes it the op's result (module
     docstring), False where the caller must compute it again."""
     with np.errstate(all="ignore"):                # a NaN or inf here is checked below
-        if nk == a2.shape[1]:
+        if nk == a2.shape[1] or not gather:
             np.matmul(a2, w, out=y)
         elif nk == 0:
             y[...] = 0
@@ -211,11 +211,12 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
         needed = np.empty(k, np.int64)
         nk, present = _needed_columns(a2, needed)
 
-        def blas():
-            if not _blas_product(a2, w, y, needed, nk):
+        def blas(gather: bool):
+            if not _blas_product(a2, w, y, needed, nk, gather):
                 _sparse_product(a2, w, y)
 
-        run = {"sparse": lambda: _sparse_product(a2, w, y), "blas": blas}
+        run = {"sparse": lambda: _sparse_product(a2, w, y), "blas": lambda: blas(False),
+               "blas_gather": lambda: blas(True)}
         case = method_key(str(w.dtype), batch, k, n, present, nk, w.itemsize, _llc_bytes())
         run[METHOD.choose(case, run)]()
     return matmul_result(a, y, out)

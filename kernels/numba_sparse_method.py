@@ -1,12 +1,13 @@
 """Which method numba_cpu's batched sparse_matmul uses, measured on this machine per case class.
 
-Two methods compute a batch (kernels/numba_sparse.py):
+Three methods compute a batch (kernels/numba_sparse.py):
 - "sparse": numba's kernel, which reads only the rows of w that some row of the batch needs and
   multiplies only the present activations: its work falls with every zero, but its inner loop
   runs well below the FLOP rate of a tuned GEMM;
-- "blas": the rows of w some row of the batch needs, gathered into a compact block (no gather
-  where every row is needed), multiplied by NumPy's BLAS at its FLOP rate; zero activations inside
-  the block cost full FLOPs, and the gather copies the needed rows.
+- "blas": NumPy's BLAS on the whole of w, at its FLOP rate: every zero activation costs full
+  FLOPs (and its row of w is read);
+- "blas_gather": the same on the rows of w some row of the batch needs, gathered into a compact
+  block first: fewer FLOPs and reads in the product, for a copy of the needed rows.
 
 Which is faster depends on the batch (a GEMM's efficiency grows with it), on the fraction of
 zeros, on the BLAS the process loaded (its kernel: bench/blas.py) and on the machine, so it is
@@ -16,7 +17,7 @@ exceeds the last-level cache) both methods run on the caller's own arguments, in
 `ROUNDS` times each, and the faster (fastest round of each) is kept for the class. Choices are
 saved in ~/.cache/actbench/numba_cpu-sparse.json (or $ACTBENCH_CACHE_DIR), keyed by CPU, threads,
 numba, NumPy and its BLAS kernel, and the kernels' source, so later processes skip the probe.
-$ACTBENCH_SPARSE_METHOD (sparse, blas or measure) overrides it.
+$ACTBENCH_SPARSE_METHOD (sparse, blas, blas_gather or measure) overrides it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-METHODS = ("sparse", "blas")
+METHODS = ("sparse", "blas", "blas_gather")
 ROUNDS = 2              # timed runs of each method in a probe (the fastest counts)
 SCHEMA = 1
 _HERE = Path(__file__).resolve().parent
@@ -39,7 +40,7 @@ def check_environment(env: Mapping[str, str] = os.environ) -> None:
     """ValueError naming the variable when ACTBENCH_SPARSE_METHOD holds a value no call can use."""
     value = env.get("ACTBENCH_SPARSE_METHOD", "measure").strip().lower()
     if value not in (*METHODS, "measure"):
-        raise ValueError(f"ACTBENCH_SPARSE_METHOD must be sparse, blas or measure, not {value!r}")
+        raise ValueError(f"ACTBENCH_SPARSE_METHOD must be one of {', '.join(METHODS)} or measure, not {value!r}")
 
 
 def key(dtype: str, batch: int, k: int, n: int, present: int, needed: int, itemsize: int,

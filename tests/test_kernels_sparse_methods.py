@@ -101,10 +101,11 @@ def test_each_method_on_special_values(method, special, batch, rng):
         assert np.isfinite(y).all()
 
 
-def test_blas_method_sends_a_non_finite_weight_beside_a_zero_back(monkeypatch, rng):
+@pytest.mark.parametrize("method", ["blas", "blas_gather"])
+def test_blas_method_sends_a_non_finite_weight_beside_a_zero_back(method, monkeypatch, rng):
     """The BLAS product multiplies the zero activations of the block: with an inf weight there it
     gives NaN, the check sees it, and the sparse method computes the product instead."""
-    monkeypatch.setattr(numba_sparse, "METHOD", M.MethodChoice(env={"ACTBENCH_SPARSE_METHOD": "blas"}))
+    monkeypatch.setattr(numba_sparse, "METHOD", M.MethodChoice(env={"ACTBENCH_SPARSE_METHOD": method}))
     calls = []
     sparse = numba_sparse._sparse_product
     monkeypatch.setattr(numba_sparse, "_sparse_product", lambda *a: (calls.append(1), sparse(*a)))
@@ -129,11 +130,12 @@ def test_blas_product_gathers_only_the_needed_rows(rng):
     nk, present = numba_sparse._needed_columns(a, idx)
     assert nk == 40 and present == 120 and list(idx[:nk]) == [*range(10), *range(20, 50)]
     y = np.full((3, 9), np.nan, np.float32)
-    assert numba_sparse._blas_product(a, w, y, idx, nk)
+    assert numba_sparse._blas_product(a, w, y, idx, nk, gather=True)
     assert_close(y, a, w)
+    assert not numba_sparse._blas_product(a, w, y, idx, nk, gather=False)    # 0 * NaN: computed again
     z = np.zeros((3, 50), np.float32)
     assert numba_sparse._needed_columns(z, idx) == (0, 0)
-    assert numba_sparse._blas_product(z, w, y, idx, 0) and (y == 0).all()
+    assert numba_sparse._blas_product(z, w, y, idx, 0, gather=True) and (y == 0).all()
 
 
 def test_key_classes():
@@ -165,11 +167,11 @@ def test_the_probe_keeps_the_faster_method_and_saves_it(tmp_path):
     env = {"ACTBENCH_CACHE_DIR": str(tmp_path)}
     choice = M.MethodChoice(env=env, clock=clock)
     choice._machine = "test machine"
-    run = {"sparse": runner("sparse", 2.0), "blas": runner("blas", 1.0)}
+    run = {"sparse": runner("sparse", 2.0), "blas": runner("blas", 1.0), "blas_gather": runner("blas_gather", 1.5)}
     assert choice.choose("float32/b64/p1/r1/memory", run) == "blas"
-    assert ran == ["sparse", "blas"] * M.ROUNDS
-    assert choice.choose("float32/b64/p1/r1/memory", run) == "blas" and len(ran) == 2 * M.ROUNDS
-    run = {"sparse": runner("sparse", 0.5), "blas": runner("blas", 1.0)}
+    assert ran == ["sparse", "blas", "blas_gather"] * M.ROUNDS
+    assert choice.choose("float32/b64/p1/r1/memory", run) == "blas" and len(ran) == len(M.METHODS) * M.ROUNDS
+    run = {"sparse": runner("sparse", 0.5), "blas": runner("blas", 1.0), "blas_gather": runner("blas_gather", 0.7)}
     assert choice.choose("float32/b8/p0.1/r0.4/memory", run) == "sparse"
     saved = json.loads((tmp_path / "numba_cpu-sparse.json").read_text())
     entries = saved["machines"]["test machine"]
@@ -183,7 +185,7 @@ def test_the_probe_keeps_the_faster_method_and_saves_it(tmp_path):
     other = M.MethodChoice(env=env, clock=clock)              # another machine key: measured anew
     other._machine = "another machine"
     other.choose("float32/b8/p0.1/r0.4/memory", run)
-    assert len(ran) == n + 2 * M.ROUNDS
+    assert len(ran) == n + len(M.METHODS) * M.ROUNDS
 
 
 def test_an_unusable_cache_entry_is_measured_again(tmp_path):
@@ -192,18 +194,18 @@ def test_an_unusable_cache_entry_is_measured_again(tmp_path):
     choice = M.MethodChoice(env={"ACTBENCH_CACHE_DIR": str(tmp_path)}, clock=FakeClock())
     choice._machine = "m"
     ran = []
-    assert choice.choose("c", {"sparse": lambda: ran.append("s"), "blas": lambda: ran.append("b")}) in M.METHODS
-    assert len(ran) == 2 * M.ROUNDS
+    assert choice.choose("c", {m: (lambda m=m: ran.append(m)) for m in M.METHODS}) in M.METHODS
+    assert len(ran) == len(M.METHODS) * M.ROUNDS
     (tmp_path / "numba_cpu-sparse.json").write_text("not json")
     assert M.MethodChoice(env={"ACTBENCH_CACHE_DIR": str(tmp_path)})._load() == {}
 
 
 def test_the_environment_forces_or_is_refused():
     ran = []
-    run = {"sparse": lambda: ran.append("s"), "blas": lambda: ran.append("b")}
+    run = {m: (lambda m=m: ran.append(m)) for m in M.METHODS}
     assert M.MethodChoice(env={"ACTBENCH_SPARSE_METHOD": "Sparse "}).choose("c", run) == "sparse"
     assert ran == []
-    with pytest.raises(ValueError, match="ACTBENCH_SPARSE_METHOD must be sparse, blas or measure"):
+    with pytest.raises(ValueError, match="ACTBENCH_SPARSE_METHOD must be one of sparse, blas, blas_gather or measure"):
         M.MethodChoice(env={"ACTBENCH_SPARSE_METHOD": "fast"}).choose("c", run)
 
 
