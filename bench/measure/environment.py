@@ -19,6 +19,8 @@ import numpy as np
 import numba
 from kernels import machine
 
+from bench.measure import blas
+
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "rich", "matplotlib", "threadpoolctl", "torch",
             "cupy-cuda12x", "cupy-cuda13x", "numba-cuda", "cuda-bindings", "nvidia-cuda-nvrtc")
 
@@ -61,6 +63,7 @@ def environment(command: str | None = None, **extra) -> dict:
         "packages": _packages(),
         "git": _git(),
     }
+    env["blas_forced"] = blas.detect(env["command"])     # a variable holding BLAS below the CPU (bench/blas.py)
     env.update(extra)
     return env
 

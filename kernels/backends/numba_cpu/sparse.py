@@ -8,10 +8,18 @@ their bytes: at sparsity s the ideal speed-up over a dense GEMV is 1 / (1 - s).
   ROWS at a time, into a private full-width partial (float32 accumulation for float32), streaming
   whole rows of w; the partials are then summed. Split-K was measured against column blocks
   (parallel over blocks of output columns) and kept: see its docstring.
-- batch > 1, `_gemm_columns`: parallel over blocks of output columns; for each k present in any
+- batch > 1, one of two methods, whichever measured faster on this machine for the case's class
+  (kernels/backends/numba_cpu/sparse_method.py; both inside the call):
+  "sparse", `_gemm_columns`: parallel over blocks of output columns; for each k present in any
   row of the batch the slice of w is read once and added into the rows of the batch whose
   activation is non-zero (a zero activation contributes nothing, even beside an inf weight: the
-  op's semantics).
+  op's semantics);
+  "blas", `_blas_product`: NumPy's BLAS on the whole of w, or "blas_gather": on the rows of w
+  needed by some row of the batch (`_needed_columns`) gathered into a block (the copy is part of
+  the call); then checked: BLAS multiplies the zero activations too, which gives the op's result
+  exactly where those weights are finite, and a non-finite output wherever one of them is not
+  (0 * inf is NaN, and any NaN or inf term leaves its sum non-finite). So a product whose output
+  is all finite is the op's; any other is computed again by the sparse method.
 
 Kernels compile on the first call per dtype (never at import) and are cached on disk. The launcher
 is registered on the numba_cpu backend (the package's __init__.py declares it).
@@ -22,6 +30,9 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from kernels.backends.numba_cpu.sparse_method import MethodChoice
+from kernels.backends.numba_cpu.sparse_method import key as method_key
+from kernels.machine import last_level_cache_bytes
 from kernels.ops import matmul_operands, matmul_result
 from kernels.registry import register
 
@@ -144,6 +155,43 @@ def _gemm_columns(idx, ptr, rows, vals, n, w, y, cols):
         y[:, lo:hi] = acc
 
 
+@njit(**_DEVICE)
+def _needed_columns(a, idx):
+    """idx[:n] the k whose activation is non-zero (NaN included) in any row of a; returns n and
+    the count of non-zero activations. Reads a once."""
+    zero = a.dtype.type(0)
+    n = 0
+    present = 0
+    for k in range(a.shape[1]):
+        hit = 0
+        for b in range(a.shape[0]):
+            if a[b, k] != zero:
+                hit += 1
+        if hit:
+            idx[n] = k
+            n += 1
+            present += hit
+    return n, present
+
+
+def _blas_product(a2, w, y, idx, nk, gather: bool) -> bool:
+    """y = a2 @ w by NumPy's BLAS, on all of w or (`gather`) on a2[:, needed] @ w[needed] (the
+    gather is part of the call); True where y is all finite, which makes it the op's result (module
+    docstring), False where the caller must compute it again."""
+    with np.errstate(all="ignore"):                # a NaN or inf here is checked below
+        if nk == a2.shape[1] or not gather:
+            np.matmul(a2, w, out=y)
+        elif nk == 0:
+            y[...] = 0
+        else:
+            rows = idx[:nk]
+            np.matmul(a2[:, rows], w[rows], out=y)
+    return bool(np.isfinite(y).all())
+
+
+METHOD = MethodChoice()   # read at every call, so tests can replace it
+
+
 @register("sparse_matmul", "numba_cpu")
 def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """a @ w reading only the rows of w whose activation is non-zero. a: (batch, K) or (K,), w:
@@ -161,13 +209,38 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
         parts = max(1, min(get_num_threads(), nnz // SPLITK_MIN_ROWS))
         _gemv_splitk(idx[0], val[0], nnz, w, y[0], np.empty((parts, n), w.dtype))
     else:
-        idx = np.empty(k, np.int64)
-        ptr = np.empty(k + 1, np.int64)
-        rows = np.empty(batch * k, np.int64)
-        vals = np.empty(batch * k, w.dtype)
-        nk = _present_by_k(a2, idx, ptr, rows, vals)
-        _gemm_columns(idx, ptr, rows, vals, nk, w, y, _cols(n, batch, w.itemsize))
+        needed = np.empty(k, np.int64)
+        nk, present = _needed_columns(a2, needed)
+
+        def blas(gather: bool):
+            if not _blas_product(a2, w, y, needed, nk, gather):
+                _sparse_product(a2, w, y)
+
+        run = {"sparse": lambda: _sparse_product(a2, w, y), "blas": lambda: blas(False),
+               "blas_gather": lambda: blas(True)}
+        case = method_key(str(w.dtype), batch, k, n, present, nk, w.itemsize, _llc_bytes())
+        run[METHOD.choose(case, run)]()
     return matmul_result(a, y, out)
+
+
+def _sparse_product(a2, w, y) -> None:
+    """y = a2 @ w by the sparse method: `_present_by_k`, then `_gemm_columns`."""
+    batch, k = a2.shape
+    idx = np.empty(k, np.int64)
+    ptr = np.empty(k + 1, np.int64)
+    rows = np.empty(batch * k, np.int64)
+    vals = np.empty(batch * k, w.dtype)
+    nk = _present_by_k(a2, idx, ptr, rows, vals)
+    _gemm_columns(idx, ptr, rows, vals, nk, w, y, _cols(y.shape[1], batch, w.itemsize))
+
+
+_LLC: list[int] = []
+
+
+def _llc_bytes() -> int:
+    if not _LLC:
+        _LLC.append(last_level_cache_bytes())
+    return _LLC[0]
 
 
 def _cols(n: int, batch: int, itemsize: int) -> int:

@@ -1,0 +1,151 @@
+"""Which method numba_cpu's batched sparse_matmul uses, measured on this machine per case class.
+
+Three methods compute a batch (kernels/numba_sparse.py):
+- "sparse": numba's kernel, which reads only the rows of w that some row of the batch needs and
+  multiplies only the present activations: its work falls with every zero, but its inner loop
+  runs well below the FLOP rate of a tuned GEMM;
+- "blas": NumPy's BLAS on the whole of w, at its FLOP rate: every zero activation costs full
+  FLOPs (and its row of w is read);
+- "blas_gather": the same on the rows of w some row of the batch needs, gathered into a compact
+  block first: fewer FLOPs and reads in the product, for a copy of the needed rows.
+
+Which is faster depends on the batch (a GEMM's efficiency grows with it), on the fraction of
+zeros, on the BLAS the process loaded (its kernel: bench/blas.py) and on the machine, so it is
+measured, never assumed: at the first call of a case class (`key`: dtype, batch rounded down to a
+power of two, the fraction of present activations and of needed rows in tenths, and whether w
+exceeds the last-level cache) both methods run on the caller's own arguments, interleaved,
+`ROUNDS` times each, and the faster (fastest round of each) is kept for the class. Choices are
+saved in ~/.cache/actbench/numba_cpu-sparse.json (or $ACTBENCH_CACHE_DIR), keyed by CPU, threads,
+numba, NumPy and its BLAS kernel, and the kernels' source, so later processes skip the probe.
+$ACTBENCH_SPARSE_METHOD (sparse, blas, blas_gather or measure) overrides it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from kernels.backends.numba_cpu.strategy import cache_dir
+from kernels.machine import cpu_count, cpu_model
+
+METHODS = ("sparse", "blas", "blas_gather")
+ROUNDS = 2              # timed runs of each method in a probe (the fastest counts)
+SCHEMA = 1
+_HERE = Path(__file__).resolve().parent
+
+
+def check_environment(env: Mapping[str, str] = os.environ) -> None:
+    """ValueError naming the variable when ACTBENCH_SPARSE_METHOD holds a value no call can use."""
+    value = env.get("ACTBENCH_SPARSE_METHOD", "measure").strip().lower()
+    if value not in (*METHODS, "measure"):
+        raise ValueError(f"ACTBENCH_SPARSE_METHOD must be one of {', '.join(METHODS)} or measure, not {value!r}")
+
+
+def key(dtype: str, batch: int, k: int, n: int, present: int, needed: int, itemsize: int,
+        llc_bytes: int) -> str:
+    """The case class a choice holds for: 'float32/b64/p0.5/r1.0/memory'."""
+    b = 2 ** int(math.log2(max(batch, 1)))
+    p = round(present / max(batch * k, 1), 1)
+    r = round(needed / max(k, 1), 1)
+    where = "memory" if k * n * itemsize > llc_bytes else "cache"
+    return f"{dtype}/b{b}/p{p:g}/r{r:g}/{where}"
+
+
+def machine_key() -> str:
+    """What a choice depends on beyond the case: CPU, cores, numba threads and version, NumPy and
+    the kernel of its BLAS, and this module's and the kernels' sources."""
+    try:
+        from threadpoolctl import threadpool_info   # gpu-check's machines lack it
+        blas = ",".join(f"{i.get('internal_api')}:{i.get('architecture')}:{i.get('num_threads')}"
+                        for i in threadpool_info() if i.get("user_api") == "blas")
+    except ImportError:
+        blas = "?"
+    h = hashlib.sha256()
+    for name in ("sparse.py", "sparse_method.py"):
+        h.update((_HERE / name).read_bytes())
+    return (f"{cpu_model()} | {cpu_count()} cores | {numba.get_num_threads()} threads | numba "
+            f"{numba.__version__} | numpy {np.__version__} {blas} | kernels {h.hexdigest()[:12]}")
+
+
+class MethodChoice:
+    """The method of each case class: from the environment, this object, the disk cache, or a
+    probe on the first call of the class (then saved)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.perf_counter):
+        self._env = os.environ if env is None else env
+        self._clock = clock
+        self._choices: dict[str, dict] = {}
+        self._machine: str | None = None
+
+    @property
+    def machine(self) -> str:
+        if self._machine is None:
+            self._machine = machine_key()
+        return self._machine
+
+    @property
+    def path(self) -> Path:
+        return cache_dir(self._env) / "numba_cpu-sparse.json"
+
+    def choose(self, case: str, run: Mapping[str, Callable[[], None]]) -> str:
+        """The method for `case`; where none is known yet, both `run` callables (each computes the
+        whole product) are timed now and the faster is kept."""
+        check_environment(self._env)
+        forced = self._env.get("ACTBENCH_SPARSE_METHOD", "measure").strip().lower()
+        if forced in METHODS:
+            return forced
+        got = self._choices.get(case) or self._cached(case)
+        if got is None:
+            got = self._probe(run)
+            self._save(case, got)
+        self._choices[case] = got
+        return got["method"]
+
+    def report(self) -> dict:
+        """The choices this process has made, with the probe's times: JSON-ready."""
+        return {"key": self.machine, "choices": dict(sorted(self._choices.items()))}
+
+    def _probe(self, run: Mapping[str, Callable[[], None]]) -> dict:
+        times: dict[str, list[float]] = {m: [] for m in METHODS}
+        for _ in range(ROUNDS):
+            for m in METHODS:
+                t0 = self._clock()
+                run[m]()
+                times[m].append(self._clock() - t0)
+        best = {m: min(t) for m, t in times.items()}
+        method = min(METHODS, key=lambda m: best[m])
+        return {"method": method, "seconds": best, "source": "measured", "time": time.time()}
+
+    def _load(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("machines"), dict):
+            return {}
+        return data
+
+    def _cached(self, case: str) -> dict | None:
+        entry = (self._load().get("machines", {}).get(self.machine) or {}).get(case)
+        if not isinstance(entry, dict) or entry.get("method") not in METHODS:
+            return None                              # missing or unusable: measured again
+        return dict(entry, source="cached")
+
+    def _save(self, case: str, entry: dict) -> None:
+        data = self._load() or {"schema": SCHEMA, "machines": {}}
+        data["machines"].setdefault(self.machine, {})[case] = entry
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+        except OSError:
+            pass                                     # a read-only home: measured again next time
