@@ -134,3 +134,43 @@ def test_the_run_records_it(monkeypatch):
     assert blas.warnings(env)[0].startswith("WARNING: OPENBLAS_CORETYPE=Haswell forces openblas's Haswell kernel")
     monkeypatch.delenv("OPENBLAS_CORETYPE")
     assert environment.environment("x")["blas_forced"] == []
+
+
+def _sparse_run(env):
+    """A derived run of one sparse case pair (numpy dense, numba_cpu sparse) with `env`."""
+    from bench import kinds
+    from bench.kinds import matmul
+    from bench.model.results import CaseResult, Run
+
+    def case(backend, median):
+        return CaseResult("sparse_matmul", backend, "cpu", "float32", 64, "ok", median_s=median, bytes=1000,
+                          kind="matmul", axes=dict(matmul.case_axes((8, 8), 1, 0.5, "relu")))
+    return kinds.derive(Run(env=env, peaks={"cpu": {"gbps": 10.0}}, results=(case("numpy", 1.0), case("numba_cpu", 0.5))))
+
+
+@pytest.mark.parametrize("forced", [True, False])
+def test_the_header_and_every_sparse_table_say_it(forced):
+    """A run whose env records a forced kernel opens with the warning and repeats it under each
+    sparse table (whose speed-ups rest on the dense baseline); each table names the baseline's
+    kernel; without the record, no warning anywhere."""
+    from rich.console import Console
+
+    from bench.kinds import matmul
+    from bench.report import markdown, tables
+    record = blas.forced_kernels({"OPENBLAS_CORETYPE": "Haswell"}, [openblas("Haswell")], AVX512, "make bench")
+    env = {"numpy": {"blas": [openblas("Haswell")]},
+           "blas_forced": [f.as_dict() for f in record] if forced else []}
+    run = _sparse_run(env)
+    console = Console(width=200, record=True)
+    tables.print_run(run, console)
+    text = console.export_text()
+    md = markdown.markdown(run)
+    for narrow in (False, True):
+        (t,) = matmul.tables(run, narrow=narrow)
+        assert "dense baseline numpy's BLAS: openblas Haswell" in t.caption
+        assert ("OPENBLAS_CORETYPE=Haswell forces" in t.caption) is forced
+    warning = "WARNING: OPENBLAS_CORETYPE=Haswell forces"
+    assert (text.lstrip().startswith(warning)) is forced
+    assert (text.count(warning) == 2) is forced and (warning in text) is forced     # the header and the table
+    assert (md.count("OPENBLAS_CORETYPE=Haswell forces") == 2) is forced
+    assert ("env -u OPENBLAS_CORETYPE" in text) is forced

@@ -44,7 +44,7 @@ from kernels import registry
 from kernels.backends.scipy import sparse as scipy_csr
 from kernels.machine import last_level_cache_bytes
 
-from bench.measure import check, devices, inputs
+from bench.measure import blas, check, devices, inputs
 from bench.measure import interleave as _interleave
 from bench.measure.case import ALLOCATES, Context, Ready, gate, guarded, round_robin_again, time_alone, timed
 from bench.measure.roofline import matmul_flops, matmul_traffic
@@ -472,7 +472,7 @@ def tables(run, narrow: bool = False) -> list:
         backends = list(dict.fromkeys([b for b in DENSE if any(e.backend == b for e in es)]
                                       + [e.backend for e in es if e.backend not in DENSE]))
         if narrow:
-            out.append(_narrow_table((device, dtype, shape, batch, pattern), es, backends,
+            out.append(_narrow_table(run, (device, dtype, shape, batch, pattern), es, backends,
                                      cross.get((device, dtype, shape, batch, pattern), {})))
             continue
         t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}: "
@@ -501,8 +501,8 @@ def tables(run, narrow: bool = False) -> list:
                     row.append("\n".join(lines))
             t.add_row(f"{sp:g}", *row)
         cr = cross.get((device, dtype, shape, batch, pattern), {})
-        t.caption = "crossover sparsity (lowest s beating the best dense): " + (", ".join(
-            f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-")
+        t.caption = "\n".join(["crossover sparsity (lowest s beating the best dense): " + (", ".join(
+            f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-"), *baseline_notes(run, device)])
         out.append(t)
     return out
 
@@ -511,7 +511,7 @@ NARROW_HELP = ("sparse_matmul: time · vs dense: speed-up over the best dense ·
                "the weights needed · % peak: of the copy peak · CSR conv.: the conversion's share of the time")
 
 
-def _narrow_table(group: tuple, es: list, backends: list, cross: dict):
+def _narrow_table(run, group: tuple, es: list, backends: list, cross: dict):
     device, dtype, shape, batch, pattern = group
     t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}",
               title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -534,9 +534,22 @@ def _narrow_table(group: tuple, es: list, backends: list, cross: dict):
                          f"{100 * e.figure('conversion_s') / e.median_s:.0f}%" if e.figure('conversion_s') is not None else ""]
             t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
                       end_section=j == len(present) - 1 and i < len(sparsities) - 1)
-    t.caption = "crossover sparsity (lowest s beating the best dense): " + (
-        ", ".join(f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cross.items()) or "-")
+    t.caption = "\n".join(["crossover sparsity (lowest s beating the best dense): " + (
+        ", ".join(f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cross.items()) or "-"),
+        *baseline_notes(run, device)])
     return t
+
+
+def baseline_notes(run, device: str) -> list[str]:
+    """Under every table: which BLAS kernel the dense CPU baseline ran (threadpoolctl's record in
+    the run's env), and the warning where an environment variable forced an older one than the CPU
+    has (bench/measure/blas.py): every speed-up over dense rests on that baseline."""
+    if device != "cpu":
+        return []
+    kernels_ = [f"{b.get('internal_api', '?')} {b.get('architecture') or ''}".strip()
+                for b in ((run.env or {}).get("numpy") or {}).get("blas") or [] if b.get("user_api", "blas") == "blas"]
+    notes = [f"dense baseline numpy's BLAS: {', '.join(kernels_)}"] if kernels_ else []
+    return notes + blas.warnings(run.env or {})
 
 
 def markdown(run) -> str:
@@ -573,6 +586,7 @@ def markdown(run) -> str:
         cr = cross.get((device, dtype, shape, batch, pattern), {})
         lines += ["", "Crossover sparsity: " + (", ".join(
             f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-"), ""]
+        lines += [f"> {note}" + "\n" for note in baseline_notes(run, device)]
     return "\n".join(lines)
 
 

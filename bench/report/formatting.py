@@ -8,6 +8,7 @@ cases. Plain strings only: no rich, no Markdown.
 from __future__ import annotations
 
 
+from bench.measure import blas
 from bench.measure import load as _load
 from bench.model.display import fmt_bytes, fmt_size, fmt_speedup, fmt_time, sig3
 from bench.model.results import ABOVE_PEAK, MARKED_BASELINE, PEAK_LEVELS, STARVED, CaseResult, Run, devices_of, dtypes_of
@@ -71,6 +72,13 @@ def busy_warning(run: Run) -> str | None:
     marked = sum(1 for e in run.results if e.marks)
     return (f"WARNING: the machine was busy: {why}. Times and ratios may be off; {marked} case(s) "
             "are marked (see the legend)")
+
+
+def header_warnings(run: Run) -> list[str]:
+    """What a run's header opens with: the busy-machine warning, and where an environment variable
+    forced an older BLAS kernel than the CPU has, that (bench/measure/blas.py)."""
+    busy = busy_warning(run)
+    return ([busy] if busy else []) + blas.warnings(run.env or {})
 
 
 def load_line(load: dict | None) -> str | None:

@@ -10,7 +10,7 @@ from bench.report.formatting import (
     BEST,
     UNSTABLE,
     Notes,
-    busy_warning,
+    header_warnings,
     env_lines,
     fmt_size,
     level_legend,
@@ -76,8 +76,7 @@ def markdown(run: Run, plots=None) -> str:
     reduced to their file name, i.e. the images are assumed to lie beside it)."""
     images = [Path(p) for p in plots or []]
     out = [f"# actbench: {run_label(run)}", ""]
-    warning = busy_warning(run)
-    if warning:
+    for warning in header_warnings(run):
         out += [f"> **{_md(warning)}**", ""]
     out += [f"- **{label}**: {_md(text)}" for label, text in env_lines(run)]
     out += ["", how_to_read(run), ""]

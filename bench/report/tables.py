@@ -23,7 +23,7 @@ from bench.report.formatting import (
     STARVED_MARK,
     UNSTABLE,
     Notes,
-    busy_warning,
+    header_warnings,
     env_lines,
     fmt_pct_peak,
     fmt_size,
@@ -242,8 +242,7 @@ def print_run(run: Run, console: Console | None = None, short_header: bool = Fal
     `short_header`: the run's header without the BLAS, numba and tuning lines (`bench report`
     shows them all)."""
     console = console or Console()
-    warning = busy_warning(run)
-    if warning:                       # first, before anything is read
+    for warning in header_warnings(run):     # first, before anything is read
         console.print(warning, style="bold red", highlight=False, markup=False)
     console.print(summary(run, short_header))
     narrow, own = False, []
