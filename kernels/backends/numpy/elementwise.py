@@ -114,9 +114,11 @@ class ArrayModuleOps:
 
 
 def register_all(backend: str, ops: ArrayModuleOps) -> None:
-    """Register every op of `ops` on `backend`."""
+    """Register every op that `ops` writes as an expression on `backend` (an op it does not write,
+    a new kind's say, is registered by a module of its own or left to `bench list`'s "-")."""
     for op in OPS:
-        register(op, backend)(getattr(ops, op))
+        if hasattr(ops, op):
+            register(op, backend)(getattr(ops, op))
 
 
 register_all("numpy", ArrayModuleOps(lambda: np))
