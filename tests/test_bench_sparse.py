@@ -138,6 +138,36 @@ def test_speedup_ideal_and_crossover():
     assert cross[("cpu", "float32", "8x8", 1, "relu")] == {"numba_cpu": 0.5, "scipy_csr": None}
 
 
+def test_the_physical_limit_leads_and_ideal_only_beside_a_strong_reference():
+    """batch < 8: % of the copy peak of the needed weights' bandwidth; batch >= 8: the useful FLOP rate
+    as % of the best dense BLAS's in the same run; % of ideal shown only where the dense reference
+    at s = 0 streams at 90 % of the copy peak."""
+    from bench.kinds import matmul
+
+    def e(backend, s, median, batch, nbytes, flops):
+        return CaseResult(op="sparse_matmul", kind="matmul", backend=backend, device="cpu", dtype="float32",
+                          size=64 * 64, status=Status.OK, median_s=median, bytes=nbytes, flops=flops,
+                          axes=dict(sparse.case_axes((64, 64), batch, s, "relu")))
+    full = 2 * 8 * 64 * 64                              # a dense product's flops at batch 8
+    run = kinds.derive(Run(env={}, peaks={"cpu": {"gbps": 10.0}}, results=(
+        e("numpy", 0.0, 1.0, 1, 9.5e9, 2 * 64 * 64), e("numba_cpu", 0.0, 0.8, 1, 4e9, 64 * 64),
+        e("numpy", 0.0, 1.0, 8, 1e9, full), e("numba_cpu", 0.5, 1.0, 8, 1e9, full // 2))))
+    got = {(x.backend, x.axis("batch")): x for x in run.results}
+    assert got[("numba_cpu", 1)].figure("pct_of_limit") == pytest.approx(50.0)     # 5 GB/s of 10
+    assert got[("numba_cpu", 8)].figure("pct_of_limit") == pytest.approx(50.0)     # half the dense FLOP rate
+    assert got[("numpy", 8)].figure("pct_of_limit") == pytest.approx(100.0)
+    b1 = [x for x in run.results if x.axis("batch") == 1]
+    assert matmul.ideal_meaningful(b1) and not matmul.ideal_meaningful([x for x in run.results if x.axis("batch") == 8])
+    wide = {t.title.split(":")[0]: t for t in matmul.tables(run)}
+    from rich.console import Console
+    console = Console(width=200, record=True)
+    for t in wide.values():
+        console.print(t)
+    text = " ".join(console.export_text().split())
+    assert "x1.25 · 125% ideal" in text and "50% of copy peak" in text and "50% of dense FLOP/s" in text
+    assert text.count("% ideal") == 2          # the batch 1 table's two cells; none at batch 8
+
+
 def test_tables_plot_markdown_and_json(tmp_path):
     run = kinds.derive(Run(env={}, peaks={"cpu": {"gbps": 10.0}}, results=(
         _entry("numpy", 0.0, 1.0), _entry("numba_cpu", 0.0, 1.1),
@@ -148,7 +178,8 @@ def test_tables_plot_markdown_and_json(tmp_path):
     for t in sparse.tables(run):
         console.print(t)
     text = " ".join(console.export_text().split())
-    assert "x8.33 · 83% ideal" in text and "CSR conversion 25%" in text
+    assert "x8.33" in text and "CSR conversion 25%" in text
+    assert "% ideal" not in text       # the dense reference streams far below the copy peak: no ideal
     assert "crossover sparsity (lowest s beating the best dense): numba_cpu 0.9, scipy_csr 0.9" in text
     md = sparse.markdown(run)
     assert "## sparse_matmul" in md and "| 0.9 |" in md and "Crossover sparsity: numba_cpu 0.9" in md
@@ -158,7 +189,7 @@ def test_tables_plot_markdown_and_json(tmp_path):
     doc = json.loads(path.read_text())
     e = next(c for c in doc["results"] if c["backend"] == "scipy_csr")
     assert e["kind"] == "matmul" and list(e["axes"]) == ["shape", "batch", "sparsity", "pattern"]
-    assert set(e["figures"]) == {"speedup_vs_dense", "pct_of_ideal", "conversion_s"}
+    assert set(e["figures"]) == {"speedup_vs_dense", "pct_of_ideal", "conversion_s", "pct_of_limit"}
     assert results.load(path) == run
 
 

@@ -423,22 +423,61 @@ def case_key(e) -> tuple:
     return (e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('sparsity'), e.axis('pattern'))
 
 
+FLOP_BOUND_BATCH = 8      # from this batch on a case is judged by FLOP rate, below it by bandwidth
+IDEAL_SHOWN_ABOVE = 90.0  # % of the copy peak the dense reference must reach for % of ideal to mean much
+
+
+def _group(e) -> tuple:
+    return (e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern'))
+
+
+def dense_flop_rate(e) -> float:
+    """A dense product's FLOP rate: it multiplies every activation, zero or not (2 x batch x K x N)."""
+    k, n = shape_of(e)
+    return 2 * e.axis('batch') * k * n / e.median_s
+
+
 def derive(results) -> list:
-    """The figures speedup_vs_dense (best dense median of the same case / this median) and
-    pct_of_ideal (that speed-up as % of 1 / (1 - s)) of every timed case of this kind."""
+    """The figures of every timed case of this kind: speedup_vs_dense (best dense median of the same
+    case / this median), pct_of_ideal (that speed-up as % of 1 / (1 - s)) and pct_of_limit, the
+    physical measure: below FLOP_BOUND_BATCH the bandwidth of the weights it needs as % of the copy
+    peak (pct_peak; a GEMV is memory-bound), from it on its useful FLOP rate as % of the best dense
+    BLAS's FLOP rate measured in the same run (all shapes and sparsities of the group)."""
     best: dict = {}
+    rate: dict = {}
     for e in results:
         if e.kind == NAME and e.backend in DENSE and e.timed:
             k = case_key(e)
             best[k] = min(best.get(k, math.inf), e.median_s)
+            rate[_group(e)] = max(rate.get(_group(e), 0.0), dense_flop_rate(e))
     out = []
     for e in results:
-        if e.kind == NAME and e.timed and case_key(e) in best:
-            sp = best[case_key(e)] / e.median_s
-            figures = dict(e.figures or {}, speedup_vs_dense=sp, pct_of_ideal=100 * sp * (1 - e.axis('sparsity')))
-            e = replace(e, figures=figures)
+        if e.kind == NAME and e.timed:
+            figures = dict(e.figures or {})
+            if case_key(e) in best:
+                sp = best[case_key(e)] / e.median_s
+                figures.update(speedup_vs_dense=sp, pct_of_ideal=100 * sp * (1 - e.axis('sparsity')))
+            if e.axis('batch') < FLOP_BOUND_BATCH:
+                if e.pct_peak is not None:
+                    figures["pct_of_limit"] = e.pct_peak
+            elif rate.get(_group(e)) and e.flops:
+                figures["pct_of_limit"] = 100 * e.flops / e.median_s / rate[_group(e)]
+            e = replace(e, figures=figures or None)
         out.append(e)
     return out
+
+
+def limit_name(batch: int) -> str:
+    """What pct_of_limit is of, for a case of this batch."""
+    return "copy peak" if batch < FLOP_BOUND_BATCH else "dense FLOP/s"
+
+
+def ideal_meaningful(entries) -> bool:
+    """Whether % of ideal 1/(1-s) says something of a group's cases: only where its best dense
+    reference at s = 0 itself streams at IDEAL_SHOWN_ABOVE % of the copy peak (a weak reference
+    makes any kernel look above ideal)."""
+    dense0 = [e for e in entries if e.backend in DENSE and e.timed and e.axis('sparsity') == 0 and e.pct_peak]
+    return bool(dense0) and max(e.pct_peak for e in dense0) >= IDEAL_SHOWN_ABOVE
 
 
 def crossovers(entries) -> dict[tuple, dict[str, float | None]]:
@@ -475,8 +514,10 @@ def tables(run, narrow: bool = False) -> list:
             out.append(_narrow_table(run, (device, dtype, shape, batch, pattern), es, backends,
                                      cross.get((device, dtype, shape, batch, pattern), {})))
             continue
+        ideal = ideal_meaningful(es)
         t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}: "
-                        f"time · speed-up over the best dense · % of ideal 1/(1-s) · GB/s of needed weights (% of copy peak)",
+                        f"time · speed-up over the best dense{' · % of ideal 1/(1-s)' if ideal else ''} · "
+                        f"% of the {limit_name(batch)} · GB/s of needed weights",
                   title_justify="left", show_lines=True)
         t.add_column("sparsity", no_wrap=True)
         for b in backends:
@@ -492,10 +533,12 @@ def tables(run, narrow: bool = False) -> list:
                 else:
                     lines = [fmt_time(e.median_s)]
                     if e.figure('speedup_vs_dense') is not None:
-                        lines.append(f"x{e.figure('speedup_vs_dense'):.2f} · {e.figure('pct_of_ideal'):.0f}% ideal")
+                        lines.append(f"x{e.figure('speedup_vs_dense'):.2f}"
+                                     + (f" · {e.figure('pct_of_ideal'):.0f}% ideal" if ideal else ""))
+                    if e.figure('pct_of_limit') is not None:
+                        lines.append(f"{e.figure('pct_of_limit'):.0f}% of {limit_name(batch)}")
                     if e.gbps is not None:
-                        pk = f" ({e.pct_peak:.0f}%)" if e.pct_peak is not None else ""
-                        lines.append(f"{e.gbps:.1f} GB/s{pk}")
+                        lines.append(f"{e.gbps:.1f} GB/s")
                     if e.figure('conversion_s') is not None:
                         lines.append(f"CSR conversion {100 * e.figure('conversion_s') / e.median_s:.0f}%")
                     row.append("\n".join(lines))
@@ -507,17 +550,21 @@ def tables(run, narrow: bool = False) -> list:
     return out
 
 
-NARROW_HELP = ("sparse_matmul: time · vs dense: speed-up over the best dense · % ideal: of 1/(1-s) · GB/s of "
-               "the weights needed · % peak: of the copy peak · CSR conv.: the conversion's share of the time")
+NARROW_HELP = ("sparse_matmul: time · vs dense: speed-up over the best dense · % ideal: of 1/(1-s), shown where "
+               "the dense reference streams at 90 % of the copy peak · % limit: batch < 8, the needed weights' "
+               "bandwidth of the copy peak; batch >= 8, the useful FLOP rate of the best dense BLAS's · GB/s of "
+               "the weights needed · CSR conv.: the conversion's share of the time")
 
 
 def _narrow_table(run, group: tuple, es: list, backends: list, cross: dict):
     device, dtype, shape, batch, pattern = group
-    t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern}",
+    ideal = ideal_meaningful(es)
+    t = Table(title=f"sparse_matmul {shape} batch {batch} {dtype} on {device}, pattern {pattern} "
+                    f"(% limit: of the {limit_name(batch)})",
               title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     t.add_column("zeros", no_wrap=True)
     t.add_column("backend", no_wrap=True)
-    for name in ("time", "vs dense", "% ideal", "GB/s", "% peak", "CSR conv."):
+    for name in ("time", "vs dense", "% ideal", "% limit", "GB/s", "CSR conv."):
         t.add_column(name, justify="right", no_wrap=True)
     sparsities = sorted({e.axis('sparsity') for e in es})
     for i, sp in enumerate(sparsities):
@@ -528,9 +575,9 @@ def _narrow_table(run, group: tuple, es: list, backends: list, cross: dict):
             else:
                 cells = [fmt_time(e.median_s),
                          f"x{e.figure('speedup_vs_dense'):.2f}" if e.figure('speedup_vs_dense') is not None else "-",
-                         f"{e.figure('pct_of_ideal'):.0f}%" if e.figure('pct_of_ideal') is not None else "-",
+                         f"{e.figure('pct_of_ideal'):.0f}%" if ideal and e.figure('pct_of_ideal') is not None else "-",
+                         f"{e.figure('pct_of_limit'):.0f}%" if e.figure('pct_of_limit') is not None else "-",
                          f"{e.gbps:.1f}" if e.gbps is not None else "-",
-                         f"{e.pct_peak:.0f}%" if e.pct_peak is not None else "-",
                          f"{100 * e.figure('conversion_s') / e.median_s:.0f}%" if e.figure('conversion_s') is not None else ""]
             t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
                       end_section=j == len(present) - 1 and i < len(sparsities) - 1)
@@ -562,11 +609,14 @@ def markdown(run) -> str:
         groups.setdefault((e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern')), []).append(e)
     cross = crossovers(entries)
     lines = ["## sparse_matmul", "",
-             "Each cell: median time, speed-up over the best dense backend of the same case, that speed-up "
-             "as % of the ideal 1 / (1 - s), GB/s of the weights actually needed.", ""]
+             "Each cell: median time, speed-up over the best dense backend of the same case (and that "
+             "speed-up as % of the ideal 1 / (1 - s) where the dense reference streams at 90 % of the copy "
+             "peak), % of the limit (batch < 8: the needed weights' bandwidth of the copy peak; batch >= 8: "
+             "the useful FLOP rate of the best dense BLAS's), GB/s of the weights actually needed.", ""]
     for (device, dtype, shape, batch, pattern), es in groups.items():
         backends = list(dict.fromkeys([b for b in DENSE if any(e.backend == b for e in es)]
                                       + [e.backend for e in es if e.backend not in DENSE]))
+        ideal = ideal_meaningful(es)
         lines += [f"### {shape} batch {batch} {dtype} on {device}, pattern {pattern}", "",
                   "| sparsity | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
         for sp in sorted({e.axis('sparsity') for e in es}):
@@ -578,7 +628,10 @@ def markdown(run) -> str:
                     continue
                 c = f"{e.median_s * 1e3:.3g} ms"
                 if e.figure('speedup_vs_dense') is not None:
-                    c += f" · x{e.figure('speedup_vs_dense'):.2f} · {e.figure('pct_of_ideal'):.0f}%"
+                    c += f" · x{e.figure('speedup_vs_dense'):.2f}"
+                    c += f" · {e.figure('pct_of_ideal'):.0f}% ideal" if ideal else ""
+                if e.figure('pct_of_limit') is not None:
+                    c += f" · {e.figure('pct_of_limit'):.0f}% of {limit_name(batch)}"
                 if e.gbps is not None:
                     c += f" · {e.gbps:.1f} GB/s"
                 cells.append(c)
