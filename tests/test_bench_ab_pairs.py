@@ -123,6 +123,15 @@ def test_with_starved_runs_in_most_pairs_only_a_change_beyond_the_wait_is_called
     assert rep.exit_code == 0 and any("waited for a core" in w for w in rep.warnings)
     assert verdict(starved_pairs(30, 0.5)).verdict == compare.SLOWER
     assert verdict(starved_pairs(30, None)).verdict == compare.NOISY      # no share recorded: any wait
+    # both sides waited alike in every pair (a machine busy all along): that explains no change
+    both = [(process(1e-4, 0, seed=2 * i, starved={KEY: 0.5}), process(2e-4, 0, seed=2 * i + 1, starved={KEY: 0.5}))
+            for i in range(5)]
+    assert verdict(both).verdict == compare.SLOWER
+    # the head waited more than the base (0.35 against 0.5 of their time): 1.3x is within that, 2x beyond
+    def uneven(factor):
+        return [(process(1e-4, 0, seed=2 * i, starved={KEY: 0.5}),
+                 process(factor * 1e-4, 0, seed=2 * i + 1, starved={KEY: 0.35})) for i in range(5)]
+    assert verdict(uneven(1.3)).waited and verdict(uneven(2.0)).verdict == compare.SLOWER
 
 
 def test_ratios_are_normalised_by_the_probe_of_the_same_round():
