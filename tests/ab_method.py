@@ -1,6 +1,6 @@
 """The experiments behind `bench ab`'s rule (docs/bench-ab.md; not part of `make test`).
 
-    python -m tests.ab_method collect DIR --pairs 10 [--plant relu=2,sigmoid=1.3 ...]
+    python -m tests.ab_method collect DIR --pairs 10 [--plant relu=2 sigmoid=1.3 ...] [--cases pr --run-args ""]
     python -m tests.ab_method analyse DIR [DIR ...] [--pairs 5,6,8]
 
 `collect` clones this repository into DIR/repo, commits a head there that plants slowdowns (each
@@ -76,7 +76,8 @@ def parse_plant(items: list[str]) -> dict[str, float]:
     return plant
 
 
-def collect(folder: Path, pairs: int, plant: dict[str, float], seed: int | None, run_args: str) -> None:
+def collect(folder: Path, pairs: int, plant: dict[str, float], seed: int | None, run_args: str,
+            cases: str = "quick") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     repo = folder / "repo"
     if repo.exists():
@@ -93,7 +94,7 @@ def collect(folder: Path, pairs: int, plant: dict[str, float], seed: int | None,
             f.write("\nA change that moves nothing.\n")
     _git(repo, "commit", "-qam", f"head: planted {plant or 'nothing'}")
     out = folder / "ab"
-    cmd = [sys.executable, "-m", "bench", "ab", base, "--cases", "quick", "--run-args", run_args,
+    cmd = [sys.executable, "-m", "bench", "ab", base, "--cases", cases, "--run-args", run_args,
            "--pairs", str(pairs), "--out", str(out), *(["--seed", str(seed)] if seed is not None else [])]
     load_before, t0 = os.getloadavg(), time.time()
     done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
@@ -123,13 +124,15 @@ def main(argv=None) -> int:
     c.add_argument("--pairs", type=int, default=10)
     c.add_argument("--plant", nargs="*", default=[], help="op=factor ...")
     c.add_argument("--seed", type=int)
-    c.add_argument("--run-args", default=RUN_ARGS)
+    c.add_argument("--run-args", default=RUN_ARGS, help="more `bench run` flags (default: the quick profile's "
+                   "elementwise cases on numpy and numba_cpu); '' with --cases pr: bench ab's own pr set")
+    c.add_argument("--cases", default="quick", help="bench ab's --cases")
     a = sub.add_parser("analyse")
     a.add_argument("folders", type=Path, nargs="+")
     a.add_argument("--pairs", default="5,6,8")
     args = p.parse_args(argv)
     if args.cmd == "collect":
-        collect(args.folder, args.pairs, parse_plant(args.plant), args.seed, args.run_args)
+        collect(args.folder, args.pairs, parse_plant(args.plant), args.seed, args.run_args, args.cases)
     else:
         print(json.dumps(analyse(args.folders, [int(n) for n in args.pairs.split(",")]), indent=1))
     return 0
