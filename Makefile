@@ -13,7 +13,7 @@
 #   make baseline      this machine's quick run -> reports/baselines/<cpu-cores-gpu>.json
 #   make bench-check   quick run vs that baseline, history + plots; exit 1 on a significant slowdown
 #   make bench-ab BASE=<git ref>  a pull request's gate: BASE and the working tree measured side by
-#                      side in alternating runs, judged as compare does (AB_ARGS: more `bench ab` flags)
+#                      side in alternating runs, judged pair by pair (AB_ARGS: more `bench ab` flags)
 #   make bench-pytest  pytest-benchmark suites (tests/benchmarks), saved under .benchmarks/
 #   make bench-pytest-compare  the same, side by side with the last saved run: a look, not a gate (its
 #                      median +15 % rule failed 14 of 36 cases of an A/A pair on a busy machine;

@@ -97,7 +97,7 @@ def test_a_dependency_change_between_the_sides_stops_the_gate(scratch_repo, tmp_
     (repo / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["numpy>=2.5"]\n')
     assert ab.dependency_change(base, repo, None)
     with pytest.raises(UsageError, match="other dependencies"):
-        ab.ab(base, run_args=[], pairs=1, out=tmp_path / "out", root=repo)
+        ab.ab(base, run_args=[], pairs=5, out=tmp_path / "out", root=repo)
     git("commit", "-qam", "numpy 2.5")
     assert ab.dependency_change(base, repo, git("rev-parse", "HEAD"))
 
@@ -167,7 +167,7 @@ def test_ctrl_c_or_sigterm_stops_the_gate_and_removes_its_worktrees(scratch_repo
         return 0
     monkeypatch.setattr(ab, "run_side", run_side)
     monkeypatch.chdir(repo)
-    args = argparse.Namespace(base="HEAD", head="HEAD", cases="pr", run_args="", pairs=2, threshold="10%",
+    args = argparse.Namespace(base="HEAD", head="HEAD", cases="pr", run_args="", pairs=5, threshold="10%",
                               alpha=0.01, seed=0, out=tmp_path / "out", markdown=None,
                               allow_dependency_change=False)
     assert ab.run_command(args, _Console()) == 130

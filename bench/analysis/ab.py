@@ -5,15 +5,18 @@ The base commit is checked out into a temporary git worktree (and HEAD too when 
 the working tree itself is the head, uncommitted changes included). The two are run in
 alternating processes, A B A B ..., each a `bench run` of the chosen cases, the order of the first
 pair drawn at random, so that a machine's load or memory phase changing during the job falls on
-both sides alike. Each side's samples are pooled case by case and judged by `bench compare`'s rule
-(threshold and Mann-Whitney U, each sample divided by the copy probe's sample of its round where
-the runs have one). A cached baseline measured hours earlier, on another instance of a hosted
-runner's CPU model, carries that instance's noise; this gate compares like with like.
+both sides alike. Each case is judged across the pairs, not by its pooled samples (bench/analysis/pairs.py):
+one ratio head / base per pair of runs (medians, each sample divided by the copy probe's sample of
+its round where the runs have one), and a t-test on their logarithms with the threshold, so that
+an offset one process gives all its samples shows as spread between pairs and is not called a
+change. A cached baseline measured hours earlier, on another instance of a hosted runner's CPU
+model, carries that instance's noise; this gate compares like with like.
 
 Both sides run in this Python environment: where their pyproject.toml asks for different
 dependencies, that would measure one side with the other's libraries, so it stops with exit 2
 unless --allow-dependency-change says to go on. Exit codes as `compare`: 0 nothing slower (and no
-case failing its check on the head), 1 something slower or failing, 2 bad input; 130 on Ctrl-C.
+case failing its check on the head), 1 something slower or failing, 2 bad input; and 4 where
+nothing is slower but some case was timed in too few pairs to be judged; 130 on Ctrl-C.
 Every run's JSON, its log and the verdicts (JSON and Markdown) are kept in --out.
 """
 
@@ -35,11 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.analysis import compare
+from bench.analysis import pairs as pair_rule
+from bench.measure.signals import sigterm_as_ctrl_c
 from bench.model import results
 from bench.model.cases import UsageError
-from bench.measure.signals import sigterm_as_ctrl_c
 
-# A case set fit for every pull request on 2 cores (a few minutes for 3 pairs): the ops whose cost
+# A case set fit for every pull request on 2 cores (docs/bench-ab.md gives its time): the ops whose cost
 # the project exists to compare, one size in the cache and one far beyond it, the NumPy baseline
 # and the multi-threaded kernels. `--cases quick` runs the whole quick profile instead.
 CASE_SETS = {
@@ -47,7 +51,7 @@ CASE_SETS = {
            "--backends", "numpy,numba_cpu", "--device", "cpu"],
     "quick": ["--profile", "quick"],
 }
-DEFAULT_PAIRS = 3
+DEFAULT_PAIRS = 5
 
 
 def _git(args: list[str], cwd: Path) -> str:
@@ -136,10 +140,11 @@ def run_side(code: Path, out: Path, run_args: list[str], log: Path) -> int:
 
 
 def pool(runs: list[results.Run], label: str) -> compare.Loaded:
-    """One side's runs as one: each case's samples (and its probe's, round for round) joined in
-    run order, from the runs in which its threads got their cores where there are such runs (a
-    run marked starved times the wait for a core too); a case starved in every run stays starved,
-    with the largest share its threads got. The copy peaks by their median."""
+    """One side's runs as one (the rule of before, kept for tests/ab_method.py's comparison): each
+    case's samples (and its probe's, round for round) joined in run order, from the runs in which
+    its threads got their cores where there are such runs (a run marked starved times the wait for
+    a core too); a case starved in every run stays starved, with the largest share its threads got.
+    The copy peaks by their median."""
     loaded = [compare.from_run(r, label) for r in runs]
     samples: dict = {}
     probes: dict = {}
@@ -172,25 +177,25 @@ def pool(runs: list[results.Run], label: str) -> compare.Loaded:
 
 @dataclasses.dataclass
 class Outcome:
-    report: compare.Report
+    report: pair_rule.Report
     failed_on_head: list[str]
     runs: dict
     wall_s: float
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.report.slower or self.failed_on_head else 0
+        return 1 if self.failed_on_head else self.report.exit_code
 
 
 def ab(base_ref: str, head_ref: str | None = None, *, run_args: list[str], pairs: int = DEFAULT_PAIRS,
-       out: Path, threshold: float = compare.DEFAULT_THRESHOLD, alpha: float = compare.DEFAULT_ALPHA,
+       out: Path, threshold: float = pair_rule.DEFAULT_THRESHOLD, alpha: float = pair_rule.DEFAULT_ALPHA,
        seed: int | None = None, allow_dependency_change: bool = False, root: Path | None = None,
-       say=print) -> Outcome:
+       min_pairs: int = pair_rule.MIN_PAIRS, say=print) -> Outcome:
     root = root or repo_root()
     base = resolve(base_ref, root)
     head = resolve(head_ref, root) if head_ref else None
-    if pairs < 1:
-        raise UsageError(f"--pairs must be at least 1, got {pairs}")
+    if pairs < min_pairs:
+        raise UsageError(f"--pairs must be at least {min_pairs} (the pairs the rule needs to judge a case), got {pairs}")
     if dependency_change(base, root, head) and not allow_dependency_change:
         raise UsageError(f"pyproject.toml asks for other dependencies at {base_ref} than at {head_ref or 'the working tree'}: "
                          "both sides would run with this environment's; --allow-dependency-change goes on anyway")
@@ -221,8 +226,13 @@ def ab(base_ref: str, head_ref: str | None = None, *, run_args: list[str], pairs
         loaded = {side: [results.load(p) for p in paths] for side, paths in runs.items()}
     except results.ResultsError as exc:     # e.g. a base from before a schema this code reads
         raise UsageError(f"cannot judge the runs: {exc}") from None
-    rep = compare.compare_runs(pool(loaded["base"], names_of(base, None)), pool(loaded["head"], names_of(head, "working tree")),
-                               threshold=threshold, alpha=alpha, force=False)
+    warnings = compare.env_differences(loaded["base"][0].env, loaded["head"][0].env)   # another CPU: exit 2
+    rep = pair_rule.compare_pairs(
+        [(compare.from_run(b, f"base {i + 1}"), compare.from_run(h, f"head {i + 1}"))
+         for i, (b, h) in enumerate(zip(loaded["base"], loaded["head"]))],
+        base=names_of(base, None), head=names_of(head, "working tree"), threshold=threshold, alpha=alpha,
+        min_pairs=min_pairs)
+    rep = dataclasses.replace(rep, warnings=warnings + rep.warnings)
     failed = sorted({compare.case_label(compare.case_key(e)) for r in loaded["head"] for e in r.results
                      if e.status is results.Status.FAILED})
     return Outcome(rep, failed, {k: [str(p) for p in v] for k, v in runs.items()}, time.monotonic() - start)
@@ -238,25 +248,28 @@ def markdown(outcome: Outcome, base_ref: str, head_ref: str | None, pairs: int) 
              f"alternating, in {outcome.wall_s / 60:.1f} min.", ""]
     if outcome.failed_on_head:
         lines += [f"> ❌ failing their correctness check on the head: {', '.join(outcome.failed_on_head)}", ""]
-    return "\n".join(lines) + compare.markdown(outcome.report)
+    return "\n".join(lines) + pair_rule.markdown(outcome.report)
 
 
 # ----------------------------------------------------------------------------------- command line
 
 def add_parser(sub) -> None:
-    a = sub.add_parser("ab", help="a pull request's gate: base and head measured side by side, judged by compare",
+    a = sub.add_parser("ab", help="a pull request's gate: base and head measured side by side, judged pair by pair",
                        description="Check BASE out into a temporary worktree, run it and HEAD (default: the "
-                       "working tree) in alternating processes, pool each side's samples and judge them with "
-                       "compare's rule. Exit 0: nothing slower; 1: something slower or failing; 2: bad input.")
+                       "working tree) in alternating processes, and judge each case by its head / base ratio in "
+                       "each pair of runs (a t-test on their logarithms, with the threshold). Exit 0: nothing "
+                       "slower; 1: something slower or failing; 2: bad input; 4: some case timed in too few pairs.")
     a.add_argument("base", help="the base git ref (a pull request's base commit)")
     a.add_argument("head", nargs="?", help="the head git ref (default: the working tree, uncommitted changes too)")
     a.add_argument("--cases", choices=sorted(CASE_SETS), default="pr",
                    help="pr (default: 4 ops x 2 sizes x numpy, numba_cpu, a few minutes) or quick (the quick profile)")
     a.add_argument("--run-args", default="", help="more `bench run` arguments for both sides, e.g. \"--budget 0.5\"")
-    a.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help=f"pairs of runs (default {DEFAULT_PAIRS})")
-    a.add_argument("--threshold", default=f"{100 * compare.DEFAULT_THRESHOLD:g}%",
+    a.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
+                   help=f"pairs of runs (default {DEFAULT_PAIRS}; at least {pair_rule.MIN_PAIRS}, the rule's minimum)")
+    a.add_argument("--threshold", default=f"{100 * pair_rule.DEFAULT_THRESHOLD:g}%",
                    help="smallest change that counts (default 10%%)")
-    a.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA, help="Mann-Whitney significance level")
+    a.add_argument("--alpha", type=float, default=pair_rule.DEFAULT_ALPHA,
+                   help="significance level of the t-test on the per-pair ratios' logarithms")
     a.add_argument("--seed", type=int, help="seed of the first pair's order (default: random)")
     a.add_argument("--out", type=Path, help="folder for every run's JSON and log and the verdicts "
                    "(default reports/results/ab-<date>)")
@@ -286,7 +299,7 @@ def run_command(args, console) -> int:
     except KeyboardInterrupt:      # the child was stopped and the worktrees removed on the way out
         console.print(f"[yellow]interrupted: nothing judged; the runs that finished are in {out}[/]", highlight=False)
         return 130
-    compare.print_report(outcome.report, console)
+    pair_rule.print_report(outcome.report, console)
     for name in outcome.failed_on_head:
         console.print(f"[bold red]FAILED on the head:[/] {name}", highlight=False)
     md = args.markdown or out / "ab.md"
@@ -294,6 +307,6 @@ def run_command(args, console) -> int:
     md.write_text(markdown(outcome, args.base, args.head, args.pairs))
     (out / "ab.json").write_text(json.dumps({"runs": outcome.runs, "wall_s": outcome.wall_s,
                                              "failed_on_head": outcome.failed_on_head,
-                                             "report": compare.as_dict(outcome.report)}, indent=1, default=str))
+                                             "report": pair_rule.as_dict(outcome.report)}, indent=1, default=str))
     console.print(f"wrote {md} and {out / 'ab.json'} ({outcome.wall_s / 60:.1f} min)", highlight=False)
     return outcome.exit_code

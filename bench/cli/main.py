@@ -6,8 +6,8 @@
     python -m bench report FILE [FILE ...]         render saved results again, side by side
     python -m bench compare BASE NEW [--threshold 10%] [--alpha 0.01] [--markdown FILE] [--force]
                                                    slower / faster / same / noisy per case; exit 1 if slower
-    python -m bench ab BASE [HEAD] [--cases pr|quick] [--pairs 3]
-                                                   base and head measured side by side (bench/analysis/ab.py)
+    python -m bench ab BASE [HEAD] [--cases pr|quick] [--pairs 5]
+                                                   base and head measured side by side, judged pair by pair (bench/analysis/ab.py)
 
 A user's mistake (unknown name, malformed size, unreadable file) is one line on stderr and exit
 code 2, never a traceback. `run` exits 1 when any case failed its correctness check, 130 after
