@@ -1,8 +1,9 @@
 """Command line: `actbench list | run | report | compare | ab | claims` (or `python -m bench ...`).
 
-    python -m bench list [--json]                  which op runs on which backend here, or why not
+    python -m bench list [--json] [--plugin P]     which op runs on which backend here, or why not
     python -m bench run [--profile quick|full] [--ops ...] [--backends ...] [--dtypes ...]
                         [--sizes 2**20,16M] [--device cpu|gpu|all] [--out PATH] [--seed N]
+                        [--plugin my_kernels.py]   your own kernels too (docs/plugins.md)
     python -m bench report FILE [FILE ...]         render saved results again, side by side
     python -m bench compare BASE NEW [--threshold 10%] [--alpha 0.01] [--markdown FILE] [--force]
                                                    slower / faster / same / noisy per case; exit 1 if slower
@@ -42,7 +43,7 @@ from bench.measure.signals import sigterm_as_ctrl_c
 from bench.model import results
 from bench.model.cases import PROFILES, UsageError
 from bench.report import listing, markdown, summary, tables
-from bench.run import plan, runner
+from bench.run import plan, plugins, runner
 
 EXIT_FAILED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -64,6 +65,7 @@ def _parser(prog: str = PROG) -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="the op x backend matrix: available here, or why not",
                         description="Show which op runs on which backend on this machine, and why a backend cannot.")
     ls.add_argument("--json", action="store_true", help="print the matrix and backend records as JSON")
+    _plugin_flag(ls)
 
     r = sub.add_parser("run", help="check and time the case matrix; print tables, write JSON, Markdown, plots",
                        description="Check every case against the float64 reference, time the ones that pass, "
@@ -88,6 +90,7 @@ def _parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="sample the backends of each (op, dtype, size) round-robin in a shuffled order, with a "
                    "copy probe beside the CPU cases beyond the cache, so ratios and %% of peak come from samples "
                    "taken side by side (default; --no-interleave times one case after another)")
+    _plugin_flag(r)
 
     rep = sub.add_parser("report", help="render saved results again; several files side by side",
                          description="Print the tables of saved results; with several files, the same cases "
@@ -100,6 +103,13 @@ def _parser(prog: str = PROG) -> argparse.ArgumentParser:
     return p
 
 
+def _plugin_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="PATH_OR_MODULE",
+                   help="load your own kernels first: a .py file or an importable module that declares a backend "
+                   f"and registers kernels (docs/plugins.md); repeatable. Installed plugins (entry points "
+                   f"{plugins.GROUP!r}) are always loaded")
+
+
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -109,6 +119,8 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     try:
         args = _parser(prog).parse_args(argv)
         args.prog = prog            # the run records the command as the user typed it
+        if args.command in ("list", "run"):     # before anything is planned or listed
+            args.plugins = plugins.load(args.plugin)
         if args.command == "list":
             return _list(args, console)
         if args.command == "run":
@@ -127,9 +139,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
 def _list(args, console) -> int:
     if args.json:
-        print(json.dumps(listing.as_dict(), indent=1))
+        print(json.dumps({**listing.as_dict(), "plugins": args.plugins}, indent=1))
     else:
         listing.show(console)
+        for p in args.plugins:
+            console.print(f"plugin {p['plugin']}: backend(s) {', '.join(p['backends']) or '-'}; kernels "
+                          f"{', '.join(p['kernels'])} ({p['path']})", highlight=False, markup=False)
     return 0
 
 
@@ -169,7 +184,8 @@ def _measure(args, console, argv, prof, todo, notes, out: Path) -> int:
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with sigterm_as_ctrl_c(), Progress(*columns, console=console, transient=True) as progress:
         run = runner.run_cases(prof, todo, seed=args.seed, command=command, progress=progress,
-                               on_case=save_partial, interleave=args.interleave)
+                               on_case=save_partial, interleave=args.interleave,
+                               plugins=getattr(args, "plugins", None))
     try:
         paths, unsaved = _write_outputs(run, out, plots=not args.no_plots), None
     except OSError as exc:          # a full disk, a folder made read-only meanwhile

@@ -41,11 +41,14 @@ _ROOT = Path(__file__).resolve().parents[2]     # the checkout: bench/ and kerne
 
 
 def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: str | None = None,
-              progress=None, on_case: Callable[[Run], None] | None = None, interleave: bool = False) -> Run:
+              progress=None, on_case: Callable[[Run], None] | None = None, interleave: bool = False,
+              plugins: list[dict] | None = None) -> Run:
     """Measure `cases`; returns the Run (bench/model/results.py). `progress` is a rich Progress (or
     None); `on_case` is called with the run so far after each case (for saving as it goes).
-    `interleave`: the backends of each (op, dtype, size) are sampled round-robin (bench/measure/interleave.py)."""
-    run = Run(env=environment(command, profile=profile.name, seed=seed, gpu=_gpu_info(cases)))
+    `interleave`: the backends of each (op, dtype, size) are sampled round-robin (bench/measure/interleave.py).
+    `plugins`: the records of the plugins loaded (bench/run/plugins.py), kept in the run's env."""
+    run = Run(env=environment(command, profile=profile.name, seed=seed, gpu=_gpu_info(cases),
+                              plugins=list(plugins or [])))
     interrupted, error, where = False, None, "peaks"
     sampling = profile.sampling
     # peaks only where some case will be timed: a backend that is missing or simulated has none
