@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 ELEMENTWISE = ("relu,relu_grad,sigmoid,sigmoid_grad,tanh,tanh_grad,leaky_relu,leaky_relu_grad,"
                "relu_mask,relu_grad_mask")
@@ -101,19 +103,9 @@ def collect(folder: Path, pairs: int, plant: dict[str, float], seed: int | None,
     log = {"cmd": cmd, "plant": plant, "planted_backends": PLANTED_BACKENDS, "pairs": pairs, "base": base,
            "rc": done.returncode, "wall_s": round(time.time() - t0, 1), "loadavg_before": load_before,
            "loadavg_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "cpu": _cpu_model(), "output_tail": (done.stdout + done.stderr)[-3000:]}
+           "cpu": machine.cpu_model(), "output_tail": (done.stdout + done.stderr)[-3000:]}
     (folder / "log.json").write_text(json.dumps(log, indent=1))
     print(json.dumps({k: v for k, v in log.items() if k != "output_tail"}))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main(argv=None) -> int:

@@ -33,6 +33,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -195,20 +196,39 @@ def judge(base, new, *, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEF
 
 # ----------------------------------------------------------------------------------- two runs
 
-@dataclass(frozen=True)
-class Row:
+class Labelled:
+    """A row of a comparison, named by its case key (compare's and bench ab's rows)."""
     key: tuple
-    base_median: float
-    new_median: float
-    change: Change
 
     @property
     def label(self) -> str:
         return case_label(self.key)
 
 
+class Verdicts:
+    """What a report's rows say, each row's `change.verdict` one of `verdicts` (compare's and bench
+    ab's reports)."""
+    rows: list
+    verdicts: ClassVar[tuple] = VERDICTS
+
+    @property
+    def slower(self) -> list:
+        return [r for r in self.rows if r.change.verdict == SLOWER]
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(r.change.verdict == v for r in self.rows) for v in self.verdicts}
+
+
 @dataclass(frozen=True)
-class Report:
+class Row(Labelled):
+    key: tuple
+    base_median: float
+    new_median: float
+    change: Change
+
+
+@dataclass(frozen=True)
+class Report(Verdicts):
     base: str
     new: str
     threshold: float
@@ -219,13 +239,6 @@ class Report:
     only_new: list[tuple]
     warnings: list[str]
     drift: dict = field(default_factory=dict)     # device -> new peak / base peak
-
-    @property
-    def slower(self) -> list[Row]:
-        return [r for r in self.rows if r.change.verdict == SLOWER]
-
-    def counts(self) -> dict[str, int]:
-        return {v: sum(r.change.verdict == v for r in self.rows) for v in VERDICTS}
 
     def geomeans(self) -> dict[tuple[str, str], tuple[float, float, int]]:
         """(device, backend) -> (geometric mean of the ratios used, of the raw ratios, cases)."""

@@ -39,13 +39,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from rich import box
 from rich.table import Table
 from scipy import stats as _st
 
-from bench.analysis.compare import FASTER, NOISY, SAME, SLOWER, Loaded, case_label, key_fields, only_summary
+from bench.analysis.compare import FASTER, NOISY, SAME, SLOWER, Labelled, Loaded, Verdicts, case_label, key_fields, only_summary
 from bench.model.display import fmt_time
 
 TOO_FEW = "too few pairs"
@@ -159,19 +160,15 @@ def _wait_explains(used: list[PairRatio], m: float, bound: float) -> bool:
 # ----------------------------------------------------------------------------------- pairs of runs
 
 @dataclass(frozen=True)
-class Row:
+class Row(Labelled):
     key: tuple
     base_median: float           # the median of the base runs' medians (as measured)
     head_median: float
     change: PairChange
 
-    @property
-    def label(self) -> str:
-        return case_label(self.key)
-
 
 @dataclass(frozen=True)
-class Report:
+class Report(Verdicts):
     base: str
     head: str
     threshold: float
@@ -183,16 +180,11 @@ class Report:
     only_head: list[tuple] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def slower(self) -> list[Row]:
-        return [r for r in self.rows if r.change.verdict == SLOWER]
+    verdicts: ClassVar[tuple] = VERDICTS
 
     @property
     def too_few(self) -> list[Row]:
         return [r for r in self.rows if r.change.verdict == TOO_FEW]
-
-    def counts(self) -> dict[str, int]:
-        return {v: sum(r.change.verdict == v for r in self.rows) for v in VERDICTS}
 
     @property
     def exit_code(self) -> int:

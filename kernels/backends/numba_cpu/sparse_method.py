@@ -23,7 +23,6 @@ $ACTBENCH_SPARSE_METHOD (sparse, blas, blas_gather or measure) overrides it.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from kernels.backends.numba_cpu.strategy import cache_dir
+from kernels.backends.numba_cpu.strategy import cache_dir, load_cache, write_cache_entry
 from kernels.machine import cpu_count, cpu_model
 
 METHODS = ("sparse", "blas", "blas_gather")
@@ -125,13 +124,7 @@ class MethodChoice:
         return {"method": method, "seconds": best, "source": "measured", "time": time.time()}
 
     def _load(self) -> dict:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("machines"), dict):
-            return {}
-        return data
+        return load_cache(self.path, SCHEMA)
 
     def _cached(self, case: str) -> dict | None:
         entry = (self._load().get("machines", {}).get(self.machine) or {}).get(case)
@@ -140,12 +133,4 @@ class MethodChoice:
         return dict(entry, source="cached")
 
     def _save(self, case: str, entry: dict) -> None:
-        data = self._load() or {"schema": SCHEMA, "machines": {}}
-        data["machines"].setdefault(self.machine, {})[case] = entry
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            tmp.replace(self.path)
-        except OSError:
-            pass                                     # a read-only home: measured again next time
+        write_cache_entry(self.path, SCHEMA, self.machine, case, entry)

@@ -348,16 +348,7 @@ class StoreStrategy:
         return Choice(stores == "stream", int(block or DEFAULT_BLOCK), "environment")
 
     def _load(self) -> dict:
-        """The cache file's content, {"schema", "machines": {key: {name: entry}}}: empty where
-        the file is missing, not JSON or not of this structure (it is rewritten whole next time),
-        and without machines whose value is not an object."""
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("machines"), dict):
-            return {}
-        return dict(data, machines={k: v for k, v in data["machines"].items() if isinstance(v, dict)})
+        return load_cache(self.path, SCHEMA)
 
     def _entry(self, name: str):
         """This machine's cached entry `name` (any JSON value: the caller validates it), or None."""
@@ -397,15 +388,7 @@ class StoreStrategy:
 
     def _write(self, name: str, entry: dict) -> None:
         """Add an entry to the cache file (atomically: a reader never sees half a file)."""
-        data = self._load() or {"schema": SCHEMA, "machines": {}}
-        data["machines"].setdefault(self.key, {})[name] = entry
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            tmp.replace(self.path)
-        except OSError:
-            pass                                   # a read-only home: measure again next time
+        write_cache_entry(self.path, SCHEMA, self.key, name, entry)
 
 
 def measure(family: str, dtype: str, nbytes: int, variants: list[tuple[bool, int]],
@@ -474,3 +457,30 @@ def measure_split(op: str, dtype: str, sizes: Sequence[int], rounds: int = 7,
                 times[k].append((time.perf_counter() - t0) / reps)
         out[n] = times
     return out
+
+
+def load_cache(path: Path, schema: int) -> dict:
+    """A per-machine cache file's content, {"schema", "machines": {key: {name: entry}}}: empty where
+    the file is missing, not JSON or not of this structure (it is rewritten whole next time), and
+    without machines whose value is not an object. The store strategy's and the sparse method's."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("schema") != schema or not isinstance(data.get("machines"), dict):
+        return {}
+    return dict(data, machines={k: v for k, v in data["machines"].items() if isinstance(v, dict)})
+
+
+def write_cache_entry(path: Path, schema: int, machine: str, name: str, entry: dict) -> None:
+    """Add one entry for `machine` to a cache file, atomically (a reader never sees half a file);
+    a read-only home is no error: the choice is measured again next time."""
+    data = load_cache(path, schema) or {"schema": schema, "machines": {}}
+    data["machines"].setdefault(machine, {})[name] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass
