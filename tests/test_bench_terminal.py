@@ -13,6 +13,7 @@ from rich.console import Console
 
 from bench.cli import main as cli
 from bench.run import plan
+from bench import kinds
 from bench.model import results
 from bench.kinds import matmul as sparse
 from bench.report import summary, tables
@@ -78,7 +79,7 @@ def test_footnotes_stay_under_their_table(example_run):
 
 
 def test_sparse_tables_turn_narrow_too():
-    run = results.load(WITH_SPARSE)
+    run = kinds.derive(results.load(WITH_SPARSE))     # derived again: with the % of the limit in each cell
     text = render(run, 80)
     assert "zeros   backend" in text and "┏━━━━━━━━━━┳" not in text
     assert max(len(line.rstrip()) for line in text.splitlines() if not line.startswith(("│", "╭", "╰"))) <= 80
