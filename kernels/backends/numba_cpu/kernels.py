@@ -18,7 +18,10 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload, register_jitable
 
-from kernels.backends.numba_cpu.math import exp_neg, like, tanh_pos
+from kernels.backends.numba_cpu.math import exp_neg, exp_neg_gradual, like, tanh_pos
+from kernels.ops.elementwise import GELU_C1, GELU_C2
+
+_GELU_3C2 = 3.0 * GELU_C2
 from kernels.backends.numba_cpu.streaming import align, elementwise, masked, store, stream_split, streamed
 
 # --- elementwise ops -----------------------------------------------------------------------------
@@ -90,6 +93,63 @@ def _leaky_relu(x, slope):
 @register_jitable
 def _leaky_relu_grad(dy, x, slope):
     return dy if x > like(x, 0.0) else like(x, slope) * dy
+
+
+@register_jitable
+def _sigmoid_parts(z, zl):
+    """(sigmoid(z + zl), 1 - sigmoid(z + zl)) for |zl| <= ulp(z) (0 where z is all there is), each
+    without cancellation or overflow: exp of -|z| only, with its subnormal results (x * sigmoid(x)
+    at x = -89 is a normal -2e-37), times 1 - sign(z) zl. Selects, no branch."""
+    one = like(z, 1.0)
+    e = exp_neg_gradual(abs(z))
+    e = e - e * (math.copysign(one, z) * zl)   # exp(-|z + zl|) = e exp(-sign(z) zl)
+    r = one / (one + e)
+    er = e * r
+    pos = z >= like(z, 0.0)                      # NaN: false, and both parts are NaN anyway
+    return (r if pos else er), (er if pos else r)
+
+
+@register_jitable
+def _silu(x, p):
+    # x * sigmoid(x): +inf at +inf, NaN at -inf (-inf * 0), as PyTorch's x / (1 + exp(-x))
+    return x * _sigmoid_parts(x, like(x, 0.0))[0]
+
+
+@register_jitable
+def _silu_grad(dy, x, p):
+    # aten's silu_backward: dy * s * (1 + x * (1 - s)); NaN at x = +-inf as PyTorch's
+    s, c = _sigmoid_parts(x, like(x, 0.0))
+    return dy * (s * (like(x, 1.0) + x * c))
+
+
+@register_jitable
+def _gelu_z(x):
+    """x*x, and z = 2u = x (C1 + C2 x^2) as z + zl (GELU's 1 + tanh(u) is 2 sigmoid(z)), from
+    float64 arithmetic: gelu(x) ~ x exp(z) for z << 0 carries z's absolute error, up to 87 times
+    its relative one (float32's own three roundings: 1.1e-5 near x = -9.5; the gate allows 1e-5).
+    zl, the rounding of z, kept to +-1 where z is not finite, takes it to a few ulp. x*x rounded
+    once is float32's own x*x (inf where it overflows)."""
+    w = np.float64(x)
+    w2 = w * w
+    z = w * (GELU_C1 + GELU_C2 * w2)
+    zh = like(x, z)
+    return like(x, w2), zh, like(x, min(1.0, max(-1.0, z - np.float64(zh))))
+
+
+@register_jitable
+def _gelu(x, p):
+    # 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation where tanh(u) is near -1
+    _, z, zl = _gelu_z(x)
+    return x * _sigmoid_parts(z, zl)[0]
+
+
+@register_jitable
+def _gelu_grad(dy, x, p):
+    # aten's gelu_backward(approximate="tanh") = dy s (1 + x (1 - s) z'): NaN where x*x overflows,
+    # (x * c) * z' = 0 * inf, as PyTorch's
+    x2, z, zl = _gelu_z(x)
+    s, c = _sigmoid_parts(z, zl)
+    return dy * (s * (like(x, 1.0) + (x * c) * (like(x, GELU_C1) + like(x, _GELU_3C2) * x2)))
 
 
 @register_jitable
@@ -356,6 +416,10 @@ FAMILIES = {
     "tanh_grad": elementwise(_tanh_grad),
     "leaky_relu": elementwise(_leaky_relu),
     "leaky_relu_grad": elementwise(_leaky_relu_grad),
+    "silu": elementwise(_silu),
+    "silu_grad": elementwise(_silu_grad),
+    "gelu": elementwise(_gelu),
+    "gelu_grad": elementwise(_gelu_grad),
     "relu_mask": masked(_relu_mask_kernel, _relu_mask_streamed_kernel),
     "relu_grad_mask": masked(_relu_grad_mask_kernel, _relu_grad_mask_streamed_kernel),
     "copy": elementwise(_copy),
