@@ -50,7 +50,10 @@ def _around(points, dtype, count):
 # where each error peaked in a full sweep, and where the formulas switch
 _HOT = {"sigmoid": [-16.64, -17.33, -12.48, -36.08, -87.3, -1.0, 0.0, 16.6],
         "tanh": [0.0602, 0.1245, 0.1728, 0.1882, 0.2020, 0.3466, 0.5102, 0.5112, 0.5197, 0.5493, 0.5672,
-                 3.112, 9.0]}
+                 3.112, 9.0],
+        # silu and gelu: where a sweep peaked, and where x * sigmoid(z) turns to its scaled form
+        "silu": [-7.622, -8.743, -1.0, 0.0, -64.5, -87.3, -89.0, -91.38, 16.6],
+        "gelu": [-3.884, -3.212, -2.15, -8.9, -9.47, -10.09, -1.0, 0.0, 3.0]}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -23,7 +23,8 @@ from .conftest import kernel_params
 MATMUL_ONLY = ["scipy_csr", "cupyx_csr"]      # backends of sparse_matmul alone
 CPU_BACKENDS = [b.name for b in kernels.all_backends() if b.device == "cpu" and b.available and b.name not in MATMUL_ONLY]
 PUBLIC_OPS = ["relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "leaky_relu",
-              "leaky_relu_grad", "relu_mask", "relu_grad_mask", "sparse_matmul"]
+              "leaky_relu_grad", "silu", "silu_grad", "gelu", "gelu_grad", "relu_mask", "relu_grad_mask",
+              "sparse_matmul"]
 ELEMENTWISE = PUBLIC_OPS[:-1]
 PUBLIC_BACKENDS = ["numpy", "numba_cpu", "cupy", "cupy_elementwise", "cupy_raw", "numba_cuda", "torch"]
 
@@ -74,7 +75,7 @@ def _aten_log(fn):
 
 
 @pytest.mark.skipif(not registry.backend("torch").available, reason="torch is not installed here")
-@pytest.mark.parametrize("op", ["relu_grad", "sigmoid_grad", "tanh_grad", "leaky_relu_grad"])
+@pytest.mark.parametrize("op", ["relu_grad", "sigmoid_grad", "tanh_grad", "leaky_relu_grad", "silu_grad", "gelu_grad"])
 def test_torch_runs_its_own_backward_kernels(op, rng):
     """The peer at its best: each gradient, checked or timed (out=), dispatches exactly the aten
     operator PyTorch's autograd runs for the forward function, once, and gives autograd's gradient
@@ -83,7 +84,9 @@ def test_torch_runs_its_own_backward_kernels(op, rng):
     spec = OPS[op]
     slope = spec.params.get("slope")
     forward = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-               "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, slope)}[spec.forward]
+               "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, slope),
+               "silu": torch.nn.functional.silu,
+               "gelu": lambda t: torch.nn.functional.gelu(t, approximate="tanh")}[spec.forward]
     x = torch.from_numpy(np.concatenate([special_array("float32", 3), random_array(4000, "float32", rng, 10.0)]))
     dy = torch.from_numpy(random_array(x.shape, "float32", rng))
     x.requires_grad_()
@@ -102,7 +105,7 @@ def test_torch_runs_its_own_backward_kernels(op, rng):
 
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(LookupError, match="valid ops: relu, relu_grad"):
-        kernels.get("gelu", "numpy")
+        kernels.get("swish", "numpy")
     with pytest.raises(LookupError, match="valid backends: numpy"):
         kernels.get("relu", "jax")
     with pytest.raises(LookupError):

@@ -300,13 +300,13 @@ def test_mask_across_block_seams(dtype, monkeypatch):
 
 # --- compiled code ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "silu", "silu_grad", "gelu", "gelu_grad"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sigmoid_tanh_are_vector_code_without_libm_exp(op, dtype):
     """The loop compiles to LLVM vector instructions and calls no exp: the point of writing our own."""
     fresh = njit(**_TEST_JIT)(K.FAMILIES[op].kernel.py_func)   # uncached: inspect_llvm needs that
     x = np.linspace(-5, 5, 100).astype(dtype)
-    fresh(x, None, 0.0, np.empty_like(x))
+    fresh(*((x, x) if OPS[op].grad else (x, None)), 0.0, np.empty_like(x))
     llvm = fresh.inspect_llvm(fresh.signatures[0])
     scalar = "float" if dtype == "float32" else "double"
     assert re.search(rf"fdiv[^\n]*<\d+ x {scalar}>", llvm), "the division did not vectorise"

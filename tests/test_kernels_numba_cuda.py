@@ -419,8 +419,12 @@ def test_ptx_compiles_for_sm80_and_sm90(ptx_report):
 
 
 def test_ptx_float32_kernels_stay_in_float32(ptx_report):
-    promoted = [k for k, v in ptx_report.items() if "/float32/" in k and v["f64"]]
+    """Except GELU's z = x (C1 + C2 x^2), computed in float64 on purpose (a few instructions: its
+    exp and sigmoid stay in float32; elementwise.py's _gelu_for says why)."""
+    promoted = [k for k, v in ptx_report.items() if "/float32/" in k and v["f64"] and not k.startswith("gelu")]
     assert not promoted, f"float64 arithmetic in float32 kernels (an untyped constant?): {promoted}"
+    gelu = {k: v["f64"] for k, v in ptx_report.items() if "/float32/" in k and k.startswith("gelu")}
+    assert gelu and max(gelu.values()) < 40, gelu
 
 
 def test_ptx_unrolled_reads_stay_in_registers(ptx_report):

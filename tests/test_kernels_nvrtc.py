@@ -169,7 +169,7 @@ def test_raw_options_under_cupy():
     opts = cuda_build.raw_options()
     assert not any("cuda_fp16" in o or "/include" in o for o in opts), opts
     assert f"-DACTBENCH_HEADERS={cuda_build.headers_hash()}" in opts
-    assert {p.name for p in cuda_build.headers()} == {"common.cuh", "fp16.cuh", "sign.cuh"}
+    assert {p.name for p in cuda_build.headers()} == {"common.cuh", "fp16.cuh", "logistic.cuh", "sign.cuh"}
 
 
 def test_headers_hash_follows_the_headers(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""How many ULPs each backend's sigmoid and tanh are off: `make accuracy` (python -m bench.analysis.accuracy).
+"""How many ULPs each backend's sigmoid, tanh, silu and gelu are off: `make accuracy` (python -m bench.analysis.accuracy).
 
 The correctness gate (check.py) asks "within tolerance?"; this asks "how many digits are lost?".
 Each output is compared with the correctly rounded result, and its error is counted in ULPs of
@@ -22,14 +22,22 @@ import numpy as np
 
 import kernels
 from kernels.ops import reference
+from kernels.ops.elementwise import GELU_C1, GELU_C2
 from rich.console import Console
 from rich.table import Table
 
 # max ULP numba_cpu promises, by (op, dtype)
 BOUNDS = {("sigmoid", "float32"): 3.0, ("tanh", "float32"): 2.0,
-          ("sigmoid", "float64"): 3.0, ("tanh", "float64"): 3.0}
-OPS = ("sigmoid", "tanh")
-F64_LIMIT = 800.0           # beyond it sigmoid and tanh are constants in float64
+          ("sigmoid", "float64"): 3.0, ("tanh", "float64"): 3.0,
+          ("silu", "float32"): 4.0, ("gelu", "float32"): 4.0,       # sigmoid's, and the product x * s
+          ("silu", "float64"): 4.0, ("gelu", "float64"): 4.0}
+OPS = ("sigmoid", "tanh", "silu", "gelu")
+F64_LIMIT = 800.0           # beyond it sigmoid and tanh are constants in float64 (silu and gelu: x or 0)
+
+
+def _wide_sigmoid(z):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _wide_reference(op: str, x: np.ndarray) -> np.ndarray:
@@ -43,6 +51,10 @@ def _wide_reference(op: str, x: np.ndarray) -> np.ndarray:
             return 1 / (1 + np.exp(-w))
         if op == "tanh":
             return np.tanh(w)
+        if op == "silu":
+            return w * _wide_sigmoid(w)
+        if op == "gelu":       # x sigmoid(z), z = 2u with kernels.ops' float64 constants
+            return w * _wide_sigmoid(w * (GELU_C1 + GELU_C2 * (w * w)))
     raise ValueError(f"no wide reference for {op!r}")
 
 
@@ -110,7 +122,7 @@ def _cpu_backends(op: str, dtype: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m bench.analysis.accuracy", description=__doc__.splitlines()[0])
-    p.add_argument("--ops", default=",".join(OPS), help="comma-separated: sigmoid, tanh (default both)")
+    p.add_argument("--ops", default=",".join(OPS), help="comma-separated: sigmoid, tanh, silu, gelu (default all)")
     p.add_argument("--dtypes", default="float32,float64", help="float32 and/or float64")
     p.add_argument("--backends", help="comma-separated CPU backends (default: every available one)")
     p.add_argument("--step", type=int, default=16, help="float32: every STEP-th bit pattern (default 16)")

@@ -192,7 +192,11 @@ register_all("cupy", ArrayModuleOps(lambda: cupy))
 SIGN_TESTS = "".join(line for line in (CUDA_DIR / "sign.cuh").read_text().splitlines(keepends=True)
                      if not line.startswith("#pragma once"))
 
-ELEMENTWISE_PREAMBLE = SIGN_TESTS + r"""
+# logistic.cuh: SiLU's and GELU's sigmoid pieces, the same as the RawKernels' (its #pragma once left out)
+LOGISTIC = "".join(line for line in (CUDA_DIR / "logistic.cuh").read_text().splitlines(keepends=True)
+                   if not line.startswith("#pragma once"))
+
+ELEMENTWISE_PREAMBLE = SIGN_TESTS + LOGISTIC + r"""
 template <typename E> struct act_compute { typedef E type; };      // arithmetic type of an element type
 template <> struct act_compute<float16> { typedef float type; };   // CuPy's float16: compute in float
 __device__ __forceinline__ float act_exp(float v) { return expf(v); }
@@ -227,6 +231,21 @@ TANH_GRAD_BODY = _C + "const C v = y;\ndx = C(dy) * (C(1) - v * v);"
 # bound by CuPy) and is rounded to C once, as the RawKernels' slope argument is.
 LEAKY_RELU_BODY = _C + "const C v = x;\ny = act::gt_zero(v) ? v : C(slope) * v;"
 LEAKY_RELU_GRAD_BODY = _C + "const C d = dy;\ndx = act::gt_zero(C(x)) ? d : C(slope) * d;"
+# SiLU and GELU with logistic.cuh's pieces, as silu.cu and gelu.cu: x * sigmoid(z) (z = x, or
+# GELU's 2u), and the gradients dy s (1 + x (1 - s) z') (z' = 1 for SiLU); NaN at +-inf as PyTorch's.
+SILU_BODY = _C + "const C v = x;\ny = act::x_sigmoid(v, v);"
+SILU_GRAD_BODY = _C + (
+    "const C v = x;\n"
+    "C s, c;\n"
+    "act::sigmoid_parts(v, s, c);\n"
+    "dx = C(dy) * (s * (C(1) + v * c));")
+GELU_BODY = _C + "const C v = x;\ny = act::x_sigmoid(v, act::gelu_z(v));"
+GELU_GRAD_BODY = _C + (
+    "const C v = x;\n"
+    "C s, c;\n"
+    "act::sigmoid_parts(act::gelu_z(v), s, c);\n"
+    "const C v2 = v * v;\n"
+    "dx = C(dy) * (s * (C(1) + (v * c) * (C(ACT_GELU_C1) + C(3.0 * ACT_GELU_C2) * v2)));")
 # relu_mask runs over the mask's bytes: byte i packs x[8i .. 8i+7] > 0 (little bit order) and
 # writes the same eight elements of y.
 RELU_MASK_BODY = _C + (
@@ -295,6 +314,10 @@ ELEMENTWISE = {e.op: e for e in (
     Elementwise("tanh_grad", "T dy, T y", "T dx", TANH_GRAD_BODY),
     Elementwise("leaky_relu", "T x, float64 slope", "T y", LEAKY_RELU_BODY),
     Elementwise("leaky_relu_grad", "T dy, T x, float64 slope", "T dx", LEAKY_RELU_GRAD_BODY),
+    Elementwise("silu", "T x", "T y", SILU_BODY),
+    Elementwise("silu_grad", "T dy, T x", "T dx", SILU_GRAD_BODY),
+    Elementwise("gelu", "T x", "T y", GELU_BODY),
+    Elementwise("gelu_grad", "T dy, T x", "T dx", GELU_GRAD_BODY),
     Elementwise("relu_mask", "raw T x, int64 n", "raw T y, uint8 mask", RELU_MASK_BODY),
     Elementwise("relu_grad_mask", "T dy, raw uint8 mask", "T dx", RELU_GRAD_MASK_BODY),
 )}

@@ -18,8 +18,11 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload, register_jitable
 
-from kernels.backends.numba_cpu.math import exp_neg, like, tanh_pos
+from kernels.backends.numba_cpu.math import exp_neg, exp_neg_gradual, exp_neg_scaled, fma, like, tanh_pos
 from kernels.backends.numba_cpu.streaming import align, elementwise, masked, store, stream_split, streamed
+from kernels.ops.elementwise import GELU_C1, GELU_C2
+
+_GELU_3C2 = 3.0 * GELU_C2
 
 # --- elementwise ops -----------------------------------------------------------------------------
 
@@ -90,6 +93,88 @@ def _leaky_relu(x, slope):
 @register_jitable
 def _leaky_relu_grad(dy, x, slope):
     return dy if x > like(x, 0.0) else like(x, slope) * dy
+
+
+@register_jitable
+def _sigmoid_parts(z, zl):
+    """(sigmoid(z + zl), 1 - sigmoid(z + zl)) for |zl| <= ulp(z) (0 where z is all there is), each
+    without cancellation or overflow: exp of -|z| only, with its subnormal results (x * sigmoid(x)
+    at x = -89 is a normal -2e-37), times 1 - sign(z) zl. Selects, no branch."""
+    one = like(z, 1.0)
+    e = exp_neg_gradual(abs(z))
+    e = e - e * (math.copysign(one, z) * zl)   # exp(-|z + zl|) = e exp(-sign(z) zl)
+    r = one / (one + e)
+    er = e * r
+    pos = z >= like(z, 0.0)                      # NaN: false, and both parts are NaN anyway
+    return (r if pos else er), (er if pos else r)
+
+
+@register_jitable
+def _x_sigmoid(x, z, zl):
+    """x * sigmoid(z + zl) (|zl| <= ulp(z)), within a few ulp wherever the product is a normal
+    number, also where sigmoid(z) is not (z < -87.3 in float32): there exp(-|z|) is kept scaled
+    by 2**S and the product scaled back, one rounding. +inf at z = +inf; NaN at x = -inf (-inf * 0),
+    as PyTorch's x / (1 + exp(-x))."""
+    one = like(z, 1.0)
+    big, scale = exp_neg_scaled(abs(z))
+    big = big - big * (math.copysign(one, z) * zl)
+    r = one / (one + big * scale)
+    return x * r if z >= like(z, 0.0) else (x * (big * r)) * scale
+
+
+@register_jitable
+def _silu(x, p):
+    return _x_sigmoid(x, x, like(x, 0.0))
+
+
+@register_jitable
+def _silu_grad(dy, x, p):
+    # aten's silu_backward: dy * s * (1 + x * (1 - s)); NaN at x = +-inf as PyTorch's
+    s, c = _sigmoid_parts(x, like(x, 0.0))
+    return dy * (s * (like(x, 1.0) + x * c))
+
+
+@register_jitable
+def _gelu_z(x):
+    """x*x, and z = 2u = x (C1 + C2 x^2) as z + zl (GELU's 1 + tanh(u) is 2 sigmoid(z)): gelu(x)
+    ~ x exp(z) for z << 0 carries z's absolute error, up to |z| (87 in float32, 708 in float64)
+    times its relative one (float32's own three roundings: 1.1e-5 near x = -9.5; the gate allows
+    1e-5). So z is computed in float64 with its roundings kept (FMA: x^2 and x t exactly, t = C1 +
+    C2 x^2 as a sum of two), and zl, what z rounded to x's type lost, kept to +-1 where z is not
+    finite. x*x rounded once is x's own x*x (inf where it overflows, as PyTorch's)."""
+    w = np.float64(x)
+    w2 = w * w
+    w2l = fma(w, w, -w2)
+    q = GELU_C2 * w2
+    ql = fma(np.float64(GELU_C2), w2, -q) + GELU_C2 * w2l
+    t = GELU_C1 + q
+    tb = t - GELU_C1
+    tl = ((GELU_C1 - (t - tb)) + (q - tb)) + ql
+    z = w * t
+    zl = fma(w, t, -z) + w * tl
+    zh = like(x, z)
+    return like(x, w2), zh, like(x, min(1.0, max(-1.0, (z - np.float64(zh)) + zl)))
+
+
+@register_jitable
+def _gelu(x, p):
+    # 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation where tanh(u) is near -1
+    _, z, zl = _gelu_z(x)
+    return _x_sigmoid(x, z, zl)
+
+
+@register_jitable
+def _gelu_grad(dy, x, p):
+    # aten's gelu_backward(approximate="tanh") = dy s (1 + x (1 - s) z'): NaN where x*x overflows,
+    # (x * c) * z' = 0 * inf, as PyTorch's. Its error counts against |dy|: z from float64 without
+    # _gelu_z's compensation (with it LLVM no longer vectorised the float64 loop).
+    w = np.float64(x)
+    w2 = w * w
+    z64 = w * (GELU_C1 + GELU_C2 * w2)
+    x2, z = like(x, w2), like(x, z64)
+    zl = like(x, min(1.0, max(-1.0, z64 - np.float64(z))))
+    s, c = _sigmoid_parts(z, zl)
+    return dy * (s * (like(x, 1.0) + (x * c) * (like(x, GELU_C1) + like(x, _GELU_3C2) * x2)))
 
 
 @register_jitable
@@ -356,6 +441,10 @@ FAMILIES = {
     "tanh_grad": elementwise(_tanh_grad),
     "leaky_relu": elementwise(_leaky_relu),
     "leaky_relu_grad": elementwise(_leaky_relu_grad),
+    "silu": elementwise(_silu),
+    "silu_grad": elementwise(_silu_grad),
+    "gelu": elementwise(_gelu),
+    "gelu_grad": elementwise(_gelu_grad),
     "relu_mask": masked(_relu_mask_kernel, _relu_mask_streamed_kernel),
     "relu_grad_mask": masked(_relu_grad_mask_kernel, _relu_grad_mask_streamed_kernel),
     "copy": elementwise(_copy),

@@ -3,6 +3,8 @@ them vectorises (with libm's exp per element a sigmoid cannot run at memory spee
 call them from numba.njit functions only. float32 or float64 by the argument's type.
 
 - `exp_neg(v)` = exp(-v), `exp(t)`: within about an ulp (see below for the flush to zero).
+- `exp_neg_gradual(v)` = exp(-v) for v >= 0, its subnormal results too (SiLU and GELU multiply
+  exp(-|z|) by x: there a flushed 1e-39 would be a missing -1e-37).
 - `exp_m2_parts(a)`: exp(-2a) for 0 <= a <= 20 in pieces that keep its digits, for tanh.
 - `tanh_pos(a)`: tanh(a) for 0 <= a <= 20, within 2 ulp (bench/analysis/accuracy.py measures it).
 - `like(v, c)`: the constant c in v's float type, so that an op written once serves both dtypes.
@@ -177,6 +179,49 @@ def _exp_neg_f64(v):
     return (_TWO_F64 - w * (g + g)) * _pow2(z, 0)
 
 
+# exp_neg_gradual: exp_neg's steps for v in [0, V], scaled by 2**(k-1) through 2**(k-1+S) (a
+# normal number for every k >= -151 in float32, -1076 in float64) and then by 2**-S, which rounds
+# once into the subnormal range where the result lies there: gradual underflow instead of the
+# flush. exp(-104) and exp(-746) round to 0, so V clamps nothing that is not 0.
+_EXPSUB_MAX_F32, _MAGIC190_F32, _SUB_SCALE_F32 = _F(104.0), _MAGIC_F32 + _F(190), _F(2.0 ** -64)
+_EXPSUB_MAX_F64, _MAGIC1150_F64, _SUB_SCALE_F64 = _D(746.0), _MAGIC_F64 + _D(1150), _D(2.0 ** -128)
+
+
+@njit(inline="always", **DEVICE)
+def _exp_neg_scaled_f32(v):
+    u = min(v, _EXPSUB_MAX_F32)                  # a NaN v stays NaN (see _exp_neg_f32)
+    z = u * _NLOG2E_F32 + _MAGIC190_F32          # k = round(-u*log2(e)), 190 + k in z's low bits
+    k = z - _MAGIC190_F32
+    w = fma(k, _LN2_LO_F32, fma(k, _LN2_HI_F32, u))
+    w2 = w * w
+    m = fma(w2, (_2G1_F32 + w2 * (_2G3_F32 + w2 * _2G5_F32)) - w * (_2G2_F32 + w2 * _2G4_F32), -(w + w))
+    big = (_TWO_F32 + m) * _pow2(z, 0)          # 2*exp(r) * 2**(k+63) = exp(-u) * 2**64
+    return (_F(0.0) if v > _EXPSUB_MAX_F32 else big), _SUB_SCALE_F32
+
+
+@njit(inline="always", **DEVICE)
+def _exp_neg_scaled_f64(v):
+    u = min(v, _EXPSUB_MAX_F64)
+    z = u * _NLOG2E_F64 + _MAGIC1150_F64
+    k = z - _MAGIC1150_F64
+    w = (u + k * _LN2_HI_F64) + k * _LN2_LO_F64
+    g = _g_f64(w)
+    big = (_TWO_F64 - w * (g + g)) * _pow2(z, 0)
+    return (_D(0.0) if v > _EXPSUB_MAX_F64 else big), _SUB_SCALE_F64
+
+
+@njit(inline="always", **DEVICE)
+def _exp_neg_gradual_f32(v):
+    big, scale = _exp_neg_scaled_f32(v)
+    return big * scale
+
+
+@njit(inline="always", **DEVICE)
+def _exp_neg_gradual_f64(v):
+    big, scale = _exp_neg_scaled_f64(v)
+    return big * scale
+
+
 @njit(inline="always", **DEVICE)
 def _exp_m2_parts_f32(a):
     z = a * _2LOG2E_F32 + _MAGIC126_F32          # j = round(2a*log2(e)), in [0, 58]
@@ -226,6 +271,19 @@ def exp_neg(v):
     raise TypeError("exp_neg is device code: call it from numba.njit functions")
 
 
+def exp_neg_gradual(v):
+    """exp(-v) of a float32 or float64 scalar v >= 0 (or NaN) in njit code, subnormal results
+    included (gradual underflow, not exp_neg's flush): branch-free, vectorisable."""
+    raise TypeError("exp_neg_gradual is device code: call it from numba.njit functions")
+
+
+def exp_neg_scaled(v):
+    """(exp(-v) * 2**S, 2**-S) for a float32 or float64 v >= 0 (or NaN) in njit code, S = 64 in
+    float32, 128 in float64: exp(-v) as a normal number (0 where exp(-v) rounds to 0) and the
+    factor that scales it, or a product with it, back (rounding once, into the subnormals)."""
+    raise TypeError("exp_neg_scaled is device code: call it from numba.njit functions")
+
+
 def exp(t):
     """exp(t) in njit code: `exp_neg(-t)` (LLVM folds the two negations away)."""
     raise TypeError("exp is device code: call it from numba.njit functions")
@@ -260,6 +318,8 @@ def _by_dtype(f32, f64):
 
 
 overload(exp_neg, inline="always")(_by_dtype(_exp_neg_f32, _exp_neg_f64))
+overload(exp_neg_gradual, inline="always")(_by_dtype(_exp_neg_gradual_f32, _exp_neg_gradual_f64))
+overload(exp_neg_scaled, inline="always")(_by_dtype(_exp_neg_scaled_f32, _exp_neg_scaled_f64))
 overload(exp, inline="always")(_by_dtype(_exp_f32, _exp_f64))
 overload(exp_m2_parts, inline="always")(_by_dtype(_exp_m2_parts_f32, _exp_m2_parts_f64))
 overload(tanh_pos, inline="always")(_by_dtype(_tanh_pos, _tanh_pos))

@@ -25,8 +25,10 @@ import math
 import warnings
 
 import numpy as np
+from numba.extending import register_jitable
 
 from kernels.ops import OPS, dtype_name
+from kernels.ops.elementwise import GELU_C1, GELU_C2
 from kernels.registry import Available, Backend, declare_backend, register
 from kernels.backends.numba_cuda.geometry import FULL_MASK, UNROLL, WARP  # noqa: F401  (the kernels' too)
 from types import SimpleNamespace
@@ -109,9 +111,55 @@ def _relu_grad_mask(g, bit, zero, one, p):
     return g if bit else zero
 
 
-MAP1 = {"relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "leaky_relu": _leaky_relu}
+# SiLU and GELU: x * sigmoid(z), the sigmoid from exp(-|z|) only (no overflow; exp's subnormal
+# results kept: x * sigmoid(x) at x = -89 is a normal -2e-37), 1 - sigmoid(z) without cancellation.
+
+@register_jitable
+def _sigmoid_parts(z, zero, one):
+    e = math.exp(-abs(z))
+    r = one / (one + e)
+    return (r, e * r) if z >= zero else (e * r, r)
+
+
+def _silu(v, zero, one, p):
+    return v * _sigmoid_parts(v, zero, one)[0]          # NaN at -inf (-inf * 0), as PyTorch's
+
+
+def _silu_grad(g, v, zero, one, p):
+    s, c = _sigmoid_parts(v, zero, one)
+    return g * (s * (one + v * c))                      # aten's silu_backward; NaN at x = +-inf
+
+
+def _gelu_for(dtype: str):
+    """gelu and gelu_grad for dtype: GELU's 1 + tanh(u) is 2 sigmoid(z), z = 2u = x (C1 + C2 x^2),
+    z from float64 rounded once to dtype (gelu(x) ~ x exp(z) carries z's relative error times |z|,
+    up to 87 in float32, which float32's own roundings took past the gate near x = -9.5)."""
+    narrow = getattr(np, dtype)
+
+    @register_jitable
+    def z_of(v):
+        w = np.float64(v)
+        w2 = w * w
+        return narrow(w2), narrow(w * (GELU_C1 + GELU_C2 * w2))
+
+    def gelu(v, zero, one, p):
+        return v * _sigmoid_parts(z_of(v)[1], zero, one)[0]
+
+    def gelu_grad(g, v, zero, one, p):
+        v2, z = z_of(v)
+        s, c = _sigmoid_parts(z, zero, one)
+        # (x * c) * z': 0 * inf = NaN where x * x overflows, as PyTorch's gelu_backward
+        return g * (s * (one + (v * c) * (narrow(GELU_C1) + narrow(3.0 * GELU_C2) * v2)))
+
+    return gelu, gelu_grad
+
+
+MAP1 = {"relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "leaky_relu": _leaky_relu, "silu": _silu,
+        "gelu": lambda dtype: _gelu_for(dtype)[0]}
 MAP2 = {"relu_grad": _relu_grad, "sigmoid_grad": _sigmoid_grad, "tanh_grad": _tanh_grad,
-        "leaky_relu_grad": _leaky_relu_grad, "relu_grad_mask": _relu_grad_mask}
+        "leaky_relu_grad": _leaky_relu_grad, "relu_grad_mask": _relu_grad_mask, "silu_grad": _silu_grad,
+        "gelu_grad": lambda dtype: _gelu_for(dtype)[1]}
+BY_DTYPE = ("gelu", "gelu_grad")     # their MAP entry takes the dtype and gives the scalar function
 
 
 def _signature(cuda, op: str, dtype: str) -> tuple:
@@ -126,13 +174,14 @@ def _signature(cuda, op: str, dtype: str) -> tuple:
     return (a, a, t.uint32[::1], t.uint8[::1], t.int64)          # relu_mask
 
 
-def _python_kernel(cuda, op: str, ballot):
+def _python_kernel(cuda, op: str, ballot, dtype: str):
     """op's kernel as a Python function for numba.cuda.jit: a driver around the op's scalar
     function (compiled as a device function of the current target); relu_mask's with `ballot`."""
     from kernels.backends.numba_cuda import device as device
     if op in MAP1 or op in MAP2:
         load = device.mask_bit if OPS[op].mask_input else device.element
         f = MAP1.get(op) or MAP2[op]
+        f = f(dtype) if op in BY_DTYPE else f
         return device.map_driver(cuda.jit(device=True)(f), cuda.jit(device=True)(load), op in MAP2)
     return device.relu_mask_driver(ballot)
 
@@ -169,7 +218,7 @@ class Runtime:
         key = (op, dtype)
         if key not in self._kernels:
             cuda = self.cuda
-            self._kernels[key] = cuda.jit(_signature(cuda, op, dtype))(_python_kernel(cuda, op, self._ballot))
+            self._kernels[key] = cuda.jit(_signature(cuda, op, dtype))(_python_kernel(cuda, op, self._ballot, dtype))
         return self._kernels[key]
 
     def compiled(self, key: tuple[str, str], build):
@@ -236,7 +285,7 @@ def compile_ptx(op: str, dtype: str, cc: tuple[int, int] = (9, 0)) -> str:
     # numba-cuda compiles a device function for the current device's compute capability;
     # without a GPU that lookup is answered with the cc asked for
     with mock.patch.object(dispatcher, "get_current_device", lambda: SimpleNamespace(compute_capability=cc)):
-        kernel = _python_kernel(cuda, op, cuda.jit(device=True)(device.gpu_ballot))
+        kernel = _python_kernel(cuda, op, cuda.jit(device=True)(device.gpu_ballot), dtype)
         ptx, _ = cuda.compile_ptx(kernel, _signature(cuda, op, dtype), cc=cc)
     return ptx
 

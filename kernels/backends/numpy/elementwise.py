@@ -16,6 +16,7 @@ import contextlib
 import numpy as np
 
 from kernels.ops import ELEMENTWISE_OPS, OPS
+from kernels.ops.elementwise import GELU_C1, GELU_C2
 from kernels.registry import Available, Backend, declare_backend, register
 
 declare_backend(Backend(
@@ -88,6 +89,57 @@ class ArrayModuleOps:
         out = xp.multiply(dy, slope, out=self._out(out, dy))
         xp.copyto(out, dy, where=x > 0)
         return out
+
+    # SiLU and GELU as a careful user writes them: x * sigmoid(z) with the sigmoid from exp(-|z|)
+    # (x / (1 + exp(-x)) gives 0 at x = -89 in float32, where silu is -2e-37), and GELU's
+    # 1 + tanh(u) as 2 sigmoid(2u) (it cancels where tanh(u) is near -1). float16 computes in
+    # float32 and rounds once, as PyTorch does.
+
+    def _sigmoid_parts(self, z):
+        """sigmoid(z) and 1 - sigmoid(z), without cancellation or overflow."""
+        xp = self._xp()
+        e = xp.exp(-abs(z))
+        r = 1 / (1 + e)
+        er = e * r
+        pos = z >= 0
+        return xp.where(pos, r, er), xp.where(pos, er, r)
+
+    def _compute(self, *arrays):
+        return tuple(a.astype(self._xp().float32) if a.dtype == self._xp().float16 else a for a in arrays)
+
+    def _gelu_z(self, x):
+        """x*x and z = x (C1 + C2 x^2) in x's type, z from float64 (rounded once: gelu(x) ~ x
+        exp(z) carries z's error times |z|, up to 87, which float32's roundings took past the gate)."""
+        w = x.astype(self._xp().float64)
+        return x * x, (w * (GELU_C1 + GELU_C2 * (w * w))).astype(x.dtype)
+
+    def silu(self, x, out=None):
+        xp, out = self._xp(), self._out(out, x)
+        (w,) = self._compute(x)
+        with self._quiet():
+            return xp.multiply(w, self._sigmoid_parts(w)[0], out=out, casting="unsafe")
+
+    def silu_grad(self, dy, x, out=None):
+        xp, out = self._xp(), self._out(out, dy)
+        d, w = self._compute(dy, x)
+        with self._quiet():
+            s, c = self._sigmoid_parts(w)
+            return xp.multiply(d, s * (1 + w * c), out=out, casting="unsafe")
+
+    def gelu(self, x, out=None):
+        xp, out = self._xp(), self._out(out, x)
+        (w,) = self._compute(x)
+        with self._quiet():
+            return xp.multiply(w, self._sigmoid_parts(self._gelu_z(w)[1])[0], out=out, casting="unsafe")
+
+    def gelu_grad(self, dy, x, out=None):
+        xp, out = self._xp(), self._out(out, dy)
+        d, w = self._compute(dy, x)
+        with self._quiet():
+            w2, z = self._gelu_z(w)
+            s, c = self._sigmoid_parts(z)
+            # (w * c) * dz: 0 * inf = NaN where w * w overflows, as PyTorch's
+            return xp.multiply(d, s * (1 + (w * c) * (GELU_C1 + 3 * GELU_C2 * w2)), out=out, casting="unsafe")
 
     def relu_mask(self, x, out=None):
         xp = self._xp()
