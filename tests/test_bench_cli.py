@@ -28,7 +28,7 @@ def no_peak_probe(monkeypatch):
 
 
 @pytest.mark.parametrize("argv,expected", [
-    (["run", "--ops", "gelu"], "unknown op gelu; valid: relu, relu_grad"),
+    (["run", "--ops", "mish"], "unknown op mish; valid: relu, relu_grad"),
     (["run", "--backends", "jax"], "unknown backend jax; valid: numpy"),
     (["run", "--dtypes", "int8"], "unknown dtype int8; valid: float16, float32, float64"),
     (["run", "--profile", "huge"], "unknown profile 'huge'; valid: quick, full"),

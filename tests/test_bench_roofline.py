@@ -14,6 +14,7 @@ EXPECTED_F32 = {
     "relu": 8, "sigmoid": 8, "tanh": 8, "leaky_relu": 8,
     "relu_grad": 12, "sigmoid_grad": 12, "tanh_grad": 12, "leaky_relu_grad": 12,
     "relu_mask": 8.125, "relu_grad_mask": 8.125,
+    "silu": 8, "silu_grad": 12, "gelu": 8, "gelu_grad": 12,
 }
 
 
