@@ -100,7 +100,7 @@ def test_a_cached_block_of_0_never_reaches_a_kernel(tmp_path, monkeypatch):
 
 BAD_ENV = [("ACTBENCH_STORES", "sometimes"), ("ACTBENCH_BLOCK", "0"), ("ACTBENCH_BLOCK", "-64"),
            ("ACTBENCH_BLOCK", "1000"), ("ACTBENCH_BLOCK", "lots"), ("ACTBENCH_SERIAL_MAX", "1e6"),
-           ("ACTBENCH_SERIAL_MAX", "-1")]
+           ("ACTBENCH_SERIAL_MAX", "-1"), ("ACTBENCH_SPARSE_METHOD", "fastest")]
 
 
 @pytest.mark.parametrize("name,value", BAD_ENV)

@@ -37,12 +37,20 @@ import numba
 from kernels.ops import ELEMENTWISE_OPS, OPS, dtype_name, mask_nbytes
 from kernels.registry import Available, Backend, declare_backend, register
 from kernels.backends.numba_cpu.jit import X86_64
+from kernels.backends.numba_cpu import sparse_method
 from kernels.backends.numba_cpu.strategy import DEFAULT_BLOCK, SPLIT_SIZES, StoreStrategy, check_environment
 
 
 def _probe() -> Available | str:
     return Available(description=f"fused, parallel numba {numba.__version__} njit kernels, "
                                  f"{numba.config.NUMBA_NUM_THREADS} threads")
+
+
+def _check_settings() -> None:
+    """ValueError naming the variable: ACTBENCH_STORES / _BLOCK / _SERIAL_MAX (strategy.py) and
+    ACTBENCH_SPARSE_METHOD (sparse_method.py), so `bench run` says so in one line before measuring."""
+    check_environment()
+    sparse_method.check_environment()
 
 
 _backend = declare_backend(Backend(
@@ -59,7 +67,7 @@ _backend = declare_backend(Backend(
     dtypes=("float32", "float64"),
     # not np.ascontiguousarray alone: it turns a 0-d array into shape (1,)
     contiguous=lambda a: a if a.flags.c_contiguous else np.ascontiguousarray(a),
-    check_settings=check_environment,     # ACTBENCH_STORES / _BLOCK / _SERIAL_MAX (strategy.py)
+    check_settings=_check_settings,       # the variables that steer it, checked before a run
 ))
 
 from kernels.backends.numba_cpu.kernels import FAMILIES  # noqa: E402  (the backend first: kernels.py never registers)
