@@ -236,3 +236,26 @@ def test_a_case_that_fails_its_gate_is_failed_with_its_traffic_and_never_timed(m
             r = sparse._run_case(case, inputs, ctx)
             assert r.status == Status.FAILED and r.reason == "planted" and r.bytes > 0
     assert len(calls) == 1
+
+
+def test_a_sparse_cell_carries_its_marks():
+    """A starved or unstable sparse case is marked before its time (~ ?), one above its limit after
+    the % (!), in the wide and the narrow tables and the Markdown, as an elementwise cell is."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from bench.model.results import ABOVE_PEAK, STARVED
+    run = kinds.derive(Run(env={}, peaks={"cpu": {"gbps": 10.0}}, results=(
+        _entry("numpy", 0.0, 1.0), _entry("numba_cpu", 0.0, 0.5))))
+    marked = tuple(replace(e, stable=False, marks=(STARVED, ABOVE_PEAK)) if e.backend == "numba_cpu" else e
+                   for e in run.results)
+    run = replace(run, results=marked)
+    for narrow in (False, True):
+        console = Console(width=200, record=True)
+        for t in sparse.tables(run, narrow=narrow):
+            console.print(t)
+        text = console.export_text()
+        assert "~?500 ms" in text and "% !" in text.replace("% of copy peak !", "% !")
+        assert "1.00 s" in text and "~1.00 s" not in text and "?1.00 s" not in text    # numpy's: unmarked
+    assert "~?500 ms" in sparse.markdown(run)

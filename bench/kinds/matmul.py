@@ -49,7 +49,7 @@ from bench.measure import interleave as _interleave
 from bench.measure.case import ALLOCATES, Context, Ready, gate, guarded, round_robin_again, time_alone, timed
 from bench.measure.roofline import matmul_flops, matmul_traffic
 from bench.model.cases import Case, Profile, UsageError
-from bench.model.display import fmt_time, style
+from bench.model.display import ABOVE_MARK, fmt_time, peak_mark, style, time_marks
 from bench.model.results import CaseResult
 from scipy.special import ndtr
 
@@ -472,6 +472,14 @@ def limit_name(batch: int) -> str:
     return "copy peak" if batch < FLOP_BOUND_BATCH else "dense FLOP/s"
 
 
+def limit_mark(e) -> str:
+    """' !' where a case's % of its limit is one physics forbids: above the copy peak by more than the
+    peak's spread (results' ABOVE_PEAK mark, batch < 8), or above the best dense BLAS's FLOP rate."""
+    if e.axis('batch') < FLOP_BOUND_BATCH:
+        return peak_mark(e)
+    return f" {ABOVE_MARK}" if (e.figure('pct_of_limit') or 0) > 100 else ""
+
+
 def ideal_meaningful(entries) -> bool:
     """Whether % of ideal 1/(1-s) says something of a group's cases: only where its best dense
     reference at s = 0 itself streams at IDEAL_SHOWN_ABOVE % of the copy peak (a weak reference
@@ -531,12 +539,12 @@ def tables(run, narrow: bool = False) -> list:
                 elif not e.timed:
                     row.append(f"{e.status}: {(e.reason or '')[:40]}")
                 else:
-                    lines = [fmt_time(e.median_s)]
+                    lines = [time_marks(e) + fmt_time(e.median_s)]
                     if e.figure('speedup_vs_dense') is not None:
                         lines.append(f"x{e.figure('speedup_vs_dense'):.2f}"
                                      + (f" · {e.figure('pct_of_ideal'):.0f}% ideal" if ideal else ""))
                     if e.figure('pct_of_limit') is not None:
-                        lines.append(f"{e.figure('pct_of_limit'):.0f}% of {limit_name(batch)}")
+                        lines.append(f"{e.figure('pct_of_limit'):.0f}% of {limit_name(batch)}{limit_mark(e)}")
                     if e.gbps is not None:
                         lines.append(f"{e.gbps:.1f} GB/s")
                     if e.figure('conversion_s') is not None:
@@ -573,10 +581,10 @@ def _narrow_table(run, group: tuple, es: list, backends: list, cross: dict):
             if not e.timed:
                 cells = [f"{e.status}: {(e.reason or '')[:30]}", "", "", "", "", ""]
             else:
-                cells = [fmt_time(e.median_s),
+                cells = [time_marks(e) + fmt_time(e.median_s),
                          f"x{e.figure('speedup_vs_dense'):.2f}" if e.figure('speedup_vs_dense') is not None else "-",
                          f"{e.figure('pct_of_ideal'):.0f}%" if ideal and e.figure('pct_of_ideal') is not None else "-",
-                         f"{e.figure('pct_of_limit'):.0f}%" if e.figure('pct_of_limit') is not None else "-",
+                         f"{e.figure('pct_of_limit'):.0f}%{limit_mark(e)}" if e.figure('pct_of_limit') is not None else "-",
                          f"{e.gbps:.1f}" if e.gbps is not None else "-",
                          f"{100 * e.figure('conversion_s') / e.median_s:.0f}%" if e.figure('conversion_s') is not None else ""]
             t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
@@ -626,12 +634,12 @@ def markdown(run) -> str:
                 if e is None or not e.timed:
                     cells.append("" if e is None else str(e.status))
                     continue
-                c = f"{e.median_s * 1e3:.3g} ms"
+                c = f"{time_marks(e)}{e.median_s * 1e3:.3g} ms"
                 if e.figure('speedup_vs_dense') is not None:
                     c += f" · x{e.figure('speedup_vs_dense'):.2f}"
                     c += f" · {e.figure('pct_of_ideal'):.0f}% ideal" if ideal else ""
                 if e.figure('pct_of_limit') is not None:
-                    c += f" · {e.figure('pct_of_limit'):.0f}% of {limit_name(batch)}"
+                    c += f" · {e.figure('pct_of_limit'):.0f}% of {limit_name(batch)}{limit_mark(e)}"
                 if e.gbps is not None:
                     c += f" · {e.gbps:.1f} GB/s"
                 cells.append(c)

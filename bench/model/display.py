@@ -7,6 +7,22 @@ from __future__ import annotations
 
 import math
 
+from bench.model.results import ABOVE_PEAK, STARVED
+
+UNSTABLE = "~"      # the median did not stabilise within the case's time budget
+STARVED_MARK = "?"  # its threads waited for a core (bench/measure/load.py): its time measures the scheduler
+ABOVE_MARK = "!"    # faster than its level's peak by more than the peak's spread: a figure to distrust
+
+
+def time_marks(e) -> str:
+    """The marks written before a timed case's time: ~ unstable, ? starved."""
+    return (UNSTABLE if e.stable is False else "") + (STARVED_MARK if STARVED in (e.marks or ()) else "")
+
+
+def peak_mark(e) -> str:
+    """' !' after a figure of a case above its level's peak, else ''."""
+    return f" {ABOVE_MARK}" if ABOVE_PEAK in (e.marks or ()) else ""
+
 def sig3(v: float) -> str:
     """v with 3 significant digits, keeping trailing zeros: 1.20, 12.0, 123, 1230."""
     if v == 0 or not math.isfinite(v):

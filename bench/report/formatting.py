@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from bench.measure import blas
 from bench.measure import load as _load
-from bench.model.display import fmt_bytes, fmt_size, fmt_speedup, fmt_time, sig3
+from bench.model.display import ABOVE_MARK, STARVED_MARK, UNSTABLE, fmt_bytes, fmt_size, fmt_speedup, fmt_time, sig3  # noqa: F401  (the marks: formatting's names)
 from bench.model.results import ABOVE_PEAK, MARKED_BASELINE, PEAK_LEVELS, STARVED, CaseResult, Run, devices_of, dtypes_of
 
 BEST = "★"          # the fastest (lowest median) cell of a row
-UNSTABLE = "~"      # the median did not stabilise within the case's time budget
-STARVED_MARK = "?"  # its threads waited for a core (bench/measure/load.py): its time measures the scheduler
-ABOVE_MARK = "!"    # faster than its level's peak by more than the peak's spread: a figure to distrust
 MARKED_MARK = "?"   # on the speed-up line: the case or its NumPy case is marked
 
 MARK_HELP = {

@@ -156,10 +156,10 @@ def _narrow_cells(e: CaseResult, best: bool, notes: Notes) -> list:
 def run_legend(run: Run, narrow: bool = False) -> Text:
     """The legend of a run's tables, printed once after the last: how to read a cell (or a narrow
     row), which peak each % is of, the best-cell marker and every mark any case carries."""
-    entries = [e for e in run.results if kinds.of(e).tables is None]
     levels = list(dict.fromkeys(x for op, es in by_op(run).items() if kinds.of(es[0]).tables is None
                                 if (x := level_legend(run, es))))
-    return legend(Notes(), entries, how=NARROW_HELP if narrow else CELL_HELP, levels=levels)
+    # every case's marks: a kind with tables of its own writes the same ~ ? ! in its cells
+    return legend(Notes(), list(run.results), how=NARROW_HELP if narrow else CELL_HELP, levels=levels)
 
 
 def _fits(console: Console, table: Table) -> bool:
@@ -267,5 +267,8 @@ def print_run(run: Run, console: Console | None = None, short_header: bool = Fal
     if any(kinds.of(e).tables is None for e in run.results):
         console.print()
         console.print(run_legend(run, narrow))
+    else:                             # only kinds with tables of their own: their marks still said
+        for line in mark_lines(list(run.results)):
+            console.print(line, style="yellow", highlight=False, markup=False)
     for kind in thin:                 # its wide tables say it in their titles
         console.print(kind.NARROW_HELP, style="dim", highlight=False, markup=False)
