@@ -13,7 +13,7 @@ import pytest
 import kernels
 from bench.measure import load, timing
 from bench.cli.main import main
-from bench.claims import experiments, measure, rules
+from bench.claims import experiments, measure, plots, report, rules
 from bench.claims.catalog import CLAIMS
 from bench.claims.nets import ACTIVATIONS, Net, init_weights, numeric_grad, pick_backend
 
@@ -186,6 +186,55 @@ def test_every_experiment_and_rule_runs_on_a_tiny_profile():
         assert v.numbers and v.would_change
         json.dumps(ctx.done[c.id])                                   # every number is JSON
     assert ctx.done[9]["memory_ratio_sigmoid_over_mask"] == 32
+    # SiLU and GELU beside claims 1 and 9: measured on every backend that has them
+    beside = ctx.done[1]["beside"]
+    assert beside["columns"] == ["sigmoid", "silu", "gelu", "sigmoid_grad", "silu_grad", "gelu_grad"]
+    numba_row = next(r for r in beside["rows"] if r["backend"] == "numba_cpu")
+    assert all(v is not None and v > 0 for v in numba_row["values"].values())
+    assert {"/ silu_grad", "/ gelu_grad"} <= set(ctx.done[9]["beside"]["columns"])
+    assert ctx.done[9]["bytes_kept_per_activation"]["silu_grad (x, float32)"] == 4
+
+
+def _cells(t: dict) -> tuple[dict, dict, dict]:
+    """Recorded timings as the experiments key them: min_s, spread 0.1, CPU share None."""
+    return t, {k: 0.1 for k in t}, {k: None for k in t}
+
+
+def test_a_table_beside_a_verdict_divides_each_pair_and_dashes_a_missing_op():
+    t = {("numpy", 8, "relu"): 1.0, ("numpy", 8, "silu"): 3.0, ("numpy", 8, "gelu"): 5.0,
+         ("torch", 8, "relu"): 2.0, ("torch", 8, "gelu"): 3.0,
+         ("scipy", 8, "other"): 1.0}                                  # no pair here: no row
+    b = experiments._beside(*_cells(t), {"silu": ("silu", "relu"), "gelu": ("gelu", "relu")}, "T", "N")
+    assert b["columns"] == ["silu", "gelu"] and b["pairs"]["gelu"] == ["gelu", "relu"]
+    rows = {r["backend"]: r for r in b["rows"]}
+    assert set(rows) == {"numpy", "torch"}
+    assert rows["numpy"]["values"] == {"silu": 3.0, "gelu": 5.0}
+    assert rows["torch"]["values"] == {"silu": None, "gelu": 1.5}
+    assert not rules.unsteady(rows["numpy"])
+
+
+def test_a_table_beside_a_verdict_marks_a_noisy_or_starved_row():
+    t = {("numpy", 8, "relu"): 1.0, ("numpy", 8, "silu"): 3.0, ("x", 8, "relu"): 40.0, ("x", 8, "silu"): 90.0}
+    _, spread, got = _cells(t)
+    spread["numpy", 8, "silu"] = 1.5
+    b = experiments._beside(t, spread, got, {"silu": ("silu", "relu")}, "T", "N")
+    rows = {r["backend"]: r for r in b["rows"]}
+    assert rules.unsteady(rows["numpy"])                              # spread over NOISY
+    assert rows["x"]["starved"] and rules.unsteady(rows["x"])         # far slower than NumPy on both ops
+    run = {"claims": [{"id": 1, "numbers": {"beside": b}}]}
+    (table,) = report.beside_tables(run)
+    assert [c.header for c in table.columns] == ["backend", "size", "silu"]
+    md = "\n".join(report._beside_markdown(b))
+    assert "| numpy | 2^3 | ~x3 |" in md and "~: noisy or starved" in md
+
+
+def test_a_saved_run_without_a_table_beside_still_renders_and_plots():
+    """Claims runs saved before SiLU and GELU were timed beside (reports/claims.json of 2026-11-29)."""
+    d1 = {"ratios": [{"backend": "numpy", "device": "cpu", "size": 2**16, "forward": 2.0, "backward": 1.0}]}
+    d9 = {"bytes_kept_per_activation": {"a": 4.0, "b": 0.125},
+          "ratios": [{"backend": "numpy", "size": 2**16, "mask_over_sigmoid_grad": 2.0, "mask_over_relu_grad": 1.0}]}
+    assert report.beside_tables({"claims": [{"id": 1, "numbers": d1}, {"id": 9, "numbers": d9}]}) == []
+    assert plots.cost(d1) is not None and plots.mask_backward(d9) is not None
 
 
 # ------------------------------------------------------------------------------- rules

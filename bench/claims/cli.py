@@ -120,6 +120,8 @@ def main(args, console, argv=None, usage_error=ValueError) -> int:
     md = out.with_suffix(".md")
     md.write_text(report.markdown(run, {i: str(p.relative_to(md.parent)) for i, p in images.items()}))
     console.print(report.table(run))
+    for t in report.beside_tables(run):
+        console.print(t)
     for p in [out, md, *images.values()]:
         console.print(f"wrote {p}", highlight=False)
     return 0

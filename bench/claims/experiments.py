@@ -109,15 +109,20 @@ def _fit_factor(steps, values) -> float:
 # ------------------------------------------------------------------- 1. cost of the activation
 
 COST_OPS = ["relu", "sigmoid", "relu_grad", "sigmoid_grad"]
+# What today's networks use in ReLU's place, timed in the same turns and shown beside the verdict
+# (never judged: the claim is about sigmoid). Each is compared with ReLU's op of its direction.
+BESIDE = {"forward": ("relu", ("sigmoid", "silu", "gelu")),
+          "backward": ("relu_grad", ("sigmoid_grad", "silu_grad", "gelu_grad"))}
+BESIDE_OPTIONAL = tuple(op for _, ops in BESIDE.values() for op in ops if op not in COST_OPS)
 
 
 def cost(cfg: Config, ctx: Context) -> dict:
-    # relu_grad_mask is timed here too, in the same turns, for claim 9.
-    rows = measure.time_ops(COST_OPS, list(cfg.timing_sizes), cfg.sampling, cfg.seed, optional=("relu_grad_mask",))
+    # relu_grad_mask is timed here too, in the same turns, for claim 9; SiLU and GELU for the table
+    # beside the verdict (a backend without one, as torch's forward, shows a dash).
+    rows = measure.time_ops(COST_OPS, list(cfg.timing_sizes), cfg.sampling, cfg.seed,
+                            optional=("relu_grad_mask", *BESIDE_OPTIONAL))
     # Ratios of the fastest samples: on a shared machine interference only ever adds time.
-    t = {(r["backend"], r["size"], r["op"]): r["min_s"] for r in rows}
-    spread = {(r["backend"], r["size"], r["op"]): r["rel_iqr"] for r in rows}
-    got = {(r["backend"], r["size"], r["op"]): r.get("cpu_got") for r in rows}
+    t, spread, got = _by_cell(rows)
     ratios = []
     for (be, n) in dict.fromkeys((r["backend"], r["size"]) for r in rows):
         dev = next(r["device"] for r in rows if r["backend"] == be)
@@ -126,8 +131,41 @@ def cost(cfg: Config, ctx: Context) -> dict:
                        "backward": t[be, n, "sigmoid_grad"] / t[be, n, "relu_grad"],
                        "spread": max(spread[be, n, op] for op in COST_OPS),
                        "starved": _starved(t, be, n, COST_OPS, got)})
+    pairs = {op: (op, ref) for ref, ops in BESIDE.values() for op in ops}
     return {"dtype": "float32", "sizes": list(cfg.timing_sizes), "estimator": "min of the samples",
-            "timings": rows, "ratios": ratios}
+            "timings": rows, "ratios": ratios,
+            "beside": _beside(t, spread, got, pairs,
+                              "each op's time over ReLU's of the same direction (relu forward, "
+                              "relu_grad backward), same backend and size (min of the samples)",
+                              "SiLU and GELU (tanh form) are shown beside the verdict, not judged by it; "
+                              "a dash: no kernel on that backend (torch's forward silu and gelu fail the "
+                              "correctness gate in the tails)")}
+
+
+def _by_cell(rows: list[dict]) -> tuple[dict, dict, dict]:
+    """min_s, rel_iqr and cpu_got of the timing rows, keyed by (backend, size, op)."""
+    key = [((r["backend"], r["size"], r["op"]), r) for r in rows]
+    return ({k: r["min_s"] for k, r in key}, {k: r["rel_iqr"] for k, r in key},
+            {k: r.get("cpu_got") for k, r in key})
+
+
+def _beside(t: dict, spread: dict, got: dict, pairs: dict[str, tuple[str, str]], title: str, note: str) -> dict:
+    """A table of time ratios shown beside a verdict (bench/claims/report.py renders it): per
+    (backend, size), each column's ratio of its pair's ops' times (numerator, denominator), None
+    where the backend lacks either; with the spread and starvation of its ops, which mark a row as
+    they mark a judged cell (rules.unsteady)."""
+    rows = []
+    for (be, n) in dict.fromkeys((k[0], k[1]) for k in t):
+        have = {col: ops for col, ops in pairs.items() if all((be, n, op) in t for op in ops)}
+        if not have:
+            continue
+        ops = sorted({op for pair in have.values() for op in pair})
+        rows.append({"backend": be, "size": n,
+                     "values": {col: t[be, n, p[0]] / t[be, n, p[1]] if col in have else None
+                                for col, p in pairs.items()},
+                     "spread": max(spread[be, n, op] for op in ops), "starved": _starved(t, be, n, ops, got)})
+    return {"title": title, "note": note, "columns": list(pairs), "pairs": {c: list(p) for c, p in pairs.items()},
+            "rows": rows}
 
 
 # A backend far slower than the NumPy baseline on every op of a size, or whose threads waited for a
@@ -406,20 +444,25 @@ def batchnorm(cfg: Config, ctx: Context) -> dict:
 def mask_backward(cfg: Config, ctx: Context) -> dict:
     n, item = 2**20, np.dtype(np.float32).itemsize
     kept = {"sigmoid_grad (y, float32)": item, "relu_grad (x, float32)": item,
-            "relu_grad_mask (packed mask)": mask_nbytes(n) / n}
+            "relu_grad_mask (packed mask)": mask_nbytes(n) / n,
+            # shown beside: SiLU's and GELU's derivatives depend on x everywhere, so no mask applies
+            "silu_grad (x, float32)": item, "gelu_grad (x, float32)": item}
     mask_ops = ["sigmoid_grad", "relu_grad", "relu_grad_mask"]
-    rows = [r for r in ctx.done.get(1, {}).get("timings", []) if r["op"] in mask_ops]
+    beside_ops = ("silu_grad", "gelu_grad")
+    rows = [r for r in ctx.done.get(1, {}).get("timings", []) if r["op"] in (*mask_ops, *beside_ops)]
     if not any(r["op"] == "relu_grad_mask" for r in rows):      # claim 1 did not run: time them here
-        rows = measure.time_ops(mask_ops, list(cfg.timing_sizes), cfg.sampling, cfg.seed)
-    t = {(r["backend"], r["size"], r["op"]): r["min_s"] for r in rows}
-    spread = {(r["backend"], r["size"], r["op"]): r["rel_iqr"] for r in rows}
-    got = {(r["backend"], r["size"], r["op"]): r.get("cpu_got") for r in rows}
+        rows = measure.time_ops(mask_ops, list(cfg.timing_sizes), cfg.sampling, cfg.seed, optional=beside_ops)
+    t, spread, got = _by_cell(rows)
     ratios = [{"backend": r["backend"], "device": r["device"], "size": r["size"],
                "spread": max(spread[r["backend"], r["size"], op] for op in mask_ops),
                "starved": _starved(t, r["backend"], r["size"], mask_ops, got),
                "mask_over_sigmoid_grad": r["min_s"] / t[r["backend"], r["size"], "sigmoid_grad"],
                "mask_over_relu_grad": r["min_s"] / t[r["backend"], r["size"], "relu_grad"]}
               for r in rows if r["op"] == "relu_grad_mask"]
+    pairs = {f"/ {op}": ("relu_grad_mask", op) for op in ("sigmoid_grad", "relu_grad", *beside_ops)}
+    beside = _beside(t, spread, got, pairs, "relu_grad_mask's time over each backward's, same backend "
+                     "and size (min of the samples)", "SiLU's and GELU's backward keep x (4 B per activation): "
+                     "their derivative is not 0 or 1, so no mask applies; shown beside, not judged")
     return {"bytes_kept_per_activation": kept,
             "memory_ratio_sigmoid_over_mask": kept["sigmoid_grad (y, float32)"] / kept["relu_grad_mask (packed mask)"],
-            "timings": rows, "ratios": ratios, "dtype": "float32"}
+            "timings": rows, "ratios": ratios, "dtype": "float32", "beside": beside}

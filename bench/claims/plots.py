@@ -21,25 +21,42 @@ def _fig(ncols: int = 1, w: float = 6.4, h: float = 4.0):
     return fig, axes
 
 
-def _ratio_bars(ax, ratios: list[dict], left: tuple[str, str], right: tuple[str, str], **tick_kw) -> None:
-    """Time ratios per (backend, size) as pairs of bars on a log axis with 1 marked; left and right
-    are (the ratio's key, its label)."""
+def _ratio_bars(ax, ratios: list[dict], *series: tuple[str, str], **tick_kw) -> None:
+    """Time ratios per (backend, size) as groups of bars on a log axis with 1 marked; each series
+    is (the ratio's key in a row, or in its "values", its label); a missing ratio leaves a gap."""
     labels = [f"{r['backend']}\n2^{int(np.log2(r['size']))}" for r in ratios]
     x = np.arange(len(labels))
-    for dx, (key, label) in ((-0.2, left), (0.2, right)):
-        ax.bar(x + dx, [r[key] for r in ratios], 0.4, label=label)
+    width = 0.8 / len(series)
+    for i, (key, label) in enumerate(series):
+        got = [r.get(key, (r.get("values") or {}).get(key)) for r in ratios]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, [np.nan if v is None else v for v in got], width, label=label)
     ax.axhline(1, color="k", lw=0.8)
     ax.set_xticks(x, labels, **tick_kw)
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+    plain = FuncFormatter(lambda v, _: f"{v:g}")       # 0.5, 2 rather than 5x10^-1, 2x10^0
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_ylabel("time ratio (min of samples)")
 
 
 def cost(d: dict) -> Figure:
-    fig, (ax,) = _fig(w=8)
-    _ratio_bars(ax, d["ratios"], ("forward", "forward: sigmoid / relu"),
-                ("backward", "backward: sigmoid_grad / relu_grad"))
-    ax.set_title("1. Is sigmoid costlier than ReLU? (float32)")
-    ax.legend()
+    beside = d.get("beside") or {}
+    if not beside.get("rows"):             # a run saved before SiLU and GELU were timed beside
+        fig, (ax,) = _fig(w=8)
+        _ratio_bars(ax, d["ratios"], ("forward", "forward: sigmoid / relu"),
+                    ("backward", "backward: sigmoid_grad / relu_grad"))
+        ax.set_title("1. Is sigmoid costlier than ReLU? (float32)")
+        ax.legend()
+        return fig
+    fig, axes = _fig(2, w=6)
+    cols = beside["columns"]
+    for ax, way, ref in zip(axes, ("forward", "backward"), ("relu", "relu_grad")):
+        series = [(c, f"{c} / {ref}") for c in cols if beside["pairs"][c][1] == ref]
+        _ratio_bars(ax, beside["rows"], *series, fontsize=8)
+        ax.set_title(f"1. {way}: time over ReLU's (float32)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Is sigmoid costlier than ReLU? SiLU and GELU beside it (not judged)")
     return fig
 
 
@@ -155,11 +172,16 @@ def batchnorm(d: dict) -> Figure:
 def mask_backward(d: dict) -> Figure:
     fig, (a1, a2) = _fig(2)
     kept = d["bytes_kept_per_activation"]
-    a1.bar(range(len(kept)), list(kept.values()), color=["C0", "C2", "C4"])
+    a1.bar(range(len(kept)), list(kept.values()), color=[f"C{i}" for i in range(len(kept))])
     a1.set_xticks(range(len(kept)), [k.replace(" (", "\n(") for k in kept], fontsize=8)
     a1.set(ylabel="bytes kept per activation for the backward", title="9. Memory kept for the backward")
-    _ratio_bars(a2, d["ratios"], ("mask_over_sigmoid_grad", "relu_grad_mask / sigmoid_grad"),
-                ("mask_over_relu_grad", "relu_grad_mask / relu_grad"), fontsize=8)
+    beside = d.get("beside") or {}
+    if beside.get("rows"):
+        _ratio_bars(a2, beside["rows"], *((c, " / ".join(beside["pairs"][c])) for c in beside["columns"]),
+                    fontsize=8)
+    else:                                  # a run saved before SiLU and GELU were timed beside
+        _ratio_bars(a2, d["ratios"], ("mask_over_sigmoid_grad", "relu_grad_mask / sigmoid_grad"),
+                    ("mask_over_relu_grad", "relu_grad_mask / relu_grad"), fontsize=8)
     a2.set_title("backward time")
     a2.legend(fontsize=8)
     return fig

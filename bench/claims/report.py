@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from bench.claims import rules
 from bench.model.results import write_json
 
 SCHEMA = "actbench-claims/1"
@@ -31,6 +32,38 @@ def table(run: dict) -> Table:
         t.add_row(str(c["id"]), c["claim"], c["experiment"], v["numbers"],
                   f"[bold {colour}]{v['verdict']}[/]" + (f" {v['condition']}" if v["condition"] else ""))
     return t
+
+
+def beside_tables(run: dict) -> list[Table]:
+    """The tables shown beside the verdicts (an experiment's "beside" numbers), for the terminal."""
+    out = []
+    for c in run["claims"]:
+        b = c["numbers"].get("beside")
+        if not b or not b["rows"]:
+            continue
+        t = Table(title=f"{c['id']}. beside the verdict: {b['title']}", caption=b["note"], expand=False)
+        t.add_column("backend")
+        t.add_column("size", justify="right")
+        for col in b["columns"]:
+            t.add_column(col, justify="right")
+        for r in b["rows"]:
+            t.add_row(r["backend"], rules.size_label(r["size"]), *_beside_cells(r, b["columns"]))
+        out.append(t)
+    return out
+
+
+def _beside_cells(row: dict, columns: list[str]) -> list[str]:
+    mark = "~" if rules.unsteady(row) else ""
+    return [f"{mark}{rules.times(v)}" if v is not None else "—" for v in (row["values"][c] for c in columns)]
+
+
+def _beside_markdown(b: dict) -> list[str]:
+    out = [f"*Beside the verdict:* {b['title']}. {b['note']}." + (" ~: noisy or starved, as in the verdict." if any(
+        rules.unsteady(r) for r in b["rows"]) else ""), "",
+        "| backend | size | " + " | ".join(b["columns"]) + " |", "|---|---:|" + "---:|" * len(b["columns"])]
+    out += [f"| {r['backend']} | {rules.size_label(r['size'])} | " + " | ".join(_beside_cells(r, b["columns"])) + " |"
+            for r in b["rows"]]
+    return out + [""]
 
 
 def _load(run: dict) -> str:
@@ -63,6 +96,8 @@ def markdown(run: dict, plots_rel: dict[int, str]) -> str:
         out += [f"## {c['id']}. {c['claim']}", "", f"*Experiment:* {c['experiment']} ({c['wall_s']:.1f} s).", "",
                 f"*Verdict:* **{c['verdict']['verdict']}** {c['verdict']['condition']}".rstrip(), "",
                 f"*Measured:* {c['verdict']['numbers']}", "", f"*Would change it:* {c['verdict']['would_change']}", ""]
+        if (c["numbers"].get("beside") or {}).get("rows"):
+            out += _beside_markdown(c["numbers"]["beside"])
         if c["id"] in plots_rel:
             out += [f"![claim {c['id']}]({plots_rel[c['id']]})", ""]
     return "\n".join(out)

@@ -51,32 +51,37 @@ class Verdict:
         return asdict(self)
 
 
-def _x(v: float) -> str:
+def times(v: float) -> str:
+    """A ratio as the report writes it: x1.65."""
     return "x" + (f"{v:.3g}" if math.isfinite(v) else str(v))
 
 
-def _size(n: int) -> str:
+def size_label(n: int) -> str:
+    """A size as the report writes it: 2^16 for a power of two."""
     return f"2^{int(math.log2(n))}" if n > 0 and n & (n - 1) == 0 else str(n)
+
+
 
 
 def _steady(ratios: list[dict]) -> list[dict]:
     """The cells that decide: those neither noisy nor starved (none may)."""
-    return [r for r in ratios if not _unsteady(r)]
+    return [r for r in ratios if not unsteady(r)]
 
 
-def _unsteady(r: dict) -> bool:
+def unsteady(r: dict) -> bool:
+    """Whether a cell (or a row of a table beside a verdict) is marked ~: noisy or starved."""
     return r.get("spread", 0.0) > NOISY or r.get("starved", False)
 
 
 def _decided(steady: list, ratios: list) -> str:
-    n = len([r for r in ratios if not _unsteady(r)])
+    n = len([r for r in ratios if not unsteady(r)])
     if n == len(ratios):
         return ""
     return f" ({n} of {len(ratios)} cells decide)" if n else " (every cell marked ~: none decides)"
 
 
 def _tilde(r: dict) -> str:
-    return "~" if _unsteady(r) else ""
+    return "~" if unsteady(r) else ""
 
 
 def _undecided(numbers: str, change: str) -> Verdict:
@@ -89,7 +94,7 @@ def cost(d: dict) -> Verdict:
     cells = [(r["backend"], r["size"], way, r[way]) for r in steady for way in ("forward", "backward")]
     holds = [c for c in cells if c[3] >= COST_HOLDS]
     numbers = "sigmoid/relu time, fwd and bwd: " + ", ".join(
-        f"{_tilde(r)}{r['backend']} {_size(r['size'])} {_x(r['forward'])} {_x(r['backward'])}" for r in d["ratios"]) \
+        f"{_tilde(r)}{r['backend']} {size_label(r['size'])} {times(r['forward'])} {times(r['backward'])}" for r in d["ratios"]) \
         + _decided(steady, d["ratios"])
     change = (f"a cell counts as 'sigmoid costs more' at >= {COST_HOLDS}x ReLU's time (min of the samples); "
               "supported if every backend, size and direction does, refuted if none does; cells marked ~ "
@@ -105,7 +110,7 @@ def cost(d: dict) -> Verdict:
         where = {}
         for be, n, w, _ in holds:
             if w == way:
-                where.setdefault(be, []).append(_size(n))
+                where.setdefault(be, []).append(size_label(n))
         n_way = sum(1 for c in cells if c[2] == way)
         if len([c for c in holds if c[2] == way]) == n_way:
             parts.append(f"{way} everywhere")
@@ -175,7 +180,7 @@ def sparse_matmul(d: dict) -> Verdict:
         xs = [x for x in (old[2], c["crossover"]) if x is not None]
         best[key] = (sp, c["impl"], min(xs) if xs else None) if sp > old[0] else (old[0], old[1], min(xs) if xs else None)
         xo = "never" if c["crossover"] is None else f"{c['crossover']:.2f}"
-        at_s = f"{_x(sp)} at s={at_relu}, " if s_relu is not None else ""
+        at_s = f"{times(sp)} at s={at_relu}, " if s_relu is not None else ""
         parts.append(f"{c['impl']} {c['shape'][0]}x{c['shape'][1]} batch {c['batch']}: {at_s}crossover {xo}")
     src = "" if d["project_op"] else " [project's sparse_matmul not available yet: scipy CSR fallback]"
     numbers = "; ".join(parts) + src + ("" if s_relu is not None else f"; ReLU's sparsity {at_relu}")
@@ -193,8 +198,8 @@ def sparse_matmul(d: dict) -> Verdict:
         pays = [f"{where(k)} from s ~ {v[2]:.2f}" if v[2] is not None else f"{where(k)} never"
                 for k, v in best.items()]
         return Verdict(DEPENDS, f"sparsity: ReLU's s={at_relu}; it pays at " + ", ".join(pays), numbers, change)
-    yes = [f"{where(k)} ({_x(v[0])} {v[1]})" for k, v in best.items() if v[0] >= FASTER]
-    no = [f"{where(k)} ({_x(v[0])}; pays from s ~ {v[2]:.2f})" if v[2] is not None else f"{where(k)} (never)"
+    yes = [f"{where(k)} ({times(v[0])} {v[1]})" for k, v in best.items() if v[0] >= FASTER]
+    no = [f"{where(k)} ({times(v[0])}; pays from s ~ {v[2]:.2f})" if v[2] is not None else f"{where(k)} (never)"
           for k, v in best.items() if v[0] < FASTER]
     cond = f"sparsity and batch: ReLU's s={at_relu} pays at " + (", ".join(yes) or "no batch") + \
         "; not at " + ", ".join(no)
@@ -246,9 +251,9 @@ def blowup(d: dict) -> Verdict:
     one = min(by, key=lambda k: abs(k[1] - 1.0))[1]
     relu_big, relu_one, sig = by["relu", big], by["relu", one], by["sigmoid", big]
     sig_max = max(sig["max_abs_by_layer"])
-    numbers = (f"depth {d['depth']}, RMS last/first: relu gain {big:g} {_x(relu_big['rms_last_over_first'])} "
-               f"(x{relu_big['growth_per_layer']:.3g}/layer), relu gain {one:g} {_x(relu_one['rms_last_over_first'])}; "
-               f"sigmoid gain {big:g} {_x(sig['rms_last_over_first'])}, max |h| {sig_max:.3g}")
+    numbers = (f"depth {d['depth']}, RMS last/first: relu gain {big:g} {times(relu_big['rms_last_over_first'])} "
+               f"(x{relu_big['growth_per_layer']:.3g}/layer), relu gain {one:g} {times(relu_one['rms_last_over_first'])}; "
+               f"sigmoid gain {big:g} {times(sig['rms_last_over_first'])}, max |h| {sig_max:.3g}")
     change = (f"ReLU's RMS growing less than {BLOWUP:g}x over the depth at gain {big:g} (refuted), or sigmoid's more "
               f"than {BOUNDED:g}x; at gain {one:g} (He) ReLU's growth per layer is the control")
     relu_blows = relu_big["rms_last_over_first"] >= BLOWUP
@@ -290,7 +295,7 @@ def mask_backward(d: dict) -> Verdict:
     numbers = (f"kept per activation: {d['bytes_kept_per_activation']['relu_grad_mask (packed mask)']:g} B vs "
                f"{d['bytes_kept_per_activation']['sigmoid_grad (y, float32)']:g} B ({mem:g}x less); "
                "relu_grad_mask / sigmoid_grad time: "
-               + ", ".join(f"{_tilde(c)}{c['backend']} {_size(c['size'])} {_x(c['mask_over_sigmoid_grad'])}"
+               + ", ".join(f"{_tilde(c)}{c['backend']} {size_label(c['size'])} {times(c['mask_over_sigmoid_grad'])}"
                            for c in d["ratios"]) + _decided(cells, d["ratios"]))
     change = (f"the mask backward taking more than {NOT_SLOWER}x sigmoid_grad's time on a backend (min of the samples); "
               f"cells marked ~ (timings spread over {NOISY:.0%}, or a backend starved of cores) do not decide")
@@ -303,7 +308,7 @@ def mask_backward(d: dict) -> Verdict:
         return Verdict(SUPPORTED, "", numbers, change)
     fast = sorted({c["backend"] for c in cells} - {c["backend"] for c in slow})
     cond = "the kernel for time (memory holds everywhere): slower on " + \
-           ", ".join(f"{c['backend']} {_size(c['size'])}" for c in slow)
+           ", ".join(f"{c['backend']} {size_label(c['size'])}" for c in slow)
     if fast:
         cond += "; not slower on " + ", ".join(fast)
     return Verdict(DEPENDS, cond, numbers, change)
