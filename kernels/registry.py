@@ -86,6 +86,9 @@ class Backend:
     # raises ValueError naming a setting of the backend's that no kernel can use (an environment
     # override): the CLI says it as a usage error before anything is measured
     check_settings: Callable[[], None] = lambda: None
+    # the tuning choices the backend made so far in this process (measured on the machine, read from
+    # its cache or forced by the environment), JSON-ready: a run records them beside its results
+    settings: Callable[[], dict] = lambda: {}
 
     @property
     def state(self) -> BackendState:

@@ -79,3 +79,10 @@ def test_env_lines_show_the_store_strategy_a_run_used():
     assert line == ("numba_cpu on one thread below: relu/float32 2^17 (131k) (measured); "
                     "tanh/float32 2^15 (32.8k) (cached)")
     assert "threads" not in dict(fmt.env_lines(Run(env={"numba_cpu_stores": {"choices": {}}})))
+    # runs since 2026-12 keep each backend's settings under env.settings (the old key above still reads)
+    methods = {"key": "k", "choices": {"float32/b64/p1/r1/memory": {"method": "blas", "source": "measured"},
+                                       "float32/b8/p0.5/r1/memory": {"method": "sparse", "source": "inconclusive"}}}
+    lines = dict(fmt.env_lines(Run(env={"settings": {"numba_cpu": {"stores": stores, "sparse_method": methods}}})))
+    assert lines["stores"].startswith("numba_cpu beyond 32.0 MiB: exp/float32 ordinary")
+    assert lines["sparse"] == ("numba_cpu sparse_matmul batches: float32/b64/p1/r1/memory blas (measured); "
+                               "float32/b8/p0.5/r1/memory sparse (inconclusive)")

@@ -64,6 +64,19 @@ def test_out_of_memory_skips_the_case_and_the_run_goes_on(greedy):
     assert all(e.status == "ok" for k, e in got.items() if k != ("greedy", 4096))
 
 
+def test_a_run_records_the_settings_of_each_backend_it_timed(monkeypatch, greedy):
+    """Backend.settings (what a backend chose on this machine) goes into env.settings by backend,
+    read after the cases ran; a backend with none, or not timed, is left out."""
+    calls = []
+    tuned = dataclasses.replace(registry.backend("greedy"), settings=lambda: calls.append(1) or {"block": 64})
+    monkeypatch.setitem(registry._BACKENDS, "greedy", tuned)
+    prof, todo, _ = plan.build(ops="relu", backends="numpy,greedy", sizes="1024", budget=0.01)
+    run = runner.run_cases(prof, todo)
+    assert run.env["settings"] == {"greedy": {"block": 64}} and calls == [1]
+    prof, todo, _ = plan.build(ops="relu", backends="numpy", sizes="1024", budget=0.01)
+    assert runner.run_cases(prof, todo).env["settings"] == {}
+
+
 def test_pooled_memory_goes_back_between_sizes_and_after_out_of_memory(greedy):
     prof, todo, _ = plan.build(ops="relu", backends="numpy,greedy", sizes="1024,4096,2048", budget=0.01)
     runner.run_cases(prof, todo)

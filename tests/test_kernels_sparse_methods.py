@@ -188,6 +188,51 @@ def test_the_probe_keeps_the_faster_method_and_saves_it(tmp_path):
     assert len(ran) == n + len(M.METHODS) * M.ROUNDS
 
 
+class ScriptedClock:
+    """A clock whose successive timed runs last the scripted seconds (start and end read per run)."""
+
+    def __init__(self, seconds):
+        self.seconds, self.now, self.reads = list(seconds), 0.0, 0
+
+    def __call__(self):
+        self.reads += 1
+        if self.reads % 2 == 0:                 # the end of a run
+            self.now += self.seconds.pop(0)
+        return self.now
+
+
+def _rounds(per_round):
+    """Scripted seconds of a probe: per round, each method's time in METHODS order."""
+    return [t for r in per_round for t in r]
+
+
+@pytest.mark.parametrize("per_round, conclusive", [
+    ([(2.0, 1.0, 1.5)] * 4, True),                                     # steady: blas in both halves
+    ([(2.0, 1.0, 1.02), (2.0, 1.02, 1.0)] * 2, True),                  # halves differ, but a tie
+    ([(2.0, 1.0, 1.5), (1.0, 2.0, 1.5), (2.0, 1.0, 1.5), (1.0, 2.0, 1.5)], False),  # halves name two methods
+    ([(1.0, 2.0, 3.0), (1.1, 2.2, 3.3)] * 2, True),                   # odd rounds 10 % slower, same winner
+    ([(1.0, 2.0, 3.0), (1.0, 2.0, 6.0), (1.0, 2.0, 3.0), (1.0, 2.0, 6.0)], False),  # a method's halves 2x apart: busy
+])
+def test_an_inconclusive_probe_is_used_once_and_never_saved(tmp_path, per_round, conclusive):
+    env = {"ACTBENCH_CACHE_DIR": str(tmp_path)}
+    choice = M.MethodChoice(env=env, clock=ScriptedClock(_rounds(per_round)))
+    choice._machine = "m"
+    run = {m: (lambda: None) for m in M.METHODS}
+    method = choice.choose("c", run)
+    report = choice.report()["choices"]["c"]
+    assert report["source"] == ("measured" if conclusive else "inconclusive")
+    assert method == min(M.METHODS, key=lambda m: report["seconds"][m])     # the fastest round decides here
+    assert (tmp_path / "numba_cpu-sparse.json").exists() == conclusive
+
+
+def test_a_method_whose_halves_are_far_apart_makes_the_probe_inconclusive():
+    quiet, busy = 1.0, 1.0 * M.NOISE * 1.01
+    times = {"sparse": [quiet, busy, quiet, busy], "blas": [2.0] * 4, "blas_gather": [3.0] * 4}
+    assert not M.conclusive(times)                 # the even half's best 1.0, the odd half's 1.26
+    times["sparse"] = [quiet, busy, busy, quiet]   # each half has a quiet round
+    assert M.conclusive(times)
+
+
 def test_an_unusable_cache_entry_is_measured_again(tmp_path):
     (tmp_path / "numba_cpu-sparse.json").write_text(json.dumps(
         {"schema": M.SCHEMA, "machines": {"m": {"c": {"method": "fastest"}}}}))

@@ -210,17 +210,23 @@ def env_lines(run: Run) -> list[tuple[str, str]]:
     if nb:
         lines.append(("numba", f"{nb.get('version', '?')}, {nb.get('threads', '?')} threads"
                       + (f" ({nb['threading_layer']})" if nb.get("threading_layer") else "")))
-    stores = (env.get("numba_cpu_stores") or {}).get("choices") or {}
+    numba_cpu = (env.get("settings") or {}).get("numba_cpu") or {}
+    strategy = numba_cpu.get("stores") or env.get("numba_cpu_stores") or {}   # the key of runs before 2026-12
+    stores = strategy.get("choices") or {}
     if stores:
-        lines.append(("stores", "numba_cpu beyond " + fmt_bytes(env["numba_cpu_stores"].get("min_bytes") or 0) + ": "
+        lines.append(("stores", "numba_cpu beyond " + fmt_bytes(strategy.get("min_bytes") or 0) + ": "
                       + "; ".join(f"{k} {'streaming' if c.get('stream') else 'ordinary'}, block {c.get('block')} "
                                   f"({c.get('source')}"
                                   + (f", x{c['speedup']:.2f}" if c.get("speedup") else "") + ")"
                                   for k, c in stores.items())))
-    split = (env.get("numba_cpu_stores") or {}).get("serial_max") or {}
+    split = strategy.get("serial_max") or {}
     if split:
         lines.append(("threads", "numba_cpu on one thread below: " + "; ".join(
             f"{k} {fmt_size(c.get('serial_max') or 0)} ({c.get('source')})" for k, c in split.items())))
+    methods = (numba_cpu.get("sparse_method") or {}).get("choices") or {}
+    if methods:
+        lines.append(("sparse", "numba_cpu sparse_matmul batches: " + "; ".join(
+            f"{k} {c.get('method')} ({c.get('source')})" for k, c in methods.items())))
     lines += [("gpu", _gpu_line(env.get("gpu"))),
               ("git", _git_line(env.get("git"))),
               ("profile", f"{env.get('profile') or '-'}, seed {env.get('seed', '-')}, "

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable
 
 from kernels import registry
-from kernels.backends.numba_cpu import store_strategy
 
 from bench import kinds
 from bench.measure import devices, load, roofline, timing
@@ -109,7 +108,7 @@ def run_cases(profile: Profile, cases: list[Case], *, seed: int = 0, command: st
             interrupted = True
         except Exception as exc:    # a fault mid-run: keep what was measured, say what failed and where
             interrupted, error = True, failure(exc, where)
-    env = dict(run.env, **_store_strategy(cases), load=loadlog.finish())
+    env = dict(run.env, settings=_backend_settings(cases), load=loadlog.finish())
     return kinds.derive(dataclasses.replace(run, env=env, peaks=first_peaks, interrupted=interrupted, error=error))
 
 
@@ -126,12 +125,15 @@ def failure(exc: BaseException, where: str) -> str:
     return f"{where}: {type(exc).__name__}: {text}{at}"
 
 
-def _store_strategy(cases: list[Case]) -> dict:
-    """numba_cpu's store choices that this run used (measured on this machine at first use), for
-    the header and the JSON; nothing when numba_cpu was not timed."""
-    if not any(c.backend == "numba_cpu" for c in cases) or not timeable(registry.backend("numba_cpu")):
-        return {}
-    return {"numba_cpu_stores": store_strategy(probe=False)}
+def _backend_settings(cases: list[Case]) -> dict:
+    """Each timed backend's tuning choices of this run (Backend.settings: measured on this machine
+    at first use, cached, or forced), for the header and the JSON; backends with none left out."""
+    out = {}
+    for name in dict.fromkeys(c.backend for c in cases):
+        be = registry.backend(name)
+        if timeable(be) and (got := be.settings()):
+            out[name] = got
+    return out
 
 
 def _groups(cases: list[Case], interleave: bool) -> list[list[Case]]:

@@ -68,6 +68,7 @@ _backend = declare_backend(Backend(
     # not np.ascontiguousarray alone: it turns a 0-d array into shape (1,)
     contiguous=lambda a: a if a.flags.c_contiguous else np.ascontiguousarray(a),
     check_settings=_check_settings,       # the variables that steer it, checked before a run
+    settings=lambda: _settings(),         # what was chosen on this machine (defined below)
 ))
 
 from kernels.backends.numba_cpu.kernels import FAMILIES  # noqa: E402  (the backend first: kernels.py never registers)
@@ -79,6 +80,15 @@ SERIAL_MAX = None      # None: each op's measured threshold; an int overrides it
 
 # The family whose measured store strategy each op follows (strategy.py)
 STRATEGY = StoreStrategy(enabled=X86_64)     # read at every call, so tests can replace it
+
+
+def _settings() -> dict:
+    """The choices this process made: stores and threads (strategy.py), sparse_matmul's method per
+    case class (sparse_method.py); empty parts left out."""
+    got = {"stores": store_strategy(probe=False), "sparse_method": sparse.METHOD.report()}
+    if not got["sparse_method"]["choices"]:
+        del got["sparse_method"]
+    return got
 
 
 def store_strategy(probe: bool = True) -> dict:

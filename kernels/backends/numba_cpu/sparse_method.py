@@ -1,6 +1,6 @@
 """Which method numba_cpu's batched sparse_matmul uses, measured on this machine per case class.
 
-Three methods compute a batch (kernels/numba_sparse.py):
+Three methods compute a batch (kernels/backends/numba_cpu/sparse.py):
 - "sparse": numba's kernel, which reads only the rows of w that some row of the batch needs and
   multiplies only the present activations: its work falls with every zero, but its inner loop
   runs well below the FLOP rate of a tuned GEMM;
@@ -13,10 +13,15 @@ Which is faster depends on the batch (a GEMM's efficiency grows with it), on the
 zeros, on the BLAS the process loaded (its kernel: bench/blas.py) and on the machine, so it is
 measured, never assumed: at the first call of a case class (`key`: dtype, batch rounded down to a
 power of two, the fraction of present activations and of needed rows in tenths, and whether w
-exceeds the last-level cache) both methods run on the caller's own arguments, interleaved,
-`ROUNDS` times each, and the faster (fastest round of each) is kept for the class. Choices are
-saved in ~/.cache/actbench/numba_cpu-sparse.json (or $ACTBENCH_CACHE_DIR), keyed by CPU, threads,
-numba, NumPy and its BLAS kernel, and the kernels' source, so later processes skip the probe.
+exceeds the last-level cache) the methods run on the caller's own arguments, interleaved,
+`ROUNDS` times each, and the fastest (fastest round of each) is kept for the class. One quiet or
+busy moment must not decide for good, so the probe is held to strategy.py's discipline: the even
+and the odd rounds alone must name the same method (or the two they name be within `TIE` of each
+other), and no method's two halves be more than strategy.NOISE apart. A probe that fails this is
+"inconclusive": this process uses its fastest method, nothing is saved, and the next process
+measures again. Conclusive choices are saved in ~/.cache/actbench/numba_cpu-sparse.json (or
+$ACTBENCH_CACHE_DIR), keyed by CPU, threads, numba, NumPy and its BLAS kernel, and the kernels'
+source, so later processes skip the probe. A run records the choices it used (env.settings).
 $ACTBENCH_SPARSE_METHOD (sparse, blas, blas_gather or measure) overrides it.
 """
 
@@ -32,11 +37,12 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from kernels.backends.numba_cpu.strategy import cache_dir, load_cache, write_cache_entry
+from kernels.backends.numba_cpu.strategy import NOISE, cache_dir, load_cache, write_cache_entry
 from kernels.machine import cpu_count, cpu_model
 
 METHODS = ("sparse", "blas", "blas_gather")
-ROUNDS = 2              # timed runs of each method in a probe (the fastest counts)
+ROUNDS = 4              # timed runs of each method in a probe: two halves of 2 (the fastest counts)
+TIE = 1.03              # two methods within 3 % of each other: either is a right choice
 SCHEMA = 1
 _HERE = Path(__file__).resolve().parent
 
@@ -74,6 +80,19 @@ def machine_key() -> str:
             f"{numba.__version__} | numpy {np.__version__} {blas} | kernels {h.hexdigest()[:12]}")
 
 
+def conclusive(times: Mapping[str, list[float]]) -> bool:
+    """Whether a probe's rounds agree with themselves: the fastest even round and the fastest odd
+    round name the same method (or two within `TIE`), and no method's two halves are more than
+    strategy.NOISE apart (a machine too busy to tell)."""
+    halves = {m: (min(t[0::2]), min(t[1::2] or t)) for m, t in times.items()}
+    if any(max(h) > NOISE * min(h) for h in halves.values()):
+        return False
+    even = min(halves, key=lambda m: halves[m][0])
+    odd = min(halves, key=lambda m: halves[m][1])
+    best = {m: min(t) for m, t in times.items()}
+    return even == odd or max(best[even], best[odd]) <= TIE * min(best[even], best[odd])
+
+
 class MethodChoice:
     """The method of each case class: from the environment, this object, the disk cache, or a
     probe on the first call of the class (then saved)."""
@@ -104,7 +123,8 @@ class MethodChoice:
         got = self._choices.get(case) or self._cached(case)
         if got is None:
             got = self._probe(run)
-            self._save(case, got)
+            if got["source"] == "measured":
+                self._save(case, got)
         self._choices[case] = got
         return got["method"]
 
@@ -121,7 +141,9 @@ class MethodChoice:
                 times[m].append(self._clock() - t0)
         best = {m: min(t) for m, t in times.items()}
         method = min(METHODS, key=lambda m: best[m])
-        return {"method": method, "seconds": best, "source": "measured", "time": time.time()}
+        source = "measured" if conclusive(times) else "inconclusive"
+        return {"method": method, "seconds": best, "source": source, "time": time.time(),
+                "rounds": {m: t for m, t in times.items()}}
 
     def _load(self) -> dict:
         return load_cache(self.path, SCHEMA)
