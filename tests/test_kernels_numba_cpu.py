@@ -538,3 +538,50 @@ def test_cache_stamp_covers_every_file_of_the_package(tmp_path, monkeypatch):
     (tmp_path / "b.py").write_text("# b.py, edited\n")
     assert locator.get_source_stamp() != before
     assert machine_key() != key and machine_key().startswith(key.rsplit("kernels ", 1)[0])   # measured anew
+
+
+# ------------------------------------------------------------------------------- the disk cache
+
+def _cache_file(folder):
+    from numba.core.caching import IndexDataCacheFile
+    return IndexDataCacheFile(cache_path=str(folder), filename_base="streaming._family.locals.kernel-211.py311",
+                              source_stamp="stamp")
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_two_processes_saving_one_index_at_once_keep_each_entry_its_own_code(tmp_path, monkeypatch, ours):
+    """numba's save reads the index, takes a free data number and writes: two writers at once took
+    the same number, and one kernel's code loaded for another (kernels/backends/numba_cpu/jit.py).
+    Here writer A stops between reading the index and writing anything, until writer B has saved or
+    0.5 s passed: under the lock B waits, so each key keeps its own data. Outside this package's
+    folders numba's save is left as it is, and the race shows (`ours=False`)."""
+    import threading
+    from kernels.backends.numba_cpu import jit
+    folder = tmp_path / ("kernels/backends/numba_cpu/__pycache__" if ours else "other/__pycache__")
+    folder.mkdir(parents=True)
+    a, b = _cache_file(folder), _cache_file(folder)
+    inside, b_done = threading.Event(), threading.Event()
+    load = type(a)._load_index
+
+    def slow_load(self):
+        got = load(self)
+        if self is a:
+            inside.set()
+            b_done.wait(0.5)
+        return got
+
+    monkeypatch.setattr(type(a), "_load_index", slow_load)
+    ta = threading.Thread(target=a.save, args=("key-a", "code of a"))
+    ta.start()
+    assert inside.wait(5)
+    tb = threading.Thread(target=lambda: (b.save("key-b", "code of b"), b_done.set()))
+    tb.start()
+    ta.join(5)
+    tb.join(5)
+    reader = _cache_file(folder)
+    got = (reader.load("key-a"), reader.load("key-b"))
+    assert jit._ours(str(folder)) == ours
+    if ours:
+        assert got == ("code of a", "code of b")
+    else:
+        assert got != ("code of a", "code of b")      # numba's unlocked save: the race the lock prevents

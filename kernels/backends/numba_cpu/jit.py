@@ -9,7 +9,9 @@ contents of all of the package's sources, so that any edit recompiles.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 from functools import lru_cache
 from pathlib import Path
 
@@ -70,4 +72,51 @@ def _install_locators() -> None:
         impl._locator_classes[:0] = ours
 
 
+def _ours(cache_path: str) -> bool:
+    """Whether a numba cache folder holds this package's entries: in-tree (its __pycache__), or a
+    user-wide or NUMBA_CACHE_DIR folder, which mirror the package's path."""
+    return Path(*_HERE.parts[-3:]).as_posix() in Path(cache_path).as_posix()
+
+
+@contextlib.contextmanager
+def _locked(path: str):
+    """An exclusive lock on `path` (created if missing) for the block; none where flock is not."""
+    try:
+        import fcntl
+    except ImportError:              # not POSIX: numba's own save, unlocked
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _locked_save(self, key, data):
+    """numba's IndexDataCacheFile.save, for this package's entries: the index read, a free data
+    name taken, the data written and then the index, all under the index's lock."""
+    if not _ours(self._cache_path):
+        return _numba_save(self, key, data)
+    with _locked(self._index_path + ".lock"):
+        overloads = self._load_index()
+        name = overloads.get(key)
+        if name is None:
+            taken = set(overloads.values())
+            name = next(n for n in map(self._data_name, itertools.count(1)) if n not in taken)
+        self._save_data(name, data)          # before the index names it: a reader never meets half an entry
+        overloads[key] = name
+        self._save_index(overloads)
+
+
+_numba_save = _caching.IndexDataCacheFile.save
+
+
+def _install_locked_save() -> None:
+    if _caching.IndexDataCacheFile.save is not _locked_save:
+        _caching.IndexDataCacheFile.save = _locked_save
+
+
 _install_locators()
+_install_locked_save()
