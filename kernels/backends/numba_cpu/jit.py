@@ -18,6 +18,10 @@ from pathlib import Path
 import numba.core.caching as _caching
 from llvmlite import binding as llvm
 
+try:
+    import fcntl
+except ImportError:                  # not POSIX: numba's own save, unlocked
+    fcntl = None
 X86_64 = llvm.get_process_triple().split("-")[0] in ("x86_64", "amd64")
 
 # error_model="numpy": a division never checks for zero (a branch that stops vectorisation).
@@ -81,9 +85,7 @@ def _ours(cache_path: str) -> bool:
 @contextlib.contextmanager
 def _locked(path: str):
     """An exclusive lock on `path` (created if missing) for the block; none where flock is not."""
-    try:
-        import fcntl
-    except ImportError:              # not POSIX: numba's own save, unlocked
+    if fcntl is None:
         yield
         return
     with open(path, "a+b") as f:
