@@ -22,6 +22,7 @@ try:
     import fcntl
 except ImportError:                  # not POSIX: numba's own save, unlocked
     fcntl = None
+
 X86_64 = llvm.get_process_triple().split("-")[0] in ("x86_64", "amd64")
 
 # error_model="numpy": a division never checks for zero (a branch that stops vectorisation).
