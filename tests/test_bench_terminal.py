@@ -145,3 +145,11 @@ def test_report_of_several_files_names_each_file_whole(capsys):
     assert f"#1 = {files[0]}" in out and f"#2 = {files[1]}" in out
     assert "…" not in out                                  # no header cut to '2026-11-29T144317-…'
     assert "ratio = this run's median / #1's median" in " ".join(out.split())
+
+
+def test_report_of_a_schema_3_file_derives_the_sparse_cells_figures(capsys):
+    """A file written before pct_of_limit existed (schema 3): `bench report` derives it again, so its
+    batch-64 cells show the % of the best dense FLOP rate as a new run's do."""
+    assert cli.main(["report", str(WITH_SPARSE)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "99% of dense FLOP/s" in out and "40% of dense FLOP/s" in out
