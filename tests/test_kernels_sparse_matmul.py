@@ -278,6 +278,90 @@ def test_numba_cpu_split_k_on_many_rows(rng):
     assert_close(numba_sparse.sparse_matmul.__wrapped__(a, w), a, w)
 
 
+def with_nnz(k, nnz, dtype, rng):
+    """A K-vector with exactly `nnz` non-zero activations at random places."""
+    a = np.zeros(k, dtype)
+    v = rng.standard_normal(nnz).astype(dtype)
+    v[v == 0] = 1                                       # a drawn exact zero stays present
+    a[rng.choice(k, nnz, replace=False)] = v
+    return a
+
+
+# the batch-1 kernel's paths: ROWS rows per pass, then a pass of 4, then one row at a time, and
+# split-K's threads from SPLITK_MIN_ROWS present rows per thread on
+BATCH1_NNZ = sorted({0, 1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 20, 21, 23,
+                     numba_sparse.SPLITK_MIN_ROWS - 1, numba_sparse.SPLITK_MIN_ROWS,
+                     2 * numba_sparse.SPLITK_MIN_ROWS - 1, 2 * numba_sparse.SPLITK_MIN_ROWS + 5,
+                     4 * numba_sparse.SPLITK_MIN_ROWS + 3, 300})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [1, 15, 17, 1031])
+def test_numba_cpu_batch1_every_row_count(dtype, n, rng):
+    """Batch 1 (a K-vector and a 1 x K matrix) with every count of present rows that reaches a
+    different tail of the ROWS / 4 / 1 passes and of the split-K shares, N off every vector width."""
+    call = kernels.get("sparse_matmul", "numba_cpu")
+    w = weights((300, n), dtype, rng)
+    for nnz in BATCH1_NNZ:
+        a = with_nnz(300, nnz, dtype, rng)
+        y = call(a, w)
+        assert_close(y, a, w)
+        assert_close(call(a[None], w), a[None], w)
+        if nnz == 0:
+            assert (y == 0).all()
+
+
+@pytest.mark.parametrize("nnz", [1, 5, 8, 12, 13, 21, 131, 300])
+def test_numba_cpu_batch1_special_values(nnz, rng):
+    """Batch 1: a zero activation beside an inf or NaN weight leaves the output finite (the op's
+    sparse-aware semantics); a NaN activation makes its columns NaN; an inf weight under a present
+    activation gives that column's infinity; wherever these rows fall in the passes and tails."""
+    call = kernels.get("sparse_matmul", "numba_cpu")
+    k, n = 301, 37
+    for place in ("first", "middle", "last"):
+        a = with_nnz(k, nnz, np.float32, rng)
+        w = weights((k, n), np.float32, rng)
+        absent = np.flatnonzero(a == 0)
+        w[absent[:2]] = np.inf                         # skipped rows: never read
+        w[absent[2:4]] = np.nan
+        w[absent[4:6], ::2] = -np.inf
+        y = call(a, w)
+        assert np.isfinite(y).all()
+        assert_close(y, a, w)
+        present = np.flatnonzero(a)
+        j = {"first": 0, "middle": len(present) // 2, "last": -1}[place]
+        hot = present[j]
+        w[hot, 3] = np.inf                             # a present row's inf weight
+        y = call(a, w)
+        assert_close(y, a, w)
+        assert np.isinf(y[3]) and np.isfinite(np.delete(y, 3)).all()
+        a[hot] = np.nan                                # a present NaN activation
+        y = call(a, w)
+        assert_close(y, a, w)
+        assert np.isnan(y).all()
+        a[hot] = np.inf
+        w[hot] = np.abs(w[hot]) + 1                    # inf times positive weights: +inf everywhere
+        assert_close(call(a, w), a, w)
+
+
+@pytest.mark.parametrize("nparts", [1, 2, 4])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numba_cpu_split_k_sums_its_parts(nparts, dtype, rng):
+    """`_gemv_splitk` with any number of partial sums (more than this machine's threads too): added on
+    the calling thread while they are at most SERIAL_SUM_BYTES, in parallel by column blocks beyond
+    (N chosen on both sides of that line and off the blocks)."""
+    itemsize = np.dtype(dtype).itemsize
+    beyond = numba_sparse.SERIAL_SUM_BYTES // (max(nparts - 1, 1) * itemsize) + 5
+    for n in (33, beyond):
+        k = 200
+        a = with_nnz(k, 150, dtype, rng)
+        w = weights((k, n), dtype, rng)
+        idx = np.flatnonzero(a).astype(np.int64)
+        y = np.full(n, np.nan, dtype)
+        numba_sparse._gemv_splitk(idx, a[idx], idx.size, w, y, np.full((nparts - 1, n), np.nan, dtype))
+        assert_close(y, a, w)
+
+
 def test_scipy_csr_steps(rng):
     a, w = activations((3, 50), 0.8, np.float32, rng), weights((50, 20), np.float32, rng)
     m = scipy_csr.to_csr(a)

@@ -5,11 +5,12 @@ their bytes: at sparsity s the ideal speed-up over a dense GEMV is 1 / (1 - s).
 
 - `_nonzero_rows` lists the present activations of each row of a (k and value), in one pass.
 - batch 1, `_gemv_splitk`: split-K. Each thread takes a share of the present rows and adds them,
-  ROWS at a time, into a private full-width partial (float32 accumulation for float32), streaming
-  whole rows of w; the partials are then summed. Split-K was measured against column blocks
-  (parallel over blocks of output columns) and kept: see its docstring.
-- batch > 1, one of two methods, whichever measured faster on this machine for the case's class
-  (kernels/backends/numba_cpu/sparse_method.py; both inside the call):
+  ROWS at a time, into a private full-width partial (float32 accumulation for float32; thread 0's
+  is y itself), streaming whole rows of w; the partials are then added into y. Split-K was
+  measured against column blocks (parallel over blocks of output columns) and kept: see its
+  docstring.
+- batch > 1, one of three methods, whichever measured fastest on this machine for the case's class
+  (kernels/backends/numba_cpu/sparse_method.py; each wholly inside the call):
   "sparse", `_gemm_columns`: parallel over blocks of output columns; for each k present in any
   row of the batch the slice of w is read once and added into the rows of the batch whose
   activation is non-zero (a zero activation contributes nothing, even beside an inf weight: the
@@ -40,8 +41,12 @@ _DEVICE = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 _PARALLEL = dict(_DEVICE, parallel=True)
 
 COLS = 1024            # output columns per block: a float32 block of y is 4 KiB, in L1
-ROWS = 4               # present rows added per pass over a block: 4 read streams, y read/written once
+ROWS = 8               # present rows added per pass over a split-K partial: 8 read streams, the
+                       # partial read and written once per 8 rows (4 to 16 measured: docs/sparse-matmul.md)
 SPLITK_MIN_ROWS = 64   # a split-K thread streams at least this many rows (else fewer threads)
+SERIAL_SUM_BYTES = 128 * 1024  # split-K parts up to this size are added on the calling thread:
+                               # reading them from the other cores' caches (a few us) costs about
+                               # what waking the threads for a parallel sum does
 ACC_BYTES = 512 * 1024 # the batched kernel's accumulator block: well inside a 1-2 MiB L2
 
 
@@ -61,20 +66,31 @@ def _nonzero_rows(a, idx, val, count):
         count[b] = c
 
 
-@njit(inline="always", **_DEVICE)
-def _add_rows(y, w, idx, val, n, lo, hi):
-    """y[lo:hi] += sum over j < n of val[j] * w[idx[j], lo:hi], ROWS rows per pass."""
+@njit(**_DEVICE)
+def _add_rows(y, w, idx, val, n):
+    """y += sum over j < n of val[j] * w[idx[j]]: ROWS rows per pass over y, then 4, then 1 (the
+    tails). Indexes from 0 on slices, so that no index can be negative and the loops vectorise
+    without numba's wraparound checks."""
     j = 0
     while j + ROWS <= n:
-        k0, k1, k2, k3 = idx[j], idx[j + 1], idx[j + 2], idx[j + 3]
+        r0, r1, r2, r3 = w[idx[j]], w[idx[j + 1]], w[idx[j + 2]], w[idx[j + 3]]
+        r4, r5, r6, r7 = w[idx[j + 4]], w[idx[j + 5]], w[idx[j + 6]], w[idx[j + 7]]
         v0, v1, v2, v3 = val[j], val[j + 1], val[j + 2], val[j + 3]
-        for c in range(lo, hi):
-            y[c] += (v0 * w[k0, c] + v1 * w[k1, c]) + (v2 * w[k2, c] + v3 * w[k3, c])
+        v4, v5, v6, v7 = val[j + 4], val[j + 5], val[j + 6], val[j + 7]
+        for c in range(y.size):
+            y[c] += ((v0 * r0[c] + v1 * r1[c]) + (v2 * r2[c] + v3 * r3[c])) \
+                + ((v4 * r4[c] + v5 * r5[c]) + (v6 * r6[c] + v7 * r7[c]))
         j += ROWS
+    if j + 4 <= n:
+        r0, r1, r2, r3 = w[idx[j]], w[idx[j + 1]], w[idx[j + 2]], w[idx[j + 3]]
+        v0, v1, v2, v3 = val[j], val[j + 1], val[j + 2], val[j + 3]
+        for c in range(y.size):
+            y[c] += (v0 * r0[c] + v1 * r1[c]) + (v2 * r2[c] + v3 * r3[c])
+        j += 4
     while j < n:
-        k0, v0 = idx[j], val[j]
-        for c in range(lo, hi):
-            y[c] += v0 * w[k0, c]
+        r0, v0 = w[idx[j]], val[j]
+        for c in range(y.size):
+            y[c] += v0 * r0[c]
         j += 1
 
 
@@ -82,29 +98,39 @@ def _add_rows(y, w, idx, val, n, lo, hi):
 # see bench/measure/roofline.py
 @njit(**_PARALLEL)
 def _gemv_splitk(idx, val, n, w, y, parts):
-    """Split-K: thread t adds its share of the present rows into parts[t] (whole rows of w, one
-    contiguous stream per row, which the hardware prefetchers follow), then the parts are summed
-    column block by column block. (Column blocks, the other way to share a GEMV, read a short
-    slice of every present row per block: many short streams, which the prefetchers do not
-    follow as well; split-K measured the faster.)"""
-    nparts, ncols = parts.shape
+    """Split-K: thread t adds its share of the present rows, whole rows of w (one contiguous stream
+    per row, which the hardware prefetchers follow), into its own full-width partial: y itself for
+    thread 0, parts[t - 1] for the others; then the parts are added into y. (Column blocks, the
+    other way to share a GEMV, read a short slice of every present row per block: many short
+    streams, which the prefetchers do not follow as well; split-K measured the faster.)
+    The parts are added on the calling thread while they are small (SERIAL_SUM_BYTES), so that a
+    call forks once (a second parallel region cost a few us, which shows at high sparsity); many
+    threads' parts are added in parallel, by column blocks."""
+    nparts = parts.shape[0] + 1
+    ncols = y.size
     zero = y.dtype.type(0)
     for t in prange(nparts):
-        p = parts[t]
+        p = y if t == 0 else parts[t - 1]
         for c in range(ncols):
             p[c] = zero
         j0 = n * t // nparts
         j1 = n * (t + 1) // nparts
-        _add_rows(p, w, idx[j0:j1], val[j0:j1], j1 - j0, 0, ncols)
-    nblocks = (ncols + COLS - 1) // COLS
-    for blk in prange(nblocks):
-        lo = blk * COLS
-        hi = min(lo + COLS, ncols)
-        for c in range(lo, hi):
-            s = parts[0, c]
-            for t in range(1, nparts):
-                s += parts[t, c]
-            y[c] = s
+        _add_rows(p, w, idx[j0:j1], val[j0:j1], j1 - j0)
+    if parts.shape[0] * ncols * y.itemsize <= SERIAL_SUM_BYTES:
+        for t in range(nparts - 1):
+            q = parts[t]
+            for c in range(ncols):
+                y[c] += q[c]
+    else:
+        nblocks = (ncols + COLS - 1) // COLS
+        for blk in prange(nblocks):
+            lo = blk * COLS
+            hi = min(lo + COLS, ncols)
+            yb = y[lo:hi]
+            for t in range(nparts - 1):
+                q = parts[t, lo:hi]
+                for c in range(hi - lo):
+                    yb[c] += q[c]
 
 
 @njit(**_DEVICE)
@@ -207,7 +233,7 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
         _nonzero_rows(a2, idx, val, count)
         nnz = int(count[0])
         parts = max(1, min(get_num_threads(), nnz // SPLITK_MIN_ROWS))
-        _gemv_splitk(idx[0], val[0], nnz, w, y[0], np.empty((parts, n), w.dtype))
+        _gemv_splitk(idx[0], val[0], nnz, w, y[0], np.empty((parts - 1, n), w.dtype))
     else:
         needed = np.empty(k, np.int64)
         nk, present = _needed_columns(a2, needed)
