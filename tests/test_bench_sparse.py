@@ -210,12 +210,17 @@ def test_a_tiny_run_end_to_end(tmp_path):
     assert "crossover sparsity" in proc.stdout
     # interleaved (the default): the multi-threaded backends' samples are paired with a copy probe's,
     # one per round; scipy's one-thread CSR product is not (bench compare compares it raw)
+    # and their % of the copy peak is of that probe, a copy of w's size beside them (cold weights:
+    # the memory level, whatever the case's bytes), not of the run's peak
     for e in doc["results"]:
         paired = e.get("probe_samples_s")
         if e["backend"] == "scipy_csr":
-            assert paired is None
+            assert paired is None and e.get("peak_gbps") is None
         else:
             assert paired and len(paired) == e["n"], e["backend"]
+            beside = 2 * 256 * 384 * 4 / float(np.median(paired)) / 1e9
+            assert e["peak_gbps"] == pytest.approx(beside) and e["peak_level"] == "memory"
+            assert e["pct_peak"] == pytest.approx(100 * e["gbps"] / beside)
 
 
 def test_a_case_that_fails_its_gate_is_failed_with_its_traffic_and_never_timed(monkeypatch):

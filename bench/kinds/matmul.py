@@ -369,17 +369,21 @@ def _run_case(case: Case, host: Inputs, ctx: Context) -> CaseResult:
         ready = _check(case, be, device, host, ctx, base)
         if isinstance(ready, CaseResult):
             return ready
-        beside = None
+        beside, peak = None, None
         if ctx.interleave and case.device == "cpu" and case.op not in be.one_thread_ops:
             member = _interleave.cpu_member("case", ready.fn, ready.native, ready.kwargs, sampling)
-            times, passes = round_robin_again([member, ctx.probe.member(case.dtype, case.size, sampling)[0]],
-                                              sampling, ctx.seed, {})
+            probe, moved = ctx.probe.member(case.dtype, case.size, sampling)
+            times, passes = round_robin_again([member, probe], sampling, ctx.seed, {})
             t, beside = times["case"], times[_interleave.PROBE]
+            # the case's % of the copy peak is of the copy beside it, a copy of w's size: the
+            # weights are cold whatever their bytes (a case needing 27.6 MB was judged by the cache
+            # peak), and the VM's memory phases moved the run's own peak 1.5x from minute to minute
+            peak = moved / float(np.median(beside.samples_s)) / 1e9
         else:
             t, passes = time_alone(ready, sampling)
         pool = host.pool(case.dtype, shape_of(case), case.axis("batch"), case.axis("sparsity"), case.axis("pattern"))
         conv = conversion_s(case.backend, [a[0] if case.axis("batch") == 1 else a for a in pool])
-        return timed(ready, t, probe=beside, passes=passes,
+        return timed(ready, t, peak_gbps=peak, probe=beside, passes=passes,
                      figures={"conversion_s": conv} if conv is not None else None)
 
     return guarded(case, be, base, host, ctx.scope, measure)
