@@ -121,6 +121,26 @@ def test_blas_method_sends_a_non_finite_weight_beside_a_zero_back(method, monkey
     assert np.isfinite(y[0]).all() and np.isinf(y[1:, 3]).all()
 
 
+@pytest.mark.parametrize("per", [1, 7, 39, 40, 1000])
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_the_gather_in_blocks_adds_every_block_once(monkeypatch, per, batch, rng):
+    """The needed rows gathered `per` at a time into a reused block, each block's product added
+    into y: one block, exact multiples of the 40 needed rows, a short last block; the rows no
+    activation needs (NaN here) are never read; a float64 call after a float32 one grows nothing
+    it should not (the buffers are per dtype)."""
+    monkeypatch.setattr(numba_sparse, "_gather_rows", lambda n, itemsize: per)
+    for dtype in ("float32", "float64", "float32"):
+        a = np.abs(activations((batch, 50), 0.0, dtype, rng))
+        a[:, 10:20] = 0
+        w = rng.standard_normal((50, 9)).astype(dtype)
+        w[10:20] = np.nan
+        idx = np.empty(50, np.int64)
+        nk, _ = numba_sparse._needed_columns(a, idx)
+        y = np.full((batch, 9), np.nan, dtype)
+        assert numba_sparse._blas_product(a, w, y, idx, nk, gather=True)
+        assert_close(y, a, w)
+
+
 def test_blas_product_gathers_only_the_needed_rows(rng):
     a = np.abs(activations((3, 50), 0.0, "float32", rng))
     a[:, 10:20] = 0
@@ -169,7 +189,8 @@ def test_the_probe_keeps_the_faster_method_and_saves_it(tmp_path):
     choice._machine = "test machine"
     run = {"sparse": runner("sparse", 2.0), "blas": runner("blas", 1.0), "blas_gather": runner("blas_gather", 1.5)}
     assert choice.choose("float32/b64/p1/r1/memory", run) == "blas"
-    assert ran == ["sparse", "blas", "blas_gather"] * M.ROUNDS
+    assert ran == [m for r in range(M.ROUNDS) for m in M.order(r)]
+    assert ran[:6] == ["sparse", "blas", "blas_gather", "blas", "blas_gather", "sparse"]   # each first in turn
     assert choice.choose("float32/b64/p1/r1/memory", run) == "blas" and len(ran) == len(M.METHODS) * M.ROUNDS
     run = {"sparse": runner("sparse", 0.5), "blas": runner("blas", 1.0), "blas_gather": runner("blas_gather", 0.7)}
     assert choice.choose("float32/b8/p0.1/r0.4/memory", run) == "sparse"
@@ -202,8 +223,9 @@ class ScriptedClock:
 
 
 def _rounds(per_round):
-    """Scripted seconds of a probe: per round, each method's time in METHODS order."""
-    return [t for r in per_round for t in r]
+    """Scripted seconds of a probe: per round, each method's time given in METHODS order, played
+    in the order the probe runs them."""
+    return [times[M.METHODS.index(m)] for r, times in enumerate(per_round) for m in M.order(r)]
 
 
 @pytest.mark.parametrize("per_round, conclusive", [

@@ -28,6 +28,8 @@ is registered on the numba_cpu backend (the package's __init__.py declares it).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -203,16 +205,53 @@ def _needed_columns(a, idx):
 def _blas_product(a2, w, y, idx, nk, gather: bool) -> bool:
     """y = a2 @ w by NumPy's BLAS, on all of w or (`gather`) on a2[:, needed] @ w[needed] (the
     gather is part of the call); True where y is all finite, which makes it the op's result (module
-    docstring), False where the caller must compute it again."""
+    docstring), False where the caller must compute it again.
+
+    The needed rows are gathered a block at a time (`_gather_rows`: a quarter of the last-level
+    cache) into one reused buffer, and each block's product added into y: gathered whole, a fresh
+    copy of most of w cost a first touch of every page per call (the first probe call of a 256 MiB
+    w took 1.1-2.1 s, the next ones 0.1-0.7 s against 0.07 s for BLAS on w), and it left the cache
+    before BLAS read it."""
     with np.errstate(all="ignore"):                # a NaN or inf here is checked below
         if nk == a2.shape[1] or not gather:
             np.matmul(a2, w, out=y)
         elif nk == 0:
             y[...] = 0
         else:
-            rows = idx[:nk]
-            np.matmul(a2[:, rows], w[rows], out=y)
+            per = _gather_rows(w.shape[1], w.itemsize)
+            block = _scratch("block", (min(per, nk), w.shape[1]), w.dtype)
+            part = _scratch("part", y.shape, y.dtype) if nk > per else y
+            for lo in range(0, nk, per):
+                rows = idx[lo:min(lo + per, nk)]
+                b = block[:rows.size]
+                np.take(w, rows, axis=0, out=b)
+                np.matmul(a2[:, rows], b, out=y if lo == 0 else part)
+                if lo:
+                    y += part
     return bool(np.isfinite(y).all())
+
+
+GATHER_FRACTION = 4      # a gathered block of w is at most 1/4 of the last-level cache
+
+
+def _gather_rows(n: int, itemsize: int) -> int:
+    """Rows of w per gathered block: a quarter of the last-level cache, at least 8 rows."""
+    return max(8, _llc_bytes() // GATHER_FRACTION // max(n * itemsize, 1))
+
+
+_SCRATCH = threading.local()      # per thread: two threads' calls never share a buffer
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reused C-contiguous buffer of `shape` (the last one made of that name on this thread,
+    grown when needed): the gather's block (a quarter of the LLC) and one batch of partial products
+    stay allocated."""
+    size = int(np.prod(shape))
+    bufs = _SCRATCH.__dict__
+    buf = bufs.get(name)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = bufs[name] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
 
 
 METHOD = MethodChoice()   # read at every call, so tests can replace it

@@ -80,6 +80,12 @@ def machine_key() -> str:
             f"{numba.__version__} | numpy {np.__version__} {blas} | kernels {h.hexdigest()[:12]}")
 
 
+def order(r: int) -> tuple[str, ...]:
+    """The methods in round r of a probe: METHODS rotated by r."""
+    k = r % len(METHODS)
+    return METHODS[k:] + METHODS[:k]
+
+
 def conclusive(times: Mapping[str, list[float]]) -> bool:
     """Whether a probe's rounds agree with themselves: the fastest even round and the fastest odd
     round name the same method (or two within `TIE`), and no method's two halves are more than
@@ -134,8 +140,10 @@ class MethodChoice:
 
     def _probe(self, run: Mapping[str, Callable[[], None]]) -> dict:
         times: dict[str, list[float]] = {m: [] for m in METHODS}
-        for _ in range(ROUNDS):
-            for m in METHODS:
+        for r in range(ROUNDS):
+            # each method first in turn: a BLAS call right after numba's parallel kernel met its
+            # threads still spinning, and the same call, timed second or third, differed by 25 %
+            for m in order(r):
                 t0 = self._clock()
                 run[m]()
                 times[m].append(self._clock() - t0)
