@@ -138,8 +138,10 @@ def test_relu_like_activations_hit_the_sparsity():
 
 
 def test_crossover_interpolates():
-    assert experiments.crossover([0, 0.5, 0.9], [0.5, 0.8, 2.0]) == pytest.approx(0.5 + 0.2 / 1.2 * 0.4)
+    assert experiments.crossover([0, 0.5, 0.9], [0.5, 0.8, 2.0], at=1) == pytest.approx(0.5 + 0.2 / 1.2 * 0.4)
+    assert experiments.crossover([0, 0.5, 0.9], [0.5, 0.8, 2.0]) == pytest.approx(0.5 + 0.3 / 1.2 * 0.4)  # 1.1x
     assert experiments.crossover([0, 0.5], [1.2, 3]) == 0.0
+    assert experiments.crossover([0, 0.5], [1.05, 3]) == pytest.approx(0.5 * 0.05 / 1.95)   # 1.05x: a tie
     assert experiments.crossover([0, 0.5], [0.2, 0.3]) is None
 
 
@@ -306,7 +308,7 @@ def test_rule_sparse_matmul_without_relus_measured_sparsity():
     d = dict(_mm({1: (0.3, 0.6, 3.0), 64: (0.1, 0.2, 0.5)}), relu_zero_fraction={})
     v = rules.sparse_matmul(d)
     assert v.verdict == rules.DEPENDS and "n/a" in v.numbers and "n/a" in v.condition
-    assert "batch 1 from s ~ 0.57" in v.condition and "batch 64 never" in v.condition   # the crossovers
+    assert "batch 1 from s ~ 0.58" in v.condition and "batch 64 never" in v.condition   # the 1.1x crossovers
     # a grid where the sparse kernel wins everywhere is not "supported" without ReLU's sparsity,
     # and no speed-up "at" an unknown sparsity is printed
     v = rules.sparse_matmul(dict(_mm({1: (3.0, 6.0, 9.0)}), relu_zero_fraction={}))

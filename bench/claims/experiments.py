@@ -17,6 +17,7 @@ import numpy as np
 import kernels
 from kernels.ops import mask_nbytes
 
+from bench.kinds.matmul import CROSSOVER_SPEEDUP
 from bench.measure import load, timing
 from bench.claims import measure
 from bench.claims.nets import ACTIVATIONS, STANDARD_INIT, Net, Task
@@ -368,17 +369,17 @@ def sparse_matmul(cfg: Config, ctx: Context) -> dict:
             "cases": cases, "crossovers": crossovers}
 
 
-def crossover(sparsities, speedups) -> float | None:
-    """The lowest sparsity at which the speed-up reaches 1, linear between grid points; 0 when
-    already faster at the lowest, None when never."""
+def crossover(sparsities, speedups, at: float = CROSSOVER_SPEEDUP) -> float | None:
+    """The lowest sparsity at which the speed-up reaches `at` (bench run's crossover: a win within
+    10 % is a tie), linear between grid points; the lowest when already there, None when never."""
     pts = sorted(zip(sparsities, speedups))
     if not pts:
         return None
-    if pts[0][1] >= 1:
+    if pts[0][1] >= at:
         return float(pts[0][0])
     for (s0, v0), (s1, v1) in zip(pts, pts[1:]):
-        if v0 < 1 <= v1:
-            return float(s0 + (1 - v0) * (s1 - s0) / (v1 - v0))
+        if v0 < at <= v1:
+            return float(s0 + (at - v0) * (s1 - s0) / (v1 - v0))
     return None
 
 

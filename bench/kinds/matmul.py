@@ -25,7 +25,7 @@ Figures per case: time; speed-up over the best dense backend (numpy, torch, cupy
 and case; that speed-up as % of the ideal 1 / (1 - s); GB/s of the weights actually needed (rows
 of present activations) against the run's copy peak; for scipy_csr, the share of the time its
 conversion of a to CSR takes. Per backend, the crossover sparsity: the lowest measured s at which
-it beats the best dense backend.
+it is at least CROSSOVER_SPEEDUP times as fast as the best dense backend.
 """
 
 from __future__ import annotations
@@ -492,9 +492,14 @@ def ideal_meaningful(entries) -> bool:
     return bool(dense0) and max(e.pct_peak for e in dense0) >= IDEAL_SHOWN_ABOVE
 
 
+# "Beats the best dense" means by 10 %: numba_cpu's batched product may run BLAS itself (a tie by
+# construction), and a shared VM moves one median by more than 1 %; a 1.04x there read as a crossover
+CROSSOVER_SPEEDUP = 1.1
+
+
 def crossovers(entries) -> dict[tuple, dict[str, float | None]]:
-    """{(device, dtype, shape, batch, pattern): {backend: lowest measured s at which it beats the
-    best dense backend, or None}} for the non-dense backends."""
+    """{(device, dtype, shape, batch, pattern): {backend: lowest measured s at which it is at least
+    CROSSOVER_SPEEDUP times as fast as the best dense backend, or None}} for the non-dense backends."""
     groups: dict = {}
     for e in entries:
         if e.kind != NAME or e.backend in DENSE or not e.timed or e.figure('speedup_vs_dense') is None:
@@ -502,9 +507,11 @@ def crossovers(entries) -> dict[tuple, dict[str, float | None]]:
         group = (e.device, e.dtype, e.axis('shape'), e.axis('batch'), e.axis('pattern'))
         g = groups.setdefault(group, {}).setdefault(e.backend, [])
         g.append((e.axis('sparsity'), e.figure('speedup_vs_dense')))
-    return {k: {b: next((s for s, sp in sorted(v) if sp > 1.0), None) for b, v in bs.items()}
+    return {k: {b: next((s for s, sp in sorted(v) if sp >= CROSSOVER_SPEEDUP), None) for b, v in bs.items()}
             for k, bs in groups.items()}
 
+
+CROSSOVER_CAPTION = f"crossover sparsity (lowest s at least {CROSSOVER_SPEEDUP:g}x as fast as the best dense): "
 
 # ------------------------------------------------------------------------------------ tables, plot
 
@@ -556,7 +563,7 @@ def tables(run, narrow: bool = False) -> list:
                     row.append("\n".join(lines))
             t.add_row(f"{sp:g}", *row)
         cr = cross.get((device, dtype, shape, batch, pattern), {})
-        t.caption = "\n".join(["crossover sparsity (lowest s beating the best dense): " + (", ".join(
+        t.caption = "\n".join([CROSSOVER_CAPTION + (", ".join(
             f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-"), *baseline_notes(run, device)])
         out.append(t)
     return out
@@ -593,7 +600,7 @@ def _narrow_table(run, group: tuple, es: list, backends: list, cross: dict):
                          f"{100 * e.figure('conversion_s') / e.median_s:.0f}%" if e.figure('conversion_s') is not None else ""]
             t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
                       end_section=j == len(present) - 1 and i < len(sparsities) - 1)
-    t.caption = "\n".join(["crossover sparsity (lowest s beating the best dense): " + (
+    t.caption = "\n".join([CROSSOVER_CAPTION + (
         ", ".join(f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cross.items()) or "-"),
         *baseline_notes(run, device)])
     return t
@@ -649,7 +656,7 @@ def markdown(run) -> str:
                 cells.append(c)
             lines.append(f"| {sp:g} | " + " | ".join(cells) + " |")
         cr = cross.get((device, dtype, shape, batch, pattern), {})
-        lines += ["", "Crossover sparsity: " + (", ".join(
+        lines += ["", CROSSOVER_CAPTION[0].upper() + CROSSOVER_CAPTION[1:] + (", ".join(
             f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-"), ""]
         lines += [f"> {note}" + "\n" for note in baseline_notes(run, device)]
     return "\n".join(lines)
