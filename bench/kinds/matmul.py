@@ -357,9 +357,10 @@ class Session:
 
 
 def _run_case(case: Case, host: Inputs, ctx: Context) -> CaseResult:
-    """One case on its own inputs. In interleaved runs, a CPU case whose backend uses every core is
-    sampled in rounds with a copy of its weights' size beside it, whose samples `bench compare`
-    divides by (the VM's memory phases moved these cases 1.2-1.6x between runs of the same code)."""
+    """One case on its own inputs. A CPU case is judged by a copy of its weights' size measured with
+    it (peak_gbps, the memory level: its weights are cold): in interleaved runs, where its backend
+    uses every core, sampled in rounds beside it, whose samples `bench compare` divides by (the VM's
+    memory phases moved these cases 1.2-1.6x between runs of the same code); else right after it."""
     base = dict(op=case.op, kind=NAME, backend=case.backend, device=case.device, dtype=case.dtype,
                 size=case.size, axes=dict(case.axes))
     be = registry.backend(case.backend)
@@ -370,17 +371,22 @@ def _run_case(case: Case, host: Inputs, ctx: Context) -> CaseResult:
         if isinstance(ready, CaseResult):
             return ready
         beside, peak = None, None
-        if ctx.interleave and case.device == "cpu" and case.op not in be.one_thread_ops:
-            member = _interleave.cpu_member("case", ready.fn, ready.native, ready.kwargs, sampling)
-            probe, moved = ctx.probe.member(case.dtype, case.size, sampling)
-            times, passes = round_robin_again([member, probe], sampling, ctx.seed, {})
-            t, beside = times["case"], times[_interleave.PROBE]
-            # the case's % of the copy peak is of the copy beside it, a copy of w's size: the
-            # weights are cold whatever their bytes (a case needing 27.6 MB was judged by the cache
-            # peak), and the VM's memory phases moved the run's own peak 1.5x from minute to minute
-            peak = moved / float(np.median(beside.samples_s)) / 1e9
-        else:
+        if case.device != "cpu":
             t, passes = time_alone(ready, sampling)
+        else:
+            # the case's % of the copy peak is of a copy of w's size measured with it: the weights
+            # are cold whatever their bytes (a case needing 27.6 MB was judged by the cache peak),
+            # and the VM's memory phases moved the run's own peak 1.5x from minute to minute
+            probe, moved = ctx.probe.member(case.dtype, case.size, sampling)
+            if ctx.interleave and case.op not in be.one_thread_ops:
+                member = _interleave.cpu_member("case", ready.fn, ready.native, ready.kwargs, sampling)
+                times, passes = round_robin_again([member, probe], sampling, ctx.seed, {})
+                t, beside = times["case"], times[_interleave.PROBE]      # paired round by round
+                copy = beside
+            else:                   # one after the other: a one-thread kernel, or --no-interleave
+                t, passes = time_alone(ready, sampling)
+                copy = round_robin_again([probe], sampling, ctx.seed, {})[0][_interleave.PROBE]
+            peak = moved / float(np.median(copy.samples_s)) / 1e9
         pool = host.pool(case.dtype, shape_of(case), case.axis("batch"), case.axis("sparsity"), case.axis("pattern"))
         conv = conversion_s(case.backend, [a[0] if case.axis("batch") == 1 else a for a in pool])
         return timed(ready, t, peak_gbps=peak, probe=beside, passes=passes,
