@@ -374,12 +374,22 @@ def _beyond_the_wait(change: Change, k: tuple, base: Loaded, new: Loaded, thresh
 STYLE = {SLOWER: "bold red", FASTER: "bold green", NOISY: "yellow", SAME: "dim"}
 
 
-def _pct(ratio: float) -> str:
-    return f"{100 * (ratio - 1):+.1f}%"
+def pct_change(ratio: float) -> str:
+    """A ratio as a signed change: +12.5% ('-' where not finite)."""
+    return f"{100 * (ratio - 1):+.1f}%" if math.isfinite(ratio) else "-"
 
 
-def _p(p: float) -> str:
-    return f"{p:.0e}" if p < 1e-3 else f"{p:.3f}"
+def p_text(p: float) -> str:
+    """A p-value as the reports write it ('-' where not finite)."""
+    return "-" if not math.isfinite(p) else f"{p:.0e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def print_tail(console, only: tuple[tuple[str, list[tuple]], ...], summary: str, failed: bool) -> None:
+    """The end of a printed comparison: the cases found on one side only, then the summary line."""
+    for title, keys in only:
+        if keys:
+            console.print(f"{title}: {only_summary(keys)}", highlight=False, markup=False)
+    console.print(summary, style="bold red" if failed else "bold green", highlight=False)
 
 
 _HOW = {"raw": "raw times", "peak": "times x the run's copy peak",
@@ -446,23 +456,20 @@ def print_report(rep: Report, console) -> None:
             t.add_column(name, justify="right")
     for r in rep.rows:
         c = r.change
-        cells = [c.verdict, r.label, fmt_time(r.base_median), fmt_time(r.new_median), _pct(c.ratio)]
+        cells = [c.verdict, r.label, fmt_time(r.base_median), fmt_time(r.new_median), pct_change(c.ratio)]
         if raw:
-            cells.append(_pct(c.raw_ratio))
-        cells += [_p(c.p), f"±{100 * c.spread:.1f}%"]
+            cells.append(pct_change(c.raw_ratio))
+        cells += [p_text(c.p), f"±{100 * c.spread:.1f}%"]
         t.add_row(*cells, style=STYLE[c.verdict])
     console.print(t)
     g = Table(box=box.SIMPLE, title="geometric mean of new / base per device and backend")
     for name in ("device", "backend", "cases", "change", "raw change"):
         g.add_column(name, justify="right" if name not in ("device", "backend") else "left")
     for (dev, be), (gm, gm_raw, n) in rep.geomeans().items():
-        g.add_row(dev, be, str(n), _pct(gm), _pct(gm_raw))
+        g.add_row(dev, be, str(n), pct_change(gm), pct_change(gm_raw))
     console.print(g)
-    for title, keys in (("only in the base run", rep.only_base), ("only in the new run", rep.only_new)):
-        if keys:
-            console.print(f"{title}: {only_summary(keys)}", highlight=False, markup=False)
-    style = "bold red" if rep.slower else "bold green"
-    console.print(summary_line(rep), style=style, highlight=False)
+    print_tail(console, (("only in the base run", rep.only_base), ("only in the new run", rep.only_new)),
+               summary_line(rep), bool(rep.slower))
 
 
 def markdown(rep: Report) -> str:
@@ -480,11 +487,11 @@ def markdown(rep: Report) -> str:
     for r in rep.rows:
         c = r.change
         lines.append(f"| {icon[c.verdict]} | {r.label} | {fmt_time(r.base_median)} | {fmt_time(r.new_median)} | "
-                     f"{_pct(c.ratio)} |" + (f" {_pct(c.raw_ratio)} |" if raw else "") + f" {_p(c.p)} | "
+                     f"{pct_change(c.ratio)} |" + (f" {pct_change(c.raw_ratio)} |" if raw else "") + f" {p_text(c.p)} | "
                      f"±{100 * c.spread:.1f}% |")
     lines += ["", "| device | backend | cases | geometric mean change | raw |", "|---|---|---:|---:|---:|"]
     for (dev, be), (gm, gm_raw, n) in rep.geomeans().items():
-        lines.append(f"| {dev} | {be} | {n} | {_pct(gm)} | {_pct(gm_raw)} |")
+        lines.append(f"| {dev} | {be} | {n} | {pct_change(gm)} | {pct_change(gm_raw)} |")
     for title, keys in (("Only in the base run", rep.only_base), ("Only in the new run", rep.only_new)):
         if keys:
             lines += ["", f"{title}: {only_summary(keys)}"]

@@ -46,7 +46,8 @@ from rich import box
 from rich.table import Table
 from scipy import stats as _st
 
-from bench.analysis.compare import FASTER, NOISY, SAME, SLOWER, Labelled, Loaded, Verdicts, case_label, key_fields, only_summary
+from bench.analysis.compare import (FASTER, NOISY, SAME, SLOWER, Labelled, Loaded, Verdicts, case_label, key_fields,
+                                    only_summary, p_text, pct_change, print_tail)
 from bench.model.display import fmt_time
 
 TOO_FEW = "too few pairs"
@@ -119,10 +120,10 @@ def judge(ratios: list[PairRatio], *, threshold: float = DEFAULT_THRESHOLD, alph
     ratio_list = tuple(float(r.ratio) for r in used)
     if n < max(min_pairs, 2):
         return PairChange(gm, gm_raw, math.nan, math.nan, math.nan, n, starved, ratio_list, TOO_FEW)
-    se = float(x.std(ddof=1)) / math.sqrt(n)
-    if se > 0:
-        p = float(2 * _st.t.sf(abs(m) / se, n - 1))
-        half = float(_st.t.ppf(1 - alpha / 2, n - 1)) * se
+    if float(x.std(ddof=1)) > 0:
+        t = _st.ttest_1samp(x, 0.0)
+        ci = t.confidence_interval(1 - alpha)
+        p, half = float(t.pvalue), float(ci.high) - m
     else:                           # every pair gave the same ratio: no spread to test against
         p, half = (0.0 if m != 0 else 1.0), 0.0
     bound = math.log1p(threshold)
@@ -240,16 +241,8 @@ STYLE = {SLOWER: "bold red", FASTER: "bold green", TOO_FEW: "bold magenta", NOIS
 ICON = {SLOWER: "🔴 slower", FASTER: "🟢 faster", TOO_FEW: "⛔ too few pairs", NOISY: "🟡 noisy", SAME: "same"}
 
 
-def _pct(ratio: float) -> str:
-    return f"{100 * (ratio - 1):+.1f}%" if math.isfinite(ratio) else "-"
-
-
 def _ci(c: PairChange) -> str:
-    return f"{_pct(c.low)} .. {_pct(c.high)}" if math.isfinite(c.low) else "-"
-
-
-def _p(p: float) -> str:
-    return "-" if not math.isfinite(p) else f"{p:.0e}" if p < 1e-3 else f"{p:.3f}"
+    return f"{pct_change(c.low)} .. {pct_change(c.high)}" if math.isfinite(c.low) else "-"
 
 
 def summary_line(rep: Report) -> str:
@@ -265,12 +258,11 @@ COLUMNS = ("verdict", "case", "base", "head", "change", "raw change", "interval"
 def _cells(r: Row) -> list[str]:
     c = r.change
     pairs = f"{c.pairs}" + (f" ({c.starved_pairs} starved)" if c.starved_pairs else "")
-    return [r.label, fmt_time(r.base_median), fmt_time(r.head_median), _pct(c.ratio), _pct(c.raw_ratio), _ci(c),
-            _p(c.p), pairs]
+    return [r.label, fmt_time(r.base_median), fmt_time(r.head_median), pct_change(c.ratio), pct_change(c.raw_ratio), _ci(c),
+            p_text(c.p), pairs]
 
 
 def print_report(rep: Report, console) -> None:
-
     for w in rep.warnings:
         console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
     t = Table(box=box.ROUNDED, title=f"{rep.base} -> {rep.head}, one ratio per pair of runs")
@@ -279,11 +271,8 @@ def print_report(rep: Report, console) -> None:
     for r in rep.rows:
         t.add_row(r.change.verdict, *_cells(r), style=STYLE[r.change.verdict])
     console.print(t)
-    for title, keys in (("only in the base runs", rep.only_base), ("only in the head runs", rep.only_head)):
-        if keys:
-            console.print(f"{title}: {only_summary(keys)}", highlight=False, markup=False)
-    style = "bold red" if rep.exit_code else "bold green"
-    console.print(summary_line(rep), style=style, highlight=False)
+    print_tail(console, (("only in the base runs", rep.only_base), ("only in the head runs", rep.only_head)),
+               summary_line(rep), bool(rep.exit_code))
 
 
 def markdown(rep: Report) -> str:
