@@ -517,7 +517,10 @@ def crossovers(entries) -> dict[tuple, dict[str, float | None]]:
             for k, bs in groups.items()}
 
 
-CROSSOVER_CAPTION = f"crossover sparsity (lowest s at least {CROSSOVER_SPEEDUP:g}x as fast as the best dense): "
+def crossover_line(cross: dict[str, float | None]) -> str:
+    """The line under a table: each backend's crossover sparsity ('-' where it never crosses)."""
+    return (f"crossover sparsity (lowest s at least {CROSSOVER_SPEEDUP:g}x as fast as the best dense): "
+            + (", ".join(f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cross.items()) or "-"))
 
 # ------------------------------------------------------------------------------------ tables, plot
 
@@ -569,8 +572,7 @@ def tables(run, narrow: bool = False) -> list:
                     row.append("\n".join(lines))
             t.add_row(f"{sp:g}", *row)
         cr = cross.get((device, dtype, shape, batch, pattern), {})
-        t.caption = "\n".join([CROSSOVER_CAPTION + (", ".join(
-            f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-"), *baseline_notes(run, device)])
+        t.caption = "\n".join([crossover_line(cr), *baseline_notes(run, device)])
         out.append(t)
     return out
 
@@ -606,9 +608,7 @@ def _narrow_table(run, group: tuple, es: list, backends: list, cross: dict):
                          f"{100 * e.figure('conversion_s') / e.median_s:.0f}%" if e.figure('conversion_s') is not None else ""]
             t.add_row(f"{sp:g}" if j == 0 else "", e.backend, *cells,
                       end_section=j == len(present) - 1 and i < len(sparsities) - 1)
-    t.caption = "\n".join([CROSSOVER_CAPTION + (
-        ", ".join(f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cross.items()) or "-"),
-        *baseline_notes(run, device)])
+    t.caption = "\n".join([crossover_line(cross), *baseline_notes(run, device)])
     return t
 
 
@@ -662,8 +662,8 @@ def markdown(run) -> str:
                 cells.append(c)
             lines.append(f"| {sp:g} | " + " | ".join(cells) + " |")
         cr = cross.get((device, dtype, shape, batch, pattern), {})
-        lines += ["", CROSSOVER_CAPTION[0].upper() + CROSSOVER_CAPTION[1:] + (", ".join(
-            f"{b} {'-' if s is None else f'{s:g}'}" for b, s in cr.items()) or "-"), ""]
+        line = crossover_line(cr)
+        lines += ["", line[0].upper() + line[1:], ""]
         lines += [f"> {note}" + "\n" for note in baseline_notes(run, device)]
     return "\n".join(lines)
 
