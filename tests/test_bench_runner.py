@@ -77,6 +77,16 @@ def test_a_run_records_the_settings_of_each_backend_it_timed(monkeypatch, greedy
     assert runner.run_cases(prof, todo).env["settings"] == {}
 
 
+def test_a_backend_whose_settings_hook_fails_is_recorded_not_a_lost_run(monkeypatch, greedy):
+    def broken():
+        raise RuntimeError("my plugin's\nsettings")
+    monkeypatch.setitem(registry._BACKENDS, "greedy", dataclasses.replace(registry.backend("greedy"), settings=broken))
+    prof, todo, _ = plan.build(ops="relu", backends="numpy,greedy", sizes="1024", budget=0.01)
+    run = runner.run_cases(prof, todo)
+    assert run.env["settings"] == {"greedy": {"error": "RuntimeError: my plugin's settings"}}
+    assert not run.interrupted and all(e.status == "ok" for e in run.results)
+
+
 def test_pooled_memory_goes_back_between_sizes_and_after_out_of_memory(greedy):
     prof, todo, _ = plan.build(ops="relu", backends="numpy,greedy", sizes="1024,4096,2048", budget=0.01)
     runner.run_cases(prof, todo)

@@ -131,7 +131,13 @@ def _backend_settings(cases: list[Case]) -> dict:
     out = {}
     for name in dict.fromkeys(c.backend for c in cases):
         be = registry.backend(name)
-        if timeable(be) and (got := be.settings()):
+        if not timeable(be):
+            continue
+        try:
+            got = be.settings()
+        except Exception as exc:      # a plugin's own hook: its fault must not lose the run at its end
+            got = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+        if got:
             out[name] = got
     return out
 
