@@ -10,18 +10,22 @@ tolerance table, so that a degraded polynomial fails here first. No timing.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 
 import numba
 import numpy as np
 import pytest
 from numba import njit
+from numba.core.caching import IndexDataCacheFile
 
 import kernels
 import kernels.backends.numba_cpu as K
 from kernels.backends.numba_cpu import kernels as ops_module
 from kernels.backends.numba_cpu import math as M
 from kernels.backends.numba_cpu import streaming as S
+from kernels.backends.numba_cpu import jit
 from kernels.backends.numba_cpu.jit import X86_64
 from kernels.backends.numba_cpu.strategy import StoreStrategy
 from bench.measure.check import check_call, compare
@@ -543,22 +547,22 @@ def test_cache_stamp_covers_every_file_of_the_package(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------- the disk cache
 
 def _cache_file(folder):
-    from numba.core.caching import IndexDataCacheFile
     return IndexDataCacheFile(cache_path=str(folder), filename_base="streaming._family.locals.kernel-211.py311",
                               source_stamp="stamp")
 
 
-@pytest.mark.parametrize("ours", [True, False])
-def test_two_processes_saving_one_index_at_once_keep_each_entry_its_own_code(tmp_path, monkeypatch, ours):
+@pytest.mark.parametrize("locked", [True, False])
+def test_two_processes_saving_one_index_at_once_keep_each_entry_its_own_code(tmp_path, monkeypatch, locked):
     """numba's save reads the index, takes a free data number and writes: two writers at once took
     the same number, and one kernel's code loaded for another (kernels/backends/numba_cpu/jit.py).
     Here writer A stops between reading the index and writing anything, until writer B has saved or
-    0.5 s passed: under the lock B waits, so each key keeps its own data. Outside this package's
-    folders numba's save is left as it is, and the race shows (`ours=False`)."""
-    import threading
-    from kernels.backends.numba_cpu import jit
-    folder = tmp_path / ("kernels/backends/numba_cpu/__pycache__" if ours else "other/__pycache__")
+    0.5 s passed: under the lock B waits, so each key keeps its own data. With the lock taken out
+    (`locked=False`) the same interleaving loses an entry: the test can tell."""
+    folder = tmp_path / "kernels/backends/numba_cpu/__pycache__"
     folder.mkdir(parents=True)
+    assert jit._ours(str(folder)) and not jit._ours(str(tmp_path / "other/__pycache__"))
+    if not locked:
+        monkeypatch.setattr(jit, "_locked", lambda path: contextlib.nullcontext())
     a, b = _cache_file(folder), _cache_file(folder)
     inside, b_done = threading.Event(), threading.Event()
     load = type(a)._load_index
@@ -580,8 +584,7 @@ def test_two_processes_saving_one_index_at_once_keep_each_entry_its_own_code(tmp
     tb.join(5)
     reader = _cache_file(folder)
     got = (reader.load("key-a"), reader.load("key-b"))
-    assert jit._ours(str(folder)) == ours
-    if ours:
+    if locked:
         assert got == ("code of a", "code of b")
     else:
-        assert got != ("code of a", "code of b")      # numba's unlocked save: the race the lock prevents
+        assert got != ("code of a", "code of b")      # the race the lock prevents
