@@ -66,6 +66,43 @@ for _op, _factor in {plant!r}.items():
 '''
 
 
+def pool(runs: list, label: str):
+    """One side's runs (results.Run) as one compare.Loaded: bench ab's rule before the pair rule,
+    which this script compares it with. Each case's samples (and its probe's, round for round)
+    joined in run order, from the runs in which its threads got their cores where there are such
+    runs (a run marked starved times the wait for a core too); a case starved in every run stays
+    starved, with the largest share its threads got. The copy peaks by their median."""
+    from bench.analysis import compare
+    loaded = [compare.from_run(r, label) for r in runs]
+    samples: dict = {}
+    probes: dict = {}
+    status: dict = {}
+    beside: dict = {}
+    clean = {k for one in loaded for k in one.samples if k not in one.starved}
+    starved = {k for one in loaded for k in one.samples} - clean
+    for one in loaded:
+        for k, s in one.samples.items():
+            if k in clean and k in one.starved:
+                continue
+            samples.setdefault(k, []).append(s)
+            if k in one.probe_samples:
+                probes.setdefault(k, []).append(one.probe_samples[k])
+            if k in one.case_peaks:
+                beside.setdefault(k, []).append(one.case_peaks[k])
+        for k, s in one.status.items():
+            status[k] = s if status.get(k, "ok") == "ok" else status[k]
+    # a case keeps probe samples only where every run of it had them, so they pair sample by sample
+    paired = {k: np.concatenate(v) for k, v in probes.items() if len(v) == len(samples.get(k, ()))}
+    cpu_got = {k: max(one.cpu_got[k] for one in loaded if k in one.cpu_got)
+               for k in starved if any(k in one.cpu_got for one in loaded)}
+    peaks = {}
+    for dev in {d for one in loaded for d in one.peaks}:
+        peaks[dev] = float(np.median([one.peaks[dev] for one in loaded if dev in one.peaks]))
+    return compare.Loaded(label, loaded[0].env, peaks, {k: np.concatenate(v) for k, v in samples.items()}, status,
+                          loaded[0].created, {k: float(np.median(v)) for k, v in beside.items()}, paired,
+                          frozenset(starved), cpu_got)
+
+
 def _git(repo: Path, *args) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
@@ -148,7 +185,7 @@ def analyse(folders: list[Path], sizes: list[int], alphas=(0.01, 0.05), threshol
     """Per window size n: A/A false positives (unplanted cases called slower; faster counted too) and
     detection per planted factor, under the per-pair rule (at each alpha) and the pooled rule of before,
     over disjoint windows of n pairs and over every window (overlapping, so not independent)."""
-    from bench.analysis import ab, compare, pairs
+    from bench.analysis import compare, pairs
     out: dict = {}
     experiments = []
     for folder in folders:
@@ -176,8 +213,8 @@ def analyse(folders: list[Path], sizes: list[int], alphas=(0.01, 0.05), threshol
                 for w in _windows(len(prs), n, overlapping):
                     rules = {f"pairs alpha {a:g}": pairs.compare_pairs([loaded[i] for i in w], threshold=threshold,
                                                                        alpha=a).rows for a in alphas}
-                    old = compare.compare_runs(ab.pool([prs[i][0] for i in w], "base"),
-                                               ab.pool([prs[i][1] for i in w], "head"), threshold=threshold)
+                    old = compare.compare_runs(pool([prs[i][0] for i in w], "base"),
+                                               pool([prs[i][1] for i in w], "head"), threshold=threshold)
                     rules["pooled (before)"] = old.rows
                     for rule, rows in rules.items():
                         r = res.setdefault(rule, {"aa": Counter(), "aa_slower_cases": Counter(), "planted": {}, "by_size": {}})

@@ -15,6 +15,7 @@ from bench.cli import check as check_cmd
 from bench.analysis import ab, compare, history
 from bench.model import results
 from bench.model.cases import UsageError
+from tests.ab_method import pool
 from tests.test_bench_compare import _fake_check_runs, base_cases, make_run, samples
 
 
@@ -38,14 +39,14 @@ def _with_probes(run: results.Run, probe: float) -> results.Run:
 def test_a_side_pools_its_runs_case_by_case_with_probes_paired_round_for_round():
     one, two = make_run(base_cases(0)), make_run(base_cases(1), peak=60.0)
     one, two = _with_probes(one, 1e-3), _with_probes(two, 2e-3)
-    pooled = ab.pool([one, two], "base")
+    pooled = pool([one, two], "base")
     k = compare.case_key(one.results[0])
     assert np.array_equal(pooled.samples[k], np.concatenate([one.results[0].samples_s, two.results[0].samples_s]))
     assert np.array_equal(pooled.probe_samples[k],
                           np.concatenate([one.results[0].probe_samples_s, two.results[0].probe_samples_s]))
     assert pooled.peaks == {"cpu": 50.0}                            # the median of the runs' peaks
     # a case probed in one run only keeps no probe samples: they would not pair with its samples
-    mixed = ab.pool([one, make_run(base_cases(1))], "base")
+    mixed = pool([one, make_run(base_cases(1))], "base")
     assert k not in mixed.probe_samples and mixed.samples[k].size == 2 * len(one.results[0].samples_s)
 
 
@@ -58,9 +59,9 @@ def test_pooled_sides_are_judged_by_compares_rule():
     slow2 = base_cases(4)
     slow2[key] = samples(3e-3 * 1.3, 0.02, seed=51)
     head[1] = make_run(slow2)
-    rep = compare.compare_runs(ab.pool(base, "base"), ab.pool(head, "head"))
+    rep = compare.compare_runs(pool(base, "base"), pool(head, "head"))
     assert [r.key[:2] for r in rep.slower] == [key[:2]] and rep.exit_code == 1
-    aa = compare.compare_runs(ab.pool(base, "base"), ab.pool([make_run(base_cases(s)) for s in (5, 6)], "head"))
+    aa = compare.compare_runs(pool(base, "base"), pool([make_run(base_cases(s)) for s in (5, 6)], "head"))
     assert not aa.slower and aa.exit_code == 0
 
 
@@ -216,10 +217,10 @@ def test_bench_ab_pools_a_case_from_the_runs_where_its_threads_got_their_cores()
     key = ("relu", "numba_cpu", 2**25)
     clean, busy = make_run(base_cases(0)), _starved(make_run(base_cases(1)), key, 0.4)
     k = compare.case_key(next(e for e in clean.results if (e.op, e.backend, e.size) == key))
-    pooled = ab.pool([busy, clean], "head")
+    pooled = pool([busy, clean], "head")
     assert k not in pooled.starved
     assert np.array_equal(pooled.samples[k], np.asarray(next(e for e in clean.results if compare.case_key(e) == k).samples_s))
     other = compare.case_key(clean.results[0])
     assert pooled.samples[other].size == 2 * len(clean.results[0].samples_s)       # the rest from both runs
-    both = ab.pool([busy, _starved(make_run(base_cases(2)), key, 0.6)], "head")
+    both = pool([busy, _starved(make_run(base_cases(2)), key, 0.6)], "head")
     assert k in both.starved and both.cpu_got[k] == 0.6 and both.samples[k].size == 2 * pooled.samples[k].size

@@ -35,8 +35,6 @@ import time
 import tomllib
 from pathlib import Path
 
-import numpy as np
-
 from bench.analysis import compare
 from bench.analysis import pairs as pair_rule
 from bench.measure.signals import sigterm_as_ctrl_c
@@ -137,42 +135,6 @@ def run_side(code: Path, out: Path, run_args: list[str], log: Path) -> int:
             if proc.poll() is None:
                 proc.kill()
             raise
-
-
-def pool(runs: list[results.Run], label: str) -> compare.Loaded:
-    """One side's runs as one (the rule of before, kept for tests/ab_method.py's comparison): each
-    case's samples (and its probe's, round for round) joined in run order, from the runs in which
-    its threads got their cores where there are such runs (a run marked starved times the wait for
-    a core too); a case starved in every run stays starved, with the largest share its threads got.
-    The copy peaks by their median."""
-    loaded = [compare.from_run(r, label) for r in runs]
-    samples: dict = {}
-    probes: dict = {}
-    status: dict = {}
-    beside: dict = {}
-    clean = {k for one in loaded for k in one.samples if k not in one.starved}
-    starved = {k for one in loaded for k in one.samples} - clean
-    for one in loaded:
-        for k, s in one.samples.items():
-            if k in clean and k in one.starved:
-                continue
-            samples.setdefault(k, []).append(s)
-            if k in one.probe_samples:
-                probes.setdefault(k, []).append(one.probe_samples[k])
-            if k in one.case_peaks:
-                beside.setdefault(k, []).append(one.case_peaks[k])
-        for k, s in one.status.items():
-            status[k] = s if status.get(k, "ok") == "ok" else status[k]
-    # a case keeps probe samples only where every run of it had them, so they pair sample by sample
-    paired = {k: np.concatenate(v) for k, v in probes.items() if len(v) == len(samples.get(k, ()))}
-    cpu_got = {k: max(one.cpu_got[k] for one in loaded if k in one.cpu_got)
-               for k in starved if any(k in one.cpu_got for one in loaded)}
-    peaks = {}
-    for dev in {d for one in loaded for d in one.peaks}:
-        peaks[dev] = float(np.median([one.peaks[dev] for one in loaded if dev in one.peaks]))
-    return compare.Loaded(label, loaded[0].env, peaks, {k: np.concatenate(v) for k, v in samples.items()}, status,
-                          loaded[0].created, {k: float(np.median(v)) for k, v in beside.items()}, paired,
-                          frozenset(starved), cpu_got)
 
 
 @dataclasses.dataclass
