@@ -562,7 +562,7 @@ def test_two_processes_saving_one_index_at_once_keep_each_entry_its_own_code(tmp
     folder.mkdir(parents=True)
     assert jit._ours(str(folder)) and not jit._ours(str(tmp_path / "other/__pycache__"))
     if not locked:
-        monkeypatch.setattr(jit, "_locked", lambda path: contextlib.nullcontext())
+        monkeypatch.setattr(jit, "locked", lambda path: contextlib.nullcontext())
     a, b = _cache_file(folder), _cache_file(folder)
     inside, b_done = threading.Event(), threading.Event()
     load = type(a)._load_index
@@ -588,3 +588,37 @@ def test_two_processes_saving_one_index_at_once_keep_each_entry_its_own_code(tmp
         assert got == ("code of a", "code of b")
     else:
         assert got != ("code of a", "code of b")      # the race the lock prevents
+
+
+@pytest.mark.parametrize("locked", [True, False])
+def test_two_processes_adding_to_one_choice_cache_keep_both_entries(tmp_path, monkeypatch, locked):
+    """The store strategy's and the sparse method's per-machine files are read, added to and written
+    whole: writer A stops between its read and its write until B has written (or 0.5 s passed).
+    Under the file's lock B waits and both entries stay; with the lock taken out B's entry is lost."""
+    from kernels.backends.numba_cpu import strategy
+    path = tmp_path / "choices.json"
+    if not locked:
+        monkeypatch.setattr(jit, "locked", lambda path: contextlib.nullcontext())
+    inside, b_done = threading.Event(), threading.Event()
+    load = strategy.load_cache
+
+    def slow_load(p, schema):
+        got = load(p, schema)
+        if threading.current_thread().name == "A":
+            inside.set()
+            b_done.wait(0.5)
+        return got
+
+    monkeypatch.setattr(strategy, "load_cache", slow_load)
+    ta = threading.Thread(target=strategy.write_cache_entry, args=(path, 1, "m", "a", {"v": 1}), name="A")
+    ta.start()
+    assert inside.wait(5)
+    tb = threading.Thread(target=lambda: (strategy.write_cache_entry(path, 1, "m", "b", {"v": 2}), b_done.set()))
+    tb.start()
+    ta.join(5)
+    tb.join(5)
+    got = load(path, 1)["machines"]["m"]
+    if locked:
+        assert got == {"a": {"v": 1}, "b": {"v": 2}}
+    else:
+        assert got != {"a": {"v": 1}, "b": {"v": 2}}      # the lost entry the lock prevents

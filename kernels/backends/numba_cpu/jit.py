@@ -84,7 +84,7 @@ def _ours(cache_path: str) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: str):
+def locked(path: str):
     """An exclusive lock on `path` (created if missing) for the block; none where flock is not."""
     if fcntl is None:
         yield
@@ -102,7 +102,7 @@ def _locked_save(self, key, data):
     name taken, the data written and then the index, all under the index's lock."""
     if not _ours(self._cache_path):
         return _numba_save(self, key, data)
-    with _locked(self._index_path + ".lock"):
+    with locked(self._index_path + ".lock"):
         overloads = self._load_index()
         name = overloads.get(key)
         if name is None:

@@ -45,6 +45,7 @@ import numpy as np
 from kernels.machine import cpu_count
 from kernels.backends.numba_cpu.kernels import FAMILIES as COMPILED
 from kernels.machine import cpu_model
+from kernels.backends.numba_cpu import jit
 from kernels.backends.numba_cpu.jit import source_stamp
 from kernels.ops import mask_nbytes
 import functools
@@ -473,14 +474,17 @@ def load_cache(path: Path, schema: int) -> dict:
 
 
 def write_cache_entry(path: Path, schema: int, machine: str, name: str, entry: dict) -> None:
-    """Add one entry for `machine` to a cache file, atomically (a reader never sees half a file);
-    a read-only home is no error: the choice is measured again next time."""
-    data = load_cache(path, schema) or {"schema": schema, "machines": {}}
-    data["machines"].setdefault(machine, {})[name] = entry
+    """Add one entry for `machine` to a cache file, atomically (a reader never sees half a file) and
+    under the file's lock: two processes probing at once (pytest-xdist, a run beside a test) each
+    read, add and write the whole file, and without the lock one's entry was lost. A read-only
+    home is no error: the choice is measured again next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        tmp.replace(path)
+        with jit.locked(str(path) + ".lock"):
+            data = load_cache(path, schema) or {"schema": schema, "machines": {}}
+            data["machines"].setdefault(machine, {})[name] = entry
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(path)
     except OSError:
         pass
