@@ -622,3 +622,61 @@ def test_two_processes_adding_to_one_choice_cache_keep_both_entries(tmp_path, mo
         assert got == {"a": {"v": 1}, "b": {"v": 2}}
     else:
         assert got != {"a": {"v": 1}, "b": {"v": 2}}      # the lost entry the lock prevents
+
+
+_ONE_PROCESS = """
+import itertools, sys
+import numpy as np
+from numba.core import bytecode
+import kernels
+from kernels.ops import reference
+if sys.argv[1] == "counter-from-a-million":
+    bytecode.FunctionIdentity._unique_ids = itertools.count(10**6)
+x = np.linspace(-3, 3, 101).astype(np.float32)
+for op in sys.argv[2:]:
+    y = kernels.get(op, "numba_cpu")(x)
+    print(op, float(np.max(np.abs(y - reference(op)(x.astype(np.float64))))))
+"""
+
+
+def test_two_ops_cached_by_two_processes_keep_their_own_code_in_a_third(tmp_path):
+    """numba names a compiled function's symbol by its qualified name, argument types and a number
+    from a per-process counter. Two processes whose counters stand at the same number compile
+    leaky_relu and tanh (forced here by starting both counters at one million; it happened by
+    chance after two test runs). A third process loads both from the disk cache: with one factory
+    closure name for every op the two symbols met and tanh ran leaky_relu's loop (max error 2.0);
+    each op's functions now carry the op's name (streaming._own_name)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run(*args):
+        out = subprocess.run([sys.executable, "-c", _ONE_PROCESS, *args], cwd=root, env=env,
+                             capture_output=True, text=True, check=True).stdout
+        return {op: float(err) for op, err in (line.split() for line in out.splitlines())}
+
+    run("counter-from-a-million", "leaky_relu")
+    run("counter-from-a-million", "tanh")
+    assert list((tmp_path / "cache").rglob("*.nbi")), "the two processes cached their kernels"
+    errors = run("ordinary", "leaky_relu", "tanh")
+    assert errors["leaky_relu"] < 1e-6 and errors["tanh"] < 1e-6, errors
+
+
+def test_every_function_a_factory_makes_is_named_for_its_op():
+    """The structural side of the test above: no two compiled entry points, and no two of the
+    block functions they close over, share a qualified name, and none is a bare `<locals>` name."""
+    made = {}                                     # by identity: kernel and parallel share a block function
+    for family in K.FAMILIES.values():
+        for entry in family:
+            made[id(entry)] = entry.py_func.__qualname__
+            made.update((id(c.cell_contents), c.cell_contents.__qualname__) for c in entry.py_func.__closure__ or ()
+                        if callable(c.cell_contents) and c.cell_contents.__module__ == S.__name__
+                        and c.cell_contents.__qualname__.startswith(("elementwise.", "masked.")))
+    names = list(made.values())
+    assert len(names) == 4 * len(K.FAMILIES)      # kernel, parallel and two block functions each
+    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
+    assert not any("<locals>" in n for n in names)

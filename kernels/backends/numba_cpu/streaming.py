@@ -12,6 +12,7 @@ blocks, and the drivers that run an op over them.
 from __future__ import annotations
 
 import operator
+import re
 from typing import NamedTuple
 
 from llvmlite import binding as llvm
@@ -194,6 +195,28 @@ def stream_split(y, s):
 # function pickles by name, so every process finds the machine code it cached before. A numba
 # dispatcher or intrinsic pickles with a fresh id in every process: a closure that held one, or
 # called one, would never hit the cache (the inner functions here call only plain ones).
+#
+# Every function a factory makes is renamed for its op (`_own_name`) before numba sees it. numba
+# names a compiled function's symbol by module, qualified name, argument types and a number taken
+# from a counter in the compiling process, so the closures of two ops of one family (the same
+# `elementwise.<locals>.ordinary`, both with (a, b, p, y) arguments) differ only by that number.
+# Compiled in two processes, two ops can take the same number: a third process that loads both
+# from the disk cache links one symbol for both, and one op runs the other's code (seen here:
+# tanh ran leaky_relu's loop after the cache was filled by two test runs; numba issue 10486 is the
+# same collision through fork). With the op in the name no counter can make two ops' symbols meet.
+
+
+def _own_name(fn, tag: str):
+    """`fn` renamed `<factory>.<tag>.<name>` (tag: the op it is made for, as an identifier)."""
+    factory = fn.__qualname__.split(".<locals>.")[0]
+    fn.__qualname__ = f"{factory}.{tag}.{fn.__name__}"
+    return fn
+
+
+def _tag(fn) -> str:
+    """A module-level function's module and name as one identifier: the op a factory's functions
+    are made for."""
+    return re.sub(r"\W", "_", f"{fn.__module__}.{fn.__qualname__}")
 
 
 class Family(NamedTuple):
@@ -204,15 +227,13 @@ class Family(NamedTuple):
     parallel: object
 
 
-def _family(ordinary, streaming, cut) -> Family:
+def _family(tag, ordinary, streaming, cut) -> Family:
     """The entry points of a family of four arguments (a, b, p, y), y its 1-D output, whose
     blocks are computed by `ordinary(a, b, p, y)` or `streaming(a, b, p, y)`, where
-    `cut(a, b, p, y, s)` gives the arguments of the elements in slice s."""
-    @njit(**DEVICE)
+    `cut(a, b, p, y, s)` gives the arguments of the elements in slice s; `tag` names the op."""
     def kernel(a, b, p, y):
         ordinary(a, b, p, y)
 
-    @njit(**PARALLEL)
     def parallel(stream, block, a, b, p, y):
         n = y.size
         for k in prange((n + block - 1) // block):
@@ -223,7 +244,7 @@ def _family(ordinary, streaming, cut) -> Family:
             else:
                 ordinary(*part)
 
-    return Family(kernel, parallel)
+    return Family(njit(**DEVICE)(_own_name(kernel, tag)), njit(**PARALLEL)(_own_name(parallel, tag)))
 
 
 def _part(b, s):
@@ -267,19 +288,20 @@ def elementwise(op) -> Family:
     p)` is a module-level function made jitable with `register_jitable`; a and b (None for a
     one-input op) are 1-D inputs the size of the 1-D output y, p the op's scalar parameter (0.0
     for ops without one)."""
-    @register_jitable
+    tag = _tag(op)
+
     def ordinary(a, b, p, y):
         for i in range(y.size):
             y[i] = op(*_elements(a, b, i), p)
 
-    @register_jitable
     def streaming(a, b, p, y):
         head, body, tail, out = _stream_parts(y)
         ordinary(a[head], _part(b, head), p, y[head])
         ordinary(a[body], _part(b, body), p, out)
         ordinary(a[tail], _part(b, tail), p, y[tail])
 
-    return _family(ordinary, streaming, _cut)
+    ordinary = register_jitable(_own_name(ordinary, tag))
+    return _family(tag, ordinary, register_jitable(_own_name(streaming, tag)), _cut)
 
 
 def masked(ordinary, streaming) -> Family:
@@ -288,15 +310,16 @@ def masked(ordinary, streaming) -> Family:
     1-D input a and the block's mask bytes (the block starts on a whole byte), `streaming(a, mask,
     y)` the same with y split by `stream_split`. Both are module-level functions made jitable
     with `register_jitable`."""
-    @register_jitable
+    tag = _tag(ordinary)
+
     def block(a, mask, p, y):
         ordinary(a, mask, y)
 
-    @register_jitable
     def streamed_block(a, mask, p, y):
         streaming(a, mask, y)
 
-    return _family(block, streamed_block, _cut_masked)
+    return _family(tag, register_jitable(_own_name(block, tag)), register_jitable(_own_name(streamed_block, tag)),
+                   _cut_masked)
 
 
 @register_jitable
