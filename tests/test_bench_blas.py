@@ -174,3 +174,20 @@ def test_the_header_and_every_sparse_table_say_it(forced):
     assert (text.count(warning) == 2) is forced and (warning in text) is forced     # the header and the table
     assert (md.count("OPENBLAS_CORETYPE=Haswell forces") == 2) is forced
     assert ("env -u OPENBLAS_CORETYPE" in text) is forced
+
+
+def test_the_sparse_caption_names_numpys_own_blas_once():
+    """scipy loads an OpenBLAS of its own beside numpy's and threadpoolctl lists both: the caption
+    named "openblas SkylakeX, openblas SkylakeX". It names numpy's (the one in numpy's folders),
+    once; where no path says which is numpy's, each kernel once."""
+    from bench.kinds import matmul
+
+    def lib(folder, arch):
+        return dict(openblas(arch), filepath=f"/venv/site-packages/{folder}/libscipy_openblas.so")
+
+    both = [lib("scipy.libs", "Haswell"), lib("numpy.libs", "SkylakeX")]
+    (note,) = matmul.baseline_notes(_sparse_run({"numpy": {"blas": both}}), "cpu")
+    assert note == "dense baseline numpy's BLAS: openblas SkylakeX"
+    unknown = [openblas("SkylakeX"), openblas("SkylakeX"), openblas("Haswell")]
+    (note,) = matmul.baseline_notes(_sparse_run({"numpy": {"blas": unknown}}), "cpu")
+    assert note == "dense baseline numpy's BLAS: openblas SkylakeX, openblas Haswell"
