@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -619,12 +618,8 @@ def baseline_notes(run, device: str) -> list[str]:
     has (bench/measure/blas.py): every speed-up over dense rests on that baseline."""
     if device != "cpu":
         return []
-    libs = [b for b in ((run.env or {}).get("numpy") or {}).get("blas") or [] if b.get("user_api", "blas") == "blas"]
-    # scipy loads an OpenBLAS of its own beside numpy's (threadpoolctl lists both): the dense
-    # baseline is numpy's, the one in numpy's folders where the paths tell
-    own = [b for b in libs if re.search(r"[/\\]numpy(\.libs)?[/\\]", str(b.get("filepath") or ""))]
     kernels_ = dict.fromkeys(f"{b.get('internal_api', '?')} {b.get('architecture') or ''}".strip()
-                             for b in own or libs)
+                             for b in blas.numpy_own(((run.env or {}).get("numpy") or {}).get("blas") or []))
     notes = [f"dense baseline numpy's BLAS: {', '.join(kernels_)}"] if kernels_ else []
     return notes + blas.warnings(run.env or {})
 

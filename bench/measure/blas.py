@@ -23,6 +23,7 @@ changes these variables itself: it says which ones to unset, for one command onl
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -219,6 +220,15 @@ def detect(command: str = "make bench") -> list[dict]:
     except ImportError:
         return []
     return [f.as_dict() for f in forced_kernels(os.environ, threadpool_info(), machine.cpu_flags(), command)]
+
+
+def numpy_own(libraries: Iterable[Mapping]) -> list[Mapping]:
+    """The BLAS libraries of threadpoolctl's list that numpy's dense products run on: scipy loads an
+    OpenBLAS of its own beside numpy's and the list holds both, so the ones in numpy's folders
+    where the paths tell, else every BLAS listed."""
+    libs = [b for b in libraries if b.get("user_api", "blas") == "blas"]
+    own = [b for b in libs if re.search(r"[/\\]numpy(\.libs)?[/\\]", str(b.get("filepath") or ""))]
+    return own or libs
 
 
 def warning_text(record: Mapping) -> str:
