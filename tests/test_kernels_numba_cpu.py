@@ -11,8 +11,12 @@ tolerance table, so that a degraded polynomial fails here first. No timing.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -26,6 +30,7 @@ from kernels.backends.numba_cpu import kernels as ops_module
 from kernels.backends.numba_cpu import math as M
 from kernels.backends.numba_cpu import streaming as S
 from kernels.backends.numba_cpu import jit
+from kernels.backends.numba_cpu import strategy
 from kernels.backends.numba_cpu.jit import X86_64
 from kernels.backends.numba_cpu.strategy import StoreStrategy
 from bench.measure.check import check_call, compare
@@ -518,10 +523,6 @@ for op, family in FAMILIES.items():
 def test_cache_keys_are_the_same_in_every_process():
     """numba keys a cached closure by its pickled cells: a key that changed from one process to
     the next (a dispatcher's fresh id in a cell) would recompile every kernel in every run."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     runs = [subprocess.run([sys.executable, "-c", _CLOSURE_DIGESTS], cwd=root, capture_output=True,
                            text=True, check=True).stdout for _ in range(2)]
@@ -531,7 +532,6 @@ def test_cache_keys_are_the_same_in_every_process():
 def test_cache_stamp_covers_every_file_of_the_package(tmp_path, monkeypatch):
     """An edit to any file of the package (math.py, say) makes every cached kernel stale, and
     the store strategy's measurements too (they are keyed by the same stamp)."""
-    from kernels.backends.numba_cpu import jit
     from kernels.backends.numba_cpu.strategy import machine_key
 
     for name in ("a.py", "b.py"):
@@ -595,10 +595,9 @@ def test_two_processes_adding_to_one_choice_cache_keep_both_entries(tmp_path, mo
     """The store strategy's and the sparse method's per-machine files are read, added to and written
     whole: writer A stops between its read and its write until B has written (or 0.5 s passed).
     Under the file's lock B waits and both entries stay; with the lock taken out B's entry is lost."""
-    from kernels.backends.numba_cpu import strategy
     path = tmp_path / "choices.json"
     if not locked:
-        monkeypatch.setattr(jit, "locked", lambda path: contextlib.nullcontext())
+        monkeypatch.setattr(strategy, "locked", lambda path: contextlib.nullcontext())
     inside, b_done = threading.Event(), threading.Event()
     load = strategy.load_cache
 
@@ -646,11 +645,6 @@ def test_two_ops_cached_by_two_processes_keep_their_own_code_in_a_third(tmp_path
     chance after two test runs). A third process loads both from the disk cache: with one factory
     closure name for every op the two symbols met and tanh ran leaky_relu's loop (max error 2.0);
     each op's functions now carry the op's name (streaming._own_name)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
 
@@ -680,3 +674,16 @@ def test_every_function_a_factory_makes_is_named_for_its_op():
     assert len(names) == 4 * len(K.FAMILIES)      # kernel, parallel and two block functions each
     assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
     assert not any("<locals>" in n for n in names)
+
+
+def test_a_choice_file_that_cannot_be_written_is_no_error_and_leaves_no_part_behind(tmp_path, monkeypatch):
+    """A full disk (the write or the rename fails): the choice is measured again next time, and no
+    half-written temporary file stays beside the cache."""
+    path = tmp_path / "choices.json"
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", full)
+    strategy.write_cache_entry(path, 1, "m", "a", {"v": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["choices.json.lock"]

@@ -34,6 +34,7 @@ $ACTBENCH_SERIAL_MAX (elements) overrides it for every op.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -45,8 +46,7 @@ import numpy as np
 from kernels.machine import cpu_count
 from kernels.backends.numba_cpu.kernels import FAMILIES as COMPILED
 from kernels.machine import cpu_model
-from kernels.backends.numba_cpu import jit
-from kernels.backends.numba_cpu.jit import source_stamp
+from kernels.backends.numba_cpu.jit import locked, source_stamp
 from kernels.ops import mask_nbytes
 import functools
 from kernels.ops import OPS
@@ -477,14 +477,16 @@ def write_cache_entry(path: Path, schema: int, machine: str, name: str, entry: d
     """Add one entry for `machine` to a cache file, atomically (a reader never sees half a file) and
     under the file's lock: two processes probing at once (pytest-xdist, a run beside a test) each
     read, add and write the whole file, and without the lock one's entry was lost. A read-only
-    home is no error: the choice is measured again next time."""
+    home or a full disk is no error (no half-written file is left): the choice is measured again
+    next time."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with jit.locked(str(path) + ".lock"):
+        with locked(str(path) + ".lock"):
             data = load_cache(path, schema) or {"schema": schema, "machines": {}}
             data["machines"].setdefault(machine, {})[name] = entry
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
             tmp.replace(path)
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
