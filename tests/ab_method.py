@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.analysis import compare, pairs
+from bench.model import results
 from kernels import machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +74,6 @@ def pool(runs: list, label: str):
     joined in run order, from the runs in which its threads got their cores where there are such
     runs (a run marked starved times the wait for a core too); a case starved in every run stays
     starved, with the largest share its threads got. The copy peaks by their median."""
-    from bench.analysis import compare
     loaded = [compare.from_run(r, label) for r in runs]
     samples: dict = {}
     probes: dict = {}
@@ -169,7 +170,6 @@ def main(argv=None) -> int:
 
 def _sides(folder: Path):
     """The runs of one `bench ab`, in its order, as (base, head) pairs of results.Run."""
-    from bench.model import results
     files = sorted((folder / "ab").glob("[0-9][0-9]-*.json"))
     base = [results.load(f) for f in files if f.stem.endswith("-base")]
     head = [results.load(f) for f in files if f.stem.endswith("-head")]
@@ -185,7 +185,6 @@ def analyse(folders: list[Path], sizes: list[int], alphas=(0.01, 0.05), threshol
     """Per window size n: A/A false positives (unplanted cases called slower; faster counted too) and
     detection per planted factor, under the per-pair rule (at each alpha) and the pooled rule of before,
     over disjoint windows of n pairs and over every window (overlapping, so not independent)."""
-    from bench.analysis import compare, pairs
     out: dict = {}
     experiments = []
     for folder in folders:
@@ -267,7 +266,6 @@ def machine_load(runs) -> dict:
 def spread(experiments, planted_factor) -> dict:
     """Between-pair spread of the unplanted cases: the standard deviation of the log per-pair ratio,
     median and 90th percentile over cases, by backend and size; and within-run spread for scale."""
-    from bench.analysis import compare, pairs
     by: dict = {}
     for _folder, log, prs in experiments:
         loaded = [(compare.from_run(b, "base"), compare.from_run(h, "head")) for b, h in prs]

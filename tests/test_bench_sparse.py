@@ -16,6 +16,7 @@ import pytest
 from bench.model import cases as model_cases
 from bench.run import plan
 from bench import kinds
+from bench.cli import main as cli
 from bench.model import results
 from bench.kinds import matmul as sparse
 from bench.model.results import CaseResult, Run, Status
@@ -239,7 +240,6 @@ def test_without_interleaving_a_case_is_judged_by_a_copy_measured_after_it(tmp_p
     """--no-interleave: no samples paired, but each CPU case's % of the copy peak is still of a copy
     of w's size measured right after it (the memory level: cold weights), not of the run's peaks by
     the case's bytes, which put a high-sparsity case under the cache peak."""
-    from bench.cli import main as cli
     out = tmp_path / "r.json"
     assert cli.main(["run", "--ops", "sparse_matmul", "--backends", "numpy,numba_cpu", "--shapes", "256x384",
                      "--batch", "1", "--sparsity", "0.9", "--budget", "0.01", "--no-plots", "--no-interleave",
