@@ -26,6 +26,7 @@ from kernels.cuda import build as cuda_build
 from kernels.backends.cupy import sparse as cupy_sparse
 from kernels.backends.numba_cuda import sparse as numba_cuda_sparse
 from kernels.backends.numba_cpu import sparse as numba_sparse
+from kernels.backends.numba_cpu import sparse_method
 from kernels import registry
 from kernels.backends.scipy import sparse as scipy_csr
 from kernels import ops as R
@@ -287,17 +288,26 @@ def with_nnz(k, nnz, dtype, rng):
     return a
 
 
-# the batch-1 kernel's paths: ROWS rows per pass, then a pass of 4, then one row at a time, and
-# split-K's threads from SPLITK_MIN_ROWS present rows per thread on
+# the batch-1 kernel's paths: 8 or 4 rows per pass (its two widths, ROWS), then passes of 4, then
+# one row at a time, and split-K's threads from SPLITK_MIN_ROWS present rows per thread on
 BATCH1_NNZ = sorted({0, 1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 20, 21, 23,
                      numba_sparse.SPLITK_MIN_ROWS - 1, numba_sparse.SPLITK_MIN_ROWS,
                      2 * numba_sparse.SPLITK_MIN_ROWS - 1, 2 * numba_sparse.SPLITK_MIN_ROWS + 5,
                      4 * numba_sparse.SPLITK_MIN_ROWS + 3, 300})
 
 
+@pytest.fixture(params=list(numba_sparse.ROWS) + ["measure"])
+def width(request, monkeypatch):
+    """Each width of the batch-1 kernel forced, and the choice measured on the call (saved in the
+    tests' cache folder: conftest.py's ACTBENCH_CACHE_DIR)."""
+    env = dict(os.environ, ACTBENCH_SPARSE_METHOD=request.param)
+    monkeypatch.setattr(numba_sparse, "METHOD", sparse_method.MethodChoice(env=env))
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n", [1, 15, 17, 1031])
-def test_numba_cpu_batch1_every_row_count(dtype, n, rng):
+def test_numba_cpu_batch1_every_row_count(dtype, n, rng, width):
     """Batch 1 (a K-vector and a 1 x K matrix) with every count of present rows that reaches a
     different tail of the ROWS / 4 / 1 passes and of the split-K shares, N off every vector width."""
     call = kernels.get("sparse_matmul", "numba_cpu")
@@ -312,7 +322,7 @@ def test_numba_cpu_batch1_every_row_count(dtype, n, rng):
 
 
 @pytest.mark.parametrize("nnz", [1, 5, 8, 12, 13, 21, 131, 300])
-def test_numba_cpu_batch1_special_values(nnz, rng):
+def test_numba_cpu_batch1_special_values(nnz, rng, width):
     """Batch 1: a zero activation beside an inf or NaN weight leaves the output finite (the op's
     sparse-aware semantics); a NaN activation makes its columns NaN; an inf weight under a present
     activation gives that column's infinity; wherever these rows fall in the passes and tails."""
@@ -344,9 +354,10 @@ def test_numba_cpu_batch1_special_values(nnz, rng):
         assert_close(call(a, w), a, w)
 
 
+@pytest.mark.parametrize("rows", sorted(numba_sparse.ROWS.values()))
 @pytest.mark.parametrize("nparts", [1, 2, 4])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_numba_cpu_split_k_sums_its_parts(nparts, dtype, rng):
+def test_numba_cpu_split_k_sums_its_parts(nparts, dtype, rng, rows):
     """`_gemv_splitk` with any number of partial sums (more than this machine's threads too): added on
     the calling thread while they are at most SERIAL_SUM_BYTES, in parallel by column blocks beyond
     (N chosen on both sides of that line and off the blocks)."""
@@ -358,7 +369,7 @@ def test_numba_cpu_split_k_sums_its_parts(nparts, dtype, rng):
         w = weights((k, n), dtype, rng)
         idx = np.flatnonzero(a).astype(np.int64)
         y = np.full(n, np.nan, dtype)
-        numba_sparse._gemv_splitk(idx, a[idx], idx.size, w, y, np.full((nparts - 1, n), np.nan, dtype))
+        numba_sparse._gemv_splitk(idx, a[idx], idx.size, w, y, np.full((nparts - 1, n), np.nan, dtype), rows)
         assert_close(y, a, w)
 
 

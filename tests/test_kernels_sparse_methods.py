@@ -7,6 +7,7 @@ that picks the faster method per case class and keeps it on disk."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -32,8 +33,9 @@ def assert_close(y, a, w):
 
 @pytest.fixture(params=M.METHODS)
 def method(request, monkeypatch):
-    """numba_cpu's batched calls forced onto one method."""
-    monkeypatch.setattr(numba_sparse, "METHOD", M.MethodChoice(env={"ACTBENCH_SPARSE_METHOD": request.param}))
+    """numba_cpu's batched calls forced onto one method (batch-1 calls measure theirs, saved in the
+    tests' cache folder: conftest.py's ACTBENCH_CACHE_DIR, never the user's)."""
+    monkeypatch.setattr(numba_sparse, "METHOD", M.MethodChoice(env=dict(os.environ, ACTBENCH_SPARSE_METHOD=request.param)))
     return request.param
 
 
@@ -285,3 +287,16 @@ def test_the_real_choice_measures_on_the_call(monkeypatch, tmp_path):
     (case, entry), = numba_sparse.METHOD.report()["choices"].items()
     assert case.startswith("float32/b16/p0.5/") and entry["method"] in M.METHODS
     assert set(entry["seconds"]) == set(M.METHODS)
+
+
+def test_batch_1_measures_its_width_on_the_call(monkeypatch, tmp_path):
+    """Unforced, the first batch-1 call of a class runs the kernel at each width (8 and 4 rows per
+    pass) and keeps one for the class; the result is right whichever won."""
+    monkeypatch.setattr(numba_sparse, "METHOD", M.MethodChoice(env={"ACTBENCH_CACHE_DIR": str(tmp_path)}))
+    rng = np.random.default_rng(4)
+    a, w = activations((1, 300), 0.5, "float32", rng), rng.standard_normal((300, 200)).astype(np.float32)
+    assert_close(numba_sparse.sparse_matmul(a, w), a, w)
+    assert_close(numba_sparse.sparse_matmul(a[0], w), a[0], w)
+    (case, entry), = numba_sparse.METHOD.report()["choices"].items()
+    assert case.startswith("float32/b1/p0.5/") and entry["method"] in M.ROW_METHODS
+    assert set(entry["rounds"]) == set(M.ROW_METHODS) and all(len(t) == M.ROUNDS for t in entry["rounds"].values())

@@ -5,8 +5,9 @@ their bytes: at sparsity s the ideal speed-up over a dense GEMV is 1 / (1 - s).
 
 - `_nonzero_rows` lists the present activations of each row of a (k and value), in one pass.
 - batch 1, `_gemv_splitk`: split-K. Each thread takes a share of the present rows and adds them,
-  ROWS at a time, into a private full-width partial (float32 accumulation for float32; thread 0's
-  is y itself), streaming whole rows of w; the partials are then added into y. Split-K was
+  8 or 4 at a time (`ROWS`: measured on the machine per case class, sparse_method.py), into a
+  private full-width partial (float32 accumulation for float32; thread 0's is y itself),
+  streaming whole rows of w; the partials are then added into y. Split-K was
   measured against column blocks (parallel over blocks of output columns) and kept: see its
   docstring.
 - batch > 1, one of three methods, whichever measured fastest on this machine for the case's class
@@ -28,6 +29,7 @@ is registered on the numba_cpu backend (the package's __init__.py declares it).
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -43,8 +45,10 @@ _DEVICE = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 _PARALLEL = dict(_DEVICE, parallel=True)
 
 COLS = 1024            # output columns per block: a float32 block of y is 4 KiB, in L1
-ROWS = 8               # present rows added per pass over a split-K partial: 8 read streams, the
-                       # partial read and written once per 8 rows (4 to 16 measured: docs/sparse-matmul.md)
+# present rows added per pass over a split-K partial, measured on the machine per case class
+# (sparse_method.py): 8 read streams and the partial read and written once per 8 rows, or 4 streams
+# (a machine whose prefetchers follow fewer streams); 16 measured slower (docs/sparse-matmul.md)
+ROWS = {"rows8": 8, "rows4": 4}
 SPLITK_MIN_ROWS = 64   # a split-K thread streams at least this many rows (else fewer threads)
 SERIAL_SUM_BYTES = 128 * 1024  # split-K parts up to this size are added on the calling thread:
                                # reading them from the other cores' caches (a few us) costs about
@@ -69,21 +73,22 @@ def _nonzero_rows(a, idx, val, count):
 
 
 @njit(**_DEVICE)
-def _add_rows(y, w, idx, val, n):
-    """y += sum over j < n of val[j] * w[idx[j]]: ROWS rows per pass over y, then 4, then 1 (the
-    tails). Indexes from 0 on slices, so that no index can be negative and the loops vectorise
-    without numba's wraparound checks."""
+def _add_rows(y, w, idx, val, n, rows):
+    """y += sum over j < n of val[j] * w[idx[j]]: `rows` (8 or 4) rows per pass over y, then 4, then
+    1 (the tails). Indexes from 0 on slices, so that no index can be negative and the loops
+    vectorise without numba's wraparound checks."""
     j = 0
-    while j + ROWS <= n:
-        r0, r1, r2, r3 = w[idx[j]], w[idx[j + 1]], w[idx[j + 2]], w[idx[j + 3]]
-        r4, r5, r6, r7 = w[idx[j + 4]], w[idx[j + 5]], w[idx[j + 6]], w[idx[j + 7]]
-        v0, v1, v2, v3 = val[j], val[j + 1], val[j + 2], val[j + 3]
-        v4, v5, v6, v7 = val[j + 4], val[j + 5], val[j + 6], val[j + 7]
-        for c in range(y.size):
-            y[c] += ((v0 * r0[c] + v1 * r1[c]) + (v2 * r2[c] + v3 * r3[c])) \
-                + ((v4 * r4[c] + v5 * r5[c]) + (v6 * r6[c] + v7 * r7[c]))
-        j += ROWS
-    if j + 4 <= n:
+    if rows == 8:
+        while j + 8 <= n:
+            r0, r1, r2, r3 = w[idx[j]], w[idx[j + 1]], w[idx[j + 2]], w[idx[j + 3]]
+            r4, r5, r6, r7 = w[idx[j + 4]], w[idx[j + 5]], w[idx[j + 6]], w[idx[j + 7]]
+            v0, v1, v2, v3 = val[j], val[j + 1], val[j + 2], val[j + 3]
+            v4, v5, v6, v7 = val[j + 4], val[j + 5], val[j + 6], val[j + 7]
+            for c in range(y.size):
+                y[c] += ((v0 * r0[c] + v1 * r1[c]) + (v2 * r2[c] + v3 * r3[c])) \
+                    + ((v4 * r4[c] + v5 * r5[c]) + (v6 * r6[c] + v7 * r7[c]))
+            j += 8
+    while j + 4 <= n:
         r0, r1, r2, r3 = w[idx[j]], w[idx[j + 1]], w[idx[j + 2]], w[idx[j + 3]]
         v0, v1, v2, v3 = val[j], val[j + 1], val[j + 2], val[j + 3]
         for c in range(y.size):
@@ -99,7 +104,7 @@ def _add_rows(y, w, idx, val, n):
 # reads 4 B per needed weight (rows of present activations) + a once, writes y once (float32);
 # see bench/measure/roofline.py
 @njit(**_PARALLEL)
-def _gemv_splitk(idx, val, n, w, y, parts):
+def _gemv_splitk(idx, val, n, w, y, parts, rows):
     """Split-K: thread t adds its share of the present rows, whole rows of w (one contiguous stream
     per row, which the hardware prefetchers follow), into its own full-width partial: y itself for
     thread 0, parts[t - 1] for the others; then the parts are added into y. (Column blocks, the
@@ -117,7 +122,7 @@ def _gemv_splitk(idx, val, n, w, y, parts):
             p[c] = zero
         j0 = n * t // nparts
         j1 = n * (t + 1) // nparts
-        _add_rows(p, w, idx[j0:j1], val[j0:j1], j1 - j0)
+        _add_rows(p, w, idx[j0:j1], val[j0:j1], j1 - j0, rows)
     if parts.shape[0] * ncols * y.itemsize <= SERIAL_SUM_BYTES:
         for t in range(nparts - 1):
             q = parts[t]
@@ -272,7 +277,13 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
         _nonzero_rows(a2, idx, val, count)
         nnz = int(count[0])
         parts = max(1, min(get_num_threads(), nnz // SPLITK_MIN_ROWS))
-        _gemv_splitk(idx[0], val[0], nnz, w, y[0], np.empty((parts - 1, n), w.dtype))
+        args = (idx[0], val[0], nnz, w, y[0], np.empty((parts - 1, n), w.dtype))
+        case = method_key(w.dtype, 1, k, n, nnz, nnz, w.itemsize, _llc_bytes())
+        width = METHOD.known(case, ROWS)     # no callables built on the path of every call
+        if width is None:
+            width = METHOD.choose(case, {name: functools.partial(_gemv_splitk, *args, rows)
+                                         for name, rows in ROWS.items()})
+        _gemv_splitk(*args, ROWS[width])
     else:
         needed = np.empty(k, np.int64)
         nk, present = _needed_columns(a2, needed)
@@ -283,7 +294,7 @@ def sparse_matmul(a: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -
 
         run = {"sparse": lambda: _sparse_product(a2, w, y), "blas": lambda: blas(False),
                "blas_gather": lambda: blas(True)}
-        case = method_key(str(w.dtype), batch, k, n, present, nk, w.itemsize, _llc_bytes())
+        case = method_key(w.dtype, batch, k, n, present, nk, w.itemsize, _llc_bytes())
         run[METHOD.choose(case, run)]()
     return matmul_result(a, y, out)
 

@@ -1,4 +1,4 @@
-"""Which method numba_cpu's batched sparse_matmul uses, measured on this machine per case class.
+"""Which method numba_cpu's sparse_matmul uses, measured on this machine per case class.
 
 Three methods compute a batch (kernels/backends/numba_cpu/sparse.py):
 - "sparse": numba's kernel, which reads only the rows of w that some row of the batch needs and
@@ -22,11 +22,17 @@ other), and no method's two halves be more than strategy.NOISE apart. A probe th
 measures again. Conclusive choices are saved in ~/.cache/actbench/numba_cpu-sparse.json (or
 $ACTBENCH_CACHE_DIR), keyed by CPU, threads, numba, NumPy and its BLAS kernel, and the kernels'
 source, so later processes skip the probe. A run records the choices it used (env.settings).
-$ACTBENCH_SPARSE_METHOD (sparse, blas, blas_gather or measure) overrides it.
+The batch-1 kernel's width is chosen the same way among `ROW_METHODS`: "rows8" adds 8 present
+rows of w per pass over its partial sum, "rows4" 4 (fewer read streams for the prefetchers to
+follow, the partial read and written twice as often): on the machine this was written on the two
+were within 0-5 % of each other, with 8 ahead, which says nothing of the next machine.
+$ACTBENCH_SPARSE_METHOD (sparse, blas, blas_gather, rows8, rows4 or measure) overrides it for the
+calls it names a method of.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -41,6 +47,7 @@ from kernels.backends.numba_cpu.strategy import NOISE, cache_dir, load_cache, wr
 from kernels.machine import cpu_count, cpu_model
 
 METHODS = ("sparse", "blas", "blas_gather")
+ROW_METHODS = ("rows8", "rows4")      # batch 1 (sparse.ROWS)
 ROUNDS = 4              # timed runs of each method in a probe: two halves of 2 (the fastest counts)
 TIE = 1.03              # two methods within 3 % of each other: either is a right choice
 SCHEMA = 1
@@ -50,13 +57,16 @@ _HERE = Path(__file__).resolve().parent
 def check_environment(env: Mapping[str, str] = os.environ) -> None:
     """ValueError naming the variable when ACTBENCH_SPARSE_METHOD holds a value no call can use."""
     value = env.get("ACTBENCH_SPARSE_METHOD", "measure").strip().lower()
-    if value not in (*METHODS, "measure"):
-        raise ValueError(f"ACTBENCH_SPARSE_METHOD must be one of {', '.join(METHODS)} or measure, not {value!r}")
+    if value not in (*METHODS, *ROW_METHODS, "measure"):
+        raise ValueError(f"ACTBENCH_SPARSE_METHOD must be one of {', '.join(METHODS)} or measure (batch 1: "
+                         f"{' or '.join(ROW_METHODS)}), not {value!r}")
 
 
-def key(dtype: str, batch: int, k: int, n: int, present: int, needed: int, itemsize: int,
+@functools.lru_cache(maxsize=4096)      # at every call: a batch-1 call's whole cost is a few us
+def key(dtype, batch: int, k: int, n: int, present: int, needed: int, itemsize: int,
         llc_bytes: int) -> str:
-    """The case class a choice holds for: 'float32/b64/p0.5/r1.0/memory'."""
+    """The case class a choice holds for: 'float32/b64/p0.5/r1.0/memory' (dtype: a NumPy dtype or
+    its name; the callers pass the dtype, whose str() alone cost 5 us a call)."""
     b = 2 ** int(math.log2(max(batch, 1)))
     p = round(present / max(batch * k, 1), 1)
     r = round(needed / max(k, 1), 1)
@@ -80,10 +90,10 @@ def machine_key() -> str:
             f"{numba.__version__} | numpy {np.__version__} {blas} | kernels {h.hexdigest()[:12]}")
 
 
-def order(r: int) -> tuple[str, ...]:
-    """The methods in round r of a probe: METHODS rotated by r."""
-    k = r % len(METHODS)
-    return METHODS[k:] + METHODS[:k]
+def order(r: int, methods: tuple[str, ...] = METHODS) -> tuple[str, ...]:
+    """The methods in round r of a probe: `methods` rotated by r."""
+    k = r % len(methods)
+    return methods[k:] + methods[:k]
 
 
 def conclusive(times: Mapping[str, list[float]]) -> bool:
@@ -108,6 +118,16 @@ class MethodChoice:
         self._clock = clock
         self._choices: dict[str, dict] = {}
         self._machine: str | None = None
+        self._forced: str | None = None
+
+    def _forced_method(self) -> str:
+        """ACTBENCH_SPARSE_METHOD, checked and read at this object's first call and kept: it steers
+        a whole process, and reading the environment cost most of a microsecond a call, which a
+        batch-1 call of a few microseconds shows (tests give each case an object of its own)."""
+        if self._forced is None:
+            check_environment(self._env)
+            self._forced = self._env.get("ACTBENCH_SPARSE_METHOD", "measure").strip().lower()
+        return self._forced
 
     @property
     def machine(self) -> str:
@@ -120,13 +140,12 @@ class MethodChoice:
         return cache_dir(self._env) / "numba_cpu-sparse.json"
 
     def choose(self, case: str, run: Mapping[str, Callable[[], None]]) -> str:
-        """The method for `case`; where none is known yet, both `run` callables (each computes the
-        whole product) are timed now and the faster is kept."""
-        check_environment(self._env)
-        forced = self._env.get("ACTBENCH_SPARSE_METHOD", "measure").strip().lower()
-        if forced in METHODS:
-            return forced
-        got = self._choices.get(case) or self._cached(case)
+        """The method for `case`, one of `run`'s names; where none is known yet, every `run` callable
+        (each computes the whole product) is timed now and the fastest is kept."""
+        known = self.known(case, run)
+        if known is not None:
+            return known
+        got = self._cached(case, run)
         if got is None:
             got = self._probe(run)
             if got["source"] == "measured":
@@ -134,21 +153,31 @@ class MethodChoice:
         self._choices[case] = got
         return got["method"]
 
+    def known(self, case: str, names) -> str | None:
+        """The method for `case` among `names` where this process knows it already (forced by the
+        environment, or chosen before), without the callables a probe needs; None where not."""
+        forced = self._forced_method()
+        if forced in names:
+            return forced
+        got = self._choices.get(case)
+        return None if got is None else got["method"]
+
     def report(self) -> dict:
         """The choices this process has made, with the probe's times: JSON-ready."""
         return {"key": self.machine, "choices": dict(sorted(self._choices.items()))}
 
     def _probe(self, run: Mapping[str, Callable[[], None]]) -> dict:
-        times: dict[str, list[float]] = {m: [] for m in METHODS}
+        methods = tuple(run)
+        times: dict[str, list[float]] = {m: [] for m in methods}
         for r in range(ROUNDS):
             # each method first in turn: a BLAS call right after numba's parallel kernel met its
             # threads still spinning, and the same call, timed second or third, differed by 25 %
-            for m in order(r):
+            for m in order(r, methods):
                 t0 = self._clock()
                 run[m]()
                 times[m].append(self._clock() - t0)
         best = {m: min(t) for m, t in times.items()}
-        method = min(METHODS, key=lambda m: best[m])
+        method = min(methods, key=lambda m: best[m])
         source = "measured" if conclusive(times) else "inconclusive"
         return {"method": method, "seconds": best, "source": source, "time": time.time(),
                 "rounds": {m: t for m, t in times.items()}}
@@ -156,9 +185,9 @@ class MethodChoice:
     def _load(self) -> dict:
         return load_cache(self.path, SCHEMA)
 
-    def _cached(self, case: str) -> dict | None:
+    def _cached(self, case: str, run: Mapping[str, Callable[[], None]]) -> dict | None:
         entry = (self._load().get("machines", {}).get(self.machine) or {}).get(case)
-        if not isinstance(entry, dict) or entry.get("method") not in METHODS:
+        if not isinstance(entry, dict) or entry.get("method") not in run:
             return None                              # missing or unusable: measured again
         return dict(entry, source="cached")
 
